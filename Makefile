@@ -1,0 +1,77 @@
+# Ops-Core developer commands. `make run` and `make test` are all a fresh clone needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Lambda runs python3.13: use a python3.13 that actually starts (a pyenv shim can exist and still refuse), from
+# $PYTHON, the PATH, or pyenv's versions folder.
+PYTHON ?= $(shell for c in python3.13 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13 2>/dev/null | sort -rV); do \
+	  if "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1; then command -v "$$c"; exit 0; fi; \
+	done)
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+SAM := $(SAM_VENV)/bin/sam
+HOST ?= 127.0.0.1
+PORT ?= 3000
+# sam needs a region to validate and build, never credentials.
+export AWS_DEFAULT_REGION ?= us-east-1
+# No telemetry from developer machines or CI (they have no network for it anyway).
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help python run test lint typecheck unit integration e2e validate build deploy clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+python:
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "error: Python 3.13 not found (Lambda runs python3.13). Install it, or run: make PYTHON=/path/to/python3.13 ..." >&2; \
+	  exit 1; \
+	fi
+	@echo "using $(PYTHON) ($$($(PYTHON) --version))"
+
+$(VENV)/.installed: pyproject.toml requirements-dev.txt layers/opscore/requirements.txt | python
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e .
+	@touch $@
+
+$(SAM_VENV)/.installed: requirements-sam.txt | python
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.txt
+	@touch $@
+
+run: $(VENV)/.installed ## install, then serve Ops-Core locally on $(HOST):$(PORT)
+	$(BIN)/opscore local --host $(HOST) --port $(PORT)
+
+test: lint typecheck validate ## every check: ruff, mypy, sam validate --lint, pytest
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed ## mypy (strict on the opscore library)
+	$(BIN)/mypy layers/opscore/opscore tooling/opscore_tools functions
+
+unit: $(VENV)/.installed ## unit tests only
+	$(BIN)/pytest tests/unit
+
+integration: $(VENV)/.installed ## handler and state-machine tests on moto
+	$(BIN)/pytest tests/integration
+
+e2e: $(VENV)/.installed ## HTTP tests against the local runtime
+	$(BIN)/pytest tests/e2e
+
+validate: $(SAM_VENV)/.installed ## sam validate --lint
+	$(SAM) validate --lint --template template.yaml
+
+build: $(SAM_VENV)/.installed ## sam build (arm64, python3.13) into .aws-sam/
+	PATH="$(dir $(PYTHON)):$$PATH" $(SAM) build --template template.yaml
+
+deploy: build ## sam deploy (CONFIG_ENV=dev|staging|prod; needs AWS credentials)
+	$(SAM) deploy --config-env $${CONFIG_ENV:-default}
+
+clean: ## remove the virtual environments and build output
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

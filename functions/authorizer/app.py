@@ -1,0 +1,27 @@
+"""API Gateway REQUEST authorizer: resolves X-API-Key to an admin or one agent, as an IAM policy."""
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.data_classes import event_source
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import APIGatewayAuthorizerRequestEvent
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from opscore import wiring
+from opscore.access import authorizer_response
+from opscore.errors import Unauthorized
+from opscore.observability import MetricUnit, logger, metrics, tracer
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@event_source(data_class=APIGatewayAuthorizerRequestEvent)
+def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict[str, Any]:
+    principal = wiring.api_keys().authenticate(event.headers.get("x-api-key"))
+    if principal is None:
+        logger.info("api key refused", extra={"path": event.path})
+        metrics.add_metric(name="AuthFailures", unit=MetricUnit.Count, value=1)
+        # API Gateway turns exactly this error message into a 401; any other failure would become a 500.
+        raise Unauthorized("Unauthorized")
+    logger.append_keys(key_id=principal.key_id, agent_id=principal.agent_id)
+    return authorizer_response(principal, event.method_arn)

@@ -1,0 +1,25 @@
+"""GET /v1/opscore/health: liveness, no key needed."""
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from opscore import __version__
+from opscore.access import API_BASE_PATH
+from opscore.http import build_resolver, json_response
+from opscore.models import Health
+from opscore.observability import logger, metrics, tracer
+
+app = build_resolver()
+
+
+@app.get(f"{API_BASE_PATH}/health")
+def health():  # type: ignore[no-untyped-def]
+    return json_response(200, Health(version=__version__))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

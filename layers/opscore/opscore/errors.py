@@ -1,0 +1,68 @@
+"""Domain errors. Each names a stable snake_case code; opscore.http maps the classes to HTTP statuses in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One thing wrong with a request, named by where it is (`in`) and its dotted path (`field`)."""
+
+    field: str
+    message: str
+    location: str = "body"
+    type: str = "invalid"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "in": self.location, "message": self.message, "type": self.type}
+
+
+class OpsCoreError(Exception):
+    """Base of every error the API reports with its own code."""
+
+    code = "internal_error"
+
+    def __init__(self, message: str, details: list[FieldProblem] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class ValidationFailed(OpsCoreError):
+    code = "validation_error"
+
+
+class PayloadTooLarge(OpsCoreError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(OpsCoreError):
+    code = "unsupported_media_type"
+
+
+class Unauthorized(OpsCoreError):
+    code = "unauthorized"
+
+
+class Forbidden(OpsCoreError):
+    code = "forbidden"
+
+
+class NotFound(OpsCoreError):
+    code = "not_found"
+
+
+class Conflict(OpsCoreError):
+    code = "conflict"
+
+
+class StaleState(Conflict):
+    code = "stale_state"
+
+
+class Throttled(OpsCoreError):
+    """DynamoDB (or another AWS service) asked us to slow down; the caller may retry."""
+
+    code = "throttled"

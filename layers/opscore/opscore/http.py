@@ -1,0 +1,162 @@
+"""HTTP mapping shared by every API function: the resolver, the error envelope, request bodies, paths and callers.
+
+Every error leaves the API as `{"error": {"code", "message", "details"?}, "request_id"}`; the mapping from domain
+errors to statuses lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+from pydantic import BaseModel, ValidationError
+
+from opscore.access import principal_from_authorizer_context
+from opscore.errors import (
+    Conflict,
+    FieldProblem,
+    Forbidden,
+    NotFound,
+    OpsCoreError,
+    PayloadTooLarge,
+    Throttled,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from opscore.models import AGENT_ID_PATTERN, Principal, Role
+from opscore.observability import MetricUnit, logger, metrics
+
+MAX_BODY_BYTES = 64 * 1024
+_AGENT_ID = re.compile(AGENT_ID_PATTERN)
+_JSON_MEDIA_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json$")
+
+STATUS_BY_ERROR: dict[type[OpsCoreError], int] = {
+    ValidationFailed: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    Throttled: 429,
+}
+
+
+def status_for(error: OpsCoreError) -> int:
+    for error_class in type(error).__mro__:
+        if error_class in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[error_class]
+    return 500
+
+
+def error_body(code: str, message: str, request_id: str, details: list[FieldProblem] | None = None) -> str:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = [problem.as_dict() for problem in details]
+    return json.dumps({"error": error, "request_id": request_id})
+
+
+def build_resolver() -> APIGatewayRestResolver:
+    """A REST resolver whose every failure, expected or not, answers in the Ops-Core error envelope."""
+    app = APIGatewayRestResolver()
+
+    def respond(status: int, code: str, message: str, details: list[FieldProblem] | None = None) -> Response[str]:
+        request_id = app.current_event.request_context.request_id or ""
+        headers = {"Retry-After": "1"} if status == 429 else None
+        return Response(status, content_types.APPLICATION_JSON, error_body(code, message, request_id, details), headers)
+
+    def domain_error(error: OpsCoreError) -> Response[str]:
+        status = status_for(error)
+        logger.info("request refused", extra={"status": status, "error_code": error.code})
+        return respond(status, error.code, error.message, error.details)
+
+    def no_route(_: NotFoundError) -> Response[str]:
+        return respond(404, "not_found", "no such route")
+
+    def unexpected(error: Exception) -> Response[str]:
+        # The trace goes to the log (with the request id); the client only learns that it failed and where to look.
+        logger.exception("unhandled error", extra={"error_type": type(error).__name__})
+        metrics.add_metric(name="UnhandledErrors", unit=MetricUnit.Count, value=1)
+        return respond(500, "internal_error", "Ops-Core failed to handle the request; the request_id is in its logs")
+
+    # Registered by call, not as decorators: Powertools' decorators are untyped and would erase these signatures.
+    app.exception_handler(OpsCoreError)(domain_error)
+    app.not_found(no_route)
+    app.exception_handler(Exception)(unexpected)
+    return app
+
+
+def json_response(status: int, body: BaseModel) -> Response[str]:
+    return Response(status, content_types.APPLICATION_JSON, body.model_dump_json())
+
+
+def empty_response(status: int = 204) -> Response[str]:
+    return Response(status, None, "")
+
+
+def read_json[ModelT: BaseModel](event: APIGatewayProxyEvent, model: type[ModelT]) -> ModelT:
+    """Parse the request body as `model`: 415 for non-JSON, 413 over 64 KiB, 400 naming each wrong field."""
+    content_type = (event.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if content_type and not _JSON_MEDIA_TYPE.match(content_type):
+        raise UnsupportedMediaType(f"send the body as application/json, not {content_type}")
+    raw = event.decoded_body or ""
+    if len(raw.encode()) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body must be at most {MAX_BODY_BYTES} bytes")
+    if not raw.strip():
+        raise ValidationFailed("a JSON body is required", [FieldProblem("", "the body is empty", type="missing")])
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as error:
+        problems = [
+            FieldProblem(
+                field=".".join(str(part) for part in problem["loc"]),
+                message=problem["msg"],
+                type=problem["type"],
+            )
+            for problem in error.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        raise ValidationFailed("the request body is not valid", problems) from None
+
+
+def agent_id_from_path(raw: str) -> str:
+    if not _AGENT_ID.match(raw):
+        raise ValidationFailed(
+            "agentId is not a valid agent id",
+            [FieldProblem("agentId", f"must match {AGENT_ID_PATTERN}", location="path", type="pattern")],
+        )
+    return raw
+
+
+def query_int(event: APIGatewayProxyEvent, name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = (event.query_string_parameters or {}).get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        raise ValidationFailed(
+            f"{name} must be a whole number from {minimum} to {maximum}",
+            [FieldProblem(name, f"must be an integer in [{minimum}, {maximum}]", location="query")],
+        )
+    return int(raw)
+
+
+def caller(event: APIGatewayProxyEvent) -> Principal:
+    """The principal the authorizer resolved; API Gateway never reaches a handler without one."""
+    principal = principal_from_authorizer_context(event.request_context.authorizer.raw_event)
+    if principal is None:
+        raise Unauthorized("a valid X-API-Key header is required")
+    return principal
+
+
+def require_agent_access(principal: Principal, agent_id: str) -> None:
+    if not principal.may_act_for(agent_id):
+        raise Forbidden(f"this key may not act for agent {agent_id}")
+
+
+def require_admin(principal: Principal) -> None:
+    if principal.role is not Role.ADMIN:
+        raise Forbidden("this route needs an admin key")

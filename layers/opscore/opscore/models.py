@@ -1,0 +1,227 @@
+"""API contracts: what clients send and what they get back. The DynamoDB item shapes live in opscore.store."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+# RFC 3339 date-time: pydantic alone would also take Unix times and other ISO 8601 spellings.
+RFC3339_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+MAX_METADATA_BYTES = 8 * 1024
+MAX_DETAILS_BYTES = 8 * 1024
+
+AgentId = Annotated[str, Field(pattern=AGENT_ID_PATTERN, description="Agent identifier chosen by the agent's owner.")]
+Capability = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
+
+
+class AgentState(StrEnum):
+    INITIALIZING = "initializing"
+    IDLE = "idle"
+    BUSY = "busy"
+    PAUSED = "paused"
+    ERROR = "error"
+    OFFLINE = "offline"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    AGENT = "agent"
+
+
+class RequestModel(BaseModel):
+    """Request bodies: strict JSON types (no "5" for 5) and no unknown fields, so typos fail loudly."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+def canonical_json(value: Any) -> str:
+    """One spelling per JSON value, so stored payloads compare equal exactly when they are equal."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """UTC, fixed width, microseconds: string order is time order, which the stale-update guard relies on."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class AgentError(RequestModel):
+    type: str = Field(min_length=1, max_length=128, description="Error class, e.g. TimeoutError.")
+    message: str = Field(default="", max_length=2048)
+
+
+class RegistrationRequest(RequestModel):
+    """PUT /agent/{agentId}: the whole registration; fields left out return to their defaults."""
+
+    name: str = Field(min_length=1, max_length=128)
+    version: str | None = Field(default=None, min_length=1, max_length=64, description="The agent's own version.")
+    capabilities: list[Capability] = Field(default_factory=list, max_length=64)
+    endpoint: str | None = Field(default=None, max_length=2048, description="https URL; http only for loopback.")
+    max_concurrency: int = Field(default=1, ge=1, le=1000)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("capabilities")
+    @classmethod
+    def _unique_capabilities(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("capabilities must not repeat")
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        if not host or parts.scheme not in ("https", "http"):
+            raise ValueError("endpoint must be an absolute https URL")
+        if parts.scheme == "http" and not _is_loopback(host):
+            raise ValueError("endpoint must use https; plain http is allowed only for loopback hosts")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(canonical_json(value).encode()) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata must serialise to at most {MAX_METADATA_BYTES} bytes")
+        return value
+
+
+class StateReport(RequestModel):
+    """POST /agent/{agentId}/state: what the agent says it is doing, as of `timestamp`."""
+
+    state: AgentState
+    timestamp: AwareDatetime = Field(description="RFC 3339 with a timezone.")
+    details: dict[str, Any] | None = None
+    error: AgentError | None = None
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: Any) -> datetime:
+        if not isinstance(value, str) or not RFC3339_PATTERN.match(value):
+            raise ValueError("timestamp must be an RFC 3339 date-time with a timezone, e.g. 2026-11-24T10:00:00Z")
+        return datetime.fromisoformat(value.upper())
+
+    @field_validator("details")
+    @classmethod
+    def _details_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(canonical_json(value).encode()) > MAX_DETAILS_BYTES:
+            raise ValueError(f"details must serialise to at most {MAX_DETAILS_BYTES} bytes")
+        return value
+
+
+class KeyRequest(RequestModel):
+    """POST /keys: `{"agent_id": ...}` for an agent key, `{"role": "admin"}` for an admin key."""
+
+    role: Role | None = None
+    agent_id: AgentId | None = None
+
+    @model_validator(mode="after")
+    def _role_matches_agent(self) -> KeyRequest:
+        if self.role is Role.ADMIN and self.agent_id is not None:
+            raise ValueError("an admin key belongs to no agent: send either role=admin or agent_id")
+        if self.role is not Role.ADMIN and self.agent_id is None:
+            raise ValueError("send agent_id for an agent key, or role=admin for an admin key")
+        return self
+
+    @property
+    def effective_role(self) -> Role:
+        return Role.ADMIN if self.agent_id is None else Role.AGENT
+
+
+class ResponseModel(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class CurrentState(ResponseModel):
+    state: AgentState
+    timestamp: str
+    details: dict[str, Any] | None
+    error: AgentError | None
+    version: int = Field(description="Counts accepted state updates; 1 for the first.")
+
+
+class Agent(ResponseModel):
+    agent_id: str
+    name: str
+    version: str | None
+    capabilities: list[str]
+    endpoint: str | None
+    max_concurrency: int
+    metadata: dict[str, Any]
+    registered_at: str
+    updated_at: str
+    last_seen_at: str | None
+    current_state: CurrentState | None = Field(description="null until the agent's first state report.")
+
+
+class Registration(ResponseModel):
+    agent: Agent
+    created: bool
+
+
+class StateAccepted(ResponseModel):
+    agent_id: str
+    state: AgentState
+    timestamp: str
+    version: int
+
+
+class StateHistoryEntry(ResponseModel):
+    state: AgentState
+    previous_state: AgentState | None
+    timestamp: str
+    details: dict[str, Any] | None
+    error: AgentError | None
+    version: int
+    recorded_at: str
+
+
+class HistoryPage(ResponseModel):
+    items: list[StateHistoryEntry]
+    next_token: str | None = Field(
+        default=None, exclude_if=lambda token: token is None, description="Present when more entries follow."
+    )
+
+
+class ApiKey(ResponseModel):
+    key_id: str
+    role: Role
+    agent_id: str | None
+
+
+class CreatedKey(ApiKey):
+    api_key: str = Field(description="Shown once; only its SHA-256 is stored.")
+
+
+class Principal(ResponseModel):
+    """Who is calling, as resolved by the authorizer from X-API-Key."""
+
+    key_id: str
+    role: Role
+    agent_id: str | None = None
+
+    def may_act_for(self, agent_id: str) -> bool:
+        return self.role is Role.ADMIN or self.agent_id == agent_id
+
+
+class Health(ResponseModel):
+    status: Literal["ok"] = "ok"
+    version: str

@@ -1,0 +1,34 @@
+"""Typed settings read from the function's environment once, validated on first use."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    table_name: str = Field(min_length=3, description="The single Ops-Core table (TABLE_NAME).")
+    history_retention_days: int = Field(default=30, ge=1, le=3650, description="TTL of state history entries.")
+    max_clock_skew_seconds: int = Field(
+        default=300, ge=0, le=86_400, description="How far in the future a reported timestamp may be."
+    )
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values = {
+            "table_name": env.get("TABLE_NAME"),
+            "history_retention_days": env.get("HISTORY_RETENTION_DAYS"),
+            "max_clock_skew_seconds": env.get("MAX_CLOCK_SKEW_SECONDS"),
+        }
+        # Unset variables take the model's defaults; TABLE_NAME has none, so a missing one fails loudly here.
+        return cls.model_validate({key: value for key, value in values.items() if value is not None})
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_environ()

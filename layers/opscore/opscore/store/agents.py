@@ -1,0 +1,283 @@
+"""Agent registrations, current state and state history in the Ops-Core table.
+
+Items (one partition per agent, so reading an agent and its history are single-partition requests):
+- `PK=AGENT#<id> SK=AGENT`: the registration and the current state with its version (one item, so the dispatcher's
+  later conditional writes can test state and capacity together);
+- `PK=AGENT#<id> SK=STATE#<UTC timestamp>`: one history entry per accepted update, TTL'd by `expires_at`. Accepted
+  timestamps strictly increase, so the timestamp is a unique key and key order is version order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from opscore.models import (
+    Agent,
+    AgentError,
+    AgentState,
+    CurrentState,
+    RegistrationRequest,
+    StateHistoryEntry,
+    canonical_json,
+)
+from opscore.store.dynamo import (
+    Item,
+    as_json,
+    decode_page_token,
+    encode_page_token,
+    get_n,
+    get_s,
+    n,
+    s,
+    translated_errors,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+AGENT_SK = "AGENT"
+HISTORY_PREFIX = "STATE#"
+NULL_JSON = "null"
+
+
+def agent_key(agent_id: str) -> Item:
+    return {"PK": s(f"AGENT#{agent_id}"), "SK": s(AGENT_SK)}
+
+
+@dataclass(frozen=True)
+class StateWrite:
+    """A state update as stored: everything normalised, payloads in canonical JSON."""
+
+    state: AgentState
+    timestamp: str
+    details_json: str
+    error_json: str
+    recorded_at: str
+    expires_at: int
+
+    def same_report_as(self, item: Item) -> bool:
+        return (
+            get_s(item, "state") == self.state.value
+            and get_s(item, "state_timestamp") == self.timestamp
+            and get_s(item, "state_details") == self.details_json
+            and get_s(item, "state_error") == self.error_json
+        )
+
+
+class AgentStore:
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    def upsert_registration(self, agent_id: str, request: RegistrationRequest, now: str) -> tuple[Agent, bool]:
+        """Create or replace the registration; the current state is left as it is. Returns (agent, created)."""
+        values: dict[str, Any] = {
+            ":entity": s("agent"),
+            ":agent_id": s(agent_id),
+            ":name": s(request.name),
+            ":capabilities": {"L": [s(capability) for capability in request.capabilities]},
+            ":max_concurrency": n(request.max_concurrency),
+            ":metadata": s(canonical_json(request.metadata)),
+            ":now": s(now),
+            ":zero": n(0),
+            ":one": n(1),
+        }
+        assignments = [
+            "entity = :entity",
+            "agent_id = :agent_id",
+            "#name = :name",
+            "capabilities = :capabilities",
+            "max_concurrency = :max_concurrency",
+            "metadata = :metadata",
+            "updated_at = :now",
+            "registered_at = if_not_exists(registered_at, :now)",
+            "state_version = if_not_exists(state_version, :zero)",
+            # Exactly one PUT sees generation 1, so "created" is exact even when two registrations race.
+            "generation = if_not_exists(generation, :zero) + :one",
+        ]
+        removals = []
+        for attribute, value in (("agent_version", request.version), ("endpoint", request.endpoint)):
+            if value is None:
+                removals.append(attribute)
+            else:
+                assignments.append(f"{attribute} = :{attribute}")
+                values[f":{attribute}"] = s(value)
+        expression = "SET " + ", ".join(assignments) + (" REMOVE " + ", ".join(removals) if removals else "")
+        with translated_errors():
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=agent_key(agent_id),
+                UpdateExpression=expression,
+                ExpressionAttributeNames={"#name": "name"},
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        item = response["Attributes"]
+        return agent_from_item(item), get_n(item, "generation") == 1
+
+    def get_agent(self, agent_id: str) -> Agent | None:
+        with translated_errors():
+            response = self._client.get_item(TableName=self._table, Key=agent_key(agent_id), ConsistentRead=True)
+        item = response.get("Item")
+        return agent_from_item(item) if item else None
+
+    def apply_state(self, agent_id: str, write: StateWrite) -> StateHistoryEntry:
+        """Store a state update unless one at the same or a later timestamp is already stored.
+
+        One conditional UpdateItem decides, so concurrent updates cannot both win and none is lost. The history entry
+        is written after it, keyed by timestamp (idempotent). Raises ConditionFailed with the stored agent item (empty
+        when the agent does not exist) when the update was not applied.
+        """
+        with translated_errors():
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=agent_key(agent_id),
+                UpdateExpression=(
+                    "SET #state = :state, state_timestamp = :ts, state_details = :details, state_error = :error, "
+                    "state_version = state_version + :one, state_recorded_at = :now, last_seen_at = :now"
+                ),
+                ConditionExpression=(
+                    "attribute_exists(PK) AND (attribute_not_exists(state_timestamp) OR state_timestamp < :ts)"
+                ),
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":state": s(write.state.value),
+                    ":ts": s(write.timestamp),
+                    ":details": s(write.details_json),
+                    ":error": s(write.error_json),
+                    ":one": n(1),
+                    ":now": s(write.recorded_at),
+                },
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        old = response["Attributes"]
+        previous = get_s(old, "state")
+        entry = StateHistoryEntry(
+            state=write.state,
+            previous_state=AgentState(previous) if previous else None,
+            timestamp=write.timestamp,
+            details=as_json(write.details_json),
+            error=_error_from_json(write.error_json),
+            version=(get_n(old, "state_version") or 0) + 1,
+            recorded_at=write.recorded_at,
+        )
+        self.put_history(agent_id, entry, write.expires_at)
+        return entry
+
+    def put_history(self, agent_id: str, entry: StateHistoryEntry, expires_at: int) -> None:
+        """Write (or rewrite, with identical content) the history entry of one accepted update."""
+        item: Item = {
+            "PK": s(f"AGENT#{agent_id}"),
+            "SK": s(HISTORY_PREFIX + entry.timestamp),
+            "entity": s("state"),
+            "state": s(entry.state.value),
+            "state_timestamp": s(entry.timestamp),
+            "state_details": s(canonical_json(entry.details)),
+            "state_error": s(canonical_json(entry.error.model_dump() if entry.error else None)),
+            "state_version": n(entry.version),
+            "recorded_at": s(entry.recorded_at),
+            "expires_at": n(expires_at),
+        }
+        if entry.previous_state is not None:
+            item["previous_state"] = s(entry.previous_state.value)
+        with translated_errors():
+            self._client.put_item(TableName=self._table, Item=item)
+
+    def get_history_entry(self, agent_id: str, timestamp: str) -> StateHistoryEntry | None:
+        with translated_errors():
+            response = self._client.get_item(
+                TableName=self._table,
+                Key={"PK": s(f"AGENT#{agent_id}"), "SK": s(HISTORY_PREFIX + timestamp)},
+                ConsistentRead=True,
+            )
+        item = response.get("Item")
+        return history_from_item(item) if item else None
+
+    def state_before(self, agent_id: str, timestamp: str) -> AgentState | None:
+        """The state of the newest history entry older than `timestamp`, if one is still kept."""
+        with translated_errors():
+            response = self._client.query(
+                TableName=self._table,
+                KeyConditionExpression="PK = :pk AND SK BETWEEN :low AND :high",
+                ExpressionAttributeValues={
+                    ":pk": s(f"AGENT#{agent_id}"),
+                    ":low": s(HISTORY_PREFIX),
+                    # SK values are unique, so "< timestamp" is "<= timestamp" minus the entry itself, filtered below.
+                    ":high": s(HISTORY_PREFIX + timestamp),
+                },
+                ScanIndexForward=False,
+                Limit=2,
+                ConsistentRead=True,
+            )
+        for item in response.get("Items", []):
+            if get_s(item, "state_timestamp") != timestamp:
+                return AgentState(get_s(item, "state") or "")
+        return None
+
+    def list_history(
+        self, agent_id: str, limit: int, next_token: str | None
+    ) -> tuple[list[StateHistoryEntry], str | None]:
+        partition = f"AGENT#{agent_id}"
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {":pk": s(partition), ":prefix": s(HISTORY_PREFIX)},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if next_token is not None:
+            query["ExclusiveStartKey"] = decode_page_token(next_token, partition, HISTORY_PREFIX)
+        with translated_errors():
+            response = self._client.query(**query)
+        last_key = response.get("LastEvaluatedKey")
+        items = [history_from_item(item) for item in response.get("Items", [])]
+        return items, encode_page_token(last_key) if last_key else None
+
+
+def _error_from_json(raw: str | None) -> AgentError | None:
+    decoded = as_json(raw)
+    return AgentError.model_validate(decoded) if decoded is not None else None
+
+
+def current_state_from_item(item: Item) -> CurrentState | None:
+    state = get_s(item, "state")
+    if state is None:
+        return None
+    return CurrentState(
+        state=AgentState(state),
+        timestamp=get_s(item, "state_timestamp") or "",
+        details=as_json(get_s(item, "state_details")),
+        error=_error_from_json(get_s(item, "state_error")),
+        version=get_n(item, "state_version") or 0,
+    )
+
+
+def agent_from_item(item: Item) -> Agent:
+    return Agent(
+        agent_id=get_s(item, "agent_id") or "",
+        name=get_s(item, "name") or "",
+        version=get_s(item, "agent_version"),
+        capabilities=[value["S"] for value in item.get("capabilities", {}).get("L", []) if "S" in value],
+        endpoint=get_s(item, "endpoint"),
+        max_concurrency=get_n(item, "max_concurrency") or 1,
+        metadata=as_json(get_s(item, "metadata")) or {},
+        registered_at=get_s(item, "registered_at") or "",
+        updated_at=get_s(item, "updated_at") or "",
+        last_seen_at=get_s(item, "last_seen_at"),
+        current_state=current_state_from_item(item),
+    )
+
+
+def history_from_item(item: Item) -> StateHistoryEntry:
+    previous = get_s(item, "previous_state")
+    return StateHistoryEntry(
+        state=AgentState(get_s(item, "state") or ""),
+        previous_state=AgentState(previous) if previous else None,
+        timestamp=get_s(item, "state_timestamp") or "",
+        details=as_json(get_s(item, "state_details")),
+        error=_error_from_json(get_s(item, "state_error")),
+        version=get_n(item, "state_version") or 0,
+        recorded_at=get_s(item, "recorded_at") or "",
+    )

@@ -1,0 +1,100 @@
+"""The DynamoDB client, error translation and page tokens shared by the repositories."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from opscore.errors import FieldProblem, Throttled, ValidationFailed
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+Item = dict[str, "AttributeValueTypeDef"]
+
+THROTTLING_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+
+
+def new_client() -> DynamoDBClient:
+    import boto3  # imported on first use, not at module import: handlers that never reach the table stay light
+
+    return boto3.client("dynamodb")
+
+
+class ConditionFailed(Exception):
+    """A conditional write lost: `item` is the stored item at that moment (empty when there was none)."""
+
+    def __init__(self, item: Item) -> None:
+        super().__init__("condition failed")
+        self.item = item
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Turn the ClientError codes that mean something to Ops-Core into domain errors; re-raise the rest."""
+    try:
+        yield
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code == "ConditionalCheckFailedException":
+            raise ConditionFailed(error.response.get("Item", {})) from error  # type: ignore[arg-type]
+        if code in THROTTLING_CODES:
+            raise Throttled("Ops-Core is receiving more requests than it can take; retry shortly") from error
+        raise
+
+
+def s(value: str) -> AttributeValueTypeDef:
+    return {"S": value}
+
+
+def n(value: int) -> AttributeValueTypeDef:
+    return {"N": str(value)}
+
+
+def get_s(item: Item, name: str) -> str | None:
+    value = item.get(name)
+    return value["S"] if value is not None and "S" in value else None
+
+
+def get_n(item: Item, name: str) -> int | None:
+    value = item.get(name)
+    return int(value["N"]) if value is not None and "N" in value else None
+
+
+def encode_page_token(last_key: Item) -> str:
+    raw = json.dumps({name: value["S"] for name, value in last_key.items() if "S" in value}, sort_keys=True)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, partition: str, sort_prefix: str) -> Item:
+    """Reverse encode_page_token, refusing tokens that point outside the partition being listed."""
+    problem = ValidationFailed(
+        "next_token is not a token this listing returned",
+        [FieldProblem("next_token", "not a valid page token", location="query")],
+    )
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise problem from None
+    if (
+        not isinstance(key, dict)
+        or set(key) != {"PK", "SK"}
+        or key["PK"] != partition
+        or not isinstance(key["SK"], str)
+        or not key["SK"].startswith(sort_prefix)
+    ):
+        raise problem
+    return {"PK": s(key["PK"]), "SK": s(key["SK"])}
+
+
+def as_json(value: Any) -> dict[str, Any] | None:
+    decoded = json.loads(value) if isinstance(value, str) else None
+    return decoded if isinstance(decoded, dict) else None

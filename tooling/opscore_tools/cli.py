@@ -1,0 +1,133 @@
+"""The `opscore` command: the local runtime and operator tools. Developer tooling; never shipped in a Lambda."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from opscore.keys import ApiKeys
+
+app = typer.Typer(help="Ops-Core: lifecycle and workflow service for AI agents.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys of a deployed Ops-Core stack.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console(stderr=True, highlight=False)
+
+
+@app.command()
+def local(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 3000,
+    template: Annotated[Path, typer.Option(help="The SAM template whose routes and functions to serve.")] = Path(
+        "template.yaml"
+    ),
+    log_file: Annotated[
+        Path | None, typer.Option(help="JSON-lines log file (default: .opscore/logs/local-<time>.jsonl).")
+    ] = None,
+) -> None:
+    """Serve the Ops-Core API locally: real handlers and authorizer, in-process DynamoDB (moto). Ctrl-C stops it.
+
+    The admin key is $OPSCORE_ADMIN_KEY (at least 16 characters) or, when unset, generated and printed.
+    """
+    from opscore_tools.local.server import LocalOpsCore
+
+    if not template.is_file():
+        console.print(
+            f"[red]error:[/] no SAM template at {template} (run from the Ops-Core checkout, or pass --template)"
+        )
+        raise typer.Exit(2)
+    log_path = log_file or Path(".opscore/logs") / f"local-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.jsonl"
+    runtime = LocalOpsCore(template, log_path.resolve(), host=host, port=port)
+    try:
+        admin = runtime.start(os.environ.get("OPSCORE_ADMIN_KEY") or None)
+    except OSError as error:
+        console.print(f"[red]error:[/] cannot listen on {host}:{port}: {error.strerror}")
+        raise typer.Exit(1) from None
+    except ValueError as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    key_note = "generated; set OPSCORE_ADMIN_KEY to choose one" if admin.generated else "from OPSCORE_ADMIN_KEY"
+    # Plain lines on stdout, flushed: scripts and tests read the URL and key from here.
+    print(f"Ops-Core local runtime on {runtime.url}/v1/opscore", flush=True)
+    print(f"admin key: {admin.value} ({key_note})", flush=True)
+    print(f"logs: {runtime.sink.path}", flush=True)
+    print(f"routes: {len(runtime.template.routes)} from {template}; Ctrl-C stops", flush=True)
+
+    stop = threading.Event()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda *_: stop.set())
+    stop.wait()
+    runtime.stop()
+    print("stopped", flush=True)
+
+
+def _key_service(stack: str | None, table: str | None, region: str | None) -> ApiKeys:
+    from opscore_tools.stack import key_service
+
+    if (stack is None) == (table is None):
+        console.print("[red]error:[/] name the deployed stack with --stack NAME (or its table with --table NAME)")
+        raise typer.Exit(2)
+    try:
+        return key_service(stack=stack, table=table, region=region)
+    except LookupError as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(1) from None
+
+
+StackOption = Annotated[str | None, typer.Option(help="CloudFormation stack name of the deployment.")]
+TableOption = Annotated[str | None, typer.Option(help="The Ops-Core table name, instead of --stack.")]
+RegionOption = Annotated[str | None, typer.Option(help="AWS region (default: your AWS configuration's).")]
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="admin, or agent (with --agent-id).")] = "agent",
+    agent_id: Annotated[str | None, typer.Option(help="The agent the key acts for.")] = None,
+    stack: StackOption = None,
+    table: TableOption = None,
+    region: RegionOption = None,
+) -> None:
+    """Create an API key directly in a deployed stack's table, with your own AWS credentials.
+
+    This is how the first admin key of a new deployment is made: no key is ever baked into the template.
+    The key is printed once; only its SHA-256 is stored.
+    """
+    from opscore.models import KeyRequest
+    from pydantic import ValidationError
+
+    try:
+        request = KeyRequest.model_validate({"role": role, "agent_id": agent_id}, strict=False)
+    except ValidationError as error:
+        console.print(f"[red]error:[/] {error.errors()[0]['msg']}")
+        raise typer.Exit(2) from None
+    created = _key_service(stack, table, region).create(request, created_by="opscore-cli")
+    print(created.model_dump_json(indent=2))
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key_id printed when the key was created.")],
+    stack: StackOption = None,
+    table: TableOption = None,
+    region: RegionOption = None,
+) -> None:
+    """Revoke an API key of a deployed stack: it gets 401 from its next request on."""
+    from opscore.errors import OpsCoreError
+
+    try:
+        _key_service(stack, table, region).revoke(key_id, revoked_by="opscore-cli")
+    except OpsCoreError as error:
+        console.print(f"[red]error:[/] {error.message}")
+        raise typer.Exit(1) from None
+    print(f"revoked {key_id}")
+
+
+def main() -> None:
+    app()

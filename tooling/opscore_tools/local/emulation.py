@@ -1,0 +1,80 @@
+"""The in-process AWS the local runtime runs on: moto, with the template's tables created from its own definitions."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from opscore_tools.local.lambdas import REGION
+from opscore_tools.local.template import Template
+
+# Credentials that can only ever reach moto: set before any client exists, so nothing can sign a real AWS request.
+FAKE_AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SESSION_TOKEN": "local",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+def table_definition(name: str, properties: dict[str, Any]) -> dict[str, Any]:
+    """The CreateTable request for a template's AWS::DynamoDB::Table (keys and indexes as the template has them)."""
+    request: dict[str, Any] = {
+        "TableName": name,
+        "AttributeDefinitions": properties["AttributeDefinitions"],
+        "KeySchema": properties["KeySchema"],
+        "BillingMode": properties.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    for index_kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        if index_kind in properties:
+            request[index_kind] = properties[index_kind]
+    return request
+
+
+def create_tables(template: Template) -> None:
+    import boto3
+
+    client = boto3.client("dynamodb", region_name=REGION)
+    for table in template.tables:
+        name = template.table_names[table.logical_id]
+        client.create_table(**table_definition(name, table.properties))
+        ttl = table.properties.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            client.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
+            )
+
+
+def function_environment(template: Template) -> dict[str, str]:
+    """One process runs every function, so their environments must agree; a clash is a template the runtime refuses."""
+    merged: dict[str, str] = {}
+    for function in template.functions.values():
+        for name, value in function.environment.items():
+            if merged.setdefault(name, value) != value:
+                raise ValueError(f"functions disagree on {name}: {merged[name]!r} and {value!r}")
+    return merged
+
+
+class Emulation:
+    """Start moto and the tables; stop to throw everything away (nothing is kept between runs)."""
+
+    def __init__(self, template: Template) -> None:
+        self._template = template
+        self._mock: Any = None
+
+    def start(self) -> None:
+        from moto import mock_aws
+
+        os.environ.update(FAKE_AWS_ENVIRONMENT)
+        os.environ.update(function_environment(self._template))
+        # No X-Ray daemon runs locally: Tracer would only warn on every segment.
+        os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
+        self._mock = mock_aws()
+        self._mock.start()
+        create_tables(self._template)
+
+    def stop(self) -> None:
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None

@@ -1,0 +1,64 @@
+"""A JSON-lines log file that functions write to, as Lambda's stdout goes to CloudWatch Logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+class JsonLinesSink(io.TextIOBase):
+    """A text stream that writes whole lines atomically; any line that is not a JSON object is wrapped in one."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._file = path.open("a", encoding="utf-8", buffering=1)
+        self._lock = threading.Lock()
+        self._pending = threading.local()
+
+    def write(self, text: str) -> int:
+        buffered = getattr(self._pending, "text", "") + text
+        *lines, rest = buffered.split("\n")
+        self._pending.text = rest
+        for line in lines:
+            if line.strip():
+                self._write_line(line)
+        return len(text)
+
+    def record(self, level: str, message: str, **fields: Any) -> None:
+        """A log line of the local runtime itself (requests served, start, stop)."""
+        entry = {
+            "level": level,
+            "location": "opscore local",
+            "message": message,
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "service": "opscore-local",
+            **fields,
+        }
+        self._write_line(json.dumps(entry))
+
+    def _write_line(self, line: str) -> None:
+        try:
+            is_object = isinstance(json.loads(line), dict)
+        except ValueError:
+            is_object = False
+        if not is_object:
+            line = json.dumps(
+                {"level": "INFO", "message": line, "timestamp": datetime.now(UTC).isoformat(), "service": "stdout"}
+            )
+        with self._lock:
+            self._file.write(line + "\n")
+
+    def flush(self) -> None:
+        with self._lock:
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+        super().close()

@@ -1,0 +1,143 @@
+"""`opscore local`: the whole Ops-Core API on 127.0.0.1, served by the real handlers on an in-process AWS."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TextIO, cast
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from opscore_tools.local.emulation import Emulation
+from opscore_tools.local.gateway import MAX_PAYLOAD_BYTES, Gateway, HttpRequest, HttpResponse
+from opscore_tools.local.lambdas import LambdaRuntime
+from opscore_tools.local.logsink import JsonLinesSink
+from opscore_tools.local.template import Template, load_template
+
+
+@dataclass(frozen=True)
+class AdminKey:
+    value: str
+    key_id: str
+    generated: bool
+
+
+class LocalOpsCore:
+    """Everything `opscore local` runs, usable from tests too: start(), the URL, stop()."""
+
+    def __init__(self, template_path: Path, log_path: Path, host: str = "127.0.0.1", port: int = 3000) -> None:
+        self.template: Template = load_template(template_path)
+        self.sink = JsonLinesSink(log_path)
+        self._host, self._port = host, port
+        self._emulation = Emulation(self.template)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.gateway: Gateway | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "not started"
+        return f"http://{self._host}:{self._server.server_port}"
+
+    def start(self, admin_key: str | None) -> AdminKey:
+        """Start the emulation, install the admin key, bind the port (0 picks a free one); serve in the background."""
+        self._emulation.start()
+        self._route_logs_to_sink()
+        admin = self._install_admin_key(admin_key)
+        runtime = LambdaRuntime(self.template, stdout=cast(TextIO, self.sink))
+        self.gateway = Gateway(self.template, runtime)
+        self._server = ThreadingHTTPServer((self._host, self._port), _handler_class(self.gateway, self.sink))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="opscore-local", daemon=True)
+        self._thread.start()
+        self.sink.record("INFO", "local runtime started", url=self.url, admin_key_id=admin.key_id)
+        return admin
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._emulation.stop()
+        self.sink.record("INFO", "local runtime stopped")
+        self.sink.close()
+
+    def _route_logs_to_sink(self) -> None:
+        # Every Powertools Logger of the library shares one handler; point it at the log file instead of stdout.
+        from opscore.observability import logger
+
+        handler = logger.registered_handler
+        if hasattr(handler, "setStream"):
+            handler.setStream(self.sink)
+
+    def _install_admin_key(self, admin_key: str | None) -> AdminKey:
+        from opscore import wiring
+        from opscore.keys import generate_key
+        from opscore.models import Role
+
+        wiring.reset()  # services built before the emulation started would talk to the wrong AWS
+        value = admin_key or generate_key()
+        installed = wiring.api_keys().install(value, Role.ADMIN, None, created_by="opscore-local")
+        return AdminKey(value=value, key_id=installed.key_id, generated=admin_key is None)
+
+
+def _handler_class(gateway: Gateway, sink: JsonLinesSink) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "opscore-local"
+
+        def do_GET(self) -> None:
+            self._serve()
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+
+        def _serve(self) -> None:
+            started = time.perf_counter()
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_PAYLOAD_BYTES:
+                # Read nothing of it: answer and close, as API Gateway does.
+                self.close_connection = True
+                response = gateway.payload_too_large()
+            else:
+                body = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                response = gateway.handle(
+                    HttpRequest(
+                        method=self.command,
+                        path=unquote(parts.path),
+                        query=parse_qsl(parts.query, keep_blank_values=True),
+                        headers=list(self.headers.items()),
+                        body=body,
+                        source_ip=self.client_address[0],
+                    )
+                )
+            self._send(response)
+            sink.record(
+                "INFO",
+                "request",
+                method=self.command,
+                path=self.path,
+                status=response.status,
+                function=response.function,
+                request_id=response.headers.get("x-amzn-RequestId"),
+                latency_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+        def _send(self, response: HttpResponse) -> None:
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Requests are logged to the JSON-lines file above, not to stderr."""
+
+    return Handler

@@ -1,0 +1,215 @@
+"""Read template.yaml: the routes, functions, authorizer, gateway responses and tables the local runtime serves.
+
+The local runtime takes all of these from the template, so what runs on a laptop cannot drift from what deploys.
+Only the intrinsic functions the template actually uses for these values are resolved (Ref to a parameter or a table);
+anything else is reported as unsupported rather than guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class TemplateError(Exception):
+    """template.yaml uses something the local runtime cannot reproduce."""
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """A YAML loader that understands CloudFormation's short tags (!Ref, !Sub, !GetAtt, ...)."""
+
+
+def _tag_constructor(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if tag_suffix == "GetAtt":
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag_constructor)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # API Gateway resource path, e.g. /v1/opscore/agent/{agentId}
+    function: str  # logical id
+    authorized: bool
+    pattern: re.Pattern[str] = field(compare=False)
+
+    def match(self, path: str) -> dict[str, str] | None:
+        found = self.pattern.match(path)
+        return found.groupdict() if found else None
+
+
+@dataclass(frozen=True)
+class Function:
+    logical_id: str
+    code_dir: Path
+    module: str
+    handler: str
+    environment: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Authorizer:
+    function: str
+    identity_headers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GatewayResponse:
+    status: int | None
+    template: str
+
+
+@dataclass(frozen=True)
+class Table:
+    logical_id: str
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Template:
+    root: Path
+    stage: str
+    routes: list[Route]
+    functions: dict[str, Function]
+    authorizer: Authorizer | None
+    gateway_responses: dict[str, GatewayResponse]
+    tables: list[Table]
+
+    @property
+    def table_names(self) -> dict[str, str]:
+        return {table.logical_id: local_table_name(table.logical_id) for table in self.tables}
+
+
+def local_table_name(logical_id: str) -> str:
+    return f"opscore-local-{logical_id}"
+
+
+def _route_pattern(path: str) -> re.Pattern[str]:
+    # {name} matches one path segment, {name+} the rest of the path, as in API Gateway.
+    parts = re.split(r"(\{[A-Za-z0-9_]+\+?\})", path)
+    regex = ""
+    for part in parts:
+        param = re.fullmatch(r"\{([A-Za-z0-9_]+)(\+?)\}", part)
+        if param:
+            regex += f"(?P<{param.group(1)}>.+)" if param.group(2) else f"(?P<{param.group(1)}>[^/]+)"
+        else:
+            regex += re.escape(part)
+    return re.compile(f"^{regex}$")
+
+
+class _Resolver:
+    """Resolves the few intrinsic functions that environment values and settings use."""
+
+    def __init__(self, parameters: dict[str, Any], tables: dict[str, str]) -> None:
+        self._parameters = parameters
+        self._tables = tables
+
+    def value(self, raw: Any, where: str) -> str:
+        if isinstance(raw, str | int | float | bool):
+            return str(raw)
+        if isinstance(raw, dict) and set(raw) == {"Ref"}:
+            name = raw["Ref"]
+            if name in self._tables:
+                return self._tables[name]
+            if name in self._parameters and "Default" in self._parameters[name]:
+                return str(self._parameters[name]["Default"])
+        raise TemplateError(f"{where}: the local runtime cannot resolve {raw!r}")
+
+
+def load_template(path: Path) -> Template:
+    document = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass with CFN tags
+    resources: dict[str, Any] = document.get("Resources", {})
+    parameters: dict[str, Any] = document.get("Parameters", {})
+    tables = [
+        Table(logical_id, resource["Properties"])
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::DynamoDB::Table"
+    ]
+    resolver = _Resolver(parameters, {table.logical_id: local_table_name(table.logical_id) for table in tables})
+    global_env = document.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+
+    functions: dict[str, Function] = {}
+    routes: list[Route] = []
+    api: dict[str, Any] | None = None
+    for logical_id, resource in resources.items():
+        if resource["Type"] == "AWS::Serverless::Api":
+            if api is not None:
+                raise TemplateError("the local runtime serves one AWS::Serverless::Api")
+            api = resource["Properties"]
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        properties = resource["Properties"]
+        module, _, handler = properties["Handler"].rpartition(".")
+        variables = {**global_env, **properties.get("Environment", {}).get("Variables", {})}
+        functions[logical_id] = Function(
+            logical_id=logical_id,
+            code_dir=(path.parent / properties["CodeUri"]).resolve(),
+            module=module,
+            handler=handler,
+            environment={name: resolver.value(value, f"{logical_id}.{name}") for name, value in variables.items()},
+        )
+        for event in properties.get("Events", {}).values():
+            if event["Type"] != "Api":
+                continue
+            event_properties = event["Properties"]
+            authorizer = event_properties.get("Auth", {}).get("Authorizer")
+            routes.append(
+                Route(
+                    method=event_properties["Method"].upper(),
+                    path=event_properties["Path"],
+                    function=logical_id,
+                    authorized=authorizer != "NONE",
+                    pattern=_route_pattern(event_properties["Path"]),
+                )
+            )
+    if api is None:
+        raise TemplateError("template.yaml has no AWS::Serverless::Api")
+    return Template(
+        root=path.parent.resolve(),
+        stage=resolver.value(api["StageName"], "OpsCoreApi.StageName"),
+        routes=routes,
+        functions=functions,
+        authorizer=_authorizer(api),
+        gateway_responses=_gateway_responses(api),
+        tables=tables,
+    )
+
+
+def _authorizer(api: dict[str, Any]) -> Authorizer | None:
+    auth = api.get("Auth", {})
+    default = auth.get("DefaultAuthorizer")
+    if default is None:
+        return None
+    config = auth["Authorizers"][default]
+    if config.get("FunctionPayloadType") != "REQUEST":
+        raise TemplateError("the local runtime emulates REQUEST authorizers only")
+    arn = config["FunctionArn"]
+    if not (isinstance(arn, dict) and "Fn::GetAtt" in arn):
+        raise TemplateError("the authorizer's FunctionArn must be !GetAtt <Function>.Arn")
+    return Authorizer(function=arn["Fn::GetAtt"][0], identity_headers=tuple(config["Identity"].get("Headers", [])))
+
+
+def _gateway_responses(api: dict[str, Any]) -> dict[str, GatewayResponse]:
+    responses = {}
+    for kind, config in api.get("GatewayResponses", {}).items():
+        templates = config.get("ResponseTemplates", {})
+        status = config.get("StatusCode")
+        responses[kind] = GatewayResponse(
+            status=int(status) if status is not None else None, template=templates.get("application/json", "")
+        )
+    return responses
