@@ -6,6 +6,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.data_classes import event_source
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import APIGatewayAuthorizerRequestEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from opscore import wiring
 from opscore.access import authorizer_response
 from opscore.errors import Unauthorized

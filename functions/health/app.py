@@ -4,6 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from opscore import __version__
 from opscore.access import API_BASE_PATH
 from opscore.http import build_resolver, json_response

@@ -5,6 +5,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from opscore import wiring
 from opscore.access import API_BASE_PATH
 from opscore.http import build_resolver, caller, empty_response, json_response, read_json, require_admin

@@ -99,8 +99,9 @@ def keys_create(
     This is how the first admin key of a new deployment is made: no key is ever baked into the template.
     The key is printed once; only its SHA-256 is stored.
     """
-    from opscore.models import KeyRequest
     from pydantic import ValidationError
+
+    from opscore.models import KeyRequest
 
     try:
         request = KeyRequest.model_validate({"role": role, "agent_id": agent_id}, strict=False)

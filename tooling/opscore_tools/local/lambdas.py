@@ -52,7 +52,7 @@ class LocalContext:
 
 
 class LambdaRuntime:
-    def __init__(self, template: Template, stdout: TextIO) -> None:
+    def __init__(self, template: Template, stdout: TextIO | None = None) -> None:
         self._template = template
         self._stdout = stdout
         self._lock = threading.RLock()  # re-entrant: a handler may start work that invokes another function
@@ -63,7 +63,7 @@ class LambdaRuntime:
             handler = self._handlers.get(logical_id) or self._load(self._template.functions[logical_id])
             context = LocalContext(function_name=logical_id, aws_request_id=str(uuid.uuid4()), started=time.monotonic())
             # What a function prints (Powertools metrics print EMF lines) goes where Lambda sends it: to the logs.
-            with contextlib.redirect_stdout(self._stdout):
+            with contextlib.redirect_stdout(self._stdout) if self._stdout else contextlib.nullcontext():
                 return handler(event, context)
 
     def _load(self, function: Function) -> Handler:

@@ -1,0 +1,106 @@
+"""Body parsing and error mapping shared by every API function."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+
+from opscore.errors import (
+    Conflict,
+    FieldProblem,
+    OpsCoreError,
+    PayloadTooLarge,
+    StaleState,
+    Throttled,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from opscore.http import MAX_BODY_BYTES, error_body, read_json, status_for
+from opscore.models import StateReport
+from opscore.store.dynamo import decode_page_token, encode_page_token, s
+
+
+def event(
+    body: str | None, content_type: str | None = "application/json", encoded: bool = False
+) -> APIGatewayProxyEvent:
+    headers = {"Content-Type": content_type} if content_type else {}
+    raw: dict[str, Any] = {"headers": headers, "body": body, "isBase64Encoded": encoded}
+    return APIGatewayProxyEvent(raw)
+
+
+VALID = '{"state": "idle", "timestamp": "2026-01-01T00:00:00Z"}'
+
+
+def test_valid_bodies_parse_with_or_without_a_json_content_type() -> None:
+    for content_type in ("application/json", "application/json; charset=utf-8", "application/vnd.api+json", None):
+        assert read_json(event(VALID, content_type), StateReport).state == "idle"
+    assert read_json(event(base64.b64encode(VALID.encode()).decode(), encoded=True), StateReport).state == "idle"
+
+
+def test_non_json_content_type_is_415_before_anything_else() -> None:
+    with pytest.raises(UnsupportedMediaType):
+        read_json(event("x" * (MAX_BODY_BYTES + 1), "text/plain"), StateReport)
+
+
+def test_size_is_checked_in_bytes() -> None:
+    just_over = '{"state": "idle", "timestamp": "2026-01-01T00:00:00Z", "details": {"k": "' + "é" * 33_000 + '"}}'
+    assert len(just_over) < MAX_BODY_BYTES < len(just_over.encode())
+    with pytest.raises(PayloadTooLarge):
+        read_json(event(just_over), StateReport)
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        (None, [""]),
+        ("  ", [""]),
+        ("{not json", [""]),
+        ('{"state": "idle", "timestamp": "2026-01-01T00:00:00Z", "error": {"type": 1}}', ["error.type"]),
+    ],
+)
+def test_invalid_bodies_name_their_fields(body: str | None, fields: list[str]) -> None:
+    with pytest.raises(ValidationFailed) as raised:
+        read_json(event(body), StateReport)
+    assert [problem.field for problem in raised.value.details] == fields
+
+
+def test_statuses_follow_the_error_classes() -> None:
+    assert status_for(ValidationFailed("x")) == 400
+    assert status_for(StaleState("x")) == 409
+    assert status_for(Conflict("x")) == 409
+    assert status_for(Throttled("x")) == 429
+    assert status_for(OpsCoreError("x")) == 500
+
+
+def test_error_envelope() -> None:
+    body = json.loads(error_body("stale_state", "old", "req-1", [FieldProblem("timestamp", "too old", type="stale")]))
+    assert body == {
+        "error": {
+            "code": "stale_state",
+            "message": "old",
+            "details": [{"field": "timestamp", "in": "body", "message": "too old", "type": "stale"}],
+        },
+        "request_id": "req-1",
+    }
+    assert "details" not in json.loads(error_body("not_found", "gone", "req-2"))["error"]
+
+
+def test_page_tokens_round_trip_and_stay_in_their_partition() -> None:
+    key = {"PK": s("AGENT#a1"), "SK": s("STATE#2026-01-01T00:00:00.000000Z")}
+    token = encode_page_token(key)
+    assert decode_page_token(token, "AGENT#a1", "STATE#") == key
+    for bad_partition, bad_prefix in (("AGENT#a2", "STATE#"), ("AGENT#a1", "KEY#")):
+        with pytest.raises(ValidationFailed):
+            decode_page_token(token, bad_partition, bad_prefix)
+    for garbage in (
+        "",
+        "!!!",
+        base64.urlsafe_b64encode(b"[1]").decode(),
+        base64.urlsafe_b64encode(b'{"PK": 1}').decode(),
+    ):
+        with pytest.raises(ValidationFailed):
+            decode_page_token(garbage, "AGENT#a1", "STATE#")

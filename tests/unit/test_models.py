@@ -1,0 +1,111 @@
+"""Request contracts and the normalisations the stale-update rule depends on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from opscore.models import (
+    KeyRequest,
+    Principal,
+    RegistrationRequest,
+    Role,
+    StateReport,
+    canonical_json,
+    format_timestamp,
+)
+
+
+def test_format_timestamp_orders_as_time_across_zones_and_precisions() -> None:
+    base = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+    moments = [
+        base,
+        (base + timedelta(microseconds=1)).astimezone(timezone(timedelta(hours=-8))),
+        (base + timedelta(seconds=1)).astimezone(timezone(timedelta(hours=5, minutes=30))),
+        base + timedelta(days=400),
+    ]
+    formatted = [format_timestamp(moment) for moment in moments]
+    assert formatted == sorted(formatted)
+    assert formatted[0] == "2026-03-01T12:00:00.000000Z"
+    assert all(len(text) == len(formatted[0]) for text in formatted)
+
+
+def test_canonical_json_ignores_key_order_only() -> None:
+    assert canonical_json({"b": 1, "a": [1, {"y": 2, "x": 1}]}) == canonical_json({"a": [1, {"x": 1, "y": 2}], "b": 1})
+    assert canonical_json({"a": [1, 2]}) != canonical_json({"a": [2, 1]})
+    assert canonical_json(None) == "null"
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "2026-11-24T10:00:00Z",
+        "2026-11-24t10:00:00.5z",
+        "2026-11-24T10:00:00.123456789+05:30",
+        "2026-11-24T10:00:00-00:00",
+    ],
+)
+def test_rfc3339_timestamps_are_accepted(timestamp: str) -> None:
+    report = StateReport.model_validate_json(f'{{"state": "idle", "timestamp": "{timestamp}"}}')
+    assert report.timestamp.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        '"2026-11-24T10:00:00"',
+        '"2026-11-24 10:00:00Z"',
+        '"2026-11-24"',
+        '"1767225600"',
+        "1767225600",
+        '"2026-02-30T00:00:00Z"',
+    ],
+)
+def test_other_timestamps_are_refused(timestamp: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        StateReport.model_validate_json(f'{{"state": "idle", "timestamp": {timestamp}}}')
+    assert [error["loc"] for error in raised.value.errors()] == [("timestamp",)]
+
+
+def test_registration_defaults() -> None:
+    request = RegistrationRequest.model_validate_json('{"name": "n"}')
+    assert (request.max_concurrency, request.capabilities, request.metadata, request.endpoint) == (1, [], {}, None)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "valid"),
+    [
+        ("https://agent.example.com/hook", True),
+        ("http://127.0.0.2:9000/", True),
+        ("http://localhost/", True),
+        ("http://agent.example.com/", False),
+        ("http://10.0.0.1/", False),
+        ("https://", False),
+        ("agent.example.com", False),
+    ],
+)
+def test_endpoint_rules(endpoint: str, valid: bool) -> None:
+    if valid:
+        RegistrationRequest(name="n", endpoint=endpoint)
+    else:
+        with pytest.raises(ValidationError):
+            RegistrationRequest(name="n", endpoint=endpoint)
+
+
+def test_key_request_roles() -> None:
+    assert KeyRequest.model_validate_json('{"role": "admin"}').effective_role is Role.ADMIN
+    assert KeyRequest.model_validate_json('{"agent_id": "a"}').effective_role is Role.AGENT
+    assert KeyRequest.model_validate_json('{"role": "agent", "agent_id": "a"}').effective_role is Role.AGENT
+    for body in ("{}", '{"role": "agent"}', '{"role": "admin", "agent_id": "a"}'):
+        with pytest.raises(ValidationError):
+            KeyRequest.model_validate_json(body)
+
+
+def test_principal_access() -> None:
+    admin = Principal(key_id="k", role=Role.ADMIN)
+    agent = Principal(key_id="k", role=Role.AGENT, agent_id="a1")
+    assert admin.may_act_for("anyone")
+    assert agent.may_act_for("a1")
+    assert not agent.may_act_for("a10")

@@ -1,0 +1,100 @@
+"""template.yaml: what deploys, checked as data (sam validate --lint runs in `make test` as well)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from opscore_tools.local.template import Template, _CfnLoader, load_template
+from tests.conftest import REPO, TEMPLATE_PATH
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load(TEMPLATE_PATH.read_text(), Loader=_CfnLoader)  # noqa: S506
+    return loaded
+
+
+def resources(document: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {name: resource for name, resource in document["Resources"].items() if resource["Type"] == kind}
+
+
+def test_functions_and_layer_share_runtime_and_architecture(document: dict[str, Any]) -> None:
+    globals_ = document["Globals"]["Function"]
+    assert (globals_["Runtime"], globals_["Architectures"], globals_["Tracing"]) == ("python3.13", ["arm64"], "Active")
+    for function in resources(document, "AWS::Serverless::Function").values():
+        assert "Runtime" not in function["Properties"]
+        assert "Architectures" not in function["Properties"]
+    (layer,) = resources(document, "AWS::Serverless::LayerVersion").values()
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+
+
+def test_every_function_has_a_log_group_with_retention(document: dict[str, Any]) -> None:
+    groups = resources(document, "AWS::Logs::LogGroup").values()
+    named = {group["Properties"]["LogGroupName"]["Fn::Sub"] for group in groups}
+    for name in resources(document, "AWS::Serverless::Function"):
+        assert f"/aws/lambda/${{{name}}}" in named
+    assert all(group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for group in groups)
+
+
+def test_table_is_on_demand_recoverable_encrypted_and_expiring(document: dict[str, Any]) -> None:
+    (table,) = resources(document, "AWS::DynamoDB::Table").values()
+    properties = table["Properties"]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["SSESpecification"]["SSEEnabled"] is True
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert table["DeletionPolicy"] == "Retain"
+
+
+def test_policies_are_scoped_to_the_table_and_a_key_prefix(document: dict[str, Any]) -> None:
+    for name, function in resources(document, "AWS::Serverless::Function").items():
+        for policy in function["Properties"].get("Policies", []):
+            for statement in policy["Statement"]:
+                assert statement["Resource"] == {"Fn::GetAtt": ["OpsCoreTable", "Arn"]}, name
+                assert all(action.startswith("dynamodb:") and "*" not in action for action in statement["Action"])
+                assert "Scan" not in str(statement["Action"]), "every access pattern is a Query or GetItem"
+                prefixes = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+                assert prefixes in (["KEY#*"], ["AGENT#*"]), name
+
+
+def test_no_key_or_secret_is_baked_into_parameters_or_outputs(document: dict[str, Any]) -> None:
+    text = yaml.safe_dump({"Parameters": document["Parameters"], "Outputs": document["Outputs"]}).lower()
+    assert "opsk_" not in text
+    assert "apikey" not in text.replace("-", "").replace("_", "")
+
+
+def test_every_route_except_health_needs_the_authorizer(template: Template) -> None:
+    assert {(route.method, route.path) for route in template.routes if not route.authorized} == {
+        ("GET", "/v1/opscore/health")
+    }
+    assert template.authorizer is not None
+    assert template.authorizer.identity_headers == ("X-API-Key",)
+    assert all(route.path.startswith("/v1/opscore/") for route in template.routes)
+
+
+def test_every_function_has_a_handler_module_and_sample_events(template: Template) -> None:
+    for function in template.functions.values():
+        assert (function.code_dir / f"{function.module}.py").is_file()
+        folder = REPO / "events" / function.code_dir.name
+        assert list(folder.glob("*.json")), f"events/{function.code_dir.name}/ has no sample event"
+
+
+def test_routes_match_paths_like_api_gateway(template: Template) -> None:
+    by_path = {route.path: route for route in template.routes}
+    agent = by_path["/v1/opscore/agent/{agentId}"]
+    assert agent.match("/v1/opscore/agent/org:a-1.x") == {"agentId": "org:a-1.x"}
+    assert agent.match("/v1/opscore/agent/a/state") is None
+    assert agent.match("/v1/opscore/agent/") is None
+
+
+def test_template_loader_refuses_what_it_cannot_resolve(tmp_path: Path) -> None:
+    bad = TEMPLATE_PATH.read_text().replace("TABLE_NAME: !Ref OpsCoreTable", "TABLE_NAME: !ImportValue shared-table")
+    (tmp_path / "template.yaml").write_text(bad)
+    with pytest.raises(Exception, match="cannot resolve"):
+        load_template(tmp_path / "template.yaml")
