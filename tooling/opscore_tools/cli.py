@@ -36,6 +36,7 @@ def local(
 
     The admin key is $OPSCORE_ADMIN_KEY (at least 16 characters) or, when unset, generated and printed.
     """
+    from opscore.errors import OpsCoreError
     from opscore_tools.local.server import LocalOpsCore
 
     if not template.is_file():
@@ -50,6 +51,9 @@ def local(
     except OSError as error:
         console.print(f"[red]error:[/] cannot listen on {host}:{port}: {error.strerror}")
         raise typer.Exit(1) from None
+    except OpsCoreError as error:
+        console.print(f"[red]error:[/] OPSCORE_ADMIN_KEY: {error.message}")
+        raise typer.Exit(2) from None
     except ValueError as error:
         console.print(f"[red]error:[/] {error}")
         raise typer.Exit(2) from None

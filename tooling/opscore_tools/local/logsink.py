@@ -52,13 +52,16 @@ class JsonLinesSink(io.TextIOBase):
                 {"level": "INFO", "message": line, "timestamp": datetime.now(UTC).isoformat(), "service": "stdout"}
             )
         with self._lock:
-            self._file.write(line + "\n")
+            if not self._file.closed:
+                self._file.write(line + "\n")
 
     def flush(self) -> None:
+        # Logging's shutdown flushes every handler at exit, after the runtime has closed its log.
         with self._lock:
-            self._file.flush()
+            if not self._file.closed:
+                self._file.flush()
 
     def close(self) -> None:
+        super().close()  # flushes first
         with self._lock:
             self._file.close()
-        super().close()
