@@ -98,3 +98,22 @@ def test_template_loader_refuses_what_it_cannot_resolve(tmp_path: Path) -> None:
     (tmp_path / "template.yaml").write_text(bad)
     with pytest.raises(Exception, match="cannot resolve"):
         load_template(tmp_path / "template.yaml")
+
+
+def test_openapi_describes_exactly_the_templates_routes(template: Template) -> None:
+    spec = yaml.safe_load((REPO / "docs" / "openapi.yaml").read_text())
+    documented = {
+        (method.upper(), "/v1/opscore" + path)
+        for path, operations in spec["paths"].items()
+        for method in operations
+        if method in ("get", "put", "post", "delete", "patch")
+    }
+    served = {(route.method, route.path) for route in template.routes}
+    assert documented == served
+    public = {
+        (method.upper(), "/v1/opscore" + path)
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if isinstance(operation, dict) and operation.get("security") == []
+    }
+    assert public == {(route.method, route.path) for route in template.routes if not route.authorized}
