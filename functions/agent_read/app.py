@@ -8,27 +8,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
 from opscore.access import API_BASE_PATH
-from opscore.http import agent_id_from_path, build_resolver, caller, json_response, query_int, require_agent_access
+from opscore.http import authorised_agent_id, build_resolver, json_response, query_int
 from opscore.observability import logger, metrics, tracer
 
 app = build_resolver()
 
 
-def _authorised_agent_id(raw: str) -> str:
-    agent_id = agent_id_from_path(raw)
-    logger.append_keys(agent_id=agent_id)
-    require_agent_access(caller(app.current_event), agent_id)
-    return agent_id
-
-
 @app.get(f"{API_BASE_PATH}/agent/<agent_id>")
 def get_agent(agent_id: str) -> Response[str]:
-    return json_response(200, wiring.registry().get(_authorised_agent_id(agent_id)))
+    return json_response(200, wiring.registry().get(authorised_agent_id(app.current_event, agent_id)))
 
 
 @app.get(f"{API_BASE_PATH}/agent/<agent_id>/state/history")
 def get_history(agent_id: str) -> Response[str]:
-    agent_id = _authorised_agent_id(agent_id)
+    agent_id = authorised_agent_id(app.current_event, agent_id)
     limit = query_int(app.current_event, "limit", default=20, minimum=1, maximum=100)
     next_token = app.current_event.get_query_string_value("next_token")
     return json_response(200, wiring.registry().history(agent_id, limit, next_token))

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
 from opscore.access import API_BASE_PATH
-from opscore.http import agent_id_from_path, build_resolver, caller, json_response, read_json, require_agent_access
+from opscore.http import authorised_agent_id, build_resolver, json_response, read_json
 from opscore.models import RegistrationRequest
 from opscore.observability import logger, metrics, tracer
 
@@ -17,9 +17,7 @@ app = build_resolver()
 
 @app.put(f"{API_BASE_PATH}/agent/<agent_id>")
 def register(agent_id: str) -> Response[str]:
-    agent_id = agent_id_from_path(agent_id)
-    logger.append_keys(agent_id=agent_id)
-    require_agent_access(caller(app.current_event), agent_id)
+    agent_id = authorised_agent_id(app.current_event, agent_id)
     registration = wiring.registry().register(agent_id, read_json(app.current_event, RegistrationRequest))
     return json_response(201 if registration.created else 200, registration.agent)
 

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
 from opscore.access import API_BASE_PATH
-from opscore.http import agent_id_from_path, build_resolver, caller, json_response, read_json, require_agent_access
+from opscore.http import authorised_agent_id, build_resolver, json_response, read_json
 from opscore.models import StateReport
 from opscore.observability import logger, metrics, tracer
 
@@ -17,9 +17,7 @@ app = build_resolver()
 
 @app.post(f"{API_BASE_PATH}/agent/<agent_id>/state")
 def set_state(agent_id: str) -> Response[str]:
-    agent_id = agent_id_from_path(agent_id)
-    logger.append_keys(agent_id=agent_id)
-    require_agent_access(caller(app.current_event), agent_id)
+    agent_id = authorised_agent_id(app.current_event, agent_id)
     accepted = wiring.registry().report_state(agent_id, read_json(app.current_event, StateReport))
     return json_response(200, accepted)
 

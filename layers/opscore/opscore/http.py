@@ -132,6 +132,14 @@ def agent_id_from_path(raw: str) -> str:
     return raw
 
 
+def authorised_agent_id(event: APIGatewayProxyEvent, raw: str) -> str:
+    """The path's agentId, validated, added to every log line, and checked against the caller's key."""
+    agent_id = agent_id_from_path(raw)
+    logger.append_keys(agent_id=agent_id)
+    require_agent_access(caller(event), agent_id)
+    return agent_id
+
+
 def query_int(event: APIGatewayProxyEvent, name: str, default: int, minimum: int, maximum: int) -> int:
     raw = (event.query_string_parameters or {}).get(name)
     if raw is None:
