@@ -132,6 +132,20 @@ def test_an_agent_key_cannot_reach_other_agents_or_manage_keys(api: Api, agent: 
     assert api.admin("GET", f"/agent/{other}").body["name"] == "other"
 
 
+def test_agent_ids_with_a_colon_work_encoded_or_not(api: Api) -> None:
+    """encodeURIComponent sends ':' as %3A; API Gateway passes the path as sent."""
+    agent_id = f"org:{new_agent_id()}"
+    key = api.admin("POST", "/keys", body={"agent_id": agent_id}).body["api_key"]
+    encoded = agent_id.replace(":", "%3A")
+    registered = api.request("PUT", f"/agent/{encoded}", key=key, body={"name": "colon agent"})
+    assert (registered.status, registered.body["agent_id"]) == (201, agent_id)
+    assert (
+        api.request("POST", f"/agent/{agent_id}/state", key=key, body={"state": "idle", "timestamp": at(0)}).status
+        == 200
+    )
+    assert api.request("GET", f"/agent/{encoded}", key=key).body["current_state"]["state"] == "idle"
+
+
 def test_a_revoked_key_is_refused_from_its_next_request(api: Api, agent: tuple[str, str]) -> None:
     agent_id, _ = agent
     created = api.admin("POST", "/keys", body={"agent_id": agent_id})
@@ -231,7 +245,8 @@ def test_concurrent_updates_lose_nothing_and_apply_nothing_twice(api: Api, agent
     assert sorted(entry["timestamp"] for entry in history) == sorted(accepted), "every 200 is in history exactly once"
     assert sorted(entry["version"] for entry in history) == list(range(1, len(history) + 1))
     assert [entry["timestamp"] for entry in history] == sorted(accepted, reverse=True)
-    assert all(json.dumps(entry["details"]) for entry in history)
+    sent_details = {stored(update["details"]["n"]): update["details"] for update in updates}
+    assert all(entry["details"] == sent_details[entry["timestamp"]] for entry in history), "each entry is its update"
     newest = max(accepted)
     assert api.request("GET", f"/agent/{agent_id}", key=key).body["current_state"]["timestamp"] == newest
 

@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from opscore import wiring
 from opscore.store.agents import AgentStore
+from opscore.store.dynamo import ConditionFailed
 from tests.conftest import ADMIN_CONTEXT, EventFactory, agent_context
 from tests.integration.conftest import Invoke
 
@@ -288,13 +289,24 @@ def test_history_is_newest_first_and_pages_with_next_token(register: Any, report
     assert pages == 3
 
 
+def test_next_token_is_given_only_when_more_entries_follow(register: Any, report: Any, history: Any) -> None:
+    register()
+    for second in range(4):
+        report({"state": "idle", "timestamp": ts(second)})
+    first = history(limit="2")[1]
+    second_page = history(limit="2", next_token=first["next_token"])[1]
+    assert [entry["version"] for entry in second_page["items"]] == [2, 1]
+    assert "next_token" not in second_page
+    assert "next_token" not in history(limit="4")[1]
+
+
 def test_history_refuses_bad_limits_and_tokens(register: Any, report: Any, history: Any) -> None:
     assert register()[0] == 201
     assert register("agent-2")[0] == 201
     for second in range(3):
         report({"state": "idle", "timestamp": ts(second)})
         report({"state": "idle", "timestamp": ts(second)}, agent_id="agent-2")
-    for bad in ("0", "101", "ten", "-1"):
+    for bad in ("0", "101", "ten", "-1", "²", "1.5", ""):
         status, body = history(limit=bad)
         assert (status, body["error"]["details"][0]["field"]) == (400, "limit"), bad
     assert history(next_token="not-a-token")[0] == 400
@@ -303,35 +315,128 @@ def test_history_refuses_bad_limits_and_tokens(register: Any, report: Any, histo
     assert (status, body["error"]["details"][0]["field"]) == (400, "next_token")
 
 
-def test_an_update_whose_history_write_failed_is_completed_by_its_retry(
+def test_a_failed_write_stores_nothing_so_its_retry_or_a_newer_update_leaves_no_gap(
     register: Any, report: Any, history: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The function stops between the state write and the history write; the client's retry repairs history."""
+    """The state and its history entry are written together: a failure in between cannot leave one without the other."""
     register()
     report({"state": "idle", "timestamp": ts(1)})
-    real_put = AgentStore.put_history
-    failures = iter([True])
+    client = wiring.dynamodb()
+    real_transact = client.transact_write_items
+    failures = iter([True, True])
 
-    def put_once_failing(self: AgentStore, *args: Any) -> None:
+    def failing_once(**kwargs: Any) -> Any:
         if next(failures, False):
-            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "PutItem")
-        real_put(self, *args)
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "TransactWriteItems")
+        return real_transact(**kwargs)
 
-    monkeypatch.setattr(AgentStore, "put_history", put_once_failing)
+    monkeypatch.setattr(client, "transact_write_items", failing_once)
     status, body = report({"state": "busy", "timestamp": ts(2)})
-    assert status == 500
-    assert body["error"]["code"] == "internal_error"
+    assert (status, body["error"]["code"]) == (500, "internal_error")
     assert "Traceback" not in str(body)
+    assert report({"state": "busy", "timestamp": ts(2)})[0] == 500
 
+    # the client's retry is applied as if for the first time ...
     assert report({"state": "busy", "timestamp": ts(2)}) == (
         200,
         {"agent_id": "agent-1", "state": "busy", "timestamp": "2026-01-01T00:00:02.000000Z", "version": 2},
     )
+    # ... and had a newer update come first, the failed one was never applied, so stale is the truth
+    assert report({"state": "paused", "timestamp": ts(4)})[1]["version"] == 3
+    assert report({"state": "idle", "timestamp": ts(3)})[0] == 409
     items = history()[1]["items"]
     assert [(entry["version"], entry["state"], entry["previous_state"]) for entry in items] == [
+        (3, "paused", "busy"),
         (2, "busy", "idle"),
         (1, "idle", None),
     ]
+
+
+@pytest.mark.parametrize(
+    ("rival", "mine", "expected_status", "expected_history"),
+    [
+        # a newer update wins the race: mine is now stale
+        ({"state": "busy", "timestamp": ts(5)}, {"state": "idle", "timestamp": ts(3)}, 409, [(2, "busy")]),
+        # an older update wins the race: mine is still newer, and applies on top of it
+        ({"state": "busy", "timestamp": ts(3)}, {"state": "idle", "timestamp": ts(5)}, 200, [(3, "idle"), (2, "busy")]),
+        # the same update, sent twice at once: both get its one version
+        ({"state": "idle", "timestamp": ts(5)}, {"state": "idle", "timestamp": ts(5)}, 200, [(2, "idle")]),
+    ],
+)
+def test_an_update_that_loses_a_race_reads_again_and_decides_again(
+    register: Any,
+    report: Any,
+    history: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    rival: dict[str, Any],
+    mine: dict[str, Any],
+    expected_status: int,
+    expected_history: list[tuple[int, str]],
+) -> None:
+    """Between this update's read and its write, another update to the same agent is applied."""
+    register()
+    report({"state": "initializing", "timestamp": ts(1)})
+    real_get = AgentStore.get_agent_item
+    reads = 0
+
+    def read_then_rival_writes(self: AgentStore, agent_id: str) -> Any:
+        nonlocal reads
+        reads += 1
+        item = real_get(self, agent_id)
+        if reads == 1:  # the rival lands after my read, before my transaction
+            monkeypatch.setattr(AgentStore, "get_agent_item", real_get)
+            assert report(rival)[0] == 200
+            monkeypatch.setattr(AgentStore, "get_agent_item", read_then_rival_writes)
+        return item
+
+    monkeypatch.setattr(AgentStore, "get_agent_item", read_then_rival_writes)
+    status, body = report(mine)
+    assert status == expected_status, body
+    if status == 200:
+        assert body["version"] == expected_history[0][0]
+    assert reads == 2, "the loser read again after its transaction was refused"
+    items = history()[1]["items"]
+    assert [(entry["version"], entry["state"]) for entry in items[:-1]] == expected_history
+    assert sorted(entry["version"] for entry in items) == list(range(1, len(items) + 1)), "no gap, no double"
+
+
+def test_an_update_that_keeps_losing_races_is_a_409_to_retry(
+    register: Any, report: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register()
+
+    def always_losing(*_: Any) -> None:
+        raise ConditionFailed({})
+
+    monkeypatch.setattr(AgentStore, "write_state", always_losing)
+    status, body = report({"state": "idle", "timestamp": ts(1)})
+    assert (status, body["error"]["code"]) == (409, "conflict")
+
+
+def test_transaction_cancellation_reasons_map_to_statuses(
+    register: Any, report: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register()
+    cancelled = {
+        "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+        "CancellationReasons": [{"Code": "ThrottlingError"}, {"Code": "None"}],
+    }
+
+    def throttled(**kwargs: Any) -> Any:
+        raise ClientError(cancelled, "TransactWriteItems")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(wiring.dynamodb(), "transact_write_items", throttled)
+    status, body = report({"state": "idle", "timestamp": ts(1)})
+    assert (status, body["error"]["code"]) == (429, "throttled")
+
+
+def test_percent_encoded_agent_ids_name_the_same_agent(call: Invoke, api_event: EventFactory, register: Any) -> None:
+    """API Gateway passes `path` as sent and `pathParameters` decoded (encodeURIComponent turns ':' into %3A)."""
+    assert register("org:a1")[0] == 201
+    event = api_event("agent_read/get_agent.json", agent_id="org:a1", caller=agent_context("org:a1"))
+    event["path"] = event["path"].replace("org:a1", "org%3Aa1")
+    status, body = call("AgentReadFunction", event)
+    assert (status, body["agent_id"]) == (200, "org:a1")
 
 
 def test_throttling_is_429_with_retry_after(

@@ -20,6 +20,9 @@ def allowed(principal: Principal, method: str, path: str) -> bool:
     ("method", "path", "expected"),
     [
         ("GET", "/v1/opscore/agent/org:a1", True),
+        ("GET", "/v1/opscore/agent/org%3Aa1", True),
+        ("POST", "/v1/opscore/agent/org%3Aa1/state", True),
+        ("GET", "/v1/opscore/agent/org%3Aa10", False),
         ("PUT", "/v1/opscore/agent/org:a1", True),
         ("POST", "/v1/opscore/agent/org:a1/state", True),
         ("GET", "/v1/opscore/agent/org:a1/state/history", True),

@@ -29,6 +29,7 @@ def test_format_timestamp_orders_as_time_across_zones_and_precisions() -> None:
     formatted = [format_timestamp(moment) for moment in moments]
     assert formatted == sorted(formatted)
     assert formatted[0] == "2026-03-01T12:00:00.000000Z"
+    assert format_timestamp(datetime(999, 1, 1, tzinfo=UTC)) == "0999-01-01T00:00:00.000000Z", "fixed width"
     assert all(len(text) == len(formatted[0]) for text in formatted)
 
 

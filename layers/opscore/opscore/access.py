@@ -9,6 +9,7 @@ hole. The policy is built here rather than with Powertools' APIGatewayAuthorizer
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from opscore.models import Principal, Role
 
@@ -29,10 +30,16 @@ def allowed_resources(principal: Principal, method_arn: str) -> list[str]:
     base = _stage_arn(method_arn)
     if principal.role is Role.ADMIN:
         return [f"{base}/*"]
-    own = f"{API_BASE_PATH}/agent/{principal.agent_id}"
+    agent_id = principal.agent_id or ""
+    # The method ARN carries the path as the client sent it: an id with ':' may arrive as '%3A' (encodeURIComponent
+    # does that), so both spellings are the agent's own.
+    paths = [f"{API_BASE_PATH}/agent/{spelling}" for spelling in dict.fromkeys((agent_id, quote(agent_id, safe="")))]
     # Methods are spelled out: a '*' in their place would also match across '/' into other agents' paths.
     return [
-        resource for method in AGENT_ROUTE_METHODS for resource in (f"{base}/{method}{own}", f"{base}/{method}{own}/*")
+        resource
+        for path in paths
+        for method in AGENT_ROUTE_METHODS
+        for resource in (f"{base}/{method}{path}", f"{base}/{method}{path}/*")
     ]
 
 

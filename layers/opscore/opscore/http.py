@@ -133,8 +133,12 @@ def agent_id_from_path(raw: str) -> str:
 
 
 def authorised_agent_id(event: APIGatewayProxyEvent, raw: str) -> str:
-    """The path's agentId, validated, added to every log line, and checked against the caller's key."""
-    agent_id = agent_id_from_path(raw)
+    """The path's agentId, validated, added to every log line, and checked against the caller's key.
+
+    API Gateway passes `path` as sent (percent-encoded, which is what the resolver routes on) and `pathParameters`
+    decoded: the decoded one is the id, so `org%3Aa1` and `org:a1` name the same agent.
+    """
+    agent_id = agent_id_from_path((event.path_parameters or {}).get("agentId", raw))
     logger.append_keys(agent_id=agent_id)
     require_agent_access(caller(event), agent_id)
     return agent_id
@@ -144,7 +148,8 @@ def query_int(event: APIGatewayProxyEvent, name: str, default: int, minimum: int
     raw = (event.query_string_parameters or {}).get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+    # Plain ASCII digits only: str.isdigit() also accepts characters such as '²' that int() refuses.
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or not minimum <= int(raw) <= maximum:
         raise ValidationFailed(
             f"{name} must be a whole number from {minimum} to {maximum}",
             [FieldProblem(name, f"must be an integer in [{minimum}, {maximum}]", location="query")],

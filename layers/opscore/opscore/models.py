@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 # RFC 3339 date-time: pydantic alone would also take Unix times and other ISO 8601 spellings.
 RFC3339_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_METADATA_BYTES = 8 * 1024
 MAX_DETAILS_BYTES = 8 * 1024
 
@@ -49,7 +50,9 @@ def canonical_json(value: Any) -> str:
 
 def format_timestamp(moment: datetime) -> str:
     """UTC, fixed width, microseconds: string order is time order, which the stale-update guard relies on."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(UTC)
+    # strftime's %Y does not pad years before 1000; reports are refused before EARLIEST_TIMESTAMP anyway.
+    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.%fZ")
 
 
 def _is_loopback(host: str) -> bool:
@@ -117,7 +120,14 @@ class StateReport(RequestModel):
     def _rfc3339(cls, value: Any) -> datetime:
         if not isinstance(value, str) or not RFC3339_PATTERN.match(value):
             raise ValueError("timestamp must be an RFC 3339 date-time with a timezone, e.g. 2026-11-24T10:00:00Z")
-        return datetime.fromisoformat(value.upper())
+        try:
+            moment = datetime.fromisoformat(value.upper())
+            in_range = moment >= EARLIEST_TIMESTAMP
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before datetime.min in UTC
+            in_range = False
+        if not in_range:
+            raise ValueError("timestamp must not be before 1970-01-01T00:00:00Z")
+        return moment
 
     @field_validator("details")
     @classmethod

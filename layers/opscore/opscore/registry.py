@@ -4,6 +4,9 @@ The state-update rule: an update is applied only when its timestamp is later tha
 update that was already accepted (same timestamp, state, details and error) is answered with the version it got the
 first time and changes nothing. Anything else that is not newer is refused as stale, so a late or reordered report
 never overwrites a newer one.
+
+Applying one is read, decide, then write state and history in one transaction conditioned on the version that was
+read: both or neither are stored, and a writer that lost a race reads again and decides again.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from opscore.errors import FieldProblem, NotFound, StaleState, ValidationFailed
+from opscore.errors import Conflict, FieldProblem, NotFound, StaleState, ValidationFailed
 from opscore.models import (
     Agent,
     HistoryPage,
@@ -26,9 +29,11 @@ from opscore.models import (
 from opscore.observability import MetricUnit, logger, metrics
 from opscore.settings import Settings
 from opscore.store.agents import AgentStore, StateWrite, current_state_from_item
-from opscore.store.dynamo import ConditionFailed, Item, get_s
+from opscore.store.dynamo import ConditionFailed
 
-TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"
+# Attempts to apply one update while other updates to the same agent keep winning the race; each attempt is a read
+# and a transaction, and only concurrent writers to one agent make a second one necessary.
+MAX_WRITE_ATTEMPTS = 5
 
 
 class Registry:
@@ -72,75 +77,71 @@ class Registry:
             details_json=canonical_json(report.details),
             error_json=canonical_json(report.error.model_dump() if report.error else None),
             recorded_at=format_timestamp(now),
-            expires_at=self._expires_at(now),
+            expires_at=int((now + timedelta(days=self._settings.history_retention_days)).timestamp()),
         )
-        try:
-            entry = self._store.apply_state(agent_id, write)
-        except ConditionFailed as refused:
-            entry = self._settle_refused(agent_id, write, refused.item)
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            stored = self._store.get_agent_item(agent_id)
+            if stored is None:
+                raise NotFound(f"agent {agent_id} is not registered")
+            current = current_state_from_item(stored)
+            if current is not None and current.timestamp >= write.timestamp:
+                return self._repeat_or_stale(agent_id, write, current.timestamp)
+            entry = StateHistoryEntry(
+                state=write.state,
+                previous_state=current.state if current else None,
+                timestamp=write.timestamp,
+                details=report.details,
+                error=report.error,
+                version=(current.version if current else 0) + 1,
+                recorded_at=write.recorded_at,
+            )
+            try:
+                self._store.write_state(agent_id, entry.version - 1, write, entry)
+            except ConditionFailed:
+                continue  # another update was applied since the read: read again and decide again
+            self._record_change(agent_id, entry, report)
+            return _accepted(agent_id, entry)
+        metrics.add_metric(name="StateUpdateContention", unit=MetricUnit.Count, value=1)
+        raise Conflict("the agent's state is changing too fast to apply this update now; send it again")
+
+    def _repeat_or_stale(self, agent_id: str, write: StateWrite, stored_timestamp: str) -> StateAccepted:
+        """An update not newer than the stored state: a repeat of an accepted one (200, its version), else stale."""
+        earlier = self._store.get_history_entry(agent_id, write.timestamp)
+        if earlier is not None and write.same_report_as(earlier):
             logger.info(
                 "repeated state update answered with its first result",
-                extra={"agent_id": agent_id, "state": entry.state.value, "version": entry.version},
+                extra={"agent_id": agent_id, "state": earlier.state.value, "version": earlier.version},
             )
             metrics.add_metric(name="StateUpdatesRepeated", unit=MetricUnit.Count, value=1)
-        else:
-            logger.info(
-                "agent state changed",
-                extra={
-                    "agent_id": agent_id,
-                    "old_state": entry.previous_state.value if entry.previous_state else None,
-                    "new_state": entry.state.value,
-                    "version": entry.version,
-                    "error_type": report.error.type if report.error else None,
-                },
-            )
-            metrics.add_metric(name="StateChanges", unit=MetricUnit.Count, value=1)
-            if report.error is not None:
-                metrics.add_metric(name="AgentErrorsReported", unit=MetricUnit.Count, value=1)
-        return StateAccepted(agent_id=agent_id, state=entry.state, timestamp=entry.timestamp, version=entry.version)
-
-    def _settle_refused(self, agent_id: str, write: StateWrite, stored: Item) -> StateHistoryEntry:
-        """Decide what a refused update was: unknown agent, a repeat of an accepted one, or stale."""
-        if not stored:
-            raise NotFound(f"agent {agent_id} is not registered")
-        earlier = self._store.get_history_entry(agent_id, write.timestamp)
-        if earlier is not None and _same_report(earlier, write):
-            return earlier
-        if earlier is None and write.same_report_as(stored):
-            # Accepted, but the history write after it never happened (the function stopped between the two
-            # writes). Write it now, so every accepted update has exactly one history entry.
-            repaired = self._entry_from_agent_item(agent_id, stored)
-            self._store.put_history(agent_id, repaired, self._expires_at(_parse(repaired.recorded_at)))
-            return repaired
-        metrics.add_metric(name="StateUpdatesStale", unit=MetricUnit.Count, value=1)
-        stored_timestamp = get_s(stored, "state_timestamp")
+            return _accepted(agent_id, earlier)
         logger.info(
             "stale state update refused",
             extra={"agent_id": agent_id, "timestamp": write.timestamp, "stored_timestamp": stored_timestamp},
         )
+        metrics.add_metric(name="StateUpdatesStale", unit=MetricUnit.Count, value=1)
         raise StaleState(
             "a state update at the same or a later timestamp is already stored",
             [
                 FieldProblem(
-                    "timestamp",
-                    f"must be later than the stored state's timestamp {stored_timestamp}",
-                    type="stale",
+                    "timestamp", f"must be later than the stored state's timestamp {stored_timestamp}", type="stale"
                 )
             ],
         )
 
-    def _entry_from_agent_item(self, agent_id: str, item: Item) -> StateHistoryEntry:
-        current = current_state_from_item(item)
-        assert current is not None  # the caller matched the stored state against the update
-        return StateHistoryEntry(
-            state=current.state,
-            previous_state=self._store.state_before(agent_id, current.timestamp),
-            timestamp=current.timestamp,
-            details=current.details,
-            error=current.error,
-            version=current.version,
-            recorded_at=get_s(item, "state_recorded_at") or current.timestamp,
+    def _record_change(self, agent_id: str, entry: StateHistoryEntry, report: StateReport) -> None:
+        logger.info(
+            "agent state changed",
+            extra={
+                "agent_id": agent_id,
+                "old_state": entry.previous_state.value if entry.previous_state else None,
+                "new_state": entry.state.value,
+                "version": entry.version,
+                "error_type": report.error.type if report.error else None,
+            },
         )
+        metrics.add_metric(name="StateChanges", unit=MetricUnit.Count, value=1)
+        if report.error is not None:
+            metrics.add_metric(name="AgentErrorsReported", unit=MetricUnit.Count, value=1)
 
     def history(self, agent_id: str, limit: int, next_token: str | None) -> HistoryPage:
         items, token = self._store.list_history(agent_id, limit, next_token)
@@ -148,17 +149,6 @@ class Registry:
             raise NotFound(f"agent {agent_id} is not registered")
         return HistoryPage(items=items, next_token=token)
 
-    def _expires_at(self, recorded: datetime) -> int:
-        return int((recorded + timedelta(days=self._settings.history_retention_days)).timestamp())
 
-
-def _same_report(entry: StateHistoryEntry, write: StateWrite) -> bool:
-    return (
-        entry.state is write.state
-        and canonical_json(entry.details) == write.details_json
-        and canonical_json(entry.error.model_dump() if entry.error else None) == write.error_json
-    )
-
-
-def _parse(timestamp: str) -> datetime:
-    return datetime.strptime(timestamp.replace("Z", "+0000"), TIMESTAMP_FORMAT)
+def _accepted(agent_id: str, entry: StateHistoryEntry) -> StateAccepted:
+    return StateAccepted(agent_id=agent_id, state=entry.state, timestamp=entry.timestamp, version=entry.version)

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+from urllib.parse import unquote
 
 from opscore_tools.local.lambdas import ACCOUNT_ID, REGION, LambdaRuntime
 from opscore_tools.local.template import GatewayResponse, Route, Template
@@ -39,7 +40,7 @@ DEFAULT_STATUS = {
 @dataclass
 class HttpRequest:
     method: str
-    path: str
+    path: str  # as sent: still percent-encoded
     query: list[tuple[str, str]] = field(default_factory=list)
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
@@ -117,7 +118,8 @@ class Gateway:
             "multiValueHeaders": multi_headers or None,
             "queryStringParameters": query or None,
             "multiValueQueryStringParameters": multi_query or None,
-            "pathParameters": params or None,
+            # As API Gateway REST does: `path` as sent, path parameters decoded.
+            "pathParameters": {name: unquote(value) for name, value in params.items()} or None,
             "stageVariables": None,
             "requestContext": {
                 "accountId": ACCOUNT_ID,

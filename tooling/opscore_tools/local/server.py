@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TextIO, cast
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from opscore_tools.local.emulation import Emulation
 from opscore_tools.local.gateway import MAX_PAYLOAD_BYTES, Gateway, HttpRequest, HttpResponse
@@ -109,7 +109,7 @@ def _handler_class(gateway: Gateway, sink: JsonLinesSink) -> type[BaseHTTPReques
                 response = gateway.handle(
                     HttpRequest(
                         method=self.command,
-                        path=unquote(parts.path),
+                        path=parts.path,
                         query=parse_qsl(parts.query, keep_blank_values=True),
                         headers=list(self.headers.items()),
                         body=body,

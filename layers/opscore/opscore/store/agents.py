@@ -3,8 +3,9 @@
 Items (one partition per agent, so reading an agent and its history are single-partition requests):
 - `PK=AGENT#<id> SK=AGENT`: the registration and the current state with its version (one item, so the dispatcher's
   later conditional writes can test state and capacity together);
-- `PK=AGENT#<id> SK=STATE#<UTC timestamp>`: one history entry per accepted update, TTL'd by `expires_at`. Accepted
-  timestamps strictly increase, so the timestamp is a unique key and key order is version order.
+- `PK=AGENT#<id> SK=STATE#<UTC timestamp>`: one history entry per accepted update, TTL'd by `expires_at`, written in
+  the same transaction as the state. Accepted timestamps strictly increase, so the timestamp is a unique key and key
+  order is version order.
 """
 
 from __future__ import annotations
@@ -56,12 +57,12 @@ class StateWrite:
     recorded_at: str
     expires_at: int
 
-    def same_report_as(self, item: Item) -> bool:
+    def same_report_as(self, entry: StateHistoryEntry) -> bool:
         return (
-            get_s(item, "state") == self.state.value
-            and get_s(item, "state_timestamp") == self.timestamp
-            and get_s(item, "state_details") == self.details_json
-            and get_s(item, "state_error") == self.error_json
+            entry.state is self.state
+            and entry.timestamp == self.timestamp
+            and canonical_json(entry.details) == self.details_json
+            and canonical_json(entry.error.model_dump() if entry.error else None) == self.error_json
         )
 
 
@@ -122,52 +123,54 @@ class AgentStore:
         item = response.get("Item")
         return agent_from_item(item) if item else None
 
-    def apply_state(self, agent_id: str, write: StateWrite) -> StateHistoryEntry:
-        """Store a state update unless one at the same or a later timestamp is already stored.
-
-        One conditional UpdateItem decides, so concurrent updates cannot both win and none is lost. The history entry
-        is written after it, keyed by timestamp (idempotent). Raises ConditionFailed with the stored agent item (empty
-        when the agent does not exist) when the update was not applied.
-        """
+    def get_agent_item(self, agent_id: str) -> Item | None:
         with translated_errors():
-            response = self._client.update_item(
-                TableName=self._table,
-                Key=agent_key(agent_id),
-                UpdateExpression=(
-                    "SET #state = :state, state_timestamp = :ts, state_details = :details, state_error = :error, "
-                    "state_version = state_version + :one, state_recorded_at = :now, last_seen_at = :now"
-                ),
-                ConditionExpression=(
-                    "attribute_exists(PK) AND (attribute_not_exists(state_timestamp) OR state_timestamp < :ts)"
-                ),
-                ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues={
-                    ":state": s(write.state.value),
-                    ":ts": s(write.timestamp),
-                    ":details": s(write.details_json),
-                    ":error": s(write.error_json),
-                    ":one": n(1),
-                    ":now": s(write.recorded_at),
-                },
-                ReturnValues="ALL_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        old = response["Attributes"]
-        previous = get_s(old, "state")
-        entry = StateHistoryEntry(
-            state=write.state,
-            previous_state=AgentState(previous) if previous else None,
-            timestamp=write.timestamp,
-            details=as_json(write.details_json),
-            error=_error_from_json(write.error_json),
-            version=(get_n(old, "state_version") or 0) + 1,
-            recorded_at=write.recorded_at,
-        )
-        self.put_history(agent_id, entry, write.expires_at)
-        return entry
+            response = self._client.get_item(TableName=self._table, Key=agent_key(agent_id), ConsistentRead=True)
+        return response.get("Item") or None
 
-    def put_history(self, agent_id: str, entry: StateHistoryEntry, expires_at: int) -> None:
-        """Write (or rewrite, with identical content) the history entry of one accepted update."""
+    def write_state(self, agent_id: str, expected_version: int, write: StateWrite, entry: StateHistoryEntry) -> None:
+        """Apply a state update and its history entry atomically, if the agent is still at `expected_version`.
+
+        One transaction: the agent item moves from `expected_version` to `entry.version` and the history entry is
+        created, or neither happens (VersionConflict: someone else wrote first; read again and decide again).
+        """
+        history = self._history_item(agent_id, entry, write.expires_at)
+        with translated_errors():
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": agent_key(agent_id),
+                            "UpdateExpression": (
+                                "SET #state = :state, state_timestamp = :ts, state_details = :details, "
+                                "state_error = :error, state_version = :version, state_recorded_at = :now, "
+                                "last_seen_at = :now"
+                            ),
+                            "ConditionExpression": "attribute_exists(PK) AND state_version = :expected",
+                            "ExpressionAttributeNames": {"#state": "state"},
+                            "ExpressionAttributeValues": {
+                                ":state": s(write.state.value),
+                                ":ts": s(write.timestamp),
+                                ":details": s(write.details_json),
+                                ":error": s(write.error_json),
+                                ":version": n(entry.version),
+                                ":expected": n(expected_version),
+                                ":now": s(write.recorded_at),
+                            },
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": history,
+                            "ConditionExpression": "attribute_not_exists(SK)",
+                        }
+                    },
+                ]
+            )
+
+    def _history_item(self, agent_id: str, entry: StateHistoryEntry, expires_at: int) -> Item:
         item: Item = {
             "PK": s(f"AGENT#{agent_id}"),
             "SK": s(HISTORY_PREFIX + entry.timestamp),
@@ -182,8 +185,7 @@ class AgentStore:
         }
         if entry.previous_state is not None:
             item["previous_state"] = s(entry.previous_state.value)
-        with translated_errors():
-            self._client.put_item(TableName=self._table, Item=item)
+        return item
 
     def get_history_entry(self, agent_id: str, timestamp: str) -> StateHistoryEntry | None:
         with translated_errors():
@@ -195,45 +197,28 @@ class AgentStore:
         item = response.get("Item")
         return history_from_item(item) if item else None
 
-    def state_before(self, agent_id: str, timestamp: str) -> AgentState | None:
-        """The state of the newest history entry older than `timestamp`, if one is still kept."""
-        with translated_errors():
-            response = self._client.query(
-                TableName=self._table,
-                KeyConditionExpression="PK = :pk AND SK BETWEEN :low AND :high",
-                ExpressionAttributeValues={
-                    ":pk": s(f"AGENT#{agent_id}"),
-                    ":low": s(HISTORY_PREFIX),
-                    # SK values are unique, so "< timestamp" is "<= timestamp" minus the entry itself, filtered below.
-                    ":high": s(HISTORY_PREFIX + timestamp),
-                },
-                ScanIndexForward=False,
-                Limit=2,
-                ConsistentRead=True,
-            )
-        for item in response.get("Items", []):
-            if get_s(item, "state_timestamp") != timestamp:
-                return AgentState(get_s(item, "state") or "")
-        return None
-
     def list_history(
         self, agent_id: str, limit: int, next_token: str | None
     ) -> tuple[list[StateHistoryEntry], str | None]:
+        """One page, newest first; the token is returned only when at least one more entry follows."""
         partition = f"AGENT#{agent_id}"
         query: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
             "ExpressionAttributeValues": {":pk": s(partition), ":prefix": s(HISTORY_PREFIX)},
             "ScanIndexForward": False,
-            "Limit": limit,
+            # One more than asked: DynamoDB hands back a LastEvaluatedKey whenever the limit is reached, even
+            # when nothing follows; the extra item tells the two apart.
+            "Limit": limit + 1,
         }
         if next_token is not None:
             query["ExclusiveStartKey"] = decode_page_token(next_token, partition, HISTORY_PREFIX)
         with translated_errors():
             response = self._client.query(**query)
-        last_key = response.get("LastEvaluatedKey")
-        items = [history_from_item(item) for item in response.get("Items", [])]
-        return items, encode_page_token(last_key) if last_key else None
+        items = response.get("Items", [])
+        page, more = items[:limit], len(items) > limit
+        token = encode_page_token({"PK": page[-1]["PK"], "SK": page[-1]["SK"]}) if more else None
+        return [history_from_item(item) for item in page], token
 
 
 def _error_from_json(raw: str | None) -> AgentError | None:

@@ -19,7 +19,13 @@ if TYPE_CHECKING:
 
 Item = dict[str, "AttributeValueTypeDef"]
 
+# Tokens this code makes are a few hundred characters; anything much longer was not made here.
+MAX_PAGE_TOKEN_LENGTH = 1024
+
 THROTTLING_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+# Why a transaction was cancelled, per item (its CancellationReasons codes).
+TRANSACTION_THROTTLED = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"})
+TRANSACTION_LOST = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
 
 
 def new_client() -> DynamoDBClient:
@@ -45,6 +51,12 @@ def translated_errors() -> Iterator[None]:
         code = error.response.get("Error", {}).get("Code", "")
         if code == "ConditionalCheckFailedException":
             raise ConditionFailed(error.response.get("Item", {})) from error  # type: ignore[arg-type]
+        if code == "TransactionCanceledException":
+            reasons = {reason.get("Code", "") for reason in error.response.get("CancellationReasons", [])}
+            if reasons & TRANSACTION_THROTTLED:
+                raise Throttled("Ops-Core is receiving more requests than it can take; retry shortly") from error
+            if reasons & TRANSACTION_LOST:
+                raise ConditionFailed({}) from error
         if code in THROTTLING_CODES:
             raise Throttled("Ops-Core is receiving more requests than it can take; retry shortly") from error
         raise
@@ -79,10 +91,12 @@ def decode_page_token(token: str, partition: str, sort_prefix: str) -> Item:
         "next_token is not a token this listing returned",
         [FieldProblem("next_token", "not a valid page token", location="query")],
     )
+    if len(token) > MAX_PAGE_TOKEN_LENGTH:
+        raise problem
     try:
         padded = token + "=" * (-len(token) % 4)
         key = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise problem from None
     if (
         not isinstance(key, dict)
