@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -74,6 +75,19 @@ class LocalOpsCore:
         handler = logger.registered_handler
         if hasattr(handler, "setStream"):
             handler.setStream(self.sink)
+
+        # Warnings a function raises go where Lambda's stderr goes: into the logs, not onto the console.
+        def log_warning(  # noqa: PLR0917 - warnings.showwarning's signature
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,  # noqa: ARG001
+            line: str | None = None,  # noqa: ARG001
+        ) -> None:
+            self.sink.record("WARNING", str(message), warning=category.__name__, location=f"{filename}:{lineno}")
+
+        warnings.showwarning = log_warning
 
     def _install_admin_key(self, admin_key: str | None) -> AdminKey:
         from opscore import wiring
