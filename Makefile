@@ -18,7 +18,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 # No telemetry from developer machines or CI (they have no network for it anyway).
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help python run test lint typecheck unit integration e2e validate build deploy clean
+.PHONY: help python run test lint typecheck unit integration e2e validate build deploy schema clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ build: $(SAM_VENV)/.installed ## sam build (arm64, python3.13) into .aws-sam/
 
 deploy: build ## sam deploy (CONFIG_ENV=dev|staging|prod; needs AWS credentials)
 	$(SAM) deploy --config-env $${CONFIG_ENV:-default}
+
+schema: $(VENV)/.installed ## regenerate docs/workflow-template.schema.json from the template model
+	$(BIN)/python -m opscore_tools.schema docs/workflow-template.schema.json
 
 clean: ## remove the virtual environments and build output
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

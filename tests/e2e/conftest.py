@@ -40,7 +40,10 @@ class Contract:
     def __init__(self, path: Path) -> None:
         self.spec = yaml.safe_load(path.read_text())
         resource = Resource.from_contents(self.spec, default_specification=DRAFT202012)
-        self._registry: Registry[Any] = Registry().with_resource(SPEC_URI, resource)
+        template_schema = json.loads((path.parent / "workflow-template.schema.json").read_text())
+        self._registry: Registry[Any] = Registry().with_resources(
+            [(SPEC_URI, resource), (template_schema["$id"], Resource.from_contents(template_schema))]
+        )
         self._templates = [
             (template, re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$"))
             for template in self.spec["paths"]

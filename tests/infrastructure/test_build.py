@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from opscore_tools.local.template import Template
 from tests.conftest import REPO, TEMPLATE_PATH
 
 SAM = REPO / ".venv-sam" / "bin" / "sam"
@@ -63,21 +64,15 @@ def test_every_native_extension_is_built_for_arm64_and_python313(build_dir: Path
 def test_the_layer_carries_the_library_and_a_matching_sdk(build_dir: Path) -> None:
     site = build_dir / "OpsCoreLayer" / "python"
     assert (site / "opscore" / "registry.py").is_file()
+    assert (site / "yaml" / "__init__.py").is_file(), "workflow templates may be YAML"
     versions = {
         path.name.split("-")[0]: path.name.split("-")[1].removesuffix(".dist-info") for path in site.glob("*.dist-info")
     }
     assert versions["boto3"][:4] == versions["botocore"][:4], "boto3 and botocore come as the tested pair"
 
 
-def test_nothing_but_handlers_ships_in_functions_and_no_tooling_anywhere(build_dir: Path) -> None:
-    for function in (
-        "HealthFunction",
-        "AuthorizerFunction",
-        "RegistrationFunction",
-        "StateUpdateFunction",
-        "AgentReadFunction",
-        "KeysFunction",
-    ):
+def test_nothing_but_handlers_ships_in_functions_and_no_tooling_anywhere(build_dir: Path, template: Template) -> None:
+    for function in template.functions:
         shipped = sorted(path.name for path in (build_dir / function).iterdir())
         assert shipped == ["app.py"], (function, shipped)
     names = {path.name for path in build_dir.rglob("*")}

@@ -60,7 +60,7 @@ def test_policies_are_scoped_to_the_table_and_a_key_prefix(document: dict[str, A
                 assert all(action.startswith("dynamodb:") and "*" not in action for action in statement["Action"])
                 assert "Scan" not in str(statement["Action"]), "every access pattern is a Query or GetItem"
                 prefixes = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-                assert prefixes in (["KEY#*"], ["AGENT#*"]), name
+                assert prefixes in (["KEY#*"], ["AGENT#*"], ["WORKFLOW#*", "WORKFLOWS"]), name
 
 
 def test_no_key_or_secret_is_baked_into_parameters_or_outputs(document: dict[str, Any]) -> None:
@@ -117,3 +117,10 @@ def test_openapi_describes_exactly_the_templates_routes(template: Template) -> N
         if isinstance(operation, dict) and operation.get("security") == []
     }
     assert public == {(route.method, route.path) for route in template.routes if not route.authorized}
+
+
+def test_the_published_workflow_template_schema_is_the_models() -> None:
+    from opscore_tools.schema import render
+
+    published = (REPO / "docs" / "workflow-template.schema.json").read_text()
+    assert published == render(), "docs/workflow-template.schema.json is stale: run `make schema`"

@@ -34,6 +34,7 @@ from opscore.observability import MetricUnit, logger, metrics
 MAX_BODY_BYTES = 64 * 1024
 _AGENT_ID = re.compile(AGENT_ID_PATTERN)
 _JSON_MEDIA_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json$")
+YAML_MEDIA_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 
 STATUS_BY_ERROR: dict[type[OpsCoreError], int] = {
     ValidationFailed: 400,
@@ -99,18 +100,23 @@ def empty_response(status: int = 204) -> Response[str]:
     return Response(status, None, "")
 
 
-def read_json[ModelT: BaseModel](event: APIGatewayProxyEvent, model: type[ModelT]) -> ModelT:
-    """Parse the request body as `model`: 415 for non-JSON, 413 over 64 KiB, 400 naming each wrong field."""
+def read_json[ModelT: BaseModel](event: APIGatewayProxyEvent, model: type[ModelT], allow_yaml: bool = False) -> ModelT:
+    """Parse the request body as `model`: 415 for other types, 413 over 64 KiB, 400 naming each wrong field.
+
+    With `allow_yaml`, a YAML body (application/yaml) is read too, into the same JSON types and checks.
+    """
     content_type = (event.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
-    if content_type and not _JSON_MEDIA_TYPE.match(content_type):
-        raise UnsupportedMediaType(f"send the body as application/json, not {content_type}")
+    is_yaml = allow_yaml and content_type in YAML_MEDIA_TYPES
+    if content_type and not is_yaml and not _JSON_MEDIA_TYPE.match(content_type):
+        accepted = "application/json or application/yaml" if allow_yaml else "application/json"
+        raise UnsupportedMediaType(f"send the body as {accepted}, not {content_type}")
     raw = event.decoded_body or ""
     if len(raw.encode()) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body must be at most {MAX_BODY_BYTES} bytes")
     if not raw.strip():
-        raise ValidationFailed("a JSON body is required", [FieldProblem("", "the body is empty", type="missing")])
+        raise ValidationFailed("a body is required", [FieldProblem("", "the body is empty", type="missing")])
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate_json(_yaml_as_json(raw) if is_yaml else raw)
     except ValidationError as error:
         problems = [
             FieldProblem(
@@ -121,6 +127,25 @@ def read_json[ModelT: BaseModel](event: APIGatewayProxyEvent, model: type[ModelT
             for problem in error.errors(include_url=False, include_input=False, include_context=False)
         ]
         raise ValidationFailed("the request body is not valid", problems) from None
+
+
+def _yaml_as_json(raw: str) -> str:
+    """YAML to JSON text, refusing anchors and aliases (a few KiB of aliases can expand to gigabytes)."""
+    import yaml  # only the routes that take YAML pay for importing it
+
+    try:
+        if any(isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) for event in yaml.parse(raw)):
+            raise ValidationFailed(
+                "YAML anchors and aliases are not accepted",
+                [FieldProblem("", "write the YAML out without & anchors and * aliases", type="yaml_alias")],
+            )
+        document = yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        raise ValidationFailed(
+            "the body is not valid YAML", [FieldProblem("", str(error).splitlines()[0], type="yaml_invalid")]
+        ) from None
+    # YAML has types JSON lacks (dates, for one): write them as strings and let the model judge them.
+    return json.dumps(document, default=str)
 
 
 def agent_id_from_path(raw: str) -> str:
@@ -145,9 +170,14 @@ def authorised_agent_id(event: APIGatewayProxyEvent, raw: str) -> str:
 
 
 def query_int(event: APIGatewayProxyEvent, name: str, default: int, minimum: int, maximum: int) -> int:
+    value = optional_query_int(event, name, minimum, maximum)
+    return default if value is None else value
+
+
+def optional_query_int(event: APIGatewayProxyEvent, name: str, minimum: int, maximum: int) -> int | None:
     raw = (event.query_string_parameters or {}).get(name)
     if raw is None:
-        return default
+        return None
     # Plain ASCII digits only: str.isdigit() also accepts characters such as '²' that int() refuses.
     if not re.fullmatch(r"[0-9]{1,9}", raw) or not minimum <= int(raw) <= maximum:
         raise ValidationFailed(

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from opscore.keys import ApiKeys
     from opscore.registry import Registry
+    from opscore.workflows import Workflows
 
 
 def utc_now() -> datetime:
@@ -46,6 +47,14 @@ def api_keys() -> ApiKeys:
     return ApiKeys(KeyStore(dynamodb(), settings().table_name), utc_now)
 
 
+@cache
+def workflows() -> Workflows:
+    from opscore.store.workflows import WorkflowStore
+    from opscore.workflows import Workflows
+
+    return Workflows(WorkflowStore(dynamodb(), settings().table_name), utc_now)
+
+
 def reset() -> None:
-    for built in (settings, dynamodb, registry, api_keys):
+    for built in (settings, dynamodb, registry, api_keys, workflows):
         built.cache_clear()
