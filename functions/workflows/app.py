@@ -8,10 +8,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
 from opscore.access import API_BASE_PATH
-from opscore.http import build_resolver, caller, json_response, optional_query_int, query_int, read_json, require_admin
+from opscore.http import (
+    build_resolver,
+    caller,
+    json_response,
+    optional_query_int,
+    path_value,
+    query_int,
+    read_json,
+    require_admin,
+)
 from opscore.observability import logger, metrics, tracer
-from opscore.workflow_templates import WorkflowTemplate
-from opscore.workflows import workflow_id_from_path
+from opscore.workflow_templates import WORKFLOW_NAME_PATTERN, WorkflowTemplate
 
 app = build_resolver()
 
@@ -36,7 +44,8 @@ def list_workflows() -> Response[str]:
 @app.get(f"{API_BASE_PATH}/workflows/<workflow_id>")
 def get_workflow(workflow_id: str) -> Response[str]:
     require_admin(caller(app.current_event))
-    workflow_id = workflow_id_from_path((app.current_event.path_parameters or {}).get("workflowId", workflow_id))
+    raw = (app.current_event.path_parameters or {}).get("workflowId", workflow_id)
+    workflow_id = path_value(raw, "workflowId", WORKFLOW_NAME_PATTERN)
     logger.append_keys(workflow_id=workflow_id)
     version = optional_query_int(app.current_event, "version", minimum=1, maximum=9_999_999_999)
     return json_response(200, wiring.workflows().get(workflow_id, version))

@@ -32,7 +32,6 @@ from opscore.models import AGENT_ID_PATTERN, Principal, Role
 from opscore.observability import MetricUnit, logger, metrics
 
 MAX_BODY_BYTES = 64 * 1024
-_AGENT_ID = re.compile(AGENT_ID_PATTERN)
 _JSON_MEDIA_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json$")
 YAML_MEDIA_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 
@@ -148,13 +147,18 @@ def _yaml_as_json(raw: str) -> str:
     return json.dumps(document, default=str)
 
 
-def agent_id_from_path(raw: str) -> str:
-    if not _AGENT_ID.match(raw):
+def path_value(raw: str, name: str, pattern: str) -> str:
+    """A path parameter checked against its pattern: 400 naming it when it does not match."""
+    if not re.match(pattern, raw):
         raise ValidationFailed(
-            "agentId is not a valid agent id",
-            [FieldProblem("agentId", f"must match {AGENT_ID_PATTERN}", location="path", type="pattern")],
+            f"{name} is not valid",
+            [FieldProblem(name, f"must match {pattern}", location="path", type="pattern")],
         )
     return raw
+
+
+def agent_id_from_path(raw: str) -> str:
+    return path_value(raw, "agentId", AGENT_ID_PATTERN)
 
 
 def authorised_agent_id(event: APIGatewayProxyEvent, raw: str) -> str:

@@ -7,35 +7,24 @@ filled in, key order ignored) is already one of its versions: then that version 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from opscore.errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from opscore.errors import Conflict, NotFound
 from opscore.models import WorkflowCreated, WorkflowPage, WorkflowSummary, WorkflowVersion, format_timestamp
 from opscore.observability import MetricUnit, logger, metrics
 from opscore.store.dynamo import ConditionFailed
 from opscore.store.workflows import StoredWorkflow, WorkflowStore
-from opscore.workflow_templates import WORKFLOW_NAME_PATTERN, WorkflowTemplate, check_template
+from opscore.workflow_templates import WorkflowTemplate, check_template
 
 MAX_WRITE_ATTEMPTS = 5
-_WORKFLOW_ID = re.compile(WORKFLOW_NAME_PATTERN)
 
 
 @dataclass(frozen=True)
 class CreateResult:
     created: WorkflowCreated
     new_version: bool
-
-
-def workflow_id_from_path(raw: str) -> str:
-    if not _WORKFLOW_ID.match(raw):
-        raise ValidationFailed(
-            "workflowId is not a valid workflow id",
-            [FieldProblem("workflowId", f"must match {WORKFLOW_NAME_PATTERN}", location="path", type="pattern")],
-        )
-    return raw
 
 
 class Workflows:
