@@ -406,7 +406,7 @@ def test_an_update_that_keeps_losing_races_is_a_409_to_retry(
     register()
 
     def always_losing(*_: Any) -> None:
-        raise ConditionFailed({})
+        raise ConditionFailed
 
     monkeypatch.setattr(AgentStore, "write_state", always_losing)
     status, body = report({"state": "idle", "timestamp": ts(1)})

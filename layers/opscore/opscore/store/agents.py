@@ -118,9 +118,7 @@ class AgentStore:
         return agent_from_item(item), get_n(item, "generation") == 1
 
     def get_agent(self, agent_id: str) -> Agent | None:
-        with translated_errors():
-            response = self._client.get_item(TableName=self._table, Key=agent_key(agent_id), ConsistentRead=True)
-        item = response.get("Item")
+        item = self.get_agent_item(agent_id)
         return agent_from_item(item) if item else None
 
     def get_agent_item(self, agent_id: str) -> Item | None:

@@ -35,11 +35,7 @@ def new_client() -> DynamoDBClient:
 
 
 class ConditionFailed(Exception):
-    """A conditional write lost: `item` is the stored item at that moment (empty when there was none)."""
-
-    def __init__(self, item: Item) -> None:
-        super().__init__("condition failed")
-        self.item = item
+    """A conditional write (or a transaction) lost: its condition no longer held when it ran."""
 
 
 @contextmanager
@@ -50,13 +46,13 @@ def translated_errors() -> Iterator[None]:
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         if code == "ConditionalCheckFailedException":
-            raise ConditionFailed(error.response.get("Item", {})) from error  # type: ignore[arg-type]
+            raise ConditionFailed from error
         if code == "TransactionCanceledException":
             reasons = {reason.get("Code", "") for reason in error.response.get("CancellationReasons", [])}
             if reasons & TRANSACTION_THROTTLED:
                 raise Throttled("Ops-Core is receiving more requests than it can take; retry shortly") from error
             if reasons & TRANSACTION_LOST:
-                raise ConditionFailed({}) from error
+                raise ConditionFailed from error
         if code in THROTTLING_CODES:
             raise Throttled("Ops-Core is receiving more requests than it can take; retry shortly") from error
         raise
