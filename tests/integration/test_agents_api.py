@@ -353,14 +353,20 @@ def test_a_failed_write_stores_nothing_so_its_retry_or_a_newer_update_leaves_no_
 
 
 @pytest.mark.parametrize(
-    ("rival", "mine", "expected_status", "expected_history"),
+    ("rival", "mine", "expected_status", "expected_history", "expected_reads"),
     [
-        # a newer update wins the race: mine is now stale
-        ({"state": "busy", "timestamp": ts(5)}, {"state": "idle", "timestamp": ts(3)}, 409, [(2, "busy")]),
-        # an older update wins the race: mine is still newer, and applies on top of it
-        ({"state": "busy", "timestamp": ts(3)}, {"state": "idle", "timestamp": ts(5)}, 200, [(3, "idle"), (2, "busy")]),
-        # the same update, sent twice at once: both get its one version
-        ({"state": "idle", "timestamp": ts(5)}, {"state": "idle", "timestamp": ts(5)}, 200, [(2, "idle")]),
+        # a newer update wins the race: mine reads again and is now stale
+        ({"state": "busy", "timestamp": ts(5)}, {"state": "idle", "timestamp": ts(3)}, 409, [(2, "busy")], 2),
+        # an older update wins the race: mine reads again, is still newer, and applies on top of it
+        (
+            {"state": "busy", "timestamp": ts(3)},
+            {"state": "idle", "timestamp": ts(5)},
+            200,
+            [(3, "idle"), (2, "busy")],
+            2,
+        ),
+        # the same update, sent twice at once: the loser finds the winner's history entry and answers its version
+        ({"state": "idle", "timestamp": ts(5)}, {"state": "idle", "timestamp": ts(5)}, 200, [(2, "idle")], 1),
     ],
 )
 def test_an_update_that_loses_a_race_reads_again_and_decides_again(
@@ -372,6 +378,7 @@ def test_an_update_that_loses_a_race_reads_again_and_decides_again(
     mine: dict[str, Any],
     expected_status: int,
     expected_history: list[tuple[int, str]],
+    expected_reads: int,
 ) -> None:
     """Between this update's read and its write, another update to the same agent is applied."""
     register()
@@ -394,10 +401,45 @@ def test_an_update_that_loses_a_race_reads_again_and_decides_again(
     assert status == expected_status, body
     if status == 200:
         assert body["version"] == expected_history[0][0]
-    assert reads == 2, "the loser read again after its transaction was refused"
+    assert reads == expected_reads
     items = history()[1]["items"]
     assert [(entry["version"], entry["state"]) for entry in items[:-1]] == expected_history
     assert sorted(entry["version"] for entry in items) == list(range(1, len(items) + 1)), "no gap, no double"
+
+
+def test_an_agent_item_without_a_state_version_takes_its_first_state(register: Any, report: Any, aws: Any) -> None:
+    """Items written by other tools may lack state_version; version 0 then means none yet."""
+    register()
+    aws.update_item(
+        TableName=wiring.settings().table_name,
+        Key={"PK": {"S": "AGENT#agent-1"}, "SK": {"S": "AGENT"}},
+        UpdateExpression="REMOVE state_version",
+    )
+    assert report({"state": "idle", "timestamp": ts(1)})[1]["version"] == 1
+
+
+def test_repeating_the_current_state_after_its_history_expired_still_answers_its_version(
+    register: Any, report: Any, aws: Any
+) -> None:
+    register()
+    first = report({"state": "idle", "timestamp": ts(1), "details": {"q": 1}})
+    aws.delete_item(  # what DynamoDB's TTL does to old history entries
+        TableName=wiring.settings().table_name,
+        Key={"PK": {"S": "AGENT#agent-1"}, "SK": {"S": "STATE#2026-01-01T00:00:01.000000Z"}},
+    )
+    assert report({"state": "idle", "timestamp": ts(1), "details": {"q": 1}}) == first
+    assert report({"state": "busy", "timestamp": ts(1)})[0] == 409
+
+
+def test_nan_details_and_trailing_newlines_in_ids_are_400(register: Any, call: Invoke, api_event: EventFactory) -> None:
+    register()
+    event = api_event("state_update/post.json", caller=ADMIN_CONTEXT)
+    event["body"] = '{"state": "idle", "timestamp": "2026-01-01T00:00:00Z", "details": {"x": Infinity}}'
+    status, body = call("StateUpdateFunction", event)
+    assert (status, body["error"]["details"][0]["field"]) == (400, "details")
+    event = api_event("agent_read/get_agent.json", caller=ADMIN_CONTEXT)
+    event["pathParameters"]["agentId"] = "agent-1\n"
+    assert call("AgentReadFunction", event)[0] == 400
 
 
 def test_an_update_that_keeps_losing_races_is_a_409_to_retry(

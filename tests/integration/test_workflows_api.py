@@ -97,7 +97,12 @@ def test_invalid_templates_are_400_with_every_path_and_store_nothing(post: Any, 
     [
         ("name: x\ntasks: [", "application/yaml", 400, "yaml_invalid"),
         ("name: x\nt: &a {id: a, action: x}\ntasks: [*a]", "application/yaml", 400, "yaml_alias"),
-        ("name: x\ntasks:\n  - {id: a, action: x, input: {when: 2026-01-01}}", "text/yaml", 201, None),
+        ("name: x\ntasks:\n  - {id: a, action: x, input: {when: 2026-01-01}}", "text/yaml", 400, "yaml_type"),
+        ('name: x\ntasks:\n  - {id: a, action: x, input: {when: "2026-01-01"}}', "text/yaml", 201, None),
+        ("name: x\ntasks:\n  - {id: a, action: x, input: {n: .nan}}", "application/yaml", 400, "yaml_type"),
+        ("name: x\ntasks:\n  - {id: a, action: x, input: {s: !!set {a, b}}}", "application/yaml", 400, "yaml_type"),
+        ("name: x\ntasks: " + "[" * 100 + "]" * 100, "application/yaml", 400, "yaml_depth"),
+        ("name: x\ntasks: " + "[" * 20000 + "]" * 20000, "application/yaml", 400, "yaml_depth"),
         ("name: x", "text/plain", 415, None),
     ],
 )
@@ -106,6 +111,11 @@ def test_yaml_bodies(post: Any, raw: str, content_type: str, status: int, type_:
     assert answer_status == status, body
     if type_ is not None:
         assert body["error"]["details"][0]["type"] == type_
+
+
+def test_nan_and_infinity_are_not_json(post: Any) -> None:
+    status, body = post(raw='{"name": "x", "tasks": [{"id": "a", "action": "x", "input": {"n": NaN}}]}')
+    assert (status, body["error"]["details"][0]["field"]) == (400, "tasks.0.input")
 
 
 def test_unknown_workflows_versions_and_bad_ids(post: Any, get: Any) -> None:

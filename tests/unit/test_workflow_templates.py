@@ -108,7 +108,10 @@ def test_a_template_of_fallbacks_only_has_nothing_to_run() -> None:
             {"tasks": [{"id": "a", "action": "a", "retry": {"backoff_rate": 0.5}}]},
             ("tasks", 0, "retry", "backoff_rate"),
         ),
-        ({"tasks": [{"id": "a", "action": "a", "timeout_seconds": 60, "heartbeat_seconds": 60}]}, ("tasks", 0)),
+        (
+            {"tasks": [{"id": "a", "action": "a", "timeout_seconds": 60, "heartbeat_seconds": 60}]},
+            ("tasks", 0, "heartbeat_seconds"),
+        ),
         ({"tasks": [{"id": "a", "action": "a", "retries": 3}]}, ("tasks", 0, "retries")),
         ({"owner": "me"}, ("owner",)),
     ],

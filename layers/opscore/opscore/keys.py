@@ -66,7 +66,7 @@ class ApiKeys:
         return ApiKey(key_id=stored.key_id, role=role, agent_id=agent_id)
 
     def revoke(self, key_id: str, revoked_by: str) -> None:
-        if not KEY_ID_PATTERN.match(key_id):
+        if not KEY_ID_PATTERN.fullmatch(key_id):
             raise ValidationFailed(
                 "keyId must be 16 lowercase hex digits",
                 [FieldProblem("keyId", "must match ^[0-9a-f]{16}$", location="path")],

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 # RFC 3339 date-time: pydantic alone would also take Unix times and other ISO 8601 spellings.
@@ -45,7 +46,23 @@ class RequestModel(BaseModel):
 
 def canonical_json(value: Any) -> str:
     """One spelling per JSON value, so stored payloads compare equal exactly when they are equal."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    """Refuse NaN and Infinity anywhere inside a free-form JSON value: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("NaN and Infinity are not JSON numbers")
+    if isinstance(value, dict):
+        for item in value.values():
+            _finite(item)
+    elif isinstance(value, list):
+        for item in value:
+            _finite(item)
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_finite)]
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -77,7 +94,7 @@ class RegistrationRequest(RequestModel):
     capabilities: list[Capability] = Field(default_factory=list, max_length=64)
     endpoint: str | None = Field(default=None, max_length=2048, description="https URL; http only for loopback.")
     max_concurrency: int = Field(default=1, ge=1, le=1000)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
 
     @field_validator("capabilities")
     @classmethod
@@ -112,7 +129,7 @@ class StateReport(RequestModel):
 
     state: AgentState
     timestamp: AwareDatetime = Field(description="RFC 3339 with a timezone.")
-    details: dict[str, Any] | None = None
+    details: JsonObject | None = None
     error: AgentError | None = None
 
     @field_validator("timestamp", mode="before")

@@ -11,12 +11,15 @@ read: both or neither are stored, and a writer that lost a race reads again and 
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from opscore.errors import Conflict, FieldProblem, NotFound, StaleState, ValidationFailed
 from opscore.models import (
     Agent,
+    CurrentState,
     HistoryPage,
     Registration,
     RegistrationRequest,
@@ -32,7 +35,7 @@ from opscore.store.agents import AgentStore, StateWrite, current_state_from_item
 from opscore.store.dynamo import ConditionFailed
 
 # Attempts to apply one update while other updates to the same agent keep winning the race; each attempt is a read
-# and a transaction, and only concurrent writers to one agent make a second one necessary.
+# and a transaction (after a short jittered pause), and only concurrent writers to one agent need a second one.
 MAX_WRITE_ATTEMPTS = 5
 
 
@@ -79,13 +82,13 @@ class Registry:
             recorded_at=format_timestamp(now),
             expires_at=int((now + timedelta(days=self._settings.history_retention_days)).timestamp()),
         )
-        for _ in range(MAX_WRITE_ATTEMPTS):
+        for attempt in range(MAX_WRITE_ATTEMPTS):
             stored = self._store.get_agent_item(agent_id)
             if stored is None:
                 raise NotFound(f"agent {agent_id} is not registered")
             current = current_state_from_item(stored)
             if current is not None and current.timestamp >= write.timestamp:
-                return self._repeat_or_stale(agent_id, write, current.timestamp)
+                return self._repeat_or_stale(agent_id, write, current)
             entry = StateHistoryEntry(
                 state=write.state,
                 previous_state=current.state if current else None,
@@ -98,15 +101,31 @@ class Registry:
             try:
                 self._store.write_state(agent_id, entry.version - 1, write, entry)
             except ConditionFailed:
-                continue  # another update was applied since the read: read again and decide again
+                # Another update was applied since the read (read again and decide again), or this very timestamp is
+                # already in history although the state is older (a reset state): then it is a repeat or stale.
+                if self._store.get_history_entry(agent_id, write.timestamp) is not None:
+                    return self._repeat_or_stale(agent_id, write, current)
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter, not security
+                continue
             self._record_change(agent_id, entry, report)
             return _accepted(agent_id, entry)
         metrics.add_metric(name="StateUpdateContention", unit=MetricUnit.Count, value=1)
         raise Conflict("the agent's state is changing too fast to apply this update now; send it again")
 
-    def _repeat_or_stale(self, agent_id: str, write: StateWrite, stored_timestamp: str) -> StateAccepted:
+    def _repeat_or_stale(self, agent_id: str, write: StateWrite, current: CurrentState | None) -> StateAccepted:
         """An update not newer than the stored state: a repeat of an accepted one (200, its version), else stale."""
         earlier = self._store.get_history_entry(agent_id, write.timestamp)
+        if earlier is None and current is not None and current.timestamp == write.timestamp:
+            # The current state's history entry may have expired (TTL) while the state itself is still stored.
+            earlier = StateHistoryEntry(
+                state=current.state,
+                previous_state=None,
+                timestamp=current.timestamp,
+                details=current.details,
+                error=current.error,
+                version=current.version,
+                recorded_at=current.timestamp,
+            )
         if earlier is not None and write.same_report_as(earlier):
             logger.info(
                 "repeated state update answered with its first result",
@@ -114,6 +133,7 @@ class Registry:
             )
             metrics.add_metric(name="StateUpdatesRepeated", unit=MetricUnit.Count, value=1)
             return _accepted(agent_id, earlier)
+        stored_timestamp = current.timestamp if current else None
         logger.info(
             "stale state update refused",
             extra={"agent_id": agent_id, "timestamp": write.timestamp, "stored_timestamp": stored_timestamp},

@@ -8,12 +8,12 @@ to each other (unique ids, fallbacks that exist, fallback cycles). Both report e
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Any, Self
+from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from opscore.errors import FieldProblem, ValidationFailed
-from opscore.models import RequestModel, canonical_json
+from opscore.models import JsonObject, RequestModel, canonical_json
 
 WORKFLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 TASK_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -33,7 +33,7 @@ class TaskTemplate(RequestModel):
     action: str = Field(
         min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", description="What the agent does."
     )
-    input: dict[str, Any] = Field(default_factory=dict, description="Static input; the trigger's input goes beside it.")
+    input: JsonObject = Field(default_factory=dict, description="Static input; the trigger's input goes beside it.")
     priority: int | None = Field(
         default=None, ge=0, le=9, description="9 most urgent; default: the trigger's priority, else 5."
     )
@@ -46,11 +46,13 @@ class TaskTemplate(RequestModel):
     )
     fallback_only: bool = Field(default=False, description="Runs only as some task's fallback.")
 
-    @model_validator(mode="after")
-    def _heartbeat_within_timeout(self) -> Self:
-        if self.heartbeat_seconds is not None and self.heartbeat_seconds >= self.timeout_seconds:
+    @field_validator("heartbeat_seconds")
+    @classmethod
+    def _heartbeat_within_timeout(cls, value: int | None, info: ValidationInfo) -> int | None:
+        timeout = info.data.get("timeout_seconds")  # absent when timeout_seconds itself was invalid
+        if value is not None and timeout is not None and value >= timeout:
             raise ValueError("heartbeat_seconds must be less than timeout_seconds")
-        return self
+        return value
 
 
 class WorkflowTemplate(RequestModel):

@@ -145,7 +145,12 @@ class AgentStore:
                                 "state_error = :error, state_version = :version, state_recorded_at = :now, "
                                 "last_seen_at = :now"
                             ),
-                            "ConditionExpression": "attribute_exists(PK) AND state_version = :expected",
+                            # An agent that never had a state may lack state_version (items written by other
+                            # tools): version 0 then means "no version yet".
+                            "ConditionExpression": (
+                                "attribute_exists(PK) AND (state_version = :expected"
+                                + (" OR attribute_not_exists(state_version))" if expected_version == 0 else ")")
+                            ),
                             "ExpressionAttributeNames": {"#state": "state"},
                             "ExpressionAttributeValues": {
                                 ":state": s(write.state.value),
