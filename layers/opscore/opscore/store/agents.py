@@ -25,11 +25,10 @@ from opscore.models import (
 from opscore.store.dynamo import (
     Item,
     as_json,
-    decode_page_token,
-    encode_page_token,
     get_n,
     get_s,
     n,
+    query_prefix_page,
     s,
     translated_errors,
 )
@@ -204,23 +203,15 @@ class AgentStore:
         self, agent_id: str, limit: int, next_token: str | None
     ) -> tuple[list[StateHistoryEntry], str | None]:
         """One page, newest first; the token is returned only when at least one more entry follows."""
-        partition = f"AGENT#{agent_id}"
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
-            "ExpressionAttributeValues": {":pk": s(partition), ":prefix": s(HISTORY_PREFIX)},
-            "ScanIndexForward": False,
-            # One more than asked: DynamoDB hands back a LastEvaluatedKey whenever the limit is reached, even
-            # when nothing follows; the extra item tells the two apart.
-            "Limit": limit + 1,
-        }
-        if next_token is not None:
-            query["ExclusiveStartKey"] = decode_page_token(next_token, partition, HISTORY_PREFIX)
-        with translated_errors():
-            response = self._client.query(**query)
-        items = response.get("Items", [])
-        page, more = items[:limit], len(items) > limit
-        token = encode_page_token({"PK": page[-1]["PK"], "SK": page[-1]["SK"]}) if more else None
+        page, token = query_prefix_page(
+            self._client,
+            self._table,
+            partition=f"AGENT#{agent_id}",
+            sort_prefix=HISTORY_PREFIX,
+            limit=limit,
+            next_token=next_token,
+            newest_first=True,
+        )
         return [history_from_item(item) for item in page], token
 
 

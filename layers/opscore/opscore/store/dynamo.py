@@ -105,6 +105,35 @@ def decode_page_token(token: str, partition: str, sort_prefix: str) -> Item:
     return {"PK": s(key["PK"]), "SK": s(key["SK"])}
 
 
+def query_prefix_page(
+    client: DynamoDBClient,
+    table: str,
+    *,
+    partition: str,
+    sort_prefix: str,
+    limit: int,
+    next_token: str | None,
+    newest_first: bool = False,
+) -> tuple[list[Item], str | None]:
+    """One page of a partition's items whose sort key starts with `sort_prefix`, and a token only if more follow."""
+    query: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+        "ExpressionAttributeValues": {":pk": s(partition), ":prefix": s(sort_prefix)},
+        "ScanIndexForward": not newest_first,
+        # One more than asked: DynamoDB hands back a LastEvaluatedKey whenever the limit is reached, even when
+        # nothing follows; the extra item tells the two apart.
+        "Limit": limit + 1,
+    }
+    if next_token is not None:
+        query["ExclusiveStartKey"] = decode_page_token(next_token, partition, sort_prefix)
+    with translated_errors():
+        items = client.query(**query).get("Items", [])
+    page = items[:limit]
+    token = encode_page_token({"PK": page[-1]["PK"], "SK": page[-1]["SK"]}) if len(items) > limit else None
+    return page, token
+
+
 def as_json(value: Any) -> dict[str, Any] | None:
     decoded = json.loads(value) if isinstance(value, str) else None
     return decoded if isinstance(decoded, dict) else None

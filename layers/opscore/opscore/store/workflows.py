@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from opscore.store.dynamo import (
     Item,
-    decode_page_token,
-    encode_page_token,
     get_n,
     get_s,
     n,
+    query_prefix_page,
     s,
     translated_errors,
 )
@@ -174,18 +173,14 @@ class WorkflowStore:
         )
 
     def list_catalogue(self, limit: int, next_token: str | None) -> tuple[list[CatalogueEntry], str | None]:
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
-            "ExpressionAttributeValues": {":pk": s(CATALOGUE_PK), ":prefix": s(CATALOGUE_PREFIX)},
-            "Limit": limit + 1,  # one more than asked, so a token means that more follow
-        }
-        if next_token is not None:
-            query["ExclusiveStartKey"] = decode_page_token(next_token, CATALOGUE_PK, CATALOGUE_PREFIX)
-        with translated_errors():
-            items = self._client.query(**query).get("Items", [])
-        page, more = items[:limit], len(items) > limit
-        token = encode_page_token({"PK": page[-1]["PK"], "SK": page[-1]["SK"]}) if more else None
+        page, token = query_prefix_page(
+            self._client,
+            self._table,
+            partition=CATALOGUE_PK,
+            sort_prefix=CATALOGUE_PREFIX,
+            limit=limit,
+            next_token=next_token,
+        )
         return [_catalogue_entry(item) for item in page], token
 
 
