@@ -57,6 +57,7 @@ def api_event() -> EventFactory:
         headers: dict[str, str] | None = None,
         query: dict[str, str] | None = None,
         key_id: str | None = None,
+        path: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         event = copy.deepcopy(json.loads((EVENTS / name).read_text()))
         if agent_id is not None:
@@ -67,6 +68,13 @@ def api_event() -> EventFactory:
             for holder, key in ((event, "path"), (event["requestContext"], "path")):
                 holder[key] = holder[key].rsplit("/", 1)[0] + f"/{key_id}"
             event["pathParameters"]["keyId"] = key_id
+        if path is not None:
+            event["pathParameters"] = {**event["pathParameters"], **path}
+            resolved = event["resource"]
+            for parameter, value in event["pathParameters"].items():
+                resolved = resolved.replace("{" + parameter + "}", value)
+            event["path"] = resolved
+            event["requestContext"]["path"] = f"/{event['requestContext']['stage']}{resolved}"
         if body is not _UNSET:
             event["body"] = json.dumps(body)
         if raw_body is not None:

@@ -1,4 +1,4 @@
-"""GET /v1/opscore/agent/{agentId} and its state history: the read side of the registry."""
+"""GET /v1/opscore/agent/{agentId}, its state history and its sessions: the read side of agents."""
 
 from typing import Any
 
@@ -8,8 +8,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
 from opscore.access import API_BASE_PATH
-from opscore.http import authorised_agent_id, build_resolver, json_response, query_int
+from opscore.http import authorised_agent_id, build_resolver, json_response, path_value, query_int
 from opscore.observability import logger, metrics, tracer
+from opscore.session_models import SESSION_ID_PATTERN
 
 app = build_resolver()
 
@@ -25,6 +26,23 @@ def get_history(agent_id: str) -> Response[str]:
     limit = query_int(app.current_event, "limit", default=20, minimum=1, maximum=100)
     next_token = app.current_event.get_query_string_value("next_token")
     return json_response(200, wiring.registry().history(agent_id, limit, next_token))
+
+
+@app.get(f"{API_BASE_PATH}/agent/<agent_id>/sessions")
+def list_sessions(agent_id: str) -> Response[str]:
+    agent_id = authorised_agent_id(app.current_event, agent_id)
+    limit = query_int(app.current_event, "limit", default=20, minimum=1, maximum=100)
+    next_token = app.current_event.get_query_string_value("next_token")
+    return json_response(200, wiring.sessions().list(agent_id, limit, next_token))
+
+
+@app.get(f"{API_BASE_PATH}/agent/<agent_id>/sessions/<session_id>")
+def get_session(agent_id: str, session_id: str) -> Response[str]:
+    agent_id = authorised_agent_id(app.current_event, agent_id)
+    raw = (app.current_event.path_parameters or {}).get("sessionId", session_id)
+    session_id = path_value(raw, "sessionId", SESSION_ID_PATTERN)
+    logger.append_keys(session_id=session_id)
+    return json_response(200, wiring.sessions().get(agent_id, session_id))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -12,8 +12,9 @@ from moto import mock_aws
 from pytest_socket import disable_socket
 
 from opscore import wiring
-from opscore_tools.local.emulation import FAKE_AWS_ENVIRONMENT, create_tables, function_environment
+from opscore_tools.local.emulation import FAKE_AWS_ENVIRONMENT, create_resources, function_environment
 from opscore_tools.local.lambdas import LambdaRuntime
+from opscore_tools.local.runner import MOTO_CONFIG
 from opscore_tools.local.template import Template
 
 
@@ -23,12 +24,12 @@ def _no_network() -> None:
 
 
 @pytest.fixture
-def aws(template: Template, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def aws(template: Template, runtime: LambdaRuntime, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     environment = {**FAKE_AWS_ENVIRONMENT, **function_environment(template), "POWERTOOLS_TRACE_DISABLED": "true"}
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    with mock_aws():
-        create_tables(template)
+    with mock_aws(config=MOTO_CONFIG):
+        create_resources(template, runtime.invoke)
         wiring.reset()
         yield boto3.client("dynamodb")
     wiring.reset()

@@ -43,24 +43,57 @@ def test_every_function_has_a_log_group_with_retention(document: dict[str, Any])
 
 
 def test_table_is_on_demand_recoverable_encrypted_and_expiring(document: dict[str, Any]) -> None:
-    (table,) = resources(document, "AWS::DynamoDB::Table").values()
+    table = resources(document, "AWS::DynamoDB::Table")["OpsCoreTable"]
     properties = table["Properties"]
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert properties["SSESpecification"]["SSEEnabled"] is True
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert table["DeletionPolicy"] == "Retain"
+    (index,) = properties["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "AgentSessions"
+    assert [key["AttributeName"] for key in index["KeySchema"]] == ["session_agent", "session_id"]
 
 
-def test_policies_are_scoped_to_the_table_and_a_key_prefix(document: dict[str, Any]) -> None:
+def test_idempotency_records_expire_in_their_own_table(document: dict[str, Any]) -> None:
+    properties = resources(document, "AWS::DynamoDB::Table")["IdempotencyTable"]["Properties"]
+    assert properties["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert properties["SSESpecification"]["SSEEnabled"] is True
+
+
+TABLE = {"Fn::GetAtt": ["OpsCoreTable", "Arn"]}
+KEY_PREFIXES = {"KEY#*", "AGENT#*", "WORKFLOW#*", "WORKFLOWS", "SESSION#*"}
+# Step Functions' task-token calls name no resource, so IAM takes no narrower Resource for them.
+TOKEN_ACTIONS = {"states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"}
+
+
+def test_policies_are_scoped_to_their_resources_and_key_prefixes(document: dict[str, Any]) -> None:
     for name, function in resources(document, "AWS::Serverless::Function").items():
         for policy in function["Properties"].get("Policies", []):
             for statement in policy["Statement"]:
-                assert statement["Resource"] == {"Fn::GetAtt": ["OpsCoreTable", "Arn"]}, name
-                assert all(action.startswith("dynamodb:") and "*" not in action for action in statement["Action"])
-                assert "Scan" not in str(statement["Action"]), "every access pattern is a Query or GetItem"
-                prefixes = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-                assert prefixes in (["KEY#*"], ["AGENT#*"], ["WORKFLOW#*", "WORKFLOWS"]), name
+                actions = statement["Action"]
+                assert all("*" not in action for action in actions), name
+                assert "dynamodb:Scan" not in actions, "every access pattern is a Query or GetItem"
+                if statement["Resource"] == TABLE:
+                    prefixes = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+                    assert set(prefixes) <= KEY_PREFIXES, name
+                elif statement["Resource"] == "*":
+                    assert set(actions) <= TOKEN_ACTIONS, name
+                else:
+                    assert all(action.split(":")[0] in {"dynamodb", "states"} for action in actions), name
+
+
+def test_the_session_runner_is_one_standard_state_machine_with_its_functions_substituted(
+    document: dict[str, Any],
+) -> None:
+    (machine,) = resources(document, "AWS::Serverless::StateMachine").values()
+    properties = machine["Properties"]
+    assert properties["Type"] == "STANDARD", "Express workflows cannot wait for a task token"
+    definition = (REPO / properties["DefinitionUri"]).read_text()
+    for name in properties["DefinitionSubstitutions"]:
+        assert "${" + name + "}" in definition
+    assert "JSONata" not in definition, "moto runs JSONPath only; the same definition must run locally and in AWS"
 
 
 def test_no_key_or_secret_is_baked_into_parameters_or_outputs(document: dict[str, Any]) -> None:

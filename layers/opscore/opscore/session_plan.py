@@ -64,7 +64,9 @@ class TaskError(PlanModel):
 class Step(PlanModel):
     """What the runner does next. `dispatch` carries the task attempt and its timing; the others end the session."""
 
-    kind: Literal["dispatch", "completed", "failed"]
+    kind: Literal["dispatch", "completed", "failed", "cancelled"]
+    # Counts the steps of a session (1 for the first): what makes a retried runner call recognisable as a repeat.
+    sequence: int = 1
     task_index: int | None = None
     attempt: int = 0
     wait_seconds: int = 0
@@ -101,13 +103,15 @@ def build_plan(
 
 
 def first_step(plan: SessionPlan) -> Step:
-    return _next_main_task(plan, after=-1)
+    return _next_main_task(plan, after=-1, sequence=1)
 
 
 def after_success(plan: SessionPlan, step: Step) -> Step:
     """The attempt in `step` succeeded: go on with the next main-line task."""
     done = _dispatched_index(step)
-    return _next_main_task(plan, after=step.resume_after if step.resume_after is not None else done)
+    return _next_main_task(
+        plan, after=step.resume_after if step.resume_after is not None else done, sequence=step.sequence + 1
+    )
 
 
 def after_failure(plan: SessionPlan, step: Step, failure: TaskError) -> Step:
@@ -116,16 +120,16 @@ def after_failure(plan: SessionPlan, step: Step, failure: TaskError) -> Step:
     retries_used = step.attempt - 1
     if retries_used < task.retry.max_retries:
         wait = min(round(task.retry.backoff_seconds * task.retry.backoff_rate**retries_used), MAX_BACKOFF_SECONDS)
-        return _dispatch(task, attempt=step.attempt + 1, wait=wait).model_copy(
+        return _dispatch(task, attempt=step.attempt + 1, wait=wait, sequence=step.sequence + 1).model_copy(
             update={"resume_after": step.resume_after, "fallback_for": step.fallback_for}
         )
     if task.fallback is not None:
         fallback = plan.tasks[task.fallback]
         resume_after = step.resume_after if step.resume_after is not None else task.index
-        return _dispatch(fallback, attempt=1, wait=fallback.delay_seconds).model_copy(
+        return _dispatch(fallback, attempt=1, wait=fallback.delay_seconds, sequence=step.sequence + 1).model_copy(
             update={"resume_after": resume_after, "fallback_for": task.index}
         )
-    return Step(kind="failed", task_index=task.index, attempt=step.attempt, failure=failure)
+    return Step(kind="failed", task_index=task.index, attempt=step.attempt, failure=failure, sequence=step.sequence + 1)
 
 
 def _dispatched_index(step: Step) -> int:
@@ -134,16 +138,17 @@ def _dispatched_index(step: Step) -> int:
     return step.task_index
 
 
-def _next_main_task(plan: SessionPlan, after: int) -> Step:
+def _next_main_task(plan: SessionPlan, after: int, sequence: int) -> Step:
     for task in plan.tasks[after + 1 :]:
         if not task.fallback_only:
-            return _dispatch(task, attempt=1, wait=task.delay_seconds)
-    return Step(kind="completed")
+            return _dispatch(task, attempt=1, wait=task.delay_seconds, sequence=sequence)
+    return Step(kind="completed", sequence=sequence)
 
 
-def _dispatch(task: TaskPlan, attempt: int, wait: int) -> Step:
+def _dispatch(task: TaskPlan, attempt: int, wait: int, sequence: int) -> Step:
     return Step(
         kind="dispatch",
+        sequence=sequence,
         task_index=task.index,
         attempt=attempt,
         wait_seconds=wait,

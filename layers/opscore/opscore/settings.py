@@ -13,6 +13,8 @@ class Settings(BaseModel):
 
     table_name: str = Field(min_length=3, description="The single Ops-Core table (TABLE_NAME).")
     history_retention_days: int = Field(default=30, ge=1, le=3650, description="TTL of state history entries.")
+    state_machine_arn: str | None = Field(default=None, description="The session runner (STATE_MACHINE_ARN).")
+    idempotency_table: str | None = Field(default=None, description="Powertools idempotency (IDEMPOTENCY_TABLE).")
     max_clock_skew_seconds: int = Field(
         default=300, ge=0, le=86_400, description="How far in the future a reported timestamp may be."
     )
@@ -24,6 +26,8 @@ class Settings(BaseModel):
             "table_name": env.get("TABLE_NAME"),
             "history_retention_days": env.get("HISTORY_RETENTION_DAYS"),
             "max_clock_skew_seconds": env.get("MAX_CLOCK_SKEW_SECONDS"),
+            "state_machine_arn": env.get("STATE_MACHINE_ARN"),
+            "idempotency_table": env.get("IDEMPOTENCY_TABLE"),
         }
         # Unset variables take the model's defaults; TABLE_NAME has none, so a missing one fails loudly here.
         return cls.model_validate({key: value for key, value in values.items() if value is not None})

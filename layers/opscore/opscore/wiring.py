@@ -8,15 +8,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opscore.settings import settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_stepfunctions import SFNClient
 
     from opscore.keys import ApiKeys
     from opscore.registry import Registry
+    from opscore.runner_control import RunnerControl
+    from opscore.session_runner import SessionRunner
+    from opscore.sessions import Sessions
+    from opscore.store.sessions import SessionStore
+    from opscore.task_results import TaskResults
     from opscore.workflows import Workflows
 
 
@@ -55,6 +61,64 @@ def workflows() -> Workflows:
     return Workflows(WorkflowStore(dynamodb(), settings().table_name), utc_now)
 
 
+@cache
+def stepfunctions() -> SFNClient:
+    from opscore.runner_control import new_client
+
+    return new_client()
+
+
+@cache
+def runner_control() -> RunnerControl:
+    from opscore.runner_control import RunnerControl
+
+    return RunnerControl(stepfunctions(), settings().state_machine_arn)
+
+
+@cache
+def session_store() -> SessionStore:
+    from opscore.store.sessions import SessionStore
+
+    return SessionStore(dynamodb(), settings().table_name)
+
+
+@cache
+def sessions() -> Sessions:
+    from opscore.sessions import Sessions
+
+    return Sessions(session_store(), registry(), workflows(), runner_control, utc_now)
+
+
+@cache
+def session_runner() -> SessionRunner:
+    from opscore.session_runner import SessionRunner
+
+    return SessionRunner(session_store(), runner_control(), utc_now)
+
+
+@cache
+def task_results() -> TaskResults:
+    from opscore.task_results import TaskResults
+
+    return TaskResults(session_store(), runner_control())
+
+
 def reset() -> None:
-    for built in (settings, dynamodb, registry, api_keys, workflows):
-        built.cache_clear()
+    from opscore import idempotency
+
+    built: tuple[Any, ...] = (
+        settings,
+        dynamodb,
+        registry,
+        api_keys,
+        workflows,
+        stepfunctions,
+        runner_control,
+        session_store,
+        sessions,
+        session_runner,
+        task_results,
+    )
+    for factory in built:
+        factory.cache_clear()
+    idempotency.reset()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from opscore_tools.local.lambdas import REGION
-from opscore_tools.local.template import Template
+from opscore_tools.local.runner import MOTO_CONFIG, Invoke, LambdaInvokeHook, create_state_machines
+from opscore_tools.local.template import REGION, Template
 
 # Credentials that can only ever reach moto: set before any client exists, so nothing can sign a real AWS request.
 FAKE_AWS_ENVIRONMENT = {
@@ -56,23 +56,30 @@ def function_environment(template: Template) -> dict[str, str]:
     return merged
 
 
+def create_resources(template: Template, invoke: Invoke) -> None:
+    """Inside a running mock: the template's tables and state machines, and Lambda calls routed to `invoke`."""
+    create_tables(template)
+    LambdaInvokeHook(template, invoke).install()
+    create_state_machines(template)
+
+
 class Emulation:
-    """Start moto and the tables; stop to throw everything away (nothing is kept between runs)."""
+    """Start moto, the tables and the state machines; stop to throw everything away (nothing is kept between runs)."""
 
     def __init__(self, template: Template) -> None:
         self._template = template
         self._mock: Any = None
 
-    def start(self) -> None:
+    def start(self, invoke: Invoke) -> None:
         from moto import mock_aws
 
         os.environ.update(FAKE_AWS_ENVIRONMENT)
         os.environ.update(function_environment(self._template))
         # No X-Ray daemon runs locally: Tracer would only warn on every segment.
         os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
-        self._mock = mock_aws()
+        self._mock = mock_aws(config=MOTO_CONFIG)
         self._mock.start()
-        create_tables(self._template)
+        create_resources(self._template, invoke)
 
     def stop(self) -> None:
         if self._mock is not None:

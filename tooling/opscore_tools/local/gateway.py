@@ -17,8 +17,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
-from opscore_tools.local.lambdas import ACCOUNT_ID, REGION, LambdaRuntime
-from opscore_tools.local.template import GatewayResponse, Route, Template
+from opscore_tools.local.lambdas import LambdaRuntime
+from opscore_tools.local.template import ACCOUNT_ID, REGION, GatewayResponse, Route, Template
 
 API_ID = "opscorelocal"
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's own limit

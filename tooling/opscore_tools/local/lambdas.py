@@ -16,10 +16,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, TextIO
 
-from opscore_tools.local.template import Function, Template
-
-ACCOUNT_ID = "123456789012"
-REGION = "us-east-1"
+from opscore_tools.local.template import ACCOUNT_ID, REGION, Function, Template
 
 Handler = Callable[[dict[str, Any], Any], Any]
 

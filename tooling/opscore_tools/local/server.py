@@ -44,10 +44,10 @@ class LocalOpsCore:
 
     def start(self, admin_key: str | None) -> AdminKey:
         """Start the emulation, install the admin key, bind the port (0 picks a free one); serve in the background."""
-        self._emulation.start()
+        runtime = LambdaRuntime(self.template, stdout=cast(TextIO, self.sink))
+        self._emulation.start(runtime.invoke)
         self._route_logs_to_sink()
         admin = self._install_admin_key(admin_key)
-        runtime = LambdaRuntime(self.template, stdout=cast(TextIO, self.sink))
         self.gateway = Gateway(self.template, runtime)
         self._server = ThreadingHTTPServer((self._host, self._port), _handler_class(self.gateway, self.sink))
         self._server.daemon_threads = True

@@ -1,7 +1,8 @@
 """Read template.yaml: the routes, functions, authorizer, gateway responses and tables the local runtime serves.
 
 The local runtime takes all of these from the template, so what runs on a laptop cannot drift from what deploys.
-Only the intrinsic functions the template actually uses for these values are resolved (Ref to a parameter or a table);
+Only the intrinsic functions the template actually uses for these values are resolved (Ref to a parameter, a table
+or a state machine, GetAtt of a function's Arn);
 anything else is reported as unsupported rather than guessed.
 """
 
@@ -13,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+# The account and region every local ARN names (moto's defaults).
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
 
 
 class TemplateError(Exception):
@@ -81,6 +86,20 @@ class Table:
 
 
 @dataclass(frozen=True)
+class StateMachine:
+    logical_id: str
+    definition_path: Path
+    substitutions: dict[str, str]
+
+    def definition(self) -> str:
+        """The ASL with DefinitionSubstitutions applied, as CloudFormation would deploy it."""
+        text = self.definition_path.read_text()
+        for name, value in self.substitutions.items():
+            text = text.replace("${" + name + "}", value)
+        return text
+
+
+@dataclass(frozen=True)
 class Template:
     root: Path
     stage: str
@@ -89,6 +108,7 @@ class Template:
     authorizer: Authorizer | None
     gateway_responses: dict[str, GatewayResponse]
     tables: list[Table]
+    state_machines: list[StateMachine] = field(default_factory=list)
 
     @property
     def table_names(self) -> dict[str, str]:
@@ -97,6 +117,19 @@ class Template:
 
 def local_table_name(logical_id: str) -> str:
     return f"opscore-local-{logical_id}"
+
+
+def local_state_machine_name(logical_id: str) -> str:
+    return f"opscore-local-{logical_id}"
+
+
+def local_state_machine_arn(logical_id: str) -> str:
+    return f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:{local_state_machine_name(logical_id)}"
+
+
+def local_function_arn(logical_id: str) -> str:
+    """Functions keep their logical id as their name locally, so an ARN leads back to the handler."""
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{logical_id}"
 
 
 def _route_pattern(path: str) -> re.Pattern[str]:
@@ -115,8 +148,9 @@ def _route_pattern(path: str) -> re.Pattern[str]:
 class _Resolver:
     """Resolves the few intrinsic functions that environment values and settings use."""
 
-    def __init__(self, parameters: dict[str, Any], tables: dict[str, str]) -> None:
+    def __init__(self, parameters: dict[str, Any], resources: dict[str, Any], tables: dict[str, str]) -> None:
         self._parameters = parameters
+        self._resources = resources
         self._tables = tables
 
     def value(self, raw: Any, where: str) -> str:
@@ -126,9 +160,19 @@ class _Resolver:
             name = raw["Ref"]
             if name in self._tables:
                 return self._tables[name]
+            if self._type(name) == "AWS::Serverless::StateMachine":
+                return local_state_machine_arn(name)
             if name in self._parameters and "Default" in self._parameters[name]:
                 return str(self._parameters[name]["Default"])
+        if isinstance(raw, dict) and set(raw) == {"Fn::GetAtt"}:
+            name, attribute = raw["Fn::GetAtt"]
+            if self._type(name) == "AWS::Serverless::Function" and attribute == "Arn":
+                return local_function_arn(name)
         raise TemplateError(f"{where}: the local runtime cannot resolve {raw!r}")
+
+    def _type(self, name: str) -> str | None:
+        resource = self._resources.get(name)
+        return resource.get("Type") if isinstance(resource, dict) else None
 
 
 def load_template(path: Path) -> Template:
@@ -140,7 +184,21 @@ def load_template(path: Path) -> Template:
         for logical_id, resource in resources.items()
         if resource["Type"] == "AWS::DynamoDB::Table"
     ]
-    resolver = _Resolver(parameters, {table.logical_id: local_table_name(table.logical_id) for table in tables})
+    resolver = _Resolver(
+        parameters, resources, {table.logical_id: local_table_name(table.logical_id) for table in tables}
+    )
+    state_machines = [
+        StateMachine(
+            logical_id=logical_id,
+            definition_path=(path.parent / resource["Properties"]["DefinitionUri"]).resolve(),
+            substitutions={
+                name: resolver.value(value, f"{logical_id}.DefinitionSubstitutions.{name}")
+                for name, value in resource["Properties"].get("DefinitionSubstitutions", {}).items()
+            },
+        )
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::Serverless::StateMachine"
+    ]
     global_env = document.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
 
     functions: dict[str, Function] = {}
@@ -187,6 +245,7 @@ def load_template(path: Path) -> Template:
         authorizer=_authorizer(api),
         gateway_responses=_gateway_responses(api),
         tables=tables,
+        state_machines=state_machines,
     )
 
 

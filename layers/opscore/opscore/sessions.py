@@ -1,0 +1,219 @@
+"""startSession, the session reads, and cancel.
+
+A trigger resolves the workflow version, builds the session plan, stores the session as `waiting` and starts the
+runner's execution (named after the session). Everything after that is recorded by the runner; the reads here show
+it without asking Step Functions.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+
+from opscore.errors import Conflict, NotFound
+from opscore.models import canonical_json, format_timestamp
+from opscore.observability import MetricUnit, logger, metrics
+from opscore.registry import Registry
+from opscore.runner_control import SESSION_CANCELLED_ERROR, RunnerControl
+from opscore.session_models import (
+    AttemptRecord,
+    Problem,
+    SessionPage,
+    SessionStarted,
+    SessionStatus,
+    SessionSummary,
+    SessionView,
+    TaskStatus,
+    TaskView,
+    TriggerRequest,
+    task_id,
+)
+from opscore.session_plan import build_plan
+from opscore.store.dynamo import Item, get_n, get_s
+from opscore.store.sessions import NewSession, SessionEnd, SessionStore, decode
+from opscore.workflow_templates import WorkflowTemplate, check_template
+from opscore.workflows import Workflows
+
+
+class SessionEnded(Conflict):
+    code = "session_ended"
+
+
+def new_session_id(now: datetime) -> str:
+    """32 hex digits: the creation time in microseconds (13), then 76 random bits (19). Ids sort by age."""
+    return f"{int(now.timestamp() * 1_000_000):013x}{secrets.token_hex(10)[:19]}"
+
+
+class Sessions:
+    def __init__(
+        self,
+        store: SessionStore,
+        registry: Registry,
+        workflows: Workflows,
+        runner: Callable[[], RunnerControl],
+        now: Callable[[], datetime],
+    ) -> None:
+        # The runner's client is built on first use: the read routes never need it.
+        self._store = store
+        self._registry = registry
+        self._workflows = workflows
+        self._runner = runner
+        self._now = now
+
+    def trigger(self, agent_id: str, request: TriggerRequest, triggered_by: str) -> SessionStarted:
+        self._registry.get(agent_id)  # NotFound for an unknown agent, before anything is stored
+        template, version = self._resolve(request, triggered_by)
+        plan = build_plan(template, version, request.input, request.priority)
+        now = self._now()
+        session_id = new_session_id(now)
+        tasks = [{"id": task.id, "action": task.action, "fallback_only": task.fallback_only} for task in plan.tasks]
+        self._store.create_session(
+            NewSession(
+                session_id=session_id,
+                agent_id=agent_id,
+                workflow_id=template.name,
+                version=version,
+                priority=request.priority,
+                input_json=canonical_json(request.input),
+                tasks_json=canonical_json(tasks),
+                created_at=format_timestamp(now),
+                execution_arn=self._runner().execution_arn(session_id),
+                triggered_by=triggered_by,
+            )
+        )
+        runner_input = {"session_id": session_id, "agent_id": agent_id, "plan": plan.model_dump(mode="json")}
+        try:
+            self._runner().start(session_id, runner_input)
+        except Exception as error:
+            problem = Problem(type="runner_not_started", message=f"the session runner did not start: {error}")
+            self._store.end_open(
+                session_id,
+                SessionEnd(status="error", ended_at=format_timestamp(self._now()), error_json=_json(problem)),
+            )
+            raise
+        logger.info(
+            "session started",
+            extra={"session_id": session_id, "agent_id": agent_id, "workflow_id": template.name, "version": version},
+        )
+        metrics.add_metric(name="SessionsStarted", unit=MetricUnit.Count, value=1)
+        return SessionStarted(
+            session_id=session_id, status=SessionStatus.WAITING, workflow_id=template.name, version=version
+        )
+
+    def get(self, agent_id: str, session_id: str) -> SessionView:
+        session, tasks = self._store.session_with_tasks(session_id)
+        if session is None or get_s(session, "agent_id") != agent_id:
+            raise NotFound(f"agent {agent_id} has no session {session_id}")
+        return session_view(session, tasks)
+
+    def list(self, agent_id: str, limit: int, next_token: str | None) -> SessionPage:
+        self._registry.get(agent_id)
+        items, token = self._store.sessions_of(agent_id, limit, next_token)
+        return SessionPage(items=[session_summary(item) for item in items], next_token=token)
+
+    def cancel(self, agent_id: str, session_id: str, cancelled_by: str) -> SessionView:
+        session = self._store.get_session(session_id)
+        if session is None or get_s(session, "agent_id") != agent_id:
+            raise NotFound(f"agent {agent_id} has no session {session_id}")
+        now = format_timestamp(self._now())
+        if not self._store.cancel(session_id, now, cancelled_by):
+            current = self.get(agent_id, session_id)
+            if current.status is SessionStatus.CANCELLED:
+                return current  # cancelling twice is one cancel
+            raise SessionEnded(f"session {session_id} has already ended ({current.status.value})")
+        # The session is cancelled from here on: every runner write is guarded by its status. Close what was open,
+        # then stop the execution (best effort: a runner that still moves finds the session cancelled).
+        _, tasks = self._store.session_with_tasks(session_id)
+        for task in tasks:
+            status = get_s(task, "status")
+            if status is None or not TaskStatus(status).open:
+                continue
+            self._store.skip_task(session_id, get_n(task, "index") or 0, status, now)
+            token = get_s(task, "task_token")
+            if token is not None:
+                # End the runner's wait now: it records nothing more (the session is cancelled) and finishes.
+                self._runner().fail(token, SESSION_CANCELLED_ERROR, "the session was cancelled")
+        self._runner().stop(get_s(session, "execution_arn") or "", cause=f"cancelled by key {cancelled_by}")
+        logger.info(
+            "session cancelled",
+            extra={"session_id": session_id, "agent_id": agent_id, "old_status": get_s(session, "status")},
+        )
+        metrics.add_metric(name="SessionsCancelled", unit=MetricUnit.Count, value=1)
+        return self.get(agent_id, session_id)
+
+    def _resolve(self, request: TriggerRequest, triggered_by: str) -> tuple[WorkflowTemplate, int]:
+        if request.template is not None:
+            check_template(request.template, prefix="template.")
+            created = self._workflows.create(request.template, created_by=triggered_by).created
+            return request.template, created.version
+        assert request.workflow_id is not None  # the model allows only one of the two
+        stored = self._workflows.get(request.workflow_id, request.version)
+        return WorkflowTemplate.model_validate(stored.template), stored.version
+
+
+def _json(model: Problem) -> str:
+    return canonical_json(model.model_dump(mode="json"))
+
+
+def _problem(value: str | None) -> Problem | None:
+    decoded = decode(value)
+    return Problem.model_validate(decoded) if decoded else None
+
+
+def session_summary(item: Item) -> SessionSummary:
+    return SessionSummary(
+        session_id=get_s(item, "session_id") or "",
+        agent_id=get_s(item, "agent_id") or "",
+        workflow_id=get_s(item, "workflow_id") or "",
+        version=get_n(item, "version") or 0,
+        status=SessionStatus(get_s(item, "status") or "waiting"),
+        priority=get_n(item, "priority"),
+        created_at=get_s(item, "created_at") or "",
+        started_at=get_s(item, "started_at"),
+        ended_at=get_s(item, "ended_at"),
+        error=_problem(get_s(item, "error")),
+    )
+
+
+def session_view(session: Item, task_items: list[Item]) -> SessionView:
+    summary = session_summary(session)
+    by_index = {get_n(item, "index"): item for item in task_items}
+    tasks = [
+        _task_view(summary.session_id, index, entry, by_index.get(index), summary.status.ended)
+        for index, entry in enumerate(json.loads(get_s(session, "tasks") or "[]"))
+    ]
+    return SessionView(**summary.model_dump(), input=decode(get_s(session, "input")) or {}, tasks=tasks)
+
+
+def _task_view(session_id: str, index: int, entry: dict[str, object], item: Item | None, ended: bool) -> TaskView:
+    if item is None:
+        item = {}
+    status = get_s(item, "status")
+    if status is None:
+        status = TaskStatus.SKIPPED if ended else TaskStatus.PENDING
+    history_map = item.get("history", {}).get("M", {})
+    history = [
+        AttemptRecord.model_validate_json(history_map[key]["S"])
+        for key in sorted(history_map, key=int)
+        if "S" in history_map[key]
+    ]
+    return TaskView(
+        task_id=task_id(session_id, index),
+        id=str(entry["id"]),
+        action=str(entry["action"]),
+        status=TaskStatus(status),
+        attempts=get_n(item, "attempts") or 0,
+        priority=get_n(item, "priority"),
+        input=decode(get_s(item, "input")),
+        started_at=get_s(item, "started_at"),
+        ended_at=get_s(item, "ended_at"),
+        duration_ms=get_n(item, "duration_ms"),
+        scheduled_for=get_s(item, "scheduled_for"),
+        output=decode(get_s(item, "output")),
+        error=_problem(get_s(item, "error")),
+        fallback_only=bool(entry.get("fallback_only")),
+        fallback_for=sorted(item.get("fallback_for", {}).get("SS", [])),
+        history=history,
+    )

@@ -1,0 +1,124 @@
+"""An agent's answers for its dispatched tasks: the result of an attempt, and heartbeats while it works.
+
+A result is kept on the task before the runner hears of it (SendTaskSuccess/SendTaskFailure), so a repeat can be
+recognised: the same result again answers 200 and changes nothing, a different one answers 409. If the runner no
+longer waits for that attempt (it timed out, or the session was cancelled), the result is withdrawn and refused.
+"""
+
+from __future__ import annotations
+
+from opscore.errors import Conflict, NotFound
+from opscore.models import canonical_json
+from opscore.observability import MetricUnit, logger, metrics
+from opscore.runner_control import AGENT_FAILED_ERROR, RunnerControl
+from opscore.session_models import TaskHeartbeat, TaskResult, TaskResultAccepted, split_task_id
+from opscore.store.dynamo import ConditionFailed, Item, get_n, get_s
+from opscore.store.sessions import SessionStore
+
+MAX_ATTEMPTS = 3
+
+
+class ResultConflict(Conflict):
+    code = "result_conflict"
+
+
+class TaskNotOpen(Conflict):
+    code = "task_not_open"
+
+
+class TaskResults:
+    def __init__(self, store: SessionStore, runner: RunnerControl) -> None:
+        self._store = store
+        self._runner = runner
+
+    def report(self, agent_id: str, task_id: str, result: TaskResult) -> TaskResultAccepted:
+        session_id, index = self._locate(agent_id, task_id)
+        result_json = canonical_json(result.model_dump(mode="json", exclude={"attempt"}, exclude_none=True))
+        for _ in range(MAX_ATTEMPTS):
+            item = self._task(agent_id, task_id, session_id, index)
+            answered = self._known_answer(item, task_id, result, result_json)
+            if answered is not None:
+                return TaskResultAccepted(
+                    task_id=task_id, session_id=session_id, status=result.status, attempt=answered
+                )
+            attempt = get_n(item, "attempts") or 0
+            sequence = get_n(item, "dispatch_seq") or 0
+            try:
+                self._store.save_result(session_id, index, sequence, attempt, result_json)
+            except ConditionFailed:
+                continue  # the task moved (a result, a timeout, a cancel) since it was read: decide again
+            if not self._tell_runner(item, result):
+                self._store.withdraw_result(session_id, index, sequence)
+                raise TaskNotOpen(f"attempt {attempt} of {task_id} has already ended (timed out or cancelled)")
+            logger.info(
+                "task result reported",
+                extra={"session_id": session_id, "task_id": task_id, "attempt": attempt, "result": result.status},
+            )
+            metrics.add_metric(name="TaskResultsReported", unit=MetricUnit.Count, value=1)
+            return TaskResultAccepted(task_id=task_id, session_id=session_id, status=result.status, attempt=attempt)
+        raise Conflict(f"task {task_id} is changing too fast to take this result now; send it again")
+
+    def _known_answer(self, item: Item, task_id: str, result: TaskResult, result_json: str) -> int | None:
+        """The attempt a repeated result answers for; None when the result is new for the open attempt.
+
+        Raises when the result cannot be taken: the task waits for no result (or another attempt's), or a
+        different result was reported for this attempt.
+        """
+        attempt = get_n(item, "attempts") or 0
+        status = get_s(item, "status")
+        has_result = get_n(item, "result_seq") == get_n(item, "dispatch_seq")  # the latest attempt has one
+        same = get_s(item, "result") == result_json
+        reported = get_n(item, "result_attempt") or attempt
+        if result.attempt not in (None, attempt):
+            if same and result.attempt == reported:
+                return reported  # a late repeat for an earlier attempt
+            raise TaskNotOpen(_not_open_message(task_id, item, result.attempt))
+        if same and (has_result or status != "dispatched"):
+            # Said before. If the runner may not have heard it (the first call stopped between keeping the result
+            # and telling the runner), tell it again; a closed token means it had.
+            if status == "dispatched":
+                self._tell_runner(item, result)
+            return reported
+        if status != "dispatched":
+            raise TaskNotOpen(_not_open_message(task_id, item, None))
+        if has_result:
+            raise ResultConflict(f"a different result was already reported for attempt {attempt} of {task_id}")
+        return None
+
+    def heartbeat(self, agent_id: str, task_id: str) -> TaskHeartbeat:
+        session_id, index = self._locate(agent_id, task_id)
+        item = self._task(agent_id, task_id, session_id, index)
+        token = get_s(item, "task_token")
+        if get_s(item, "status") != "dispatched" or token is None or not self._runner.heartbeat(token):
+            raise TaskNotOpen(_not_open_message(task_id, item, None))
+        return TaskHeartbeat(task_id=task_id, attempt=get_n(item, "attempts") or 0)
+
+    def _tell_runner(self, item: Item, result: TaskResult) -> bool:
+        token = get_s(item, "task_token")
+        if token is None:
+            return False
+        if result.status == "succeeded":
+            return self._runner.succeed(token, {"status": "succeeded"})
+        assert result.error is not None  # the model requires an error on a failed result
+        return self._runner.fail(token, AGENT_FAILED_ERROR, f"{result.error.type}: {result.error.message}")
+
+    def _locate(self, agent_id: str, task_id: str) -> tuple[str, int]:
+        located = split_task_id(task_id)
+        if located is None:
+            raise NotFound(f"agent {agent_id} has no task {task_id}")
+        return located
+
+    def _task(self, agent_id: str, task_id: str, session_id: str, index: int) -> Item:
+        item = self._store.get_task(session_id, index)
+        # Another agent's task is answered as missing: task ids say nothing about who else has work.
+        if item is None or get_s(item, "agent_id") != agent_id:
+            raise NotFound(f"agent {agent_id} has no task {task_id}")
+        return item
+
+
+def _not_open_message(task_id: str, item: Item, attempt: int | None) -> str:
+    status = get_s(item, "status")
+    current = get_n(item, "attempts") or 0
+    if status == "dispatched" and attempt is not None:
+        return f"task {task_id} is waiting for attempt {current}, not {attempt}"
+    return f"task {task_id} is {status}: it is not waiting for a result"

@@ -1,0 +1,136 @@
+"""Drive sessions through the handlers, as an operator and an agent would: trigger, read, report results, cancel.
+
+The session runner executes for real on moto, on its own threads, so the driver waits for what the runner records by
+polling the session API (never by sleeping a fixed time).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tests.conftest import ADMIN_CONTEXT, EventFactory, agent_context
+from tests.integration.conftest import Invoke
+
+# How long the runner may take to reach a state. Generous: the machine may be busy; passing tests never wait it out.
+DEADLINE_SECONDS = 30.0
+POLL_SECONDS = 0.05
+
+
+@dataclass
+class SessionDriver:
+    call: Invoke
+    api_event: EventFactory
+    agent_id: str = "agent-1"
+
+    def register(self, agent_id: str | None = None) -> None:
+        body = {"name": "triage bot", "capabilities": ["web.fetch"]}
+        event = self.api_event(
+            "registration/put.json", agent_id=agent_id or self.agent_id, body=body, caller=ADMIN_CONTEXT
+        )
+        status, _ = self.call("RegistrationFunction", event)
+        assert status in {200, 201}
+
+    def create_workflow(self, template: dict[str, Any]) -> tuple[int, Any]:
+        return self.call("WorkflowsFunction", self.api_event("workflows/create.json", body=template))
+
+    def trigger(
+        self,
+        body: dict[str, Any],
+        key: str | None = None,
+        agent_id: str | None = None,
+        caller: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        event = self.api_event(
+            "session_control/trigger.json",
+            agent_id=agent_id or self.agent_id,
+            body=body,
+            caller=caller or ADMIN_CONTEXT,
+        )
+        del event["headers"]["Idempotency-Key"]
+        if key is not None:
+            event["headers"]["Idempotency-Key"] = key
+        return self.call("SessionControlFunction", event)
+
+    def start(self, template: dict[str, Any], **body: Any) -> str:
+        """Store the template, trigger it, and return the new session's id."""
+        status, _ = self.create_workflow(template)
+        assert status in {200, 201}
+        status, started = self.trigger({"workflow_id": template["name"], **body})
+        assert status == 202, started
+        return str(started["session_id"])
+
+    def session(self, session_id: str, caller: dict[str, str] | None = None) -> tuple[int, Any]:
+        event = self.api_event(
+            "agent_read/get_session.json",
+            path={"agentId": self.agent_id, "sessionId": session_id},
+            caller=caller or ADMIN_CONTEXT,
+        )
+        return self.call("AgentReadFunction", event)
+
+    def sessions(self, **query: str) -> tuple[int, Any]:
+        event = self.api_event("agent_read/list_sessions.json", agent_id=self.agent_id, query=query or None)
+        return self.call("AgentReadFunction", event)
+
+    def cancel(self, session_id: str) -> tuple[int, Any]:
+        event = self.api_event("session_control/cancel.json", path={"agentId": self.agent_id, "sessionId": session_id})
+        return self.call("SessionControlFunction", event)
+
+    def report(
+        self, task_id: str, body: dict[str, Any], caller: dict[str, str] | None = None, agent_id: str | None = None
+    ) -> tuple[int, Any]:
+        event = self.api_event(
+            "task_api/result.json",
+            path={"agentId": agent_id or self.agent_id, "taskId": task_id},
+            body=body,
+            caller=caller or agent_context(agent_id or self.agent_id),
+        )
+        return self.call("TaskApiFunction", event)
+
+    def heartbeat(self, task_id: str) -> tuple[int, Any]:
+        event = self.api_event(
+            "task_api/heartbeat.json",
+            path={"agentId": self.agent_id, "taskId": task_id},
+            caller=agent_context(self.agent_id),
+        )
+        return self.call("TaskApiFunction", event)
+
+    def succeed(self, task_id: str, output: dict[str, Any] | None = None) -> None:
+        status, body = self.report(task_id, {"status": "succeeded", "output": output or {}})
+        assert status == 200, body
+
+    def fail(self, task_id: str, error_type: str = "ToolError", message: str = "the tool failed") -> None:
+        status, body = self.report(task_id, {"status": "failed", "error": {"type": error_type, "message": message}})
+        assert status == 200, body
+
+    def wait_for(self, session_id: str, done: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while True:
+            status, view = self.session(session_id)
+            assert status == 200, view
+            if done(view):
+                return dict(view)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the session never reached {what}: {view}")
+            time.sleep(POLL_SECONDS)
+
+    def wait_dispatched(self, session_id: str, template_id: str, attempts: int = 1) -> str:
+        """Wait until the task's given attempt is dispatched; return its task_id."""
+        view = self.wait_for(
+            session_id,
+            lambda view: any(
+                task["id"] == template_id and task["status"] == "dispatched" and task["attempts"] == attempts
+                for task in view["tasks"]
+            ),
+            f"{template_id} dispatched (attempt {attempts})",
+        )
+        return str(next(task["task_id"] for task in view["tasks"] if task["id"] == template_id))
+
+    def wait_ended(self, session_id: str) -> dict[str, Any]:
+        return self.wait_for(session_id, lambda view: view["status"] in {"completed", "error", "cancelled"}, "its end")
+
+
+def task(view: dict[str, Any], template_id: str) -> dict[str, Any]:
+    return dict(next(task for task in view["tasks"] if task["id"] == template_id))

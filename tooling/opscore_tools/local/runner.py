@@ -1,0 +1,76 @@
+"""The session runner, locally: moto executes the template's state machines, and their Lambda tasks run the real
+handlers in this process.
+
+moto calls Lambda through boto3's default session. A `before-call` hook on that session answers every Invoke with
+the handler's own return value (or its error, shaped as Lambda reports an unhandled one), so no Docker is needed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote
+
+from opscore_tools.local.template import ACCOUNT_ID, REGION, Template, local_state_machine_name
+
+# Makes moto run the ASL (Wait, Choice, Task, Retry, Catch, task tokens) instead of only recording executions.
+MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}}
+
+Invoke = Callable[[str, dict[str, Any]], Any]
+
+
+def create_state_machines(template: Template) -> None:
+    import boto3
+
+    client = boto3.client("stepfunctions", region_name=REGION)
+    for machine in template.state_machines:
+        client.create_state_machine(
+            name=local_state_machine_name(machine.logical_id),
+            definition=machine.definition(),
+            roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/opscore-local-runner",
+            type="STANDARD",
+        )
+
+
+def function_name(url_path: str) -> str:
+    """`/2015-03-31/functions/<name or ARN>/invocations` -> the function's name."""
+    name = unquote(url_path.split("/functions/", 1)[1].split("/", 1)[0])
+    return name.rsplit(":function:", 1)[-1].split(":", 1)[0]
+
+
+class LambdaInvokeHook:
+    """Answers lambda:Invoke calls made through boto3's default session by invoking the template's handlers."""
+
+    def __init__(self, template: Template, invoke: Invoke) -> None:
+        self._functions = set(template.functions)
+        self._invoke = invoke
+
+    def install(self) -> None:
+        import boto3
+
+        # A fresh default session: moto starts a mock by resetting it, so the hook goes on after the mock started.
+        boto3.DEFAULT_SESSION = None
+        boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        boto3.DEFAULT_SESSION.events.register("before-call.lambda.Invoke", self._answer)
+
+    def _answer(self, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        from botocore.awsrequest import AWSResponse
+        from botocore.compat import HTTPHeaders
+        from botocore.response import StreamingBody
+
+        name = function_name(params["url_path"])
+        if name not in self._functions:
+            raise LookupError(f"the local runtime has no function {name!r}")
+        payload = json.loads(params["body"] or b"{}")
+        parsed: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
+        try:
+            result = self._invoke(name, payload)
+        except Exception as error:  # Lambda reports any unhandled error this way
+            result = {"errorType": type(error).__name__, "errorMessage": str(error)}
+            parsed["FunctionError"] = "Unhandled"
+        body = json.dumps(result).encode()
+        parsed["Payload"] = StreamingBody(io.BytesIO(body), len(body))
+        return AWSResponse(params.get("url", "http://lambda.local"), 200, HTTPHeaders(), None), parsed
