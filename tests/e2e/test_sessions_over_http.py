@@ -68,9 +68,10 @@ class Operator:
     def succeed(self, task_id: str, output: dict[str, Any] | None = None) -> None:
         assert self.result(task_id, {"status": "succeeded", "output": output or {}}).status == 200
 
-    def fail(self, task_id: str) -> None:
-        reply = self.result(task_id, {"status": "failed", "error": {"type": "ToolError", "message": "it broke"}})
-        assert reply.status == 200
+    def fail(self, task_id: str, attempt: int = 1) -> None:
+        failure = {"type": "ToolError", "message": "it broke"}
+        reply = self.result(task_id, {"status": "failed", "error": failure, "attempt": attempt})
+        assert reply.status == 200, reply.body
 
 
 def task(view: dict[str, Any], template_id: str) -> dict[str, Any]:
@@ -113,7 +114,7 @@ def test_retry_then_fallback_then_the_session_goes_on(ops: Operator) -> None:
         ]
     )
     ops.fail(ops.dispatched(session_id, "fetch"))
-    ops.fail(ops.dispatched(session_id, "fetch", attempts=2))
+    ops.fail(ops.dispatched(session_id, "fetch", attempts=2), attempt=2)
     ops.succeed(ops.dispatched(session_id, "ask"))
     ops.succeed(ops.dispatched(session_id, "sum"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +17,9 @@ from opscore_tools.local.emulation import FAKE_AWS_ENVIRONMENT, create_resources
 from opscore_tools.local.lambdas import LambdaRuntime
 from opscore_tools.local.runner import MOTO_CONFIG
 from opscore_tools.local.template import Template
+from tests.conftest import EventFactory
+
+SETTLE_SECONDS = 30.0
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +28,9 @@ def _no_network() -> None:
 
 
 @pytest.fixture
-def aws(template: Template, runtime: LambdaRuntime, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def aws(
+    template: Template, runtime: LambdaRuntime, api_event: EventFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
     environment = {**FAKE_AWS_ENVIRONMENT, **function_environment(template), "POWERTOOLS_TRACE_DISABLED": "true"}
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
@@ -32,7 +38,40 @@ def aws(template: Template, runtime: LambdaRuntime, monkeypatch: pytest.MonkeyPa
         create_resources(template, runtime.invoke)
         wiring.reset()
         yield boto3.client("dynamodb")
+        _settle_sessions(runtime, api_event)
     wiring.reset()
+
+
+def _settle_sessions(runtime: LambdaRuntime, api_event: EventFactory) -> None:
+    """Cancel what a test left running and wait until its executions end.
+
+    Executions run on moto's threads: one still running when the mock stops would call AWS for real (and meet the
+    socket block) in a later test.
+    """
+    client = boto3.client("stepfunctions")
+    machines = [machine["stateMachineArn"] for machine in client.list_state_machines()["stateMachines"]]
+    deadline = time.monotonic() + SETTLE_SECONDS
+    cancelled: set[str] = set()
+    while True:
+        running = [
+            execution
+            for machine in machines
+            for execution in client.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]
+        ]
+        if not running:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"executions still running after the test: {[e['name'] for e in running]}")
+        for execution in running:
+            if execution["name"] in cancelled:
+                continue
+            agent_id = json.loads(client.describe_execution(executionArn=execution["executionArn"])["input"])[
+                "agent_id"
+            ]
+            event = api_event("session_control/cancel.json", path={"agentId": agent_id, "sessionId": execution["name"]})
+            runtime.invoke("SessionControlFunction", event)
+            cancelled.add(execution["name"])
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

@@ -97,13 +97,17 @@ class SessionDriver:
         )
         return self.call("TaskApiFunction", event)
 
-    def succeed(self, task_id: str, output: dict[str, Any] | None = None) -> None:
-        status, body = self.report(task_id, {"status": "succeeded", "output": output or {}})
-        assert status == 200, body
+    def succeed(self, task_id: str, output: dict[str, Any] | None = None, attempt: int | None = None) -> None:
+        body: dict[str, Any] = {"status": "succeeded", "output": output or {}}
+        status, answer = self.report(task_id, body if attempt is None else {**body, "attempt": attempt})
+        assert status == 200, answer
 
-    def fail(self, task_id: str, error_type: str = "ToolError", message: str = "the tool failed") -> None:
-        status, body = self.report(task_id, {"status": "failed", "error": {"type": error_type, "message": message}})
-        assert status == 200, body
+    def fail(
+        self, task_id: str, error_type: str = "ToolError", message: str = "the tool failed", attempt: int | None = None
+    ) -> None:
+        body: dict[str, Any] = {"status": "failed", "error": {"type": error_type, "message": message}}
+        status, answer = self.report(task_id, body if attempt is None else {**body, "attempt": attempt})
+        assert status == 200, answer
 
     def wait_for(self, session_id: str, done: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
         deadline = time.monotonic() + DEADLINE_SECONDS

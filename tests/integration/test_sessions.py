@@ -95,7 +95,7 @@ def test_retries_exhausted_run_the_fallback_and_the_session_completes(ops: Sessi
     session_id = ops.start(template)
 
     ops.fail(ops.wait_dispatched(session_id, "fetch"))
-    ops.fail(ops.wait_dispatched(session_id, "fetch", attempts=2))
+    ops.fail(ops.wait_dispatched(session_id, "fetch", attempts=2), attempt=2)
     ask_id = ops.wait_dispatched(session_id, "ask")
     ops.succeed(ask_id, {"answer": "page was down"})
     ops.succeed(ops.wait_dispatched(session_id, "summarise"))
@@ -360,3 +360,40 @@ def test_sessions_are_listed_newest_first_in_pages(ops: SessionDriver) -> None:
     assert (status, body["error"]["details"][0]["field"]) == (400, "next_token")
     for session_id in started:
         ops.wait_ended(session_id)
+
+
+def test_a_result_equal_to_an_earlier_attempts_needs_its_attempt_number(ops: SessionDriver) -> None:
+    session_id = ops.start(two_steps(retry={"max_retries": 1, "backoff_seconds": 0}))
+    failure = {"status": "failed", "error": {"type": "ToolError", "message": "the tool failed"}}
+    fetch_id = ops.wait_dispatched(session_id, "fetch")
+    assert ops.report(fetch_id, failure)[0] == 200
+    ops.wait_dispatched(session_id, "fetch", attempts=2)
+
+    status, body = ops.report(fetch_id, failure)
+    assert (status, body["error"]["code"]) == (409, "attempt_required"), "could be a late repeat of attempt 1"
+    assert ops.report(fetch_id, {**failure, "attempt": 1})[1]["attempt"] == 1, "a repeat for attempt 1 is harmless"
+    assert task(ops.session(session_id)[1], "fetch")["status"] == "dispatched"
+    status, body = ops.report(fetch_id, {**failure, "attempt": 2})
+    assert (status, body["attempt"]) == (200, 2)
+
+    view = ops.wait_ended(session_id)
+    assert [entry["status"] for entry in task(view, "fetch")["history"]] == ["failed", "failed"]
+    assert view["status"] == "error"
+
+
+def test_a_task_that_ran_as_a_fallback_runs_again_in_its_own_place(ops: SessionDriver) -> None:
+    template = {
+        "name": "triage",
+        "tasks": [{"id": "fetch", "action": "web.fetch", "fallback": "ask"}, {"id": "ask", "action": "human.ask"}],
+    }
+    session_id = ops.start(template)
+
+    ops.fail(ops.wait_dispatched(session_id, "fetch"))
+    ops.succeed(ops.wait_dispatched(session_id, "ask"), {"run": 1})
+    ops.succeed(ops.wait_dispatched(session_id, "ask", attempts=2), {"run": 2}, attempt=2)
+
+    view = ops.wait_ended(session_id)
+    ask = task(view, "ask")
+    assert (view["status"], ask["status"], ask["attempts"], ask["output"]) == ("completed", "succeeded", 2, {"run": 2})
+    assert ask["fallback_for"] == ["fetch"]
+    assert [entry["status"] for entry in ask["history"]] == ["succeeded", "succeeded"]

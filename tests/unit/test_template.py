@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +158,14 @@ def test_the_published_workflow_template_schema_is_the_models() -> None:
 
     published = (REPO / "docs" / "workflow-template.schema.json").read_text()
     assert published == render(), "docs/workflow-template.schema.json is stale: run `make schema`"
+
+
+def test_the_local_runtime_resolves_the_state_machines_substitutions(template: Template) -> None:
+    (machine,) = template.state_machines
+    definition = json.loads(machine.definition())
+    dispatch = definition["States"]["Dispatch Task"]["Parameters"]["FunctionName"]
+    assert dispatch == "arn:aws:lambda:us-east-1:123456789012:function:DispatchFunction"
+    assert definition["States"]["Start Session"]["Resource"].endswith(":function:SessionEventsFunction")
+    environment = template.functions["SessionControlFunction"].environment
+    assert environment["STATE_MACHINE_ARN"].endswith(":stateMachine:opscore-local-SessionRunner")
+    assert environment["IDEMPOTENCY_TABLE"] == "opscore-local-IdempotencyTable"

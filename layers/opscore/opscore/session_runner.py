@@ -21,10 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from opscore.models import canonical_json, format_timestamp
 from opscore.observability import MetricUnit, logger, metrics
 from opscore.runner_control import AGENT_FAILED_ERROR, SESSION_CANCELLED_ERROR, RunnerControl
-from opscore.session_models import AttemptRecord, Problem, TaskStatus, task_id
+from opscore.session_models import AttemptRecord, Problem, TaskResult, TaskStatus, task_id
 from opscore.session_plan import SessionPlan, Step, TaskError, after_failure, after_success, first_step
 from opscore.store.dynamo import Item, get_n, get_s
 from opscore.store.sessions import Dispatch, SessionEnd, SessionStore, TaskMark, TaskOutcome, decode
+from opscore.task_results import tell_runner
 
 
 class Failure(BaseModel):
@@ -89,6 +90,8 @@ class SessionRunner:
         if outcome == "session_ended":
             # Cancelled meanwhile: end the wait at once rather than let the attempt run into its timeout.
             self._runner.fail(token, SESSION_CANCELLED_ERROR, "the session was cancelled")
+        elif outcome == "repeated":
+            self._forward_kept_result(state, step, token)
         logger.info(
             "task dispatched" if outcome != "session_ended" else "task not dispatched: session ended",
             extra={
@@ -99,6 +102,13 @@ class SessionRunner:
             },
         )
         return outcome
+
+    def _forward_kept_result(self, state: RunnerState, step: Step, token: str) -> None:
+        """A retried dispatch replaced the token: a result the agent reported meanwhile goes to the new one."""
+        item = self._store.get_task(state.session_id, step.task_index or 0)
+        kept = get_s(item, "result") if item is not None and get_n(item, "result_seq") == step.sequence else None
+        if kept is not None:
+            tell_runner(self._runner, token, TaskResult.model_validate_json(kept))
 
     def succeeded(self, state: RunnerState) -> Step:
         step = state.current()
@@ -152,7 +162,14 @@ class SessionRunner:
             following = after_failure(state.plan, step, TaskError(error=problem.type, cause=problem.message))
         now = self._now()
         stamp = format_timestamp(now)
-        retrying = following.kind == "dispatch" and following.task_index == index
+        # A retry is the same run's next attempt; the same task next on the main line (after it ran as a
+        # fallback) is a new run, not a retry.
+        retrying = (
+            problem is not None
+            and following.kind == "dispatch"
+            and following.task_index == index
+            and following.attempt == step.attempt + 1
+        )
         attempt = get_n(item, "attempts") or 1
         attempt_started = get_s(item, "attempt_started_at") or stamp
         outcome = TaskOutcome(
@@ -174,6 +191,9 @@ class SessionRunner:
         end = self._end(state, following, stamp)
         mark = None if retrying else self._mark(state, following, step, now)
         if not self._store.record(state.session_id, outcome, mark, end, stamp):
+            session = self._store.get_session(state.session_id)
+            if end is not None and session is not None and get_s(session, "status") == end.status:
+                return following  # a retried call of the one that ended the session
             return _cancelled(following)
         logger.info(
             "task attempt ended",
@@ -218,7 +238,9 @@ class SessionRunner:
         if step.kind != "dispatch" or step.wait_seconds <= 0 or step.task_index is None:
             return None
         if previous is not None and previous.task_index == step.task_index:
-            return None  # a retry: the outcome itself says retrying
+            # A retry (the outcome itself says retrying), or the same task's next run: one transaction may not
+            # write its item twice, so that run shows its last outcome until it is dispatched.
+            return None
         return TaskMark(
             index=step.task_index,
             template_id=state.plan.tasks[step.task_index].id,

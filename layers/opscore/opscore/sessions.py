@@ -118,30 +118,37 @@ class Sessions:
         if session is None or get_s(session, "agent_id") != agent_id:
             raise NotFound(f"agent {agent_id} has no session {session_id}")
         now = format_timestamp(self._now())
-        if not self._store.cancel(session_id, now, cancelled_by):
-            current = self.get(agent_id, session_id)
-            if current.status is SessionStatus.CANCELLED:
-                return current  # cancelling twice is one cancel
-            raise SessionEnded(f"session {session_id} has already ended ({current.status.value})")
-        # The session is cancelled from here on: every runner write is guarded by its status. Close what was open,
-        # then stop the execution (best effort: a runner that still moves finds the session cancelled).
+        cancelled_now = self._store.cancel(session_id, now, cancelled_by)
+        if not cancelled_now:
+            status = get_s(self._store.get_session(session_id) or {}, "status")
+            if status != SessionStatus.CANCELLED:
+                raise SessionEnded(f"session {session_id} has already ended ({status})")
+        # The session is cancelled from here on, and every runner write is guarded by its status. Closing what was
+        # open and stopping the execution is repeated by a repeated cancel, so a cancel cut short is finished.
+        try:
+            self._close_open_tasks(session_id, now)
+        finally:
+            self._runner().stop(get_s(session, "execution_arn") or "", cause=f"cancelled by key {cancelled_by}")
+        if cancelled_now:
+            logger.info(
+                "session cancelled",
+                extra={"session_id": session_id, "agent_id": agent_id, "old_status": get_s(session, "status")},
+            )
+            metrics.add_metric(name="SessionsCancelled", unit=MetricUnit.Count, value=1)
+        return self.get(agent_id, session_id)
+
+    def _close_open_tasks(self, session_id: str, now: str) -> None:
         _, tasks = self._store.session_with_tasks(session_id)
         for task in tasks:
             status = get_s(task, "status")
-            if status is None or not TaskStatus(status).open:
+            if status is not None and TaskStatus(status).open:
+                self._store.skip_task(session_id, get_n(task, "index") or 0, status, now)
+            elif status != TaskStatus.SKIPPED:
                 continue
-            self._store.skip_task(session_id, get_n(task, "index") or 0, status, now)
             token = get_s(task, "task_token")
             if token is not None:
                 # End the runner's wait now: it records nothing more (the session is cancelled) and finishes.
                 self._runner().fail(token, SESSION_CANCELLED_ERROR, "the session was cancelled")
-        self._runner().stop(get_s(session, "execution_arn") or "", cause=f"cancelled by key {cancelled_by}")
-        logger.info(
-            "session cancelled",
-            extra={"session_id": session_id, "agent_id": agent_id, "old_status": get_s(session, "status")},
-        )
-        metrics.add_metric(name="SessionsCancelled", unit=MetricUnit.Count, value=1)
-        return self.get(agent_id, session_id)
 
     def _resolve(self, request: TriggerRequest, triggered_by: str) -> tuple[WorkflowTemplate, int]:
         if request.template is not None:

@@ -13,7 +13,7 @@ from opscore.observability import MetricUnit, logger, metrics
 from opscore.runner_control import AGENT_FAILED_ERROR, RunnerControl
 from opscore.session_models import TaskHeartbeat, TaskResult, TaskResultAccepted, split_task_id
 from opscore.store.dynamo import ConditionFailed, Item, get_n, get_s
-from opscore.store.sessions import SessionStore
+from opscore.store.sessions import SessionStore, decode
 
 MAX_ATTEMPTS = 3
 
@@ -24,6 +24,10 @@ class ResultConflict(Conflict):
 
 class TaskNotOpen(Conflict):
     code = "task_not_open"
+
+
+class AttemptRequired(Conflict):
+    code = "attempt_required"
 
 
 class TaskResults:
@@ -44,10 +48,12 @@ class TaskResults:
             attempt = get_n(item, "attempts") or 0
             sequence = get_n(item, "dispatch_seq") or 0
             try:
-                self._store.save_result(session_id, index, sequence, attempt, result_json)
+                saved = self._store.save_result(session_id, index, sequence, attempt, result_json)
             except ConditionFailed:
                 continue  # the task moved (a result, a timeout, a cancel) since it was read: decide again
-            if not self._tell_runner(item, result):
+            if not saved:
+                raise TaskNotOpen(f"the session of task {task_id} has ended; it takes no more results")
+            if not self._deliver(session_id, index, sequence, result):
                 self._store.withdraw_result(session_id, index, sequence)
                 raise TaskNotOpen(f"attempt {attempt} of {task_id} has already ended (timed out or cancelled)")
             logger.info(
@@ -58,11 +64,38 @@ class TaskResults:
             return TaskResultAccepted(task_id=task_id, session_id=session_id, status=result.status, attempt=attempt)
         raise Conflict(f"task {task_id} is changing too fast to take this result now; send it again")
 
+    def _deliver(self, session_id: str, index: int, sequence: int, result: TaskResult) -> bool:
+        """Tell the runner the kept result; False only when its attempt visibly ended without it.
+
+        A closed token is not proof of that: a concurrent identical report may have used it, or a retried dispatch
+        may have replaced it. So the task is read again each time, and the answer follows what it shows.
+        """
+        tried: set[str] = set()
+        for _ in range(MAX_ATTEMPTS):
+            item = self._store.get_task(session_id, index)
+            if item is None or get_n(item, "dispatch_seq") != sequence:
+                return False
+            if get_s(item, "status") != "dispatched":
+                # The attempt ended: by this result (recorded with its status) or by a timeout or a cancel.
+                entry = decode(item.get("history", {}).get("M", {}).get(str(get_n(item, "attempts")), {}).get("S"))
+                return isinstance(entry, dict) and entry.get("status") == result.status
+            token = get_s(item, "task_token")
+            if token is None:
+                return False
+            if token in tried:
+                # Still shown dispatched with a closed token: a concurrent identical report told the runner, or
+                # the runner is recording a timeout right now. The result is kept; the session shows which.
+                return True
+            tried.add(token)
+            if tell_runner(self._runner, token, result):
+                return True
+        return True
+
     def _known_answer(self, item: Item, task_id: str, result: TaskResult, result_json: str) -> int | None:
         """The attempt a repeated result answers for; None when the result is new for the open attempt.
 
-        Raises when the result cannot be taken: the task waits for no result (or another attempt's), or a
-        different result was reported for this attempt.
+        Raises when the result cannot be taken: the task waits for no result (or another attempt's), a different
+        result was reported for this attempt, or the result could be a late repeat of an earlier attempt's.
         """
         attempt = get_n(item, "attempts") or 0
         status = get_s(item, "status")
@@ -76,13 +109,19 @@ class TaskResults:
         if same and (has_result or status != "dispatched"):
             # Said before. If the runner may not have heard it (the first call stopped between keeping the result
             # and telling the runner), tell it again; a closed token means it had.
-            if status == "dispatched":
-                self._tell_runner(item, result)
+            token = get_s(item, "task_token")
+            if status == "dispatched" and token is not None:
+                tell_runner(self._runner, token, result)
             return reported
         if status != "dispatched":
             raise TaskNotOpen(_not_open_message(task_id, item, None))
         if has_result:
             raise ResultConflict(f"a different result was already reported for attempt {attempt} of {task_id}")
+        if same and result.attempt is None:
+            raise AttemptRequired(
+                f"this result repeats the one reported for attempt {reported} of {task_id}; to report it for the "
+                f'open attempt, send it with "attempt": {attempt}'
+            )
         return None
 
     def heartbeat(self, agent_id: str, task_id: str) -> TaskHeartbeat:
@@ -92,15 +131,6 @@ class TaskResults:
         if get_s(item, "status") != "dispatched" or token is None or not self._runner.heartbeat(token):
             raise TaskNotOpen(_not_open_message(task_id, item, None))
         return TaskHeartbeat(task_id=task_id, attempt=get_n(item, "attempts") or 0)
-
-    def _tell_runner(self, item: Item, result: TaskResult) -> bool:
-        token = get_s(item, "task_token")
-        if token is None:
-            return False
-        if result.status == "succeeded":
-            return self._runner.succeed(token, {"status": "succeeded"})
-        assert result.error is not None  # the model requires an error on a failed result
-        return self._runner.fail(token, AGENT_FAILED_ERROR, f"{result.error.type}: {result.error.message}")
 
     def _locate(self, agent_id: str, task_id: str) -> tuple[str, int]:
         located = split_task_id(task_id)
@@ -114,6 +144,14 @@ class TaskResults:
         if item is None or get_s(item, "agent_id") != agent_id:
             raise NotFound(f"agent {agent_id} has no task {task_id}")
         return item
+
+
+def tell_runner(runner: RunnerControl, token: str, result: TaskResult) -> bool:
+    """Close the runner's wait with the agent's result; False when the token was already closed."""
+    if result.status == "succeeded":
+        return runner.succeed(token, {"status": "succeeded"})
+    assert result.error is not None  # the model requires an error on a failed result
+    return runner.fail(token, AGENT_FAILED_ERROR, f"{result.error.type}: {result.error.message}")
 
 
 def _not_open_message(task_id: str, item: Item, attempt: int | None) -> str:

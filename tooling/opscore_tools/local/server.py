@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import warnings
@@ -75,6 +76,9 @@ class LocalOpsCore:
         handler = logger.registered_handler
         if hasattr(handler, "setStream"):
             handler.setStream(self.sink)
+        # moto logs every failure its state machines catch (a failed or timed-out attempt: ordinary, recorded on the
+        # session) as an ERROR with the whole state dumped; only its own breakdowns are worth a line.
+        logging.getLogger("moto").setLevel(logging.CRITICAL)
 
         # Warnings a function raises go where Lambda's stderr goes: into the logs, not onto the console.
         def log_warning(  # noqa: PLR0917 - warnings.showwarning's signature

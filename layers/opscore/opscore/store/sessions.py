@@ -205,8 +205,10 @@ class SessionStore:
             ":processing": s("processing"),
         }
         update = "SET #status = :status, ended_at = :now, updated_at = :now"
+        names = {"#status": "status"}
         if end.error_json is not None:
             values[":error"] = s(end.error_json)
+            names["#error"] = "error"
             update += ", #error = :error"
         with translated_errors():
             try:
@@ -215,7 +217,7 @@ class SessionStore:
                     Key=session_key(session_id),
                     UpdateExpression=update,
                     ConditionExpression="#status IN (:waiting, :processing)",
-                    ExpressionAttributeNames={"#status": "status", **({"#error": "error"} if end.error_json else {})},
+                    ExpressionAttributeNames=names,
                     ExpressionAttributeValues=values,
                 )
             except ClientError as error:
@@ -256,7 +258,8 @@ class SessionStore:
         """
         transaction = _Transaction()
         self._require_processing(transaction, session_id)
-        names = {"#status": "status", "#index": "index", "#id": "id", "#input": "input"}
+        names = {"#status": "status", "#index": "index", "#id": "id", "#input": "input", "#output": "output"}
+        names["#error"] = "error"
         values: dict[str, Any] = {
             ":dispatched": s("dispatched"),
             ":token": s(dispatch.token),
@@ -288,7 +291,7 @@ class SessionStore:
                         "agent_id = :agent, session_id = :session, #index = :index, #id = :id, #action = :action, "
                         "#input = :input, priority = :priority, entity = :entity, "
                         "history = if_not_exists(history, :no_history) "
-                        f"REMOVE scheduled_for, ended_at, duration_ms {add}"
+                        f"REMOVE scheduled_for, ended_at, duration_ms, #output, #error {add}"
                     ),
                     "ConditionExpression": "attribute_not_exists(dispatch_seq) OR dispatch_seq < :seq",
                     "ExpressionAttributeNames": {**names, "#action": "action"},
@@ -379,25 +382,40 @@ class SessionStore:
         raise ConditionFailed  # the attempt is not the dispatched one: a runner bug, worth failing loudly
 
     # ------------------------------------------------------------------ agents' results
-    def save_result(self, session_id: str, index: int, sequence: int, attempt: int, result_json: str) -> None:
-        """Keep the agent's result for the open attempt; ConditionFailed if it is no longer open or has one."""
-        with translated_errors():
-            self._client.update_item(
-                TableName=self._table,
-                Key=task_key(session_id, index),
-                UpdateExpression="SET #result = :result, result_seq = :seq, result_attempt = :attempt",
-                ConditionExpression=(
-                    "#status = :dispatched AND dispatch_seq = :seq "
-                    "AND (attribute_not_exists(result_seq) OR result_seq <> :seq)"
-                ),
-                ExpressionAttributeNames={"#status": "status", "#result": "result"},
-                ExpressionAttributeValues={
-                    ":result": s(result_json),
-                    ":seq": n(sequence),
-                    ":attempt": n(attempt),
-                    ":dispatched": s("dispatched"),
-                },
-            )
+    def save_result(self, session_id: str, index: int, sequence: int, attempt: int, result_json: str) -> bool:
+        """Keep the agent's result for the open attempt of a processing session.
+
+        False when the session is no longer processing (nothing written); ConditionFailed when the attempt is no
+        longer open or already has a result.
+        """
+        transaction = _Transaction()
+        self._require_processing(transaction, session_id)
+        transaction.items.append(
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": task_key(session_id, index),
+                    "UpdateExpression": "SET #result = :result, result_seq = :seq, result_attempt = :attempt",
+                    "ConditionExpression": (
+                        "#status = :dispatched AND dispatch_seq = :seq "
+                        "AND (attribute_not_exists(result_seq) OR result_seq <> :seq)"
+                    ),
+                    "ExpressionAttributeNames": {"#status": "status", "#result": "result"},
+                    "ExpressionAttributeValues": {
+                        ":result": s(result_json),
+                        ":seq": n(sequence),
+                        ":attempt": n(attempt),
+                        ":dispatched": s("dispatched"),
+                    },
+                }
+            }
+        )
+        codes = self._run(transaction)
+        if codes is None:
+            return True
+        if codes[0] == "ConditionalCheckFailed":
+            return False
+        raise ConditionFailed
 
     def withdraw_result(self, session_id: str, index: int, sequence: int) -> None:
         """The runner no longer waited for that attempt: forget its result, so the task's record stays true."""
@@ -441,13 +459,16 @@ class SessionStore:
         return True
 
     def skip_task(self, session_id: str, index: int, status: str, now: str) -> None:
-        """Close a task the cancel caught open, unless it moved on meanwhile (then its own end stands)."""
+        """Close a task the cancel caught open, unless it moved on meanwhile (then its own end stands).
+
+        The task token stays: a repeated cancel fails it again, in case the first stopped before it could.
+        """
         with translated_errors():
             try:
                 self._client.update_item(
                     TableName=self._table,
                     Key=task_key(session_id, index),
-                    UpdateExpression="SET #status = :skipped, ended_at = :now, updated_at = :now REMOVE task_token",
+                    UpdateExpression="SET #status = :skipped, ended_at = :now, updated_at = :now",
                     ConditionExpression="#status = :was",
                     ExpressionAttributeNames={"#status": "status"},
                     ExpressionAttributeValues={":skipped": s("skipped"), ":now": s(now), ":was": s(status)},
@@ -486,7 +507,7 @@ class SessionStore:
                     "ConditionExpression": "#status = :guard",
                     "ExpressionAttributeNames": {
                         "#status": "status",
-                        **({"#error": "error"} if end.error_json else {}),
+                        **({"#error": "error"} if end.error_json is not None else {}),
                     },
                     "ExpressionAttributeValues": values,
                 }
