@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -181,3 +182,33 @@ def test_idempotent_trigger_and_repeated_results(ops: Operator) -> None:
     assert ops.ended(session_id)["status"] == "completed"
     listed = ops.api.request("GET", f"/agent/{ops.agent_id}/sessions", key=ops.agent_key)
     assert len(listed.body["items"]) == 1, "the repeated trigger started nothing"
+
+
+def test_concurrent_repeats_of_a_trigger_and_of_a_result_take_effect_once(ops: Operator) -> None:
+    name = f"e2e-{uuid.uuid4().hex[:10]}"
+    assert ops.api.admin("POST", "/workflows", body={"name": name, "tasks": [{"id": "a", "action": "x"}]}).status == 201
+    path = f"/agent/{ops.agent_id}/workflow"
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        triggers = list(
+            pool.map(
+                lambda _: ops.api.admin(
+                    "POST", path, body={"workflow_id": name}, headers={"Idempotency-Key": f"burst-{name}"}
+                ),
+                range(6),
+            )
+        )
+    started = {reply.body["session_id"] for reply in triggers if reply.status == 202}
+    assert len(started) == 1, [reply.body for reply in triggers]
+    assert all(reply.status == 202 or reply.error_code == "request_in_progress" for reply in triggers)
+    (session_id,) = started
+
+    a_id = ops.dispatched(session_id, "a")
+    result = {"status": "succeeded", "output": {"n": 1}, "attempt": 1}
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: ops.result(a_id, result), range(6)))
+    assert [answer.status for answer in answers] == [200] * 6
+    view = ops.ended(session_id)
+    assert (view["status"], task(view, "a")["attempts"], len(task(view, "a")["history"])) == ("completed", 1, 1)
+    listed = ops.api.request("GET", f"/agent/{ops.agent_id}/sessions", key=ops.agent_key)
+    assert [item["session_id"] for item in listed.body["items"]] == [session_id]
