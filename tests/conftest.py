@@ -19,8 +19,8 @@ TEMPLATE_PATH = REPO / "template.yaml"
 EVENTS = REPO / "events"
 
 # Powertools reads its service name and metrics namespace when the logger and metrics are created: take them from the
-# template, as Lambda would. Then import them once, before the unit and integration tiers block sockets: the X-Ray SDK
-# (through Tracer) opens its emitter's UDP socket at import, and never sends on it with tracing disabled.
+# template, as Lambda would. Then import them once, before the unit and integration tiers block sockets: with
+# OPSCORE_TRACING=sdk the X-Ray SDK (through Tracer) opens its emitter's UDP socket at import.
 for _name, _value in function_environment(load_template(TEMPLATE_PATH)).items():
     if _name.startswith("POWERTOOLS_"):
         os.environ.setdefault(_name, _value)

@@ -43,6 +43,13 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    compiled = subprocess.run(  # noqa: S603 - the same step as `make build`
+        [sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "checked-hash", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
     return out
 
 
@@ -73,8 +80,20 @@ def test_the_layer_carries_the_library_and_a_matching_sdk(build_dir: Path) -> No
 
 def test_nothing_but_handlers_ships_in_functions_and_no_tooling_anywhere(build_dir: Path, template: Template) -> None:
     for function in template.functions:
-        shipped = sorted(path.name for path in (build_dir / function).iterdir())
-        assert shipped == ["app.py"], (function, shipped)
+        shipped = sorted(str(path.relative_to(build_dir / function)) for path in (build_dir / function).rglob("*"))
+        assert shipped == ["__pycache__", "__pycache__/app.cpython-313.pyc", "app.py"], (function, shipped)
     names = {path.name for path in build_dir.rglob("*")}
     for forbidden in ("opscore_tools", "moto", "pytest", "typer", "rich"):
         assert forbidden not in names, forbidden
+
+
+def test_every_module_ships_bytecode_that_a_zip_cannot_make_stale(build_dir: Path) -> None:
+    # Lambda unpacks zips with 1980 timestamps and cannot write to /opt: timestamp-checked .pyc files would be
+    # recompiled on every cold start. Hash-checked ones stay valid.
+    sources = [path for path in build_dir.rglob("*.py") if ".cache" not in path.parts]
+    assert len(sources) > 500, "the layer carries its dependencies"
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+        assert compiled.is_file(), source
+        flags = int.from_bytes(compiled.read_bytes()[4:8], "little")
+        assert flags == 0b11, f"{compiled} is not hash-based and checked"

@@ -110,7 +110,7 @@ class ClosedTokens(RunnerControl):
     """Step Functions answering every task token as closed (TaskTimedOut), as it does for a token already used."""
 
     def __init__(self) -> None:
-        super().__init__(wiring.stepfunctions(), None)
+        super().__init__(wiring.stepfunctions, None)
 
     def succeed(self, token: str, output: dict[str, Any]) -> bool:
         return False

@@ -7,7 +7,7 @@ out, or the execution stopped) is an answer, not an error.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,8 @@ def new_client() -> SFNClient:
 
 
 class RunnerControl:
-    def __init__(self, client: SFNClient, state_machine_arn: str | None) -> None:
+    def __init__(self, client: Callable[[], SFNClient], state_machine_arn: str | None) -> None:
+        # The client is built on first use: most runner steps never call Step Functions.
         self._client = client
         self._state_machine_arn = state_machine_arn
 
@@ -47,28 +48,28 @@ class RunnerControl:
         # Named after the session: Step Functions refuses a second execution of one name, so a retried start cannot
         # run a session twice.
         with _throttling():
-            self._client.start_execution(
+            self._client().start_execution(
                 stateMachineArn=self._require_machine(), name=session_id, input=json.dumps(runner_input)
             )
 
     def stop(self, execution_arn: str, cause: str) -> None:
         try:
             with _throttling():
-                self._client.stop_execution(executionArn=execution_arn, error="OpsCore.Cancelled", cause=cause)
+                self._client().stop_execution(executionArn=execution_arn, error="OpsCore.Cancelled", cause=cause)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
                 raise
 
     def succeed(self, token: str, output: dict[str, Any]) -> bool:
-        return self._answer(lambda: self._client.send_task_success(taskToken=token, output=json.dumps(output)))
+        return self._answer(lambda: self._client().send_task_success(taskToken=token, output=json.dumps(output)))
 
     def fail(self, token: str, error: str, cause: str) -> bool:
         return self._answer(
-            lambda: self._client.send_task_failure(taskToken=token, error=error, cause=cause[:MAX_CAUSE_CHARS])
+            lambda: self._client().send_task_failure(taskToken=token, error=error, cause=cause[:MAX_CAUSE_CHARS])
         )
 
     def heartbeat(self, token: str) -> bool:
-        return self._answer(lambda: self._client.send_task_heartbeat(taskToken=token))
+        return self._answer(lambda: self._client().send_task_heartbeat(taskToken=token))
 
     def _answer(self, call: Any) -> bool:
         try:

@@ -72,7 +72,7 @@ def stepfunctions() -> SFNClient:
 def runner_control() -> RunnerControl:
     from opscore.runner_control import RunnerControl
 
-    return RunnerControl(stepfunctions(), settings().state_machine_arn)
+    return RunnerControl(stepfunctions, settings().state_machine_arn)
 
 
 @cache
