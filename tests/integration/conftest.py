@@ -53,11 +53,12 @@ def _settle_sessions(runtime: LambdaRuntime, api_event: EventFactory) -> None:
     deadline = time.monotonic() + SETTLE_SECONDS
     cancelled: set[str] = set()
     while True:
-        running = [
-            execution
-            for machine in machines
-            for execution in client.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]
-        ]
+        with runtime.exclusive():
+            running = [
+                execution
+                for machine in machines
+                for execution in client.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]
+            ]
         if not running:
             return
         if time.monotonic() > deadline:
@@ -65,9 +66,9 @@ def _settle_sessions(runtime: LambdaRuntime, api_event: EventFactory) -> None:
         for execution in running:
             if execution["name"] in cancelled:
                 continue
-            agent_id = json.loads(client.describe_execution(executionArn=execution["executionArn"])["input"])[
-                "agent_id"
-            ]
+            with runtime.exclusive():
+                described = client.describe_execution(executionArn=execution["executionArn"])
+            agent_id = json.loads(described["input"])["agent_id"]
             event = api_event("session_control/cancel.json", path={"agentId": agent_id, "sessionId": execution["name"]})
             runtime.invoke("SessionControlFunction", event)
             cancelled.add(execution["name"])

@@ -55,6 +55,11 @@ class LambdaRuntime:
         self._lock = threading.RLock()  # re-entrant: a handler may start work that invokes another function
         self._handlers: dict[str, Handler] = {}
 
+    def exclusive(self) -> contextlib.AbstractContextManager[bool]:
+        """Hold the runtime: no function runs meanwhile. moto is not thread-safe, and the session runner invokes
+        functions from moto's own threads, so code that calls moto directly (tests, the bench) holds this."""
+        return self._lock
+
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
         with self._lock:
             handler = self._handlers.get(logical_id) or self._load(self._template.functions[logical_id])
