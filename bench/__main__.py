@@ -77,9 +77,14 @@ def main() -> None:
             row.as_dict() for row in cold_start.measure(template, document, RUNS, layer, functions)
         ]
         results["modules_compiled_at_cold_start"] = {
-            "shipped (checked-hash .pyc)": cold_start.stale_bytecode(layer, functions["StateUpdateFunction"], "app"),
+            "shipped (checked-hash .pyc)": cold_start.stale_bytecode(
+                layer,
+                functions["StateUpdateFunction"],
+                "app",
+                cold_start.child_environment(template, "StateUpdateFunction"),
+            ),
         }
-        results["bytecode_modes"] = cold_start.bytecode_modes(template, RUNS, build, scratch)
+        results["bytecode_modes"] = cold_start.bytecode_modes(template, 3, build, scratch)
 
         print("AWS requests per operation, and warm latency, on moto ...", file=sys.__stdout__, flush=True)
         from bench.harness import Harness
@@ -92,7 +97,7 @@ def main() -> None:
             harness.stop()
 
         print("the local runtime over HTTP ...", file=sys.__stdout__, flush=True)
-        results["local_runtime"] = throughput.measure(ROOT, scratch, seconds=5.0, clients=4, sessions=10)
+        results["local_runtime"] = throughput.measure(ROOT, scratch, seconds=4.0, clients=4, sessions=10)
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(report(results), file=sys.__stdout__)

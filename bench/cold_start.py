@@ -54,10 +54,11 @@ class ColdImport:
     import_s: float
     init_s: float
     floor_s: float
+    ratios: tuple[float, ...]  # each run's handler / the floor run beside it
 
     @property
     def import_ratio(self) -> float:
-        return self.init_s / self.floor_s
+        return statistics.median(self.ratios)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +68,7 @@ class ColdImport:
             "handler_init_s": round(self.init_s, 4),
             "boto3_floor_s": round(self.floor_s, 4),
             "import_ratio": round(self.import_ratio, 2),
+            "import_ratio_range": [round(min(self.ratios), 2), round(max(self.ratios), 2)],
         }
 
 
@@ -84,7 +86,7 @@ def services_of(template_document: dict[str, Any], logical_id: str) -> tuple[str
     )
 
 
-def _environment(template: Template, function: str) -> dict[str, str]:
+def child_environment(template: Template, function: str) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", ""),
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -126,27 +128,30 @@ def measure(
     layer_path: list[Path],
     function_dirs: dict[str, Path],
 ) -> list[ColdImport]:
-    """Median cold import of each function, its code from `function_dirs`, the library from `layer_path`."""
-    floors: dict[tuple[str, ...], float] = {}
+    """Each function's cold import, its code from `function_dirs` and the library from `layer_path`.
+
+    Handler and floor runs alternate, and each ratio pairs a handler run with the floor run beside it, so the
+    machine's drift during the bench does not end up in the ratio.
+    """
     results = []
     for function in sorted(template.functions):
         services = services_of(document, function)
-        env = _environment(template, function)
-        if services not in floors:
-            floors[services] = statistics.median(
-                _run_child(FLOOR_CHILD.format(services=services), layer_path, env, function_dirs[function])["init"]
-                for _ in range(runs)
-            )
+        env = child_environment(template, function)
         factories = [CLIENT_FACTORIES[service] for service in services]
         code = HANDLER_CHILD.format(module=template.functions[function].module, factories=factories)
-        samples = [_run_child(code, layer_path, env, function_dirs[function]) for _ in range(runs)]
+        floor_code = FLOOR_CHILD.format(services=services)
+        handler_runs, floor_runs = [], []
+        for _ in range(runs):
+            floor_runs.append(_run_child(floor_code, layer_path, env, function_dirs[function])["init"])
+            handler_runs.append(_run_child(code, layer_path, env, function_dirs[function]))
         results.append(
             ColdImport(
                 function=function,
                 services=services,
-                import_s=statistics.median(sample["import"] for sample in samples),
-                init_s=statistics.median(sample["init"] for sample in samples),
-                floor_s=floors[services],
+                import_s=statistics.median(run["import"] for run in handler_runs),
+                init_s=statistics.median(run["init"] for run in handler_runs),
+                floor_s=statistics.median(floor_runs),
+                ratios=tuple(run["init"] / floor for run, floor in zip(handler_runs, floor_runs, strict=True)),
             )
         )
     return results
@@ -181,22 +186,18 @@ def build_layout(build_dir: Path, template: Template, scratch: Path) -> tuple[li
     return [copy / "OpsCoreLayer" / "python"], {name: copy / name for name in template.functions}
 
 
-def stale_bytecode(layer_path: list[Path], function_dir: Path, module: str) -> int:
+def stale_bytecode(layer_path: list[Path], function_dir: Path, module: str, env: dict[str, str]) -> int:
     """How many modules Python had to compile from source (their .pyc missing or no longer valid)."""
     result = subprocess.run(  # noqa: S603 - this interpreter, fixed code
         [sys.executable, "-S", "-v", "-c", f"import {module}"],
-        env={
-            "PYTHONPATH": os.pathsep.join(map(str, layer_path)),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "POWERTOOLS_SERVICE_NAME": "opscore",
-            "TABLE_NAME": "bench",
-        },
+        env={**env, "PYTHONPATH": os.pathsep.join(map(str, layer_path))},
         cwd=function_dir,
         capture_output=True,
         text=True,
         check=False,
     )
+    if result.returncode != 0:
+        raise RuntimeError(f"importing {module} failed: {result.stderr[-2000:]}")
     # `-v` names a loaded .pyc in quotes, and a module compiled from its source without them.
     return sum(
         1
@@ -210,25 +211,33 @@ def scratch_dir() -> tempfile.TemporaryDirectory[str]:
 
 
 def bytecode_modes(template: Template, runs: int, build_dir: Path, scratch: Path) -> dict[str, Any]:
-    """StateUpdateFunction's cold import from the build with no bytecode, and each invalidation mode."""
+    """StateUpdateFunction's cold start from the build by the bytecode it ships, and with the X-Ray SDK loaded."""
     function = "StateUpdateFunction"
     module = template.functions[function].module
     results: dict[str, Any] = {}
-    for mode in ("none", "timestamp", "checked-hash", "unchecked-hash"):
-        copy = scratch / f"mode-{mode}"
+    variants = [
+        ("none", None, {}),
+        ("timestamp", "timestamp", {}),
+        ("checked-hash", "checked-hash", {}),
+        ("unchecked-hash", "unchecked-hash", {}),
+        ("checked-hash, OPSCORE_TRACING=sdk", "checked-hash", {"OPSCORE_TRACING": "sdk"}),
+    ]
+    for name, mode, extra in variants:
+        copy = scratch / f"mode-{len(results)}"
         shutil.copytree(build_dir, copy, ignore=shutil.ignore_patterns(".cache", "__pycache__"))
-        if mode != "none":
+        if mode is not None:
             subprocess.run(  # noqa: S603 - this interpreter's compileall
                 [sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", mode, str(copy)],
                 check=True,
                 capture_output=True,
             )
-        layer, functions = build_layout(copy, template, scratch / f"unpacked-{mode}")
-        env = _environment(template, function)
+        layer, functions = build_layout(copy, template, scratch / f"unpacked-{len(results)}")
+        env = {**child_environment(template, function), **extra}
         code = HANDLER_CHILD.format(module=module, factories=["dynamodb"])
-        samples = [_run_child(code, layer, env, functions[function])["init"] for _ in range(runs)]
-        results[mode] = {
-            "init_ms": round(statistics.median(samples) * 1000),
-            "compiled_from_source": stale_bytecode(layer, functions[function], module),
+        samples = [_run_child(code, layer, env, functions[function]) for _ in range(runs)]
+        results[name] = {
+            "import_ms": round(statistics.median(sample["import"] for sample in samples) * 1000),
+            "init_ms": round(statistics.median(sample["init"] for sample in samples) * 1000),
+            "compiled_from_source": stale_bytecode(layer, functions[function], module, env),
         }
     return results

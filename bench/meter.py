@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 KB = 1024
+# What the meter can bill; anything else fails loudly rather than count as free.
+METERED = frozenset(
+    {"GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "DescribeTable", "CreateTable"}
+)
 
 
 def _number_size(digits: str) -> int:
@@ -38,6 +42,7 @@ def value_size(value: dict[str, Any]) -> int:
         "NS": lambda: sum(_number_size(item) for item in inner),
         "M": lambda: 3 + sum(len(name.encode()) + value_size(item) + 1 for name, item in inner.items()),
         "L": lambda: 3 + sum(value_size(item) + 1 for item in inner),
+        "BS": lambda: sum(len(item) for item in inner),
     }
     return sizes[kind]()
 
@@ -97,7 +102,9 @@ class Meter:
         if not self.counts() or model.service_model.service_name != "dynamodb":
             return
         name = model.name
-        if name in {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}:
+        if name not in METERED:
+            raise NotImplementedError(f"the bench does not know what DynamoDB bills for {name}")
+        if name in {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"}:
             factor = 2 if name == "TransactWriteItems" else 1
             for table, key, before in self._before:
                 after = self._size(table, key)

@@ -169,3 +169,10 @@ def test_the_local_runtime_resolves_the_state_machines_substitutions(template: T
     environment = template.functions["SessionControlFunction"].environment
     assert environment["STATE_MACHINE_ARN"].endswith(":stateMachine:opscore-local-SessionRunner")
     assert environment["IDEMPOTENCY_TABLE"] == "opscore-local-IdempotencyTable"
+
+
+def test_every_function_follows_the_stacks_tracing_mode(document: dict[str, Any], template: Template) -> None:
+    variables = document["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["OPSCORE_TRACING"] == {"Ref": "TracingMode"}
+    assert document["Parameters"]["TracingMode"]["AllowedValues"] == ["service", "sdk"]
+    assert {function.environment["OPSCORE_TRACING"] for function in template.functions.values()} == {"service"}

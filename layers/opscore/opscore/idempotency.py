@@ -52,7 +52,10 @@ def _persistence() -> tuple[Any, Any]:
         raise_on_no_idempotency_key=True,
         expires_after_seconds=REMEMBER_SECONDS,
     )
-    return DynamoDBPersistenceLayer(table_name=table), config
+    # The function's own DynamoDB client: Powertools would otherwise build a second boto3 session and client.
+    from opscore.wiring import dynamodb
+
+    return DynamoDBPersistenceLayer(table_name=table, boto3_client=dynamodb()), config
 
 
 def run_once(

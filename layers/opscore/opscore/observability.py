@@ -3,8 +3,9 @@
 Service name and metrics namespace come from POWERTOOLS_SERVICE_NAME and POWERTOOLS_METRICS_NAMESPACE, set for every
 function in template.yaml's Globals.
 
-Tracing: Lambda's active tracing (template.yaml) traces every invocation, its init and duration, and API Gateway and
-Step Functions add their own segments, without any code here. The X-Ray SDK, which Powertools' Tracer needs for
+Tracing: with active tracing (template.yaml), Lambda, API Gateway and Step Functions record traces of a sampled share
+of requests (by default the first each second and 5% of the rest), with each invocation's init and duration, without
+any code here. The X-Ray SDK, which Powertools' Tracer needs for
 subsegments (one per AWS call), costs about half a second of every cold start, so it is loaded only when
 OPSCORE_TRACING is `sdk` (the TracingMode parameter of the stack), for when a deeper trace is worth that.
 """
