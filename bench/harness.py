@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from bench.meter import Meter
 from opscore_tools.local.emulation import FAKE_AWS_ENVIRONMENT, create_resources, function_environment
+from opscore_tools.local.events import with_path_parameters
 from opscore_tools.local.lambdas import LambdaRuntime
 from opscore_tools.local.runner import MOTO_CONFIG
 from opscore_tools.local.template import Template
@@ -98,12 +99,7 @@ class Harness:
     ) -> dict[str, Any]:
         event: dict[str, Any] = copy.deepcopy(json.loads((self._events / name).read_text()))
         if path is not None:
-            event["pathParameters"] = {**(event["pathParameters"] or {}), **path}
-            resolved = event["resource"]
-            for parameter, value in event["pathParameters"].items():
-                resolved = resolved.replace("{" + parameter + "}", value)
-            event["path"] = resolved
-            event["requestContext"]["path"] = f"/dev{resolved}"
+            with_path_parameters(event, path)
         if body is not None:
             event["body"] = json.dumps(body)
             event["headers"]["Content-Type"] = "application/json"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from opscore_tools.local.emulation import function_environment
+from opscore_tools.local.events import with_path_parameters
 from opscore_tools.local.template import Template, load_template
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,12 +70,7 @@ def api_event() -> EventFactory:
                 holder[key] = holder[key].rsplit("/", 1)[0] + f"/{key_id}"
             event["pathParameters"]["keyId"] = key_id
         if path is not None:
-            event["pathParameters"] = {**event["pathParameters"], **path}
-            resolved = event["resource"]
-            for parameter, value in event["pathParameters"].items():
-                resolved = resolved.replace("{" + parameter + "}", value)
-            event["path"] = resolved
-            event["requestContext"]["path"] = f"/{event['requestContext']['stage']}{resolved}"
+            with_path_parameters(event, path)
         if body is not _UNSET:
             event["body"] = json.dumps(body)
         if raw_body is not None:
