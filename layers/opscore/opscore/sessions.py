@@ -104,8 +104,7 @@ class Sessions:
 
     def get(self, agent_id: str, session_id: str) -> SessionView:
         session, tasks = self._store.session_with_tasks(session_id)
-        if session is None or get_s(session, "agent_id") != agent_id:
-            raise NotFound(f"agent {agent_id} has no session {session_id}")
+        session = _owned(session, agent_id, session_id)
         return session_view(session, tasks)
 
     def list(self, agent_id: str, limit: int, next_token: str | None) -> SessionPage:
@@ -115,8 +114,7 @@ class Sessions:
 
     def cancel(self, agent_id: str, session_id: str, cancelled_by: str) -> SessionView:
         session = self._store.get_session(session_id)
-        if session is None or get_s(session, "agent_id") != agent_id:
-            raise NotFound(f"agent {agent_id} has no session {session_id}")
+        session = _owned(session, agent_id, session_id)
         now = format_timestamp(self._now())
         cancelled_now = self._store.cancel(session_id, now, cancelled_by)
         if not cancelled_now:
@@ -158,6 +156,13 @@ class Sessions:
         assert request.workflow_id is not None  # the model allows only one of the two
         stored = self._workflows.get(request.workflow_id, request.version)
         return WorkflowTemplate.model_validate(stored.template), stored.version
+
+
+def _owned(session: Item | None, agent_id: str, session_id: str) -> Item:
+    """The session if it is this agent's; another agent's session is answered as missing."""
+    if session is None or get_s(session, "agent_id") != agent_id:
+        raise NotFound(f"agent {agent_id} has no session {session_id}")
+    return session
 
 
 def _json(model: Problem) -> str:

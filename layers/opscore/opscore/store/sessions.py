@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
@@ -31,7 +31,7 @@ from opscore.store.dynamo import (
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef, UpdateTypeDef
 
 SESSION_SK = "SESSION"
 TASK_PREFIX = "TASK#"
@@ -198,33 +198,10 @@ class SessionStore:
 
     def end_open(self, session_id: str, end: SessionEnd) -> bool:
         """End a session that has not ended yet (its runner did not start, or failed); False if it had ended."""
-        values: dict[str, Any] = {
-            ":status": s(end.status),
-            ":now": s(end.ended_at),
-            ":waiting": s("waiting"),
-            ":processing": s("processing"),
-        }
-        update = "SET #status = :status, ended_at = :now, updated_at = :now"
-        names = {"#status": "status"}
-        if end.error_json is not None:
-            values[":error"] = s(end.error_json)
-            names["#error"] = "error"
-            update += ", #error = :error"
-        with translated_errors():
-            try:
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=session_key(session_id),
-                    UpdateExpression=update,
-                    ConditionExpression="#status IN (:waiting, :processing)",
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                )
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                    return False
-                raise
-        return True
+        request = self._end_request(session_id, end)
+        request["ConditionExpression"] = "#status IN (:waiting, :processing)"
+        request["ExpressionAttributeValues"].update({":waiting": s("waiting"), ":processing": s("processing")})
+        return self._update_if(request)
 
     # ------------------------------------------------------------------ runner transitions
     def begin(self, session_id: str, now: str, mark: TaskMark | None) -> bool:
@@ -419,63 +396,61 @@ class SessionStore:
 
     def withdraw_result(self, session_id: str, index: int, sequence: int) -> None:
         """The runner no longer waited for that attempt: forget its result, so the task's record stays true."""
-        with translated_errors():
-            try:
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=task_key(session_id, index),
-                    UpdateExpression="REMOVE #result, result_seq, result_attempt",
-                    ConditionExpression="result_seq = :seq",
-                    ExpressionAttributeNames={"#result": "result"},
-                    ExpressionAttributeValues={":seq": n(sequence)},
-                )
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                    raise
+        self._update_if(
+            {
+                "TableName": self._table,
+                "Key": task_key(session_id, index),
+                "UpdateExpression": "REMOVE #result, result_seq, result_attempt",
+                "ConditionExpression": "result_seq = :seq",
+                "ExpressionAttributeNames": {"#result": "result"},
+                "ExpressionAttributeValues": {":seq": n(sequence)},
+            }
+        )
 
     # ------------------------------------------------------------------ cancel
     def cancel(self, session_id: str, now: str, by: str) -> bool:
         """waiting|processing -> cancelled; False if the session had already ended."""
-        with translated_errors():
-            try:
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=session_key(session_id),
-                    UpdateExpression="SET #status = :cancelled, ended_at = :now, updated_at = :now, cancelled_by = :by",
-                    ConditionExpression="#status IN (:waiting, :processing)",
-                    ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={
-                        ":cancelled": s("cancelled"),
-                        ":now": s(now),
-                        ":by": s(by),
-                        ":waiting": s("waiting"),
-                        ":processing": s("processing"),
-                    },
-                )
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                    return False
-                raise
-        return True
+        return self._update_if(
+            {
+                "TableName": self._table,
+                "Key": session_key(session_id),
+                "UpdateExpression": "SET #status = :cancelled, ended_at = :now, updated_at = :now, cancelled_by = :by",
+                "ConditionExpression": "#status IN (:waiting, :processing)",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":cancelled": s("cancelled"),
+                    ":now": s(now),
+                    ":by": s(by),
+                    ":waiting": s("waiting"),
+                    ":processing": s("processing"),
+                },
+            }
+        )
 
     def skip_task(self, session_id: str, index: int, status: str, now: str) -> None:
         """Close a task the cancel caught open, unless it moved on meanwhile (then its own end stands).
 
         The task token stays: a repeated cancel fails it again, in case the first stopped before it could.
         """
-        with translated_errors():
-            try:
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=task_key(session_id, index),
-                    UpdateExpression="SET #status = :skipped, ended_at = :now, updated_at = :now",
-                    ConditionExpression="#status = :was",
-                    ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={":skipped": s("skipped"), ":now": s(now), ":was": s(status)},
-                )
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                    raise
+        self._update_if(
+            {
+                "TableName": self._table,
+                "Key": task_key(session_id, index),
+                "UpdateExpression": "SET #status = :skipped, ended_at = :now, updated_at = :now",
+                "ConditionExpression": "#status = :was",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":skipped": s("skipped"), ":now": s(now), ":was": s(status)},
+            }
+        )
+
+    def _update_if(self, request: dict[str, Any]) -> bool:
+        """A conditional UpdateItem; False when its condition did not hold (then it changed nothing)."""
+        try:
+            with translated_errors():
+                self._client.update_item(**request)
+        except ConditionFailed:
+            return False
+        return True
 
     # ------------------------------------------------------------------ parts of transactions
     def _require_processing(self, transaction: _Transaction, session_id: str) -> None:
@@ -493,26 +468,27 @@ class SessionStore:
 
     def _end_session(self, transaction: _Transaction, session_id: str, end: SessionEnd, guard: str) -> None:
         """End the session in the transaction, if it still has the `guard` status."""
-        values: dict[str, Any] = {":status": s(end.status), ":now": s(end.ended_at), ":guard": s(guard)}
+        request = self._end_request(session_id, end)
+        request["ConditionExpression"] = "#status = :guard"
+        request["ExpressionAttributeValues"][":guard"] = s(guard)
+        transaction.items.append({"Update": cast("UpdateTypeDef", request)})
+
+    def _end_request(self, session_id: str, end: SessionEnd) -> dict[str, Any]:
+        """The update that ends a session (its status, end time and error); the caller adds the condition."""
+        names = {"#status": "status"}
+        values: dict[str, Any] = {":status": s(end.status), ":now": s(end.ended_at)}
         update = "SET #status = :status, ended_at = :now, updated_at = :now"
         if end.error_json is not None:
+            names["#error"] = "error"
             values[":error"] = s(end.error_json)
             update += ", #error = :error"
-        transaction.items.append(
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": session_key(session_id),
-                    "UpdateExpression": update,
-                    "ConditionExpression": "#status = :guard",
-                    "ExpressionAttributeNames": {
-                        "#status": "status",
-                        **({"#error": "error"} if end.error_json is not None else {}),
-                    },
-                    "ExpressionAttributeValues": values,
-                }
-            }
-        )
+        return {
+            "TableName": self._table,
+            "Key": session_key(session_id),
+            "UpdateExpression": update,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
 
     def _mark(self, transaction: _Transaction, session_id: str, mark: TaskMark, now: str) -> None:
         transaction.items.append(
