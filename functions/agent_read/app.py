@@ -1,4 +1,4 @@
-"""GET /v1/opscore/agent/{agentId}, its state history and its sessions: the read side of agents."""
+"""GET /v1/opscore/agent/{agentId}, its state history, its sessions and its task queue: the read side of agents."""
 
 from typing import Any
 
@@ -8,9 +8,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
 from opscore.access import API_BASE_PATH
-from opscore.http import authorised_agent_id, build_resolver, json_response, path_value, query_int
+from opscore.http import authorised_agent_id, build_resolver, json_response, path_value, query_choice, query_int
 from opscore.observability import logger, metrics, tracer
-from opscore.session_models import SESSION_ID_PATTERN
+from opscore.session_models import QUEUE_STATUSES, SESSION_ID_PATTERN
 
 app = build_resolver()
 
@@ -43,6 +43,15 @@ def get_session(agent_id: str, session_id: str) -> Response[str]:
     session_id = path_value(raw, "sessionId", SESSION_ID_PATTERN)
     logger.append_keys(session_id=session_id)
     return json_response(200, wiring.sessions().get(agent_id, session_id))
+
+
+@app.get(f"{API_BASE_PATH}/agent/<agent_id>/tasks")
+def list_tasks(agent_id: str) -> Response[str]:
+    agent_id = authorised_agent_id(app.current_event, agent_id)
+    status = query_choice(app.current_event, "status", QUEUE_STATUSES, default="queued")
+    limit = query_int(app.current_event, "limit", default=50, minimum=1, maximum=100)
+    next_token = app.current_event.get_query_string_value("next_token")
+    return json_response(200, wiring.dispatcher().queue(agent_id, status, limit, next_token))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

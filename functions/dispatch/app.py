@@ -1,6 +1,7 @@
-"""dispatchTask: the runner hands a task attempt over with its task token, and waits until the agent answers.
+"""dispatchTask: the runner queues a task attempt on its agent with its task token, and waits until the agent answers.
 
-Invoked by the state machine (lambda:invoke.waitForTaskToken) with {"state": <runner state>, "token": <task token>}.
+Invoked by the state machine (lambda:invoke.waitForTaskToken) with {"state": <runner state>, "token": <task token>};
+and asynchronously with {"serve": <agent id>} when an agent whose channel pushes can take work again.
 """
 
 from typing import Any
@@ -12,10 +13,18 @@ from opscore.observability import logger, metrics, tracer
 from opscore.session_runner import RunnerState
 
 
-@logger.inject_lambda_context(correlation_id_path="state.session_id", clear_state=True)
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "serve" in event:
+        agent_id = str(event["serve"])
+        logger.append_keys(agent_id=agent_id)
+        return {"pushed": wiring.dispatcher().serve(agent_id)}
     state = RunnerState.model_validate(event["state"])
+    logger.set_correlation_id(state.session_id)
     logger.append_keys(session_id=state.session_id, agent_id=state.agent_id)
-    return {"dispatch": wiring.session_runner().dispatch(state, event["token"])}
+    outcome = wiring.session_runner().dispatch(state, event["token"])
+    if outcome == "queued":
+        wiring.dispatcher().enqueued(state.agent_id)
+    return {"dispatch": outcome}

@@ -1,4 +1,6 @@
-"""POST /v1/opscore/agent/{agentId}/workflow (startSession) and .../sessions/{sessionId}/cancel, for admins."""
+"""POST /v1/opscore/agent/{agentId}/workflow (startSession), .../tasks (an ad-hoc task) and
+.../sessions/{sessionId}/cancel, for admins.
+"""
 
 from typing import Any
 
@@ -11,7 +13,7 @@ from opscore.access import API_BASE_PATH
 from opscore.http import agent_id_from_path, build_resolver, caller, json_response, path_value, read_json, require_admin
 from opscore.idempotency import IDEMPOTENCY_HEADER, checked_key, run_once
 from opscore.observability import logger, metrics, tracer
-from opscore.session_models import SESSION_ID_PATTERN, SessionStarted, TriggerRequest
+from opscore.session_models import SESSION_ID_PATTERN, AdHocTask, SessionStarted, TaskStarted, TriggerRequest
 
 app = build_resolver()
 
@@ -36,6 +38,28 @@ def trigger(agent_id: str) -> Response[str]:
         )
     logger.append_keys(session_id=started["session_id"])
     return json_response(202, SessionStarted.model_validate(started))
+
+
+@app.post(f"{API_BASE_PATH}/agent/<agent_id>/tasks")
+def run_task(agent_id: str) -> Response[str]:
+    admin = caller(app.current_event)
+    require_admin(admin)
+    agent_id = agent_id_from_path((app.current_event.path_parameters or {}).get("agentId", agent_id))
+    task = read_json(app.current_event, AdHocTask)
+    key = checked_key(app.current_event.headers.get(IDEMPOTENCY_HEADER))
+
+    def start() -> dict[str, Any]:
+        return wiring.sessions().run_task(agent_id, task, triggered_by=admin.key_id).model_dump(mode="json")
+
+    if key is None:
+        started = start()
+    else:
+        body = {"ad_hoc_task": task.model_dump(mode="json")}  # never equal to a trigger's body under the same key
+        started = run_once(
+            key=key, principal=admin.key_id, agent_id=agent_id, request=body, work=start, context=app.lambda_context
+        )
+    logger.append_keys(session_id=started["session_id"], task_id=started["task_id"])
+    return json_response(202, TaskStarted.model_validate(started))
 
 
 @app.post(f"{API_BASE_PATH}/agent/<agent_id>/sessions/<session_id>/cancel")

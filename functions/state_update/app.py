@@ -1,4 +1,4 @@
-"""POST /v1/opscore/agent/{agentId}/state (setState): an agent reports its lifecycle state."""
+"""POST /v1/opscore/agent/{agentId}/state (setState): an agent reports its lifecycle state (and wakes its queue)."""
 
 from typing import Any
 
@@ -19,6 +19,7 @@ app = build_resolver()
 def set_state(agent_id: str) -> Response[str]:
     agent_id = authorised_agent_id(app.current_event, agent_id)
     accepted = wiring.registry().report_state(agent_id, read_json(app.current_event, StateReport))
+    wiring.waker().state_changed(accepted)  # idle, or back from paused: its queue is served now
     return json_response(200, accepted)
 
 

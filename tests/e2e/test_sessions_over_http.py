@@ -50,15 +50,25 @@ class Operator:
             time.sleep(0.05)
         return view
 
-    def dispatched(self, session_id: str, task_id: str, attempts: int = 1) -> str:
+    def queued(self, session_id: str, task_id: str, attempts: int = 1) -> str:
         view = self.wait(
             session_id,
             lambda view: any(
-                t["id"] == task_id and t["status"] == "dispatched" and t["attempts"] == attempts for t in view["tasks"]
+                t["id"] == task_id and t["status"] == "queued" and t["attempts"] == attempts for t in view["tasks"]
             ),
-            f"{task_id} dispatched",
+            f"{task_id} queued",
         )
         return str(task(view, task_id)["task_id"])
+
+    def next_task(self) -> Any:
+        return self.api.request("POST", f"/agent/{self.agent_id}/tasks/next", key=self.agent_key)
+
+    def lease(self, session_id: str, task_id: str, attempts: int = 1) -> str:
+        """Wait until the task's attempt is queued, then lease it as the agent does."""
+        queued = self.queued(session_id, task_id, attempts)
+        reply = self.next_task()
+        assert (reply.status, reply.body["task_id"], reply.body["attempt"]) == (200, queued, attempts), reply.body
+        return queued
 
     def ended(self, session_id: str) -> dict[str, Any]:
         return self.wait(session_id, lambda view: view["status"] in {"completed", "error", "cancelled"}, "the end")
@@ -89,10 +99,10 @@ def test_a_session_runs_its_tasks_in_order_to_completion(ops: Operator) -> None:
         [{"id": "fetch", "action": "web.fetch", "input": {"url": "https://example.com"}}, {"id": "sum", "action": "x"}],
         input={"ticket": "T-1"},
     )
-    fetch_id = ops.dispatched(session_id, "fetch")
+    fetch_id = ops.lease(session_id, "fetch")
     assert task(ops.view(session_id), "fetch")["input"] == {"url": "https://example.com"}
     ops.succeed(fetch_id, {"page": "<html>"})
-    ops.succeed(ops.dispatched(session_id, "sum"))
+    ops.succeed(ops.lease(session_id, "sum"))
 
     view = ops.ended(session_id)
     assert (view["status"], view["input"]) == ("completed", {"ticket": "T-1"})
@@ -114,10 +124,10 @@ def test_retry_then_fallback_then_the_session_goes_on(ops: Operator) -> None:
             {"id": "sum", "action": "x"},
         ]
     )
-    ops.fail(ops.dispatched(session_id, "fetch"))
-    ops.fail(ops.dispatched(session_id, "fetch", attempts=2), attempt=2)
-    ops.succeed(ops.dispatched(session_id, "ask"))
-    ops.succeed(ops.dispatched(session_id, "sum"))
+    ops.fail(ops.lease(session_id, "fetch"))
+    ops.fail(ops.lease(session_id, "fetch", attempts=2), attempt=2)
+    ops.succeed(ops.lease(session_id, "ask"))
+    ops.succeed(ops.lease(session_id, "sum"))
 
     view = ops.ended(session_id)
     assert view["status"] == "completed"
@@ -127,7 +137,7 @@ def test_retry_then_fallback_then_the_session_goes_on(ops: Operator) -> None:
 
 def test_a_failure_without_fallback_ends_the_session_in_error(ops: Operator) -> None:
     session_id = ops.start([{"id": "fetch", "action": "web.fetch"}, {"id": "sum", "action": "x"}])
-    fetch_id = ops.dispatched(session_id, "fetch")
+    fetch_id = ops.lease(session_id, "fetch")
     ops.fail(fetch_id)
 
     view = ops.ended(session_id)
@@ -139,8 +149,8 @@ def test_a_delay_then_a_timeout_then_a_retry(ops: Operator) -> None:
     session_id = ops.start(
         [{"id": "slow", "action": "x", "delay_seconds": 1, "timeout_seconds": 1, "retry": {"max_retries": 1}}]
     )
-    ops.dispatched(session_id, "slow")
-    retried = ops.dispatched(session_id, "slow", attempts=2)
+    ops.lease(session_id, "slow")
+    retried = ops.lease(session_id, "slow", attempts=2)
     ops.succeed(retried)
 
     view = ops.ended(session_id)
@@ -152,7 +162,7 @@ def test_a_delay_then_a_timeout_then_a_retry(ops: Operator) -> None:
 
 def test_cancel_and_results_after_it(ops: Operator) -> None:
     session_id = ops.start([{"id": "fetch", "action": "web.fetch"}])
-    fetch_id = ops.dispatched(session_id, "fetch")
+    fetch_id = ops.lease(session_id, "fetch")
 
     reply = ops.api.admin("POST", f"/agent/{ops.agent_id}/sessions/{session_id}/cancel")
     assert (reply.status, reply.body["status"]) == (200, "cancelled")
@@ -174,7 +184,7 @@ def test_idempotent_trigger_and_repeated_results(ops: Operator) -> None:
     assert (reused.status, reused.error_code) == (409, "idempotency_key_reused")
 
     session_id = first.body["session_id"]
-    a_id = ops.dispatched(session_id, "a")
+    a_id = ops.lease(session_id, "a")
     result = {"status": "succeeded", "output": {"n": 1}}
     assert ops.result(a_id, result).status == 200
     assert ops.result(a_id, result).status == 200
@@ -203,7 +213,7 @@ def test_concurrent_repeats_of_a_trigger_and_of_a_result_take_effect_once(ops: O
     assert all(reply.status == 202 or reply.error_code == "request_in_progress" for reply in triggers)
     (session_id,) = started
 
-    a_id = ops.dispatched(session_id, "a")
+    a_id = ops.lease(session_id, "a")
     result = {"status": "succeeded", "output": {"n": 1}, "attempt": 1}
     with ThreadPoolExecutor(max_workers=6) as pool:
         answers = list(pool.map(lambda _: ops.result(a_id, result), range(6)))

@@ -35,10 +35,12 @@ def aws(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     with mock_aws(config=MOTO_CONFIG):
-        create_resources(template, runtime.invoke)
+        hook = create_resources(template, runtime.invoke)
         wiring.reset()
         yield boto3.client("dynamodb")
+        hook.drain()
         _settle_sessions(runtime, api_event)
+        hook.drain()
     wiring.reset()
 
 

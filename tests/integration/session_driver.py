@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.conftest import ADMIN_CONTEXT, EventFactory, agent_context
@@ -25,8 +26,8 @@ class SessionDriver:
     api_event: EventFactory
     agent_id: str = "agent-1"
 
-    def register(self, agent_id: str | None = None) -> None:
-        body = {"name": "triage bot", "capabilities": ["web.fetch"]}
+    def register(self, agent_id: str | None = None, **settings: Any) -> None:
+        body = {"name": "triage bot", "capabilities": ["web.fetch"], **settings}
         event = self.api_event(
             "registration/put.json", agent_id=agent_id or self.agent_id, body=body, caller=ADMIN_CONTEXT
         )
@@ -89,6 +90,35 @@ class SessionDriver:
         )
         return self.call("TaskApiFunction", event)
 
+    def next_task(self, agent_id: str | None = None, caller: dict[str, str] | None = None) -> tuple[int, Any]:
+        """POST .../tasks/next as the agent: (200, the leased task) or (204, None)."""
+        agent_id = agent_id or self.agent_id
+        event = self.api_event("task_api/next.json", agent_id=agent_id, caller=caller or agent_context(agent_id))
+        return self.call("TaskApiFunction", event)
+
+    def queue(self, agent_id: str | None = None, **query: str) -> tuple[int, Any]:
+        event = self.api_event(
+            "agent_read/list_tasks.json", agent_id=agent_id or self.agent_id, query=query or {}, caller=ADMIN_CONTEXT
+        )
+        return self.call("AgentReadFunction", event)
+
+    def agent(self, agent_id: str | None = None) -> tuple[int, Any]:
+        return self.call(
+            "AgentReadFunction",
+            self.api_event("agent_read/get_agent.json", agent_id=agent_id or self.agent_id, caller=ADMIN_CONTEXT),
+        )
+
+    def report_state(
+        self, state: str, agent_id: str | None = None, caller: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """POST .../state, stamped now (each report must be later than the last)."""
+        agent_id = agent_id or self.agent_id
+        body = {"state": state, "timestamp": datetime.now(UTC).isoformat()}
+        event = self.api_event(
+            "state_update/post.json", agent_id=agent_id, body=body, caller=caller or agent_context(agent_id)
+        )
+        return self.call("StateUpdateFunction", event)
+
     def heartbeat(self, task_id: str) -> tuple[int, Any]:
         event = self.api_event(
             "task_api/heartbeat.json",
@@ -110,30 +140,48 @@ class SessionDriver:
         assert status == 200, answer
 
     def wait_for(self, session_id: str, done: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while True:
+        seen: dict[str, Any] = {}
+
+        def reached() -> bool:
             status, view = self.session(session_id)
             assert status == 200, view
-            if done(view):
-                return dict(view)
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the session never reached {what}: {view}")
-            time.sleep(POLL_SECONDS)
+            seen.update(view)
+            return done(view)
 
-    def wait_dispatched(self, session_id: str, template_id: str, attempts: int = 1) -> str:
-        """Wait until the task's given attempt is dispatched; return its task_id."""
+        eventually(reached, f"the session reaching {what}", lambda: seen)
+        return seen
+
+    def wait_queued(self, session_id: str, template_id: str, attempts: int = 1) -> str:
+        """Wait until the task's given attempt is in its agent's queue; return its task_id."""
         view = self.wait_for(
             session_id,
             lambda view: any(
-                task["id"] == template_id and task["status"] == "dispatched" and task["attempts"] == attempts
+                task["id"] == template_id and task["status"] == "queued" and task["attempts"] == attempts
                 for task in view["tasks"]
             ),
-            f"{template_id} dispatched (attempt {attempts})",
+            f"{template_id} queued (attempt {attempts})",
         )
         return str(next(task["task_id"] for task in view["tasks"] if task["id"] == template_id))
 
+    def wait_leased(self, session_id: str, template_id: str, attempts: int = 1) -> str:
+        """Wait until the task's given attempt is queued, then lease it as the agent does; return its task_id."""
+        task_id = self.wait_queued(session_id, template_id, attempts)
+        status, leased = self.next_task()
+        assert status == 200, leased
+        assert (leased["task_id"], leased["attempt"]) == (task_id, attempts), leased
+        return task_id
+
     def wait_ended(self, session_id: str) -> dict[str, Any]:
         return self.wait_for(session_id, lambda view: view["status"] in {"completed", "error", "cancelled"}, "its end")
+
+
+def eventually(check: Callable[[], bool], what: str, last_seen: Callable[[], Any] = lambda: None) -> None:
+    """Poll `check` until it holds; fail after DEADLINE_SECONDS, naming what never happened."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {last_seen()}")
+        time.sleep(POLL_SECONDS)
 
 
 def task(view: dict[str, Any], template_id: str) -> dict[str, Any]:

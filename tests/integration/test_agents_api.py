@@ -128,7 +128,13 @@ def test_state_updates_are_versioned_and_shown_on_the_agent(register: Any, repor
     register()
     assert report({"state": "idle", "timestamp": ts(1)}) == (
         200,
-        {"agent_id": "agent-1", "state": "idle", "timestamp": "2026-01-01T00:00:01.000000Z", "version": 1},
+        {
+            "agent_id": "agent-1",
+            "state": "idle",
+            "previous_state": None,
+            "timestamp": "2026-01-01T00:00:01.000000Z",
+            "version": 1,
+        },
     )
     status, body = report(
         {
@@ -339,7 +345,13 @@ def test_a_failed_write_stores_nothing_so_its_retry_or_a_newer_update_leaves_no_
     # the client's retry is applied as if for the first time ...
     assert report({"state": "busy", "timestamp": ts(2)}) == (
         200,
-        {"agent_id": "agent-1", "state": "busy", "timestamp": "2026-01-01T00:00:02.000000Z", "version": 2},
+        {
+            "agent_id": "agent-1",
+            "state": "busy",
+            "previous_state": "idle",
+            "timestamp": "2026-01-01T00:00:02.000000Z",
+            "version": 2,
+        },
     )
     # ... and had a newer update come first, the failed one was never applied, so stale is the truth
     assert report({"state": "paused", "timestamp": ts(4)})[1]["version"] == 3

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from opscore import wiring
+from opscore.models import RegistrationRequest
 from opscore.runner_control import RunnerControl
 from opscore.session_models import TaskResult
 from opscore.session_plan import build_plan, first_step
@@ -33,6 +34,7 @@ TEMPLATE = WorkflowTemplate.model_validate(
 
 @pytest.fixture
 def state(aws: Any) -> RunnerState:
+    wiring.registry().register("agent-1", RegistrationRequest(name="triage bot"))
     plan = build_plan(TEMPLATE, 1, {}, None)
     wiring.session_store().create_session(
         NewSession(
@@ -63,10 +65,12 @@ def test_a_repeated_start_and_dispatch_count_one_attempt_and_keep_the_newest_tok
     assert runner.started(state) == step == first_step(state.plan)
     dispatched = state.model_copy(update={"step": step})
 
-    assert runner.dispatch(dispatched, "token-1") == "dispatched"
+    assert runner.dispatch(dispatched, "token-1") == "queued"
     assert runner.dispatch(dispatched, "token-2") == "repeated"
     item = fetch_item()
-    assert (item["attempts"]["N"], item["task_token"]["S"], item["status"]["S"]) == ("1", "token-2", "dispatched")
+    assert (item["attempts"]["N"], item["task_token"]["S"], item["status"]["S"]) == ("1", "token-2", "queued")
+    queued = wiring.dispatcher().queue("agent-1", "queued", 10, None).items
+    assert [task.task_id for task in queued] == [f"{SESSION_ID}-000"], "queued once"
 
 
 def test_a_repeated_record_writes_the_same_outcome_and_returns_the_same_step(state: RunnerState) -> None:
@@ -101,7 +105,7 @@ def test_after_a_cancel_the_runner_records_nothing_more(state: RunnerState) -> N
     assert wiring.session_store().cancel(SESSION_ID, "2026-11-24T05:01:00.000000Z", "0123456789abcdef")
 
     assert runner.succeeded(dispatched).kind == "cancelled"
-    assert fetch_item()["status"]["S"] == "dispatched", "the outcome was not written"
+    assert fetch_item()["status"]["S"] == "queued", "the outcome was not written"
     again = dispatched.model_copy(update={"step": dispatched.step.model_copy(update={"sequence": 2})})
     assert runner.dispatch(again, "token-2") == "session_ended"
 
@@ -116,12 +120,13 @@ class ClosedTokens(RunnerControl):
         return False
 
 
-def test_a_closed_token_while_the_attempt_still_shows_dispatched_keeps_the_result(state: RunnerState) -> None:
+def test_a_closed_token_while_the_attempt_still_shows_leased_keeps_the_result(state: RunnerState) -> None:
     # Two identical reports at once: the second may close the token before the first tells the runner.
     runner = wiring.session_runner()
     dispatched = state.model_copy(update={"step": runner.started(state)})
     runner.dispatch(dispatched, "token-1")
-    results = TaskResults(wiring.session_store(), ClosedTokens())
+    assert wiring.dispatcher().next_task("agent-1") is not None
+    results = TaskResults(wiring.session_store(), ClosedTokens(), wiring.agent_health(), wiring.utc_now)
 
     accepted = results.report("agent-1", f"{SESSION_ID}-000", TaskResult(status="succeeded", output={"n": 1}))
     assert accepted.attempt == 1
@@ -134,7 +139,8 @@ def test_a_closed_token_after_the_attempt_timed_out_refuses_and_forgets_the_resu
     runner = wiring.session_runner()
     dispatched = state.model_copy(update={"step": runner.started(state)})
     runner.dispatch(dispatched, "token-1")
-    results = TaskResults(wiring.session_store(), ClosedTokens())
+    assert wiring.dispatcher().next_task("agent-1") is not None
+    results = TaskResults(wiring.session_store(), ClosedTokens(), wiring.agent_health(), wiring.utc_now)
     # The runner records the timeout between the result being kept and the runner being told.
     timed_out = dispatched.model_copy(update={"failure": Failure.model_validate({"Error": "States.Timeout"})})
     original = results._deliver

@@ -32,7 +32,7 @@ def two_steps(**fetch: Any) -> dict[str, Any]:
 def test_happy_path_runs_every_task_in_order_and_completes(ops: SessionDriver) -> None:
     session_id = ops.start(two_steps(), input={"ticket": "T-1"}, priority=3)
 
-    fetch_id = ops.wait_dispatched(session_id, "fetch")
+    fetch_id = ops.wait_leased(session_id, "fetch")
     status, view = ops.session(session_id)
     assert (status, view["status"], task(view, "summarise")["status"]) == (200, "processing", "pending")
     assert view["input"] == {"ticket": "T-1"}
@@ -41,7 +41,7 @@ def test_happy_path_runs_every_task_in_order_and_completes(ops: SessionDriver) -
     assert (dispatched["action"], dispatched["priority"], dispatched["attempts"]) == ("web.fetch", 3, 1)
     ops.succeed(fetch_id, {"page": "<html>"})
 
-    summarise_id = ops.wait_dispatched(session_id, "summarise")
+    summarise_id = ops.wait_leased(session_id, "summarise")
     assert task(ops.session(session_id)[1], "summarise")["priority"] == 8, "a task's own priority wins"
     ops.succeed(summarise_id, {"summary": "disk full"})
 
@@ -61,10 +61,10 @@ def test_happy_path_runs_every_task_in_order_and_completes(ops: SessionDriver) -
 def test_a_failed_attempt_is_retried_within_its_limit_then_succeeds(ops: SessionDriver) -> None:
     session_id = ops.start(two_steps(retry={"max_retries": 2, "backoff_seconds": 0}))
 
-    ops.fail(ops.wait_dispatched(session_id, "fetch"), "UpstreamTimeout", "tickets did not answer")
-    fetch_id = ops.wait_dispatched(session_id, "fetch", attempts=2)
+    ops.fail(ops.wait_leased(session_id, "fetch"), "UpstreamTimeout", "tickets did not answer")
+    fetch_id = ops.wait_leased(session_id, "fetch", attempts=2)
     ops.succeed(fetch_id)
-    ops.succeed(ops.wait_dispatched(session_id, "summarise"))
+    ops.succeed(ops.wait_leased(session_id, "summarise"))
 
     view = ops.wait_ended(session_id)
     fetch = task(view, "fetch")
@@ -94,11 +94,11 @@ def test_retries_exhausted_run_the_fallback_and_the_session_completes(ops: Sessi
     }
     session_id = ops.start(template)
 
-    ops.fail(ops.wait_dispatched(session_id, "fetch"))
-    ops.fail(ops.wait_dispatched(session_id, "fetch", attempts=2), attempt=2)
-    ask_id = ops.wait_dispatched(session_id, "ask")
+    ops.fail(ops.wait_leased(session_id, "fetch"))
+    ops.fail(ops.wait_leased(session_id, "fetch", attempts=2), attempt=2)
+    ask_id = ops.wait_leased(session_id, "ask")
     ops.succeed(ask_id, {"answer": "page was down"})
-    ops.succeed(ops.wait_dispatched(session_id, "summarise"))
+    ops.succeed(ops.wait_leased(session_id, "summarise"))
 
     view = ops.wait_ended(session_id)
     fetch, ask = task(view, "fetch"), task(view, "ask")
@@ -111,7 +111,7 @@ def test_retries_exhausted_run_the_fallback_and_the_session_completes(ops: Sessi
 def test_retries_exhausted_without_a_fallback_end_the_session_in_error(ops: SessionDriver) -> None:
     session_id = ops.start(two_steps(retry={"max_retries": 0}))
 
-    fetch_id = ops.wait_dispatched(session_id, "fetch")
+    fetch_id = ops.wait_leased(session_id, "fetch")
     ops.fail(fetch_id, "PermissionDenied", "robots.txt forbids it")
 
     view = ops.wait_ended(session_id)
@@ -127,27 +127,27 @@ def test_a_delay_is_waited_out_before_dispatch(ops: SessionDriver) -> None:
     scheduled = ops.wait_for(session_id, lambda view: task(view, "fetch")["status"] != "pending", "fetch scheduled")
     fetch = task(scheduled, "fetch")
     assert fetch["status"] in {"scheduled", "dispatched"}
-    fetch_id = ops.wait_dispatched(session_id, "fetch")
+    fetch_id = ops.wait_leased(session_id, "fetch")
 
     view = ops.session(session_id)[1]
     started_at = datetime.fromisoformat(view["started_at"])
     dispatched_at = datetime.fromisoformat(task(view, "fetch")["started_at"])
     assert dispatched_at - started_at >= timedelta(seconds=1), "dispatched only after its delay"
     ops.succeed(fetch_id)
-    ops.succeed(ops.wait_dispatched(session_id, "summarise"))
+    ops.succeed(ops.wait_leased(session_id, "summarise"))
     assert ops.wait_ended(session_id)["status"] == "completed"
 
 
 def test_a_timed_out_attempt_is_marked_timed_out_and_retried(ops: SessionDriver) -> None:
     session_id = ops.start(two_steps(timeout_seconds=1, retry={"max_retries": 1, "backoff_seconds": 0}))
 
-    ops.wait_dispatched(session_id, "fetch")  # and never answered
-    fetch_id = ops.wait_dispatched(session_id, "fetch", attempts=2)
+    ops.wait_leased(session_id, "fetch")  # and never answered
+    fetch_id = ops.wait_leased(session_id, "fetch", attempts=2)
     view = ops.session(session_id)[1]
     first = task(view, "fetch")["history"][0]
     assert (first["attempt"], first["status"], first["error"]["type"]) == (1, "timed_out", "States.Timeout")
     ops.succeed(fetch_id)
-    ops.succeed(ops.wait_dispatched(session_id, "summarise"))
+    ops.succeed(ops.wait_leased(session_id, "summarise"))
 
     view = ops.wait_ended(session_id)
     assert (view["status"], task(view, "fetch")["status"], task(view, "fetch")["attempts"]) == (
@@ -163,12 +163,12 @@ def test_a_last_attempt_that_times_out_leaves_the_task_timed_out(ops: SessionDri
     view = ops.wait_ended(session_id)
     assert (view["status"], view["error"]["type"]) == ("error", "States.Timeout")
     assert task(view, "fetch")["status"] == "timed_out"
-    assert task(view, "fetch")["error"]["message"] == "no result within 1 s"
+    assert task(view, "fetch")["error"]["message"] == "no result within 1 s of being queued"
 
 
 def test_cancel_stops_the_session_and_refuses_later_results(ops: SessionDriver) -> None:
     session_id = ops.start(two_steps(timeout_seconds=2))
-    fetch_id = ops.wait_dispatched(session_id, "fetch")
+    fetch_id = ops.wait_leased(session_id, "fetch")
 
     status, view = ops.cancel(session_id)
     assert (status, view["status"], task(view, "fetch")["status"]) == (200, "cancelled", "skipped")
@@ -191,7 +191,7 @@ def test_cancel_during_a_delay_stops_the_session_before_its_task_is_dispatched(o
 
 def test_cancel_of_an_ended_session_is_409(ops: SessionDriver) -> None:
     session_id = ops.start(two_steps(retry={"max_retries": 0}))
-    ops.fail(ops.wait_dispatched(session_id, "fetch"))
+    ops.fail(ops.wait_leased(session_id, "fetch"))
     ops.wait_ended(session_id)
 
     status, body = ops.cancel(session_id)
@@ -220,7 +220,7 @@ def test_a_repeated_trigger_with_its_idempotency_key_returns_the_same_session(op
 
 def test_a_repeated_result_is_200_and_a_different_one_409(ops: SessionDriver) -> None:
     session_id = ops.start(two_steps())
-    fetch_id = ops.wait_dispatched(session_id, "fetch")
+    fetch_id = ops.wait_leased(session_id, "fetch")
     result = {"status": "succeeded", "output": {"page": "<html>"}}
 
     first = ops.report(fetch_id, result)
@@ -230,7 +230,7 @@ def test_a_repeated_result_is_200_and_a_different_one_409(ops: SessionDriver) ->
     status, body = ops.report(fetch_id, {"status": "succeeded", "output": {"page": "other"}})
     assert (status, body["error"]["code"]) in {(409, "result_conflict"), (409, "task_not_open")}
 
-    summarise_id = ops.wait_dispatched(session_id, "summarise")
+    summarise_id = ops.wait_leased(session_id, "summarise")
     assert ops.report(fetch_id, result) == first, "still a repeat after the runner moved on"
     status, body = ops.report(summarise_id, {"status": "succeeded", "attempt": 2})
     assert (status, body["error"]["code"]) == (409, "task_not_open")
@@ -243,7 +243,7 @@ def test_a_repeated_result_is_200_and_a_different_one_409(ops: SessionDriver) ->
 def test_results_are_only_taken_from_the_tasks_own_agent(ops: SessionDriver) -> None:
     ops.register("agent-2")
     session_id = ops.start(two_steps())
-    fetch_id = ops.wait_dispatched(session_id, "fetch")
+    fetch_id = ops.wait_leased(session_id, "fetch")
     result = {"status": "succeeded", "output": {}}
 
     status, body = ops.report(fetch_id, result, agent_id="agent-2")
@@ -254,15 +254,15 @@ def test_results_are_only_taken_from_the_tasks_own_agent(ops: SessionDriver) -> 
     assert (status, body["error"]["code"]) == (404, "not_found")
     status, body = ops.report("not-a-task", result)
     assert (status, body["error"]["details"][0]["field"]) == (400, "taskId")
-    assert task(ops.session(session_id)[1], "fetch")["status"] == "dispatched", "nothing was applied"
+    assert task(ops.session(session_id)[1], "fetch")["status"] == "leased", "nothing was applied"
     ops.succeed(fetch_id)
-    ops.succeed(ops.wait_dispatched(session_id, "summarise"))
+    ops.succeed(ops.wait_leased(session_id, "summarise"))
     ops.wait_ended(session_id)
 
 
 def test_invalid_results_are_400_and_change_nothing(ops: SessionDriver) -> None:
     session_id = ops.start(two_steps())
-    fetch_id = ops.wait_dispatched(session_id, "fetch")
+    fetch_id = ops.wait_leased(session_id, "fetch")
 
     for bad in (
         {"status": "done"},
@@ -274,19 +274,26 @@ def test_invalid_results_are_400_and_change_nothing(ops: SessionDriver) -> None:
     ):
         status, body = ops.report(fetch_id, bad)
         assert (status, body["error"]["code"]) == (400, "validation_error"), bad
-    assert task(ops.session(session_id)[1], "fetch")["status"] == "dispatched"
+    assert task(ops.session(session_id)[1], "fetch")["status"] == "leased"
     ops.succeed(fetch_id)
-    ops.succeed(ops.wait_dispatched(session_id, "summarise"))
+    ops.succeed(ops.wait_leased(session_id, "summarise"))
     ops.wait_ended(session_id)
 
 
-def test_a_heartbeat_is_taken_while_the_task_is_dispatched(ops: SessionDriver) -> None:
+def test_a_heartbeat_renews_the_lease_while_the_task_is_leased(ops: SessionDriver) -> None:
     session_id = ops.start(two_steps(timeout_seconds=60, heartbeat_seconds=30))
-    fetch_id = ops.wait_dispatched(session_id, "fetch")
+    fetch_id = ops.wait_queued(session_id, "fetch")
+    status, body = ops.heartbeat(fetch_id)
+    assert (status, body["error"]["code"]) == (409, "task_not_open"), "a queued task holds no lease yet"
+    status, leased = ops.next_task()
+    assert (status, leased["task_id"]) == (200, fetch_id)
 
-    assert ops.heartbeat(fetch_id) == (200, {"task_id": fetch_id, "attempt": 1})
+    status, beat = ops.heartbeat(fetch_id)
+    assert (status, beat["task_id"], beat["attempt"]) == (200, fetch_id, 1)
+    assert beat["lease_expires_at"] >= leased["lease_expires_at"], "renewed from now, for heartbeat_seconds"
+    assert ops.queue(status="leased")[1]["items"][0]["lease_expires_at"] == beat["lease_expires_at"]
     ops.succeed(fetch_id)
-    summarise_id = ops.wait_dispatched(session_id, "summarise")
+    summarise_id = ops.wait_leased(session_id, "summarise")
     status, body = ops.heartbeat(fetch_id)
     assert (status, body["error"]["code"]) == (409, "task_not_open")
     ops.succeed(summarise_id)
@@ -298,7 +305,7 @@ def test_a_template_sent_with_the_trigger_is_stored_as_a_version(ops: SessionDri
 
     status, started = ops.trigger({"template": inline, "input": {"doc": "a"}})
     assert (status, started["workflow_id"], started["version"], started["status"]) == (202, "one-off", 1, "waiting")
-    ops.succeed(ops.wait_dispatched(started["session_id"], "only"))
+    ops.succeed(ops.wait_leased(started["session_id"], "only"))
     assert ops.wait_ended(started["session_id"])["status"] == "completed"
     status, again = ops.trigger({"template": inline})
     assert (status, again["version"]) == (202, 1), "an identical template is the same version"
@@ -341,8 +348,8 @@ def test_only_admins_trigger_and_cancel_and_agents_read_only_their_own_sessions(
     assert ops.session(session_id, caller=agent_context("agent-2"))[0] == 403
     other = SessionDriver(ops.call, ops.api_event, agent_id="agent-2")
     assert other.session(session_id)[0] == 404, "a session is found only under its own agent"
-    ops.succeed(ops.wait_dispatched(session_id, "fetch"))
-    ops.succeed(ops.wait_dispatched(session_id, "summarise"))
+    ops.succeed(ops.wait_leased(session_id, "fetch"))
+    ops.succeed(ops.wait_leased(session_id, "summarise"))
     ops.wait_ended(session_id)
 
 
@@ -365,14 +372,14 @@ def test_sessions_are_listed_newest_first_in_pages(ops: SessionDriver) -> None:
 def test_a_result_equal_to_an_earlier_attempts_needs_its_attempt_number(ops: SessionDriver) -> None:
     session_id = ops.start(two_steps(retry={"max_retries": 1, "backoff_seconds": 0}))
     failure = {"status": "failed", "error": {"type": "ToolError", "message": "the tool failed"}}
-    fetch_id = ops.wait_dispatched(session_id, "fetch")
+    fetch_id = ops.wait_leased(session_id, "fetch")
     assert ops.report(fetch_id, failure)[0] == 200
-    ops.wait_dispatched(session_id, "fetch", attempts=2)
+    ops.wait_leased(session_id, "fetch", attempts=2)
 
     status, body = ops.report(fetch_id, failure)
     assert (status, body["error"]["code"]) == (409, "attempt_required"), "could be a late repeat of attempt 1"
     assert ops.report(fetch_id, {**failure, "attempt": 1})[1]["attempt"] == 1, "a repeat for attempt 1 is harmless"
-    assert task(ops.session(session_id)[1], "fetch")["status"] == "dispatched"
+    assert task(ops.session(session_id)[1], "fetch")["status"] == "leased"
     status, body = ops.report(fetch_id, {**failure, "attempt": 2})
     assert (status, body["attempt"]) == (200, 2)
 
@@ -388,9 +395,9 @@ def test_a_task_that_ran_as_a_fallback_runs_again_in_its_own_place(ops: SessionD
     }
     session_id = ops.start(template)
 
-    ops.fail(ops.wait_dispatched(session_id, "fetch"))
-    ops.succeed(ops.wait_dispatched(session_id, "ask"), {"run": 1})
-    ops.succeed(ops.wait_dispatched(session_id, "ask", attempts=2), {"run": 2}, attempt=2)
+    ops.fail(ops.wait_leased(session_id, "fetch"))
+    ops.succeed(ops.wait_leased(session_id, "ask"), {"run": 1})
+    ops.succeed(ops.wait_leased(session_id, "ask", attempts=2), {"run": 2}, attempt=2)
 
     view = ops.wait_ended(session_id)
     ask = task(view, "ask")

@@ -152,3 +152,22 @@ def test_an_ended_session_has_no_next_step() -> None:
     plan = plan_of(TRIAGE)
     with pytest.raises(ValueError, match="no task attempt"):
         after_success(plan, Step(kind="completed"))
+
+
+def test_a_quarantined_agents_task_skips_its_retries_for_its_fallback() -> None:
+    template = WorkflowTemplate.model_validate(
+        {
+            "name": "t",
+            "tasks": [
+                {"id": "a", "action": "x", "retry": {"max_retries": 3}, "fallback": "b"},
+                {"id": "b", "action": "y", "fallback_only": True},
+            ],
+        }
+    )
+    plan = build_plan(template, 1, {}, None)
+    step = first_step(plan)
+    quarantined = after_failure(plan, step, TaskError(error="OpsCore.AgentQuarantined"))
+    assert (quarantined.task_index, quarantined.fallback_for) == (1, 0)
+    retried = after_failure(plan, step, TaskError(error="OpsCore.LeaseExpired"))
+    assert (retried.task_index, retried.attempt) == (0, 2), "an expired lease is retried like a timeout"
+    assert TaskError(error="OpsCore.LeaseExpired").timed_out

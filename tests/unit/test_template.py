@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from opscore_tools.local.template import Template, _CfnLoader, load_template
+from opscore_tools.local.template import Template, TemplateError, _CfnLoader, load_template
 from tests.conftest import REPO, TEMPLATE_PATH
 
 
@@ -51,9 +51,15 @@ def test_table_is_on_demand_recoverable_encrypted_and_expiring(document: dict[st
     assert properties["SSESpecification"]["SSEEnabled"] is True
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert table["DeletionPolicy"] == "Retain"
-    (index,) = properties["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "AgentSessions"
-    assert [key["AttributeName"] for key in index["KeySchema"]] == ["session_agent", "session_id"]
+    indexes = {index["IndexName"]: index for index in properties["GlobalSecondaryIndexes"]}
+    keys = {name: [key["AttributeName"] for key in index["KeySchema"]] for name, index in indexes.items()}
+    assert keys == {
+        "AgentSessions": ["session_agent", "session_id"],
+        "AgentTasks": ["agent_tasks", "agent_tasks_sk"],
+        "Deadlines": ["deadline_kind", "deadline_at"],
+    }
+    # Every index projects what its readers use, never the whole item (task inputs and histories stay out).
+    assert all(index["Projection"]["ProjectionType"] == "INCLUDE" for index in indexes.values())
 
 
 def test_idempotency_records_expire_in_their_own_table(document: dict[str, Any]) -> None:
@@ -81,6 +87,9 @@ def test_policies_are_scoped_to_their_resources_and_key_prefixes(document: dict[
                     assert set(prefixes) <= KEY_PREFIXES, name
                 elif statement["Resource"] == "*":
                     assert set(actions) <= TOKEN_ACTIONS, name
+                elif actions == ["lambda:InvokeFunction"]:
+                    # Only the dispatch function is invoked, to serve an agent's queue.
+                    assert statement["Resource"] == {"Fn::GetAtt": ["DispatchFunction", "Arn"]}, name
                 else:
                     assert all(action.split(":")[0] in {"dynamodb", "states"} for action in actions), name
 
@@ -176,3 +185,11 @@ def test_every_function_follows_the_stacks_tracing_mode(document: dict[str, Any]
     assert variables["OPSCORE_TRACING"] == {"Ref": "TracingMode"}
     assert document["Parameters"]["TracingMode"]["AllowedValues"] == ["service", "sdk"]
     assert {function.environment["OPSCORE_TRACING"] for function in template.functions.values()} == {"service"}
+
+
+def test_the_local_runtime_runs_the_sweep_on_the_templates_schedule(template: Template, tmp_path: Path) -> None:
+    assert [(schedule.function, schedule.every_seconds) for schedule in template.schedules] == [("SweepFunction", 60)]
+    cron = (TEMPLATE_PATH.read_text()).replace("rate(1 minute)", "cron(0 * * * ? *)")
+    (tmp_path / "template.yaml").write_text(cron)
+    with pytest.raises(TemplateError, match="rate"):
+        load_template(tmp_path / "template.yaml")

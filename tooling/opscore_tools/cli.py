@@ -31,6 +31,12 @@ def local(
     log_file: Annotated[
         Path | None, typer.Option(help="JSON-lines log file (default: .opscore/logs/local-<time>.jsonl).")
     ] = None,
+    schedule_every: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1, help="Run scheduled functions (the health sweep) every N seconds instead of the template's rate."
+        ),
+    ] = None,
 ) -> None:
     """Serve the Ops-Core API locally: real handlers and authorizer, in-process DynamoDB (moto). Ctrl-C stops it.
 
@@ -45,7 +51,7 @@ def local(
         )
         raise typer.Exit(2)
     log_path = log_file or Path(".opscore/logs") / f"local-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.jsonl"
-    runtime = LocalOpsCore(template, log_path.resolve(), host=host, port=port)
+    runtime = LocalOpsCore(template, log_path.resolve(), host=host, port=port, schedule_seconds=schedule_every)
     try:
         admin = runtime.start(os.environ.get("OPSCORE_ADMIN_KEY") or None)
     except OSError as error:

@@ -210,6 +210,18 @@ def optional_query_int(event: APIGatewayProxyEvent, name: str, minimum: int, max
     return int(raw)
 
 
+def query_choice(event: APIGatewayProxyEvent, name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (event.query_string_parameters or {}).get(name)
+    if raw is None:
+        return default
+    if raw not in choices:
+        raise ValidationFailed(
+            f"{name} must be one of {', '.join(choices)}",
+            [FieldProblem(name, f"must be one of {', '.join(choices)}", location="query")],
+        )
+    return raw
+
+
 def caller(event: APIGatewayProxyEvent) -> Principal:
     """The principal the authorizer resolved; API Gateway never reaches a handler without one."""
     principal = principal_from_authorizer_context(event.request_context.authorizer.raw_event)

@@ -93,8 +93,25 @@ class RegistrationRequest(RequestModel):
     version: str | None = Field(default=None, min_length=1, max_length=64, description="The agent's own version.")
     capabilities: list[Capability] = Field(default_factory=list, max_length=64)
     endpoint: str | None = Field(default=None, max_length=2048, description="https URL; http only for loopback.")
-    max_concurrency: int = Field(default=1, ge=1, le=1000)
+    max_concurrency: int = Field(default=1, ge=1, le=1000, description="Tasks the agent may hold at once.")
     metadata: JsonObject = Field(default_factory=dict)
+    delivery: str = Field(
+        default="poll",
+        pattern=r"^[a-z][a-z0-9_]{0,31}$",
+        description="How tasks reach the agent: poll (it leases them) or webhook (Ops-Core POSTs them).",
+    )
+    webhook_secret: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=256,
+        description="Signs webhook deliveries (HMAC-SHA256); required for webhook delivery, never returned.",
+    )
+    offline_after_seconds: int = Field(
+        default=300, ge=10, le=86_400, description="Silence after which the agent is marked offline."
+    )
+    quarantine_after: int = Field(
+        default=3, ge=1, le=100, description="Consecutive failed attempts that put the agent in error."
+    )
 
     @field_validator("capabilities")
     @classmethod
@@ -177,6 +194,12 @@ class ResponseModel(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class QueueCounts(ResponseModel):
+    queued: int = Field(description="Tasks waiting in the agent's queue.")
+    in_flight: int = Field(description="Tasks leased to the agent now.")
+    queued_by_priority: dict[str, int] = Field(description="Queued tasks per priority (9 most urgent).")
+
+
 class CurrentState(ResponseModel):
     state: AgentState
     timestamp: str
@@ -193,10 +216,16 @@ class Agent(ResponseModel):
     endpoint: str | None
     max_concurrency: int
     metadata: dict[str, Any]
+    delivery: str
+    offline_after_seconds: int
+    quarantine_after: int
+    failure_streak: int = Field(description="Consecutive failed attempts; a success resets it.")
+    quarantined: bool = Field(description="Put in error by Ops-Core after quarantine_after failures in a row.")
     registered_at: str
     updated_at: str
     last_seen_at: str | None
     current_state: CurrentState | None = Field(description="null until the agent's first state report.")
+    queue: QueueCounts
 
 
 class Registration(ResponseModel):
@@ -207,6 +236,7 @@ class Registration(ResponseModel):
 class StateAccepted(ResponseModel):
     agent_id: str
     state: AgentState
+    previous_state: AgentState | None
     timestamp: str
     version: int
 

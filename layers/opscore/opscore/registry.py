@@ -15,12 +15,17 @@ import random
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any, Literal
 
+from opscore.delivery import CHANNELS, channel
 from opscore.errors import Conflict, FieldProblem, NotFound, StaleState, ValidationFailed
 from opscore.models import (
     Agent,
+    AgentError,
+    AgentState,
     CurrentState,
     HistoryPage,
+    QueueCounts,
     Registration,
     RegistrationRequest,
     StateAccepted,
@@ -31,8 +36,15 @@ from opscore.models import (
 )
 from opscore.observability import MetricUnit, logger, metrics
 from opscore.settings import Settings
-from opscore.store.agents import AgentStore, StateWrite, current_state_from_item
-from opscore.store.dynamo import ConditionFailed
+from opscore.store.agents import (
+    DEFAULT_OFFLINE_AFTER_SECONDS,
+    AgentStore,
+    StateWrite,
+    agent_from_item,
+    current_state_from_item,
+)
+from opscore.store.dynamo import ConditionFailed, Item, get_n
+from opscore.store.queue import TaskQueue
 
 # Attempts to apply one update while other updates to the same agent keep winning the race; each attempt is a read
 # and a transaction (after a short jittered pause), and only concurrent writers to one agent need a second one.
@@ -40,13 +52,22 @@ MAX_WRITE_ATTEMPTS = 5
 
 
 class Registry:
-    def __init__(self, store: AgentStore, settings: Settings, now: Callable[[], datetime]) -> None:
+    def __init__(self, store: AgentStore, queue: TaskQueue, settings: Settings, now: Callable[[], datetime]) -> None:
         self._store = store
+        self._queue = queue
         self._settings = settings
         self._now = now
 
     def register(self, agent_id: str, request: RegistrationRequest) -> Registration:
-        agent, created = self._store.upsert_registration(agent_id, request, format_timestamp(self._now()))
+        _check_delivery(request)
+        now = self._now()
+        item, created = self._store.upsert_registration(
+            agent_id,
+            request,
+            format_timestamp(now),
+            silent_at=format_timestamp(now + timedelta(seconds=request.offline_after_seconds)),
+        )
+        agent = self._agent(agent_id, item)
         logger.info(
             "agent registered" if created else "agent registration updated",
             extra={"agent_id": agent_id, "agent_version": request.version, "capabilities": request.capabilities},
@@ -55,10 +76,23 @@ class Registry:
         return Registration(agent=agent, created=created)
 
     def get(self, agent_id: str) -> Agent:
-        agent = self._store.get_agent(agent_id)
-        if agent is None:
+        item = self._store.get_agent_item(agent_id)
+        if item is None:
             raise NotFound(f"agent {agent_id} is not registered")
-        return agent
+        return self._agent(agent_id, item)
+
+    def agent_item(self, agent_id: str) -> Item | None:
+        """The agent's stored item (registration, state and dispatch counters), without the queue counts."""
+        return self._store.get_agent_item(agent_id)
+
+    def _agent(self, agent_id: str, item: Item) -> Agent:
+        priorities = self._queue.queued_priorities(agent_id)
+        counts = QueueCounts(
+            queued=len(priorities),
+            in_flight=get_n(item, "in_flight") or 0,
+            queued_by_priority={str(value): priorities.count(value) for value in sorted(set(priorities), reverse=True)},
+        )
+        return agent_from_item(item, counts)
 
     def report_state(self, agent_id: str, report: StateReport) -> StateAccepted:
         now = self._now()
@@ -74,18 +108,22 @@ class Registry:
                     )
                 ],
             )
-        write = StateWrite(
-            state=report.state,
-            timestamp=format_timestamp(report.timestamp),
-            details_json=canonical_json(report.details),
-            error_json=canonical_json(report.error.model_dump() if report.error else None),
-            recorded_at=format_timestamp(now),
-            expires_at=int((now + timedelta(days=self._settings.history_retention_days)).timestamp()),
-        )
         for attempt in range(MAX_WRITE_ATTEMPTS):
             stored = self._store.get_agent_item(agent_id)
             if stored is None:
                 raise NotFound(f"agent {agent_id} is not registered")
+            # An idle report from the agent (or an admin) lifts a quarantine.
+            lifts = report.state is AgentState.IDLE and bool(stored.get("quarantined", {}).get("BOOL"))
+            write = StateWrite(
+                state=report.state,
+                timestamp=format_timestamp(report.timestamp),
+                details_json=canonical_json(report.details),
+                error_json=canonical_json(report.error.model_dump() if report.error else None),
+                recorded_at=format_timestamp(now),
+                expires_at=int((now + timedelta(days=self._settings.history_retention_days)).timestamp()),
+                silent_at=_silent_at(stored, now),
+                quarantine="lift" if lifts else "keep",
+            )
             current = current_state_from_item(stored)
             if current is not None and current.timestamp >= write.timestamp:
                 return self._repeat_or_stale(agent_id, write, current)
@@ -107,7 +145,10 @@ class Registry:
                     return self._repeat_or_stale(agent_id, write, current)
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter, not security
                 continue
-            self._record_change(agent_id, entry, report)
+            self._record_change(agent_id, entry, report.error)
+            if lifts:
+                logger.info("agent quarantine lifted", extra={"agent_id": agent_id, "new_state": entry.state.value})
+                metrics.add_metric(name="QuarantinesLifted", unit=MetricUnit.Count, value=1)
             return _accepted(agent_id, entry)
         metrics.add_metric(name="StateUpdateContention", unit=MetricUnit.Count, value=1)
         raise Conflict("the agent's state is changing too fast to apply this update now; send it again")
@@ -148,7 +189,56 @@ class Registry:
             ],
         )
 
-    def _record_change(self, agent_id: str, entry: StateHistoryEntry, report: StateReport) -> None:
+    def set_by_opscore(
+        self,
+        agent_id: str,
+        state: AgentState,
+        details: dict[str, Any],
+        when: Callable[[Item], bool],
+        quarantine: Literal["keep", "set"] = "keep",
+    ) -> StateHistoryEntry | None:
+        """Ops-Core's own state change for an agent (offline, quarantined), made only while `when(agent item)` holds.
+
+        It goes through the same version guard and history as an agent's report, stamped now (or just after the
+        stored state, if the agent's clock ran ahead). None when the agent is gone or `when` no longer holds.
+        """
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            stored = self._store.get_agent_item(agent_id)
+            if stored is None or not when(stored):
+                return None
+            current = current_state_from_item(stored)
+            now = self._now()
+            stamp = format_timestamp(now)
+            if current is not None and current.timestamp >= stamp:
+                stamp = format_timestamp(datetime.fromisoformat(current.timestamp) + timedelta(microseconds=1))
+            write = StateWrite(
+                state=state,
+                timestamp=stamp,
+                details_json=canonical_json(details),
+                error_json=canonical_json(None),
+                recorded_at=format_timestamp(now),
+                expires_at=int((now + timedelta(days=self._settings.history_retention_days)).timestamp()),
+                silent_at=None if state is AgentState.OFFLINE else _silent_at(stored, now),
+                quarantine=quarantine,
+            )
+            entry = StateHistoryEntry(
+                state=state,
+                previous_state=current.state if current else None,
+                timestamp=stamp,
+                details=details,
+                error=None,
+                version=(current.version if current else 0) + 1,
+                recorded_at=write.recorded_at,
+            )
+            try:
+                self._store.write_state(agent_id, entry.version - 1, write, entry)
+            except ConditionFailed:
+                continue  # the agent reported meanwhile: look again
+            self._record_change(agent_id, entry, None)
+            return entry
+        return None
+
+    def _record_change(self, agent_id: str, entry: StateHistoryEntry, error: AgentError | None) -> None:
         logger.info(
             "agent state changed",
             extra={
@@ -156,19 +246,40 @@ class Registry:
                 "old_state": entry.previous_state.value if entry.previous_state else None,
                 "new_state": entry.state.value,
                 "version": entry.version,
-                "error_type": report.error.type if report.error else None,
+                "error_type": error.type if error else None,
             },
         )
         metrics.add_metric(name="StateChanges", unit=MetricUnit.Count, value=1)
-        if report.error is not None:
+        if error is not None:
             metrics.add_metric(name="AgentErrorsReported", unit=MetricUnit.Count, value=1)
 
     def history(self, agent_id: str, limit: int, next_token: str | None) -> HistoryPage:
         items, token = self._store.list_history(agent_id, limit, next_token)
-        if not items and next_token is None and self._store.get_agent(agent_id) is None:
+        if not items and next_token is None and self._store.get_agent_item(agent_id) is None:
             raise NotFound(f"agent {agent_id} is not registered")
         return HistoryPage(items=items, next_token=token)
 
 
 def _accepted(agent_id: str, entry: StateHistoryEntry) -> StateAccepted:
-    return StateAccepted(agent_id=agent_id, state=entry.state, timestamp=entry.timestamp, version=entry.version)
+    return StateAccepted(
+        agent_id=agent_id,
+        state=entry.state,
+        previous_state=entry.previous_state,
+        timestamp=entry.timestamp,
+        version=entry.version,
+    )
+
+
+def _silent_at(agent: Item, now: datetime) -> str:
+    """When the agent counts as offline if nothing more is heard from it."""
+    seconds = get_n(agent, "offline_after_seconds") or DEFAULT_OFFLINE_AFTER_SECONDS
+    return format_timestamp(now + timedelta(seconds=seconds))
+
+
+def _check_delivery(request: RegistrationRequest) -> None:
+    try:
+        problems = channel(request.delivery).check(request)
+    except LookupError:
+        problems = [FieldProblem("delivery", f"must be one of {', '.join(sorted(CHANNELS))}", type="unknown_channel")]
+    if problems:
+        raise ValidationFailed("the registration's delivery settings are not complete", problems)

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 # Error names the runner's state machine sees when a dispatched attempt ends without success.
 AGENT_FAILED_ERROR = "OpsCore.TaskFailed"
 SESSION_CANCELLED_ERROR = "OpsCore.SessionCancelled"
+LEASE_EXPIRED_ERROR = "OpsCore.LeaseExpired"  # no heartbeat or result before the lease ran out
+AGENT_OFFLINE_ERROR = "OpsCore.AgentOffline"  # the agent went silent holding the lease
+DELIVERY_FAILED_ERROR = "OpsCore.DeliveryFailed"  # a push channel could not hand the task over
+AGENT_QUARANTINED_ERROR = "OpsCore.AgentQuarantined"  # queued for an agent put in error: straight to the fallback
 MAX_CAUSE_CHARS = 32_768
 _CLOSED_TOKEN_CODES = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"})
 _THROTTLING_CODES = frozenset({"ThrottlingException", "TooManyRequestsException"})
@@ -67,9 +71,6 @@ class RunnerControl:
         return self._answer(
             lambda: self._client().send_task_failure(taskToken=token, error=error, cause=cause[:MAX_CAUSE_CHARS])
         )
-
-    def heartbeat(self, token: str) -> bool:
-        return self._answer(lambda: self._client().send_task_heartbeat(taskToken=token))
 
     def _answer(self, call: Any) -> bool:
         try:

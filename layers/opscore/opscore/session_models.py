@@ -6,10 +6,10 @@ import re
 from enum import StrEnum
 from typing import Any, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from opscore.models import JsonObject, RequestModel, ResponseModel
-from opscore.workflow_templates import WorkflowName, WorkflowTemplate
+from opscore.workflow_templates import TaskId, TaskTemplate, WorkflowName, WorkflowTemplate
 
 # Session ids start with the creation time in microseconds (hex), so they sort by age: newest first is one Query.
 SESSION_ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -44,8 +44,8 @@ class SessionStatus(StrEnum):
 class TaskStatus(StrEnum):
     PENDING = "pending"  # not reached yet
     SCHEDULED = "scheduled"  # waiting out its delay before dispatch
-    QUEUED = "queued"  # in its agent's queue (agent-aware dispatch)
-    DISPATCHED = "dispatched"  # handed to the agent; the runner waits for its result
+    QUEUED = "queued"  # in its agent's queue, waiting until the agent can take it
+    LEASED = "leased"  # handed to the agent under a lease; the runner waits for its result
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     RETRYING = "retrying"  # an attempt failed or timed out; the next one waits out its backoff
@@ -55,7 +55,7 @@ class TaskStatus(StrEnum):
     @property
     def open(self) -> bool:
         """Started and not finished: what a cancel has to close."""
-        return self in {TaskStatus.SCHEDULED, TaskStatus.QUEUED, TaskStatus.DISPATCHED, TaskStatus.RETRYING}
+        return self in {TaskStatus.SCHEDULED, TaskStatus.QUEUED, TaskStatus.LEASED, TaskStatus.RETRYING}
 
 
 class TriggerRequest(RequestModel):
@@ -104,11 +104,11 @@ class TaskView(ResponseModel):
     status: TaskStatus
     attempts: int = Field(description="Dispatches so far, over every run of the task.")
     priority: int | None
-    input: dict[str, Any] | None = Field(description="The template's input for the task; null until dispatched.")
+    input: dict[str, Any] | None = Field(description="The template's input for the task; null until queued.")
     started_at: str | None
     ended_at: str | None
     duration_ms: int | None
-    scheduled_for: str | None = Field(description="When a scheduled or retrying task is dispatched.")
+    scheduled_for: str | None = Field(description="When a scheduled or retrying task is queued.")
     output: dict[str, Any] | None
     error: Problem | None
     fallback_only: bool
@@ -177,3 +177,62 @@ class TaskResultAccepted(ResponseModel):
 class TaskHeartbeat(ResponseModel):
     task_id: str
     attempt: int
+    lease_expires_at: str
+
+
+class LeasedTask(ResponseModel):
+    """A task handed to its agent: what `POST .../tasks/next` answers, and what a webhook delivers."""
+
+    task_id: str
+    session_id: str
+    action: str
+    input: dict[str, Any] = Field(description="The task's own input from the template.")
+    session_input: dict[str, Any] = Field(description="The trigger's input, shared by every task of the session.")
+    priority: int
+    attempt: int = Field(description="Send it back with the result.")
+    lease_expires_at: str = Field(description="Heartbeat before then, or the attempt counts as failed.")
+
+
+QUEUE_STATUSES = ("queued", "leased")
+
+
+class QueuedTask(ResponseModel):
+    task_id: str
+    session_id: str
+    action: str
+    status: Literal["queued", "leased"]
+    priority: int
+    attempt: int
+    enqueued_at: str
+    lease_expires_at: str | None
+
+
+class QueuePage(ResponseModel):
+    items: list[QueuedTask]
+    next_token: str | None = Field(
+        default=None, exclude_if=lambda token: token is None, description="Present when more tasks follow."
+    )
+
+
+class AdHocTask(TaskTemplate):
+    """POST /agent/{agentId}/tasks: one task, run as a session of its own. `id` names it in that session."""
+
+    id: TaskId = "task"
+
+    @field_validator("fallback")
+    @classmethod
+    def _nothing_to_fall_back_to(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("an ad-hoc task is alone in its session: there is no task to fall back to")
+        return value
+
+    @field_validator("fallback_only")
+    @classmethod
+    def _runs(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("an ad-hoc task always runs; it cannot be fallback_only")
+        return value
+
+
+class TaskStarted(SessionStarted):
+    task_id: str

@@ -7,7 +7,8 @@ on `Step.kind`, and every rule (order, retries and backoff, fallbacks, the end o
 The rules:
 - tasks run in template order; `fallback_only` tasks run only as some task's fallback;
 - a failed attempt is retried while attempts remain (`max_retries` after the first), after
-  `backoff_seconds * backoff_rate ** (retry - 1)` seconds (at most MAX_BACKOFF_SECONDS);
+  `backoff_seconds * backoff_rate ** (retry - 1)` seconds (at most MAX_BACKOFF_SECONDS), unless its agent was
+  quarantined (NO_RETRY_ERRORS);
 - a task that still fails hands over to its fallback, if it names one; a fallback that completes lets the session go
   on after the task it stood in for; a fallback that fails hands over to its own fallback, if any;
 - otherwise the session fails with the task's error.
@@ -23,8 +24,12 @@ from opscore.workflow_templates import RetryPolicy, WorkflowTemplate
 
 DEFAULT_PRIORITY = 5
 MAX_BACKOFF_SECONDS = 86_400
-# Errors Step Functions raises when a dispatched task ran out of time.
-TIMEOUT_ERRORS = frozenset({"States.Timeout", "States.HeartbeatTimeout"})
+# Errors that mean an attempt ran out of time: Step Functions' own, an expired lease, an agent gone offline.
+TIMEOUT_ERRORS = frozenset(
+    {"States.Timeout", "States.HeartbeatTimeout", "OpsCore.LeaseExpired", "OpsCore.AgentOffline"}
+)
+# Errors after which retrying is pointless: the task goes straight to its fallback (its agent was quarantined).
+NO_RETRY_ERRORS = frozenset({"OpsCore.AgentQuarantined"})
 
 
 class PlanModel(BaseModel):
@@ -118,7 +123,7 @@ def after_failure(plan: SessionPlan, step: Step, failure: TaskError) -> Step:
     """The attempt in `step` failed (or timed out): retry it, hand over to its fallback, or fail the session."""
     task = plan.tasks[_dispatched_index(step)]
     retries_used = step.attempt - 1
-    if retries_used < task.retry.max_retries:
+    if retries_used < task.retry.max_retries and failure.error not in NO_RETRY_ERRORS:
         wait = min(round(task.retry.backoff_seconds * task.retry.backoff_rate**retries_used), MAX_BACKOFF_SECONDS)
         return _dispatch(task, attempt=step.attempt + 1, wait=wait, sequence=step.sequence + 1).model_copy(
             update={"resume_after": step.resume_after, "fallback_for": step.fallback_for}

@@ -2,7 +2,7 @@
 
 The state machine carries `RunnerState` (the session, its plan and the current step) and calls:
 - `started` once: the session goes processing, and the first step is returned;
-- `dispatch` per attempt, with the task token: the attempt is recorded as dispatched (the agent reads it, then
+- `dispatch` per attempt, with the task token: the attempt is queued on its agent (the agent leases it, then
   reports its result, which closes the token);
 - `succeeded` / `failed` when the attempt's wait ends: its outcome is recorded and the next step is returned.
 The next step comes from opscore.session_plan; here it is only recorded. Every write is guarded by the session's
@@ -14,18 +14,40 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from opscore.models import canonical_json, format_timestamp
 from opscore.observability import MetricUnit, logger, metrics
-from opscore.runner_control import AGENT_FAILED_ERROR, SESSION_CANCELLED_ERROR, RunnerControl
+from opscore.runner_control import (
+    AGENT_FAILED_ERROR,
+    AGENT_OFFLINE_ERROR,
+    AGENT_QUARANTINED_ERROR,
+    DELIVERY_FAILED_ERROR,
+    LEASE_EXPIRED_ERROR,
+    SESSION_CANCELLED_ERROR,
+    RunnerControl,
+)
 from opscore.session_models import AttemptRecord, Problem, TaskResult, TaskStatus, task_id
 from opscore.session_plan import SessionPlan, Step, TaskError, after_failure, after_success, first_step
-from opscore.store.dynamo import Item, get_n, get_s
+from opscore.store.dynamo import ConditionFailed, Item, get_n, get_s
+from opscore.store.queue import TaskRef, queue_rank
 from opscore.store.sessions import Dispatch, SessionEnd, SessionStore, TaskMark, TaskOutcome, decode
 from opscore.task_results import tell_runner
+
+if TYPE_CHECKING:
+    from opscore.agent_health import AgentHealth
+
+# Ends of a lease a record may meet before it can be written (one is the usual case: a runner timeout).
+MAX_LEASE_ENDINGS = 3
+# What Ops-Core's own failures say when Step Functions did not carry their cause (moto drops it).
+OPSCORE_FAILURES = {
+    LEASE_EXPIRED_ERROR: "no heartbeat or result before the lease ran out",
+    AGENT_OFFLINE_ERROR: "the agent went offline holding the lease",
+    DELIVERY_FAILED_ERROR: "the task could not be delivered to the agent",
+    AGENT_QUARANTINED_ERROR: "the agent was quarantined while the task waited in its queue",
+}
 
 
 class Failure(BaseModel):
@@ -53,9 +75,12 @@ class RunnerState(BaseModel):
 
 
 class SessionRunner:
-    def __init__(self, store: SessionStore, runner: RunnerControl, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self, store: SessionStore, runner: RunnerControl, health: AgentHealth, now: Callable[[], datetime]
+    ) -> None:
         self._store = store
         self._runner = runner
+        self._health = health
         self._now = now
 
     def started(self, state: RunnerState) -> Step:
@@ -72,6 +97,7 @@ class SessionRunner:
         step = state.current()
         task = state.plan.tasks[step.task_index or 0]
         fallback_for = state.plan.tasks[step.fallback_for].id if step.fallback_for is not None else None
+        now = self._now()
         outcome = self._store.dispatch(
             state.session_id,
             Dispatch(
@@ -82,9 +108,13 @@ class SessionRunner:
                 token=token,
                 action=task.action,
                 input_json=canonical_json(task.input),
+                session_input_json=canonical_json(state.plan.session_input),
                 priority=task.priority,
                 fallback_for=fallback_for,
-                now=format_timestamp(self._now()),
+                now=format_timestamp(now),
+                queue_rank=queue_rank(now, task.priority),
+                # The lease is renewed by heartbeats when the task asks for them, else it lasts the whole attempt.
+                lease_seconds=task.heartbeat_seconds or task.timeout_seconds,
             ),
         )
         if outcome == "session_ended":
@@ -93,12 +123,13 @@ class SessionRunner:
         elif outcome == "repeated":
             self._forward_kept_result(state, step, token)
         logger.info(
-            "task dispatched" if outcome != "session_ended" else "task not dispatched: session ended",
+            "task queued" if outcome != "session_ended" else "task not queued: session ended",
             extra={
                 "session_id": state.session_id,
                 "task_id": task_id(state.session_id, task.index),
                 "attempt": step.attempt,
                 "action": task.action,
+                "priority": task.priority,
             },
         )
         return outcome
@@ -128,8 +159,11 @@ class SessionRunner:
         timed_out = TaskError(error=failure.error).timed_out
         if failure.error == AGENT_FAILED_ERROR and isinstance(reported, dict) and reported.get("error"):
             problem = Problem(type=reported["error"]["type"], message=reported["error"].get("message", ""))
+        elif failure.error in OPSCORE_FAILURES:
+            kept = get_s(item, "end_cause") if get_n(item, "end_cause_seq") == step.sequence else None
+            problem = Problem(type=failure.error, message=failure.cause or kept or OPSCORE_FAILURES[failure.error])
         elif timed_out:
-            problem = Problem(type=failure.error, message=_timeout_message(task.timeout_seconds, step))
+            problem = Problem(type=failure.error, message=_timeout_message(task.timeout_seconds))
         else:
             problem = Problem(type=failure.error, message=failure.cause or "")
         status = TaskStatus.TIMED_OUT if timed_out else TaskStatus.FAILED
@@ -190,7 +224,7 @@ class SessionRunner:
         )
         end = self._end(state, following, stamp)
         mark = None if retrying else self._mark(state, following, step, now)
-        if not self._store.record(state.session_id, outcome, mark, end, stamp):
+        if not self._record_outcome(state, step, outcome, mark, end, stamp):
             session = self._store.get_session(state.session_id)
             if end is not None and session is not None and get_s(session, "status") == end.status:
                 return following  # a retried call of the one that ended the session
@@ -201,7 +235,7 @@ class SessionRunner:
                 "session_id": state.session_id,
                 "task_id": task_id(state.session_id, index),
                 "attempt": attempt,
-                "old_status": "dispatched",
+                "old_status": get_s(item, "status"),
                 "new_status": outcome.status,
                 "error_type": problem.type if problem else None,
             },
@@ -214,6 +248,26 @@ class SessionRunner:
             )
             metrics.add_metric(name=f"Sessions{end.status.title()}", unit=MetricUnit.Count, value=1)
         return following
+
+    def _record_outcome(  # noqa: PLR0917 - the parts of one transaction
+        self,
+        state: RunnerState,
+        step: Step,
+        outcome: TaskOutcome,
+        mark: TaskMark | None,
+        end: SessionEnd | None,
+        stamp: str,
+    ) -> bool:
+        """Write the outcome; an attempt that timed out in the runner while leased ends its lease first."""
+        for _ in range(MAX_LEASE_ENDINGS):
+            try:
+                return self._store.record(state.session_id, outcome, mark, end, stamp)
+            except ConditionFailed:
+                ref = TaskRef(state.session_id, outcome.index, step.sequence)
+                # The agent held it to the end: a failed attempt of that agent (and its slot comes back).
+                if not self._health.end_lease(state.agent_id, ref, status=None, error=None):
+                    raise
+        raise ConditionFailed
 
     def _task_item(self, state: RunnerState, step: Step) -> Item:
         item = self._store.get_task(state.session_id, step.task_index or 0)
@@ -258,7 +312,5 @@ def _milliseconds(since: str, now: datetime) -> int:
     return max(0, int((now - started).total_seconds() * 1000))
 
 
-def _timeout_message(timeout_seconds: int, step: Step) -> str:
-    if step.heartbeat_seconds is not None:
-        return f"no result within {timeout_seconds} s, or no heartbeat within {step.heartbeat_seconds} s"
-    return f"no result within {timeout_seconds} s"
+def _timeout_message(timeout_seconds: int) -> str:
+    return f"no result within {timeout_seconds} s of being queued"

@@ -11,6 +11,7 @@ import json
 import secrets
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from opscore.errors import Conflict, NotFound
 from opscore.models import canonical_json, format_timestamp
@@ -18,6 +19,7 @@ from opscore.observability import MetricUnit, logger, metrics
 from opscore.registry import Registry
 from opscore.runner_control import SESSION_CANCELLED_ERROR, RunnerControl
 from opscore.session_models import (
+    AdHocTask,
     AttemptRecord,
     Problem,
     SessionPage,
@@ -25,6 +27,7 @@ from opscore.session_models import (
     SessionStatus,
     SessionSummary,
     SessionView,
+    TaskStarted,
     TaskStatus,
     TaskView,
     TriggerRequest,
@@ -32,9 +35,16 @@ from opscore.session_models import (
 )
 from opscore.session_plan import build_plan
 from opscore.store.dynamo import Item, get_n, get_s
+from opscore.store.queue import TaskRef
 from opscore.store.sessions import NewSession, SessionEnd, SessionStore, decode
 from opscore.workflow_templates import WorkflowTemplate, check_template
 from opscore.workflows import Workflows
+
+if TYPE_CHECKING:
+    from opscore.agent_health import AgentHealth
+
+
+AD_HOC_WORKFLOW = "ad-hoc"
 
 
 class SessionEnded(Conflict):
@@ -47,25 +57,49 @@ def new_session_id(now: datetime) -> str:
 
 
 class Sessions:
-    def __init__(
+    def __init__(  # noqa: PLR0917 - the services a session touches
         self,
         store: SessionStore,
         registry: Registry,
         workflows: Workflows,
         runner: Callable[[], RunnerControl],
+        health: Callable[[], AgentHealth],
         now: Callable[[], datetime],
     ) -> None:
-        # The runner's client is built on first use: the read routes never need it.
+        # The runner's client and agent health are built on first use: the read routes never need them.
         self._store = store
         self._registry = registry
         self._workflows = workflows
         self._runner = runner
+        self._health = health
         self._now = now
 
     def trigger(self, agent_id: str, request: TriggerRequest, triggered_by: str) -> SessionStarted:
-        self._registry.get(agent_id)  # NotFound for an unknown agent, before anything is stored
+        self._require_agent(agent_id)
         template, version = self._resolve(request, triggered_by)
-        plan = build_plan(template, version, request.input, request.priority)
+        return self._start(agent_id, template, version, request.input, request.priority, triggered_by)
+
+    def run_task(self, agent_id: str, task: AdHocTask, triggered_by: str) -> TaskStarted:
+        """An ad-hoc task: a session of its own (workflow `ad-hoc`, version 0: no stored workflow has it)."""
+        self._require_agent(agent_id)
+        template = WorkflowTemplate(name=AD_HOC_WORKFLOW, tasks=[task])
+        started = self._start(agent_id, template, 0, {}, None, triggered_by)
+        return TaskStarted(**started.model_dump(), task_id=task_id(started.session_id, 0))
+
+    def _require_agent(self, agent_id: str) -> None:
+        if self._registry.agent_item(agent_id) is None:  # before anything is stored
+            raise NotFound(f"agent {agent_id} is not registered")
+
+    def _start(  # noqa: PLR0917 - what one session is started from
+        self,
+        agent_id: str,
+        template: WorkflowTemplate,
+        version: int,
+        session_input: dict[str, Any],
+        priority: int | None,
+        triggered_by: str,
+    ) -> SessionStarted:
+        plan = build_plan(template, version, session_input, priority)
         now = self._now()
         session_id = new_session_id(now)
         tasks = [{"id": task.id, "action": task.action, "fallback_only": task.fallback_only} for task in plan.tasks]
@@ -75,8 +109,8 @@ class Sessions:
                 agent_id=agent_id,
                 workflow_id=template.name,
                 version=version,
-                priority=request.priority,
-                input_json=canonical_json(request.input),
+                priority=priority,
+                input_json=canonical_json(session_input),
                 tasks_json=canonical_json(tasks),
                 created_at=format_timestamp(now),
                 execution_arn=self._runner().execution_arn(session_id),
@@ -108,7 +142,7 @@ class Sessions:
         return session_view(session, tasks)
 
     def list(self, agent_id: str, limit: int, next_token: str | None) -> SessionPage:
-        self._registry.get(agent_id)
+        self._require_agent(agent_id)
         items, token = self._store.sessions_of(agent_id, limit, next_token)
         return SessionPage(items=[session_summary(item) for item in items], next_token=token)
 
@@ -124,7 +158,7 @@ class Sessions:
         # The session is cancelled from here on, and every runner write is guarded by its status. Closing what was
         # open and stopping the execution is repeated by a repeated cancel, so a cancel cut short is finished.
         try:
-            self._close_open_tasks(session_id, now)
+            self._close_open_tasks(session_id, agent_id, now)
         finally:
             self._runner().stop(get_s(session, "execution_arn") or "", cause=f"cancelled by key {cancelled_by}")
         if cancelled_now:
@@ -135,12 +169,18 @@ class Sessions:
             metrics.add_metric(name="SessionsCancelled", unit=MetricUnit.Count, value=1)
         return self.get(agent_id, session_id)
 
-    def _close_open_tasks(self, session_id: str, now: str) -> None:
+    def _close_open_tasks(self, session_id: str, agent_id: str, now: str) -> None:
         _, tasks = self._store.session_with_tasks(session_id)
         for task in tasks:
             status = get_s(task, "status")
-            if status is not None and TaskStatus(status).open:
-                self._store.skip_task(session_id, get_n(task, "index") or 0, status, now)
+            index = get_n(task, "index") or 0
+            if status == TaskStatus.LEASED:
+                # The agent's slot comes back with the lease; the cancel is not the agent's failure.
+                ref = TaskRef(session_id, index, get_n(task, "dispatch_seq") or 0)
+                if self._health().end_lease(agent_id, ref, status=TaskStatus.SKIPPED, error=None, counted=None):
+                    self._store.skip_task(session_id, index, TaskStatus.SKIPPED, now)  # stamps its end
+            elif status is not None and TaskStatus(status).open:
+                self._store.skip_task(session_id, index, status, now)
             elif status != TaskStatus.SKIPPED:
                 continue
             token = get_s(task, "task_token")

@@ -1,19 +1,27 @@
-"""An agent's answers for its dispatched tasks: the result of an attempt, and heartbeats while it works.
+"""An agent's answers for its leased tasks: the result of an attempt.
 
 A result is kept on the task before the runner hears of it (SendTaskSuccess/SendTaskFailure), so a repeat can be
-recognised: the same result again answers 200 and changes nothing, a different one answers 409. If the runner no
-longer waits for that attempt (it timed out, or the session was cancelled), the result is withdrawn and refused.
+recognised: the same result again answers 200 and changes nothing, a different one answers 409. Keeping it ends the
+lease in the same transaction, so the agent's slot is free at once. If the runner no longer waits for that attempt
+(it timed out, or the session was cancelled), the result is withdrawn and refused.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
 from opscore.errors import Conflict, NotFound
-from opscore.models import canonical_json
+from opscore.models import canonical_json, format_timestamp
 from opscore.observability import MetricUnit, logger, metrics
 from opscore.runner_control import AGENT_FAILED_ERROR, RunnerControl
-from opscore.session_models import TaskHeartbeat, TaskResult, TaskResultAccepted, split_task_id
+from opscore.session_models import TaskResult, TaskResultAccepted, split_task_id
 from opscore.store.dynamo import ConditionFailed, Item, get_n, get_s
-from opscore.store.sessions import SessionStore, decode
+from opscore.store.sessions import SavedResult, SessionStore, decode
+
+if TYPE_CHECKING:
+    from opscore.agent_health import AgentHealth
 
 MAX_ATTEMPTS = 3
 
@@ -31,12 +39,16 @@ class AttemptRequired(Conflict):
 
 
 class TaskResults:
-    def __init__(self, store: SessionStore, runner: RunnerControl) -> None:
+    def __init__(
+        self, store: SessionStore, runner: RunnerControl, health: AgentHealth, now: Callable[[], datetime]
+    ) -> None:
         self._store = store
         self._runner = runner
+        self._health = health
+        self._now = now
 
     def report(self, agent_id: str, task_id: str, result: TaskResult) -> TaskResultAccepted:
-        session_id, index = self._locate(agent_id, task_id)
+        session_id, index = locate_task(agent_id, task_id)
         result_json = canonical_json(result.model_dump(mode="json", exclude={"attempt"}, exclude_none=True))
         for _ in range(MAX_ATTEMPTS):
             item = self._task(agent_id, task_id, session_id, index)
@@ -47,8 +59,19 @@ class TaskResults:
                 )
             attempt = get_n(item, "attempts") or 0
             sequence = get_n(item, "dispatch_seq") or 0
+            self._health.heard_from(agent_id, get_n(item, "agent_offline_after"))
+            saved_result = SavedResult(
+                session_id=session_id,
+                index=index,
+                sequence=sequence,
+                attempt=attempt,
+                agent_id=agent_id,
+                result_json=result_json,
+                counted="success" if result.status == "succeeded" else "failure",
+                now=format_timestamp(self._now()),
+            )
             try:
-                saved = self._store.save_result(session_id, index, sequence, attempt, result_json)
+                saved = self._store.save_result(saved_result)
             except ConditionFailed:
                 continue  # the task moved (a result, a timeout, a cancel) since it was read: decide again
             if not saved:
@@ -61,6 +84,8 @@ class TaskResults:
                 extra={"session_id": session_id, "task_id": task_id, "attempt": attempt, "result": result.status},
             )
             metrics.add_metric(name="TaskResultsReported", unit=MetricUnit.Count, value=1)
+            if result.status == "failed":
+                self._health.after_failure(agent_id)
             return TaskResultAccepted(task_id=task_id, session_id=session_id, status=result.status, attempt=attempt)
         raise Conflict(f"task {task_id} is changing too fast to take this result now; send it again")
 
@@ -75,7 +100,7 @@ class TaskResults:
             item = self._store.get_task(session_id, index)
             if item is None or get_n(item, "dispatch_seq") != sequence:
                 return False
-            if get_s(item, "status") != "dispatched":
+            if get_s(item, "status") != "leased":
                 # The attempt ended: by this result (recorded with its status) or by a timeout or a cancel.
                 entry = decode(item.get("history", {}).get("M", {}).get(str(get_n(item, "attempts")), {}).get("S"))
                 return isinstance(entry, dict) and entry.get("status") == result.status
@@ -83,7 +108,7 @@ class TaskResults:
             if token is None:
                 return False
             if token in tried:
-                # Still shown dispatched with a closed token: a concurrent identical report told the runner, or
+                # Still shown leased with a closed token: a concurrent identical report told the runner, or
                 # the runner is recording a timeout right now. The result is kept; the session shows which.
                 return True
             tried.add(token)
@@ -106,14 +131,14 @@ class TaskResults:
             if same and result.attempt == reported:
                 return reported  # a late repeat for an earlier attempt
             raise TaskNotOpen(_not_open_message(task_id, item, result.attempt))
-        if same and (has_result or status != "dispatched"):
+        if same and (has_result or status != "leased"):
             # Said before. If the runner may not have heard it (the first call stopped between keeping the result
             # and telling the runner), tell it again; a closed token means it had.
             token = get_s(item, "task_token")
-            if status == "dispatched" and token is not None:
+            if status == "leased" and token is not None:
                 tell_runner(self._runner, token, result)
             return reported
-        if status != "dispatched":
+        if status != "leased":
             raise TaskNotOpen(_not_open_message(task_id, item, None))
         if has_result:
             raise ResultConflict(f"a different result was already reported for attempt {attempt} of {task_id}")
@@ -124,26 +149,19 @@ class TaskResults:
             )
         return None
 
-    def heartbeat(self, agent_id: str, task_id: str) -> TaskHeartbeat:
-        session_id, index = self._locate(agent_id, task_id)
-        item = self._task(agent_id, task_id, session_id, index)
-        token = get_s(item, "task_token")
-        if get_s(item, "status") != "dispatched" or token is None or not self._runner.heartbeat(token):
-            raise TaskNotOpen(_not_open_message(task_id, item, None))
-        return TaskHeartbeat(task_id=task_id, attempt=get_n(item, "attempts") or 0)
-
-    def _locate(self, agent_id: str, task_id: str) -> tuple[str, int]:
-        located = split_task_id(task_id)
-        if located is None:
-            raise NotFound(f"agent {agent_id} has no task {task_id}")
-        return located
-
     def _task(self, agent_id: str, task_id: str, session_id: str, index: int) -> Item:
         item = self._store.get_task(session_id, index)
         # Another agent's task is answered as missing: task ids say nothing about who else has work.
         if item is None or get_s(item, "agent_id") != agent_id:
             raise NotFound(f"agent {agent_id} has no task {task_id}")
         return item
+
+
+def locate_task(agent_id: str, task_id: str) -> tuple[str, int]:
+    located = split_task_id(task_id)
+    if located is None:
+        raise NotFound(f"agent {agent_id} has no task {task_id}")
+    return located
 
 
 def tell_runner(runner: RunnerControl, token: str, result: TaskResult) -> bool:
@@ -157,6 +175,8 @@ def tell_runner(runner: RunnerControl, token: str, result: TaskResult) -> bool:
 def _not_open_message(task_id: str, item: Item, attempt: int | None) -> str:
     status = get_s(item, "status")
     current = get_n(item, "attempts") or 0
-    if status == "dispatched" and attempt is not None:
+    if status == "leased" and attempt is not None:
         return f"task {task_id} is waiting for attempt {current}, not {attempt}"
+    if status == "queued":
+        return f"task {task_id} is queued: lease it (POST .../tasks/next) before reporting its result"
     return f"task {task_id} is {status}: it is not waiting for a result"

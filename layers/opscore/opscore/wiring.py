@@ -16,13 +16,18 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_stepfunctions import SFNClient
 
+    from opscore.agent_health import AgentHealth
+    from opscore.dispatcher import Dispatcher
     from opscore.keys import ApiKeys
     from opscore.registry import Registry
     from opscore.runner_control import RunnerControl
     from opscore.session_runner import SessionRunner
     from opscore.sessions import Sessions
+    from opscore.store.agents import AgentStore
+    from opscore.store.queue import TaskQueue
     from opscore.store.sessions import SessionStore
     from opscore.task_results import TaskResults
+    from opscore.wake import Waker
     from opscore.workflows import Workflows
 
 
@@ -38,11 +43,24 @@ def dynamodb() -> DynamoDBClient:
 
 
 @cache
-def registry() -> Registry:
-    from opscore.registry import Registry
+def agent_store() -> AgentStore:
     from opscore.store.agents import AgentStore
 
-    return Registry(AgentStore(dynamodb(), settings().table_name), settings(), utc_now)
+    return AgentStore(dynamodb(), settings().table_name)
+
+
+@cache
+def task_queue() -> TaskQueue:
+    from opscore.store.queue import TaskQueue
+
+    return TaskQueue(dynamodb(), settings().table_name)
+
+
+@cache
+def registry() -> Registry:
+    from opscore.registry import Registry
+
+    return Registry(agent_store(), task_queue(), settings(), utc_now)
 
 
 @cache
@@ -86,21 +104,49 @@ def session_store() -> SessionStore:
 def sessions() -> Sessions:
     from opscore.sessions import Sessions
 
-    return Sessions(session_store(), registry(), workflows(), runner_control, utc_now)
+    return Sessions(session_store(), registry(), workflows(), runner_control, agent_health, utc_now)
+
+
+@cache
+def agent_health() -> AgentHealth:
+    from opscore.agent_health import AgentHealth
+
+    return AgentHealth(agent_store(), task_queue(), session_store(), registry(), runner_control(), utc_now)
 
 
 @cache
 def session_runner() -> SessionRunner:
     from opscore.session_runner import SessionRunner
 
-    return SessionRunner(session_store(), runner_control(), utc_now)
+    return SessionRunner(session_store(), runner_control(), agent_health(), utc_now)
 
 
 @cache
 def task_results() -> TaskResults:
     from opscore.task_results import TaskResults
 
-    return TaskResults(session_store(), runner_control())
+    return TaskResults(session_store(), runner_control(), agent_health(), utc_now)
+
+
+@cache
+def dispatcher() -> Dispatcher:
+    from opscore.dispatcher import Dispatcher
+
+    return Dispatcher(task_queue(), agent_store(), session_store(), task_results(), agent_health(), utc_now)
+
+
+@cache
+def lambda_client() -> Any:
+    from opscore.wake import new_client
+
+    return new_client()
+
+
+@cache
+def waker() -> Waker:
+    from opscore.wake import Waker
+
+    return Waker(agent_store(), lambda_client, settings().dispatch_function_arn)
 
 
 def reset() -> None:
@@ -109,6 +155,8 @@ def reset() -> None:
     built: tuple[Any, ...] = (
         settings,
         dynamodb,
+        agent_store,
+        task_queue,
         registry,
         api_keys,
         workflows,
@@ -118,6 +166,10 @@ def reset() -> None:
         sessions,
         session_runner,
         task_results,
+        agent_health,
+        dispatcher,
+        lambda_client,
+        waker,
     )
     for factory in built:
         factory.cache_clear()

@@ -37,9 +37,18 @@ class TaskTemplate(RequestModel):
     priority: int | None = Field(
         default=None, ge=0, le=9, description="9 most urgent; default: the trigger's priority, else 5."
     )
-    delay_seconds: int = Field(default=0, ge=0, le=604_800, description="Wait before dispatch (at most 7 days).")
-    timeout_seconds: int = Field(default=300, ge=1, le=86_400, description="Per attempt.")
-    heartbeat_seconds: int | None = Field(default=None, ge=1, le=86_400, description="Less than timeout_seconds.")
+    delay_seconds: int = Field(
+        default=0, ge=0, le=604_800, description="Wait before the task is queued (at most 7 days)."
+    )
+    timeout_seconds: int = Field(
+        default=300, ge=1, le=86_400, description="Per attempt, from the moment it is queued (queue wait and work)."
+    )
+    heartbeat_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=86_400,
+        description="The lease, renewed by each heartbeat; less than timeout_seconds. Default: timeout_seconds.",
+    )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     fallback: TaskId | None = Field(
         default=None, description="Task run instead when this one still fails after its retries."

@@ -56,11 +56,13 @@ def function_environment(template: Template) -> dict[str, str]:
     return merged
 
 
-def create_resources(template: Template, invoke: Invoke) -> None:
+def create_resources(template: Template, invoke: Invoke) -> LambdaInvokeHook:
     """Inside a running mock: the template's tables and state machines, and Lambda calls routed to `invoke`."""
     create_tables(template)
-    LambdaInvokeHook(template, invoke).install()
+    hook = LambdaInvokeHook(template, invoke)
+    hook.install()
     create_state_machines(template)
+    return hook
 
 
 class Emulation:
@@ -69,6 +71,7 @@ class Emulation:
     def __init__(self, template: Template) -> None:
         self._template = template
         self._mock: Any = None
+        self.lambda_hook: LambdaInvokeHook | None = None
 
     def start(self, invoke: Invoke) -> None:
         from moto import mock_aws
@@ -79,9 +82,12 @@ class Emulation:
         os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
         self._mock = mock_aws(config=MOTO_CONFIG)
         self._mock.start()
-        create_resources(self._template, invoke)
+        self.lambda_hook = create_resources(self._template, invoke)
 
     def stop(self) -> None:
+        if self.lambda_hook is not None:
+            self.lambda_hook.drain()
+            self.lambda_hook = None
         if self._mock is not None:
             self._mock.stop()
             self._mock = None

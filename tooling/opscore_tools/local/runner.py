@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -41,11 +44,30 @@ def function_name(url_path: str) -> str:
 
 
 class LambdaInvokeHook:
-    """Answers lambda:Invoke calls made through boto3's default session by invoking the template's handlers."""
+    """Answers lambda:Invoke calls made through boto3's default session by invoking the template's handlers.
+
+    A RequestResponse call runs the handler and returns what it returned. An `Event` call (asynchronous) is answered
+    202 at once and runs on a thread of its own, as Lambda runs it after answering; `drain` waits for those.
+    """
 
     def __init__(self, template: Template, invoke: Invoke) -> None:
         self._functions = set(template.functions)
         self._invoke = invoke
+        self._background: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait until every asynchronous invocation started so far (and those they started) has finished."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                running = [thread for thread in self._background if thread.is_alive()]
+                self._background = running
+            if not running:
+                return
+            running[0].join(max(0.0, deadline - time.monotonic()))
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(running)} asynchronous invocations still running")
 
     def install(self) -> None:
         import boto3
@@ -65,6 +87,8 @@ class LambdaInvokeHook:
         if name not in self._functions:
             raise LookupError(f"the local runtime has no function {name!r}")
         payload = json.loads(params["body"] or b"{}")
+        if params.get("headers", {}).get("X-Amz-Invocation-Type") == "Event":
+            return self._start_in_background(name, payload, params)
         parsed: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
         try:
             result = self._invoke(name, payload)
@@ -74,3 +98,21 @@ class LambdaInvokeHook:
         body = json.dumps(result).encode()
         parsed["Payload"] = StreamingBody(io.BytesIO(body), len(body))
         return AWSResponse(params.get("url", "http://lambda.local"), 200, HTTPHeaders(), None), parsed
+
+    def _start_in_background(self, name: str, payload: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        from botocore.awsrequest import AWSResponse
+        from botocore.compat import HTTPHeaders
+        from botocore.response import StreamingBody
+
+        def run() -> None:
+            try:
+                self._invoke(name, payload)
+            except Exception:
+                logging.getLogger("opscore.local").exception("asynchronous invocation of %s failed", name)
+
+        thread = threading.Thread(target=run, name=f"lambda-event-{name}", daemon=True)
+        with self._lock:
+            self._background.append(thread)
+        thread.start()
+        parsed = {"StatusCode": 202, "Payload": StreamingBody(io.BytesIO(b""), 0)}
+        return AWSResponse(params.get("url", "http://lambda.local"), 202, HTTPHeaders(), None), parsed

@@ -16,6 +16,7 @@ from opscore_tools.local.emulation import Emulation
 from opscore_tools.local.gateway import MAX_PAYLOAD_BYTES, Gateway, HttpRequest, HttpResponse
 from opscore_tools.local.lambdas import LambdaRuntime
 from opscore_tools.local.logsink import JsonLinesSink
+from opscore_tools.local.schedules import Scheduler
 from opscore_tools.local.template import Template, load_template
 
 
@@ -29,8 +30,17 @@ class AdminKey:
 class LocalOpsCore:
     """Everything `opscore local` runs, usable from tests too: start(), the URL, stop()."""
 
-    def __init__(self, template_path: Path, log_path: Path, host: str = "127.0.0.1", port: int = 3000) -> None:
+    def __init__(
+        self,
+        template_path: Path,
+        log_path: Path,
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        schedule_seconds: float | None = None,
+    ) -> None:
         self.template: Template = load_template(template_path)
+        self._schedule_seconds = schedule_seconds
+        self._scheduler: Scheduler | None = None
         self.sink = JsonLinesSink(log_path)
         self._host, self._port = host, port
         self._emulation = Emulation(self.template)
@@ -54,10 +64,15 @@ class LocalOpsCore:
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="opscore-local", daemon=True)
         self._thread.start()
+        self._scheduler = Scheduler(self.template.schedules, runtime.invoke, self._schedule_seconds)
+        self._scheduler.start()
         self.sink.record("INFO", "local runtime started", url=self.url, admin_key_id=admin.key_id)
         return admin
 
     def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.stop()
+            self._scheduler = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -68,6 +68,25 @@ class Function:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """A function the template runs on a `rate(...)` schedule."""
+
+    function: str
+    every_seconds: int
+
+
+_RATE = re.compile(r"rate\((\d+) (second|minute|hour|day)s?\)")
+_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86_400}
+
+
+def _rate_seconds(expression: str, where: str) -> int:
+    found = _RATE.fullmatch(expression.strip())
+    if found is None:
+        raise TemplateError(f"{where}: the local runtime runs rate(...) schedules only, not {expression!r}")
+    return int(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+
+
+@dataclass(frozen=True)
 class Authorizer:
     function: str
     identity_headers: tuple[str, ...]
@@ -109,6 +128,7 @@ class Template:
     gateway_responses: dict[str, GatewayResponse]
     tables: list[Table]
     state_machines: list[StateMachine] = field(default_factory=list)
+    schedules: list[Schedule] = field(default_factory=list)
 
     @property
     def table_names(self) -> dict[str, str]:
@@ -203,6 +223,7 @@ def load_template(path: Path) -> Template:
 
     functions: dict[str, Function] = {}
     routes: list[Route] = []
+    schedules: list[Schedule] = []
     api: dict[str, Any] | None = None
     for logical_id, resource in resources.items():
         if resource["Type"] == "AWS::Serverless::Api":
@@ -221,7 +242,10 @@ def load_template(path: Path) -> Template:
             handler=handler,
             environment={name: resolver.value(value, f"{logical_id}.{name}") for name, value in variables.items()},
         )
-        for event in properties.get("Events", {}).values():
+        for name, event in properties.get("Events", {}).items():
+            if event["Type"] == "Schedule":
+                rate = _rate_seconds(event["Properties"]["Schedule"], f"{logical_id}.Events.{name}")
+                schedules.append(Schedule(function=logical_id, every_seconds=rate))
             if event["Type"] != "Api":
                 continue
             event_properties = event["Properties"]
@@ -246,6 +270,7 @@ def load_template(path: Path) -> Template:
         gateway_responses=_gateway_responses(api),
         tables=tables,
         state_machines=state_machines,
+        schedules=schedules,
     )
 
 

@@ -6,23 +6,29 @@ Items (one partition per agent, so reading an agent and its history are single-p
 - `PK=AGENT#<id> SK=STATE#<UTC timestamp>`: one history entry per accepted update, TTL'd by `expires_at`, written in
   the same transaction as the state. Accepted timestamps strictly increase, so the timestamp is a unique key and key
   order is version order.
+
+The agent item also carries what dispatch needs: `in_flight` (tasks leased now, changed only together with a task's
+lease), `failure_streak` and `quarantined`, and its silence deadline in the Deadlines index
+(`deadline_kind=SILENCE`, `deadline_at=<when it counts as offline>#<id>`), which the sweep queries.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from opscore.models import (
     Agent,
     AgentError,
     AgentState,
     CurrentState,
+    QueueCounts,
     RegistrationRequest,
     StateHistoryEntry,
     canonical_json,
 )
 from opscore.store.dynamo import (
+    ConditionFailed,
     Item,
     as_json,
     get_n,
@@ -39,6 +45,16 @@ if TYPE_CHECKING:
 AGENT_SK = "AGENT"
 HISTORY_PREFIX = "STATE#"
 NULL_JSON = "null"
+DEADLINES_INDEX = "Deadlines"
+SILENCE = "SILENCE"
+
+
+DEFAULT_OFFLINE_AFTER_SECONDS = 300
+DEFAULT_QUARANTINE_AFTER = 3
+
+
+def silence_deadline(agent_id: str, silent_at: str) -> str:
+    return f"{silent_at}#{agent_id}"
 
 
 def agent_key(agent_id: str) -> Item:
@@ -55,6 +71,9 @@ class StateWrite:
     error_json: str
     recorded_at: str
     expires_at: int
+    # When the agent counts as offline if it stays silent; None for a write that marks it offline.
+    silent_at: str | None = None
+    quarantine: Literal["keep", "set", "lift"] = "keep"
 
     def same_report_as(self, entry: StateHistoryEntry) -> bool:
         return (
@@ -70,8 +89,10 @@ class AgentStore:
         self._client = client
         self._table = table_name
 
-    def upsert_registration(self, agent_id: str, request: RegistrationRequest, now: str) -> tuple[Agent, bool]:
-        """Create or replace the registration; the current state is left as it is. Returns (agent, created)."""
+    def upsert_registration(
+        self, agent_id: str, request: RegistrationRequest, now: str, silent_at: str
+    ) -> tuple[Item, bool]:
+        """Create or replace the registration; the current state is left as it is. Returns (item, created)."""
         values: dict[str, Any] = {
             ":entity": s("agent"),
             ":agent_id": s(agent_id),
@@ -82,6 +103,11 @@ class AgentStore:
             ":now": s(now),
             ":zero": n(0),
             ":one": n(1),
+            ":delivery": s(request.delivery),
+            ":offline_after": n(request.offline_after_seconds),
+            ":quarantine_after": n(request.quarantine_after),
+            ":silence": s(SILENCE),
+            ":deadline": s(silence_deadline(agent_id, silent_at)),
         }
         assignments = [
             "entity = :entity",
@@ -95,9 +121,22 @@ class AgentStore:
             "state_version = if_not_exists(state_version, :zero)",
             # Exactly one PUT sees generation 1, so "created" is exact even when two registrations race.
             "generation = if_not_exists(generation, :zero) + :one",
+            "delivery = :delivery",
+            "offline_after_seconds = :offline_after",
+            "quarantine_after = :quarantine_after",
+            "in_flight = if_not_exists(in_flight, :zero)",
+            "failure_streak = if_not_exists(failure_streak, :zero)",
+            # Registering is contact: the silence clock starts (again) here.
+            "deadline_kind = :silence",
+            "deadline_at = :deadline",
+            "last_seen_at = :now",
         ]
         removals = []
-        for attribute, value in (("agent_version", request.version), ("endpoint", request.endpoint)):
+        for attribute, value in (
+            ("agent_version", request.version),
+            ("endpoint", request.endpoint),
+            ("webhook_secret", request.webhook_secret),
+        ):
             if value is None:
                 removals.append(attribute)
             else:
@@ -114,11 +153,7 @@ class AgentStore:
                 ReturnValues="ALL_NEW",
             )
         item = response["Attributes"]
-        return agent_from_item(item), get_n(item, "generation") == 1
-
-    def get_agent(self, agent_id: str) -> Agent | None:
-        item = self.get_agent_item(agent_id)
-        return agent_from_item(item) if item else None
+        return item, get_n(item, "generation") == 1
 
     def get_agent_item(self, agent_id: str) -> Item | None:
         with translated_errors():
@@ -132,6 +167,27 @@ class AgentStore:
         created, or neither happens (VersionConflict: someone else wrote first; read again and decide again).
         """
         history = self._history_item(agent_id, entry, write.expires_at)
+        values: dict[str, Any] = {}
+        assignments = ""
+        removals = []
+        if write.silent_at is not None:
+            assignments += ", last_seen_at = :now, deadline_kind = :silence, deadline_at = :deadline"
+            values.update({":silence": s(SILENCE), ":deadline": s(silence_deadline(agent_id, write.silent_at))})
+        else:
+            removals += ["deadline_kind", "deadline_at"]
+        if write.quarantine == "set":
+            assignments += ", quarantined = :true"
+            values[":true"] = {"BOOL": True}
+        elif write.quarantine == "lift":
+            assignments += ", failure_streak = :zero"
+            values[":zero"] = n(0)
+            removals.append("quarantined")
+        update = (
+            "SET #state = :state, state_timestamp = :ts, state_details = :details, state_error = :error, "
+            "state_version = :version, state_recorded_at = :now" + assignments
+        )
+        if removals:
+            update += " REMOVE " + ", ".join(removals)
         with translated_errors():
             self._client.transact_write_items(
                 TransactItems=[
@@ -139,11 +195,7 @@ class AgentStore:
                         "Update": {
                             "TableName": self._table,
                             "Key": agent_key(agent_id),
-                            "UpdateExpression": (
-                                "SET #state = :state, state_timestamp = :ts, state_details = :details, "
-                                "state_error = :error, state_version = :version, state_recorded_at = :now, "
-                                "last_seen_at = :now"
-                            ),
+                            "UpdateExpression": update,
                             # An agent that never had a state may lack state_version (items written by other
                             # tools): version 0 then means "no version yet".
                             "ConditionExpression": (
@@ -159,6 +211,7 @@ class AgentStore:
                                 ":version": n(entry.version),
                                 ":expected": n(expected_version),
                                 ":now": s(write.recorded_at),
+                                **values,
                             },
                         }
                     },
@@ -171,6 +224,47 @@ class AgentStore:
                     },
                 ]
             )
+
+    def delivery_of(self, agent_id: str) -> str | None:
+        """The agent's delivery channel (one attribute read); None for an unknown agent."""
+        with translated_errors():
+            response = self._client.get_item(
+                TableName=self._table, Key=agent_key(agent_id), ProjectionExpression="delivery"
+            )
+        item = response.get("Item")
+        return None if item is None else get_s(item, "delivery") or "poll"
+
+    def touch(self, agent_id: str, now: str, silent_at: str) -> None:
+        """The agent was heard from (a heartbeat, a result, a pull): push its silence deadline back.
+
+        An agent with no deadline (marked offline) keeps none: only a state report brings it back.
+        """
+        try:
+            with translated_errors():
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=agent_key(agent_id),
+                    UpdateExpression="SET last_seen_at = :now, deadline_at = :deadline",
+                    ConditionExpression="attribute_exists(deadline_kind)",
+                    ExpressionAttributeValues={
+                        ":now": s(now),
+                        ":deadline": s(silence_deadline(agent_id, silent_at)),
+                    },
+                )
+        except ConditionFailed:
+            pass
+
+    def silent_agents(self, now: str, limit: int) -> list[str]:
+        """Agents whose silence deadline has passed, most overdue first (one Query of the Deadlines index)."""
+        with translated_errors():
+            items = self._client.query(
+                TableName=self._table,
+                IndexName=DEADLINES_INDEX,
+                KeyConditionExpression="deadline_kind = :silence AND deadline_at < :now",
+                ExpressionAttributeValues={":silence": s(SILENCE), ":now": s(now)},
+                Limit=limit,
+            ).get("Items", [])
+        return [item["PK"]["S"].removeprefix("AGENT#") for item in items]
 
     def _history_item(self, agent_id: str, entry: StateHistoryEntry, expires_at: int) -> Item:
         item: Item = {
@@ -233,7 +327,7 @@ def current_state_from_item(item: Item) -> CurrentState | None:
     )
 
 
-def agent_from_item(item: Item) -> Agent:
+def agent_from_item(item: Item, queue: QueueCounts) -> Agent:
     return Agent(
         agent_id=get_s(item, "agent_id") or "",
         name=get_s(item, "name") or "",
@@ -242,10 +336,16 @@ def agent_from_item(item: Item) -> Agent:
         endpoint=get_s(item, "endpoint"),
         max_concurrency=get_n(item, "max_concurrency") or 1,
         metadata=as_json(get_s(item, "metadata")) or {},
+        delivery=get_s(item, "delivery") or "poll",
+        offline_after_seconds=get_n(item, "offline_after_seconds") or DEFAULT_OFFLINE_AFTER_SECONDS,
+        quarantine_after=get_n(item, "quarantine_after") or DEFAULT_QUARANTINE_AFTER,
+        failure_streak=get_n(item, "failure_streak") or 0,
+        quarantined=bool(item.get("quarantined", {}).get("BOOL")),
         registered_at=get_s(item, "registered_at") or "",
         updated_at=get_s(item, "updated_at") or "",
         last_seen_at=get_s(item, "last_seen_at"),
         current_state=current_state_from_item(item),
+        queue=queue,
     )
 
 

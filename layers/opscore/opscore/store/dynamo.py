@@ -15,7 +15,7 @@ from opscore.errors import FieldProblem, Throttled, ValidationFailed
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
 
 Item = dict[str, "AttributeValueTypeDef"]
 
@@ -56,6 +56,25 @@ def translated_errors() -> Iterator[None]:
         if code in THROTTLING_CODES:
             raise Throttled("Ops-Core is receiving more requests than it can take; retry shortly") from error
         raise
+
+
+def run_transaction(client: DynamoDBClient, items: list[TransactWriteItemTypeDef]) -> list[str] | None:
+    """Run a transaction; None when it succeeded, else each item's cancellation code when a condition failed.
+
+    A concurrent transaction on the same items (TransactionConflict) counts as throttling: the caller's retry
+    resolves it.
+    """
+    try:
+        client.transact_write_items(TransactItems=items)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        reasons = [reason.get("Code", "None") for reason in error.response.get("CancellationReasons", [])]
+        if code in THROTTLING_CODES or set(reasons) & (TRANSACTION_THROTTLED | {"TransactionConflict"}):
+            raise Throttled("Ops-Core is receiving more requests than it can take; retry shortly") from error
+        if code == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
+            return reasons
+        raise
+    return None
 
 
 def s(value: str) -> AttributeValueTypeDef:

@@ -6,6 +6,7 @@ Items:
 - `PK=SESSION#<id> SK=TASK#<3-digit index>`: one task of the template, written when the runner first reaches it:
   status, attempts, timings, the agent's last result and the runner's task token (never returned by the API).
   `dispatch_seq` is the runner step that dispatched the current attempt: it makes every runner write idempotent.
+  While an attempt is queued or leased the item is also in its agent's queue (see opscore.store.queue).
 
 Every runner write is a transaction guarded by the session's status, so nothing moves once a session is cancelled.
 """
@@ -14,37 +15,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-from botocore.exceptions import ClientError
-
-from opscore.errors import FieldProblem, Throttled, ValidationFailed
-from opscore.store.dynamo import (
-    THROTTLING_CODES,
-    TRANSACTION_THROTTLED,
-    ConditionFailed,
-    Item,
-    n,
-    s,
-    translated_errors,
-)
+from opscore.errors import FieldProblem, ValidationFailed
+from opscore.store.dynamo import ConditionFailed, Item, n, run_transaction, s, translated_errors
+from opscore.store.items import SESSION_SK, TASK_PREFIX, session_key, task_key
+from opscore.store.queue import LEASE_ATTRIBUTES, queue_entry, slot_release
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef, UpdateTypeDef
 
-SESSION_SK = "SESSION"
-TASK_PREFIX = "TASK#"
 AGENT_SESSIONS_INDEX = "AgentSessions"
 SESSION_TOKEN_LENGTH = 32
-
-
-def session_key(session_id: str) -> Item:
-    return {"PK": s(f"SESSION#{session_id}"), "SK": s(SESSION_SK)}
-
-
-def task_key(session_id: str, index: int) -> Item:
-    return {"PK": s(f"SESSION#{session_id}"), "SK": s(f"{TASK_PREFIX}{index:03d}")}
 
 
 @dataclass(frozen=True)
@@ -103,8 +86,23 @@ class Dispatch:
     token: str
     action: str
     input_json: str
+    session_input_json: str
     priority: int
     fallback_for: str | None
+    now: str
+    queue_rank: int
+    lease_seconds: int
+
+
+@dataclass(frozen=True)
+class SavedResult:
+    session_id: str
+    index: int
+    sequence: int
+    attempt: int
+    agent_id: str
+    result_json: str
+    counted: Literal["success", "failure"]
     now: str
 
 
@@ -228,9 +226,9 @@ class SessionStore:
         return self._run(transaction) is None
 
     def dispatch(self, session_id: str, dispatch: Dispatch) -> str:
-        """Record the attempt as dispatched with its task token.
+        """Queue the attempt on its agent, with the runner's task token.
 
-        Returns "dispatched", "repeated" (this step was dispatched before: only the token is replaced, since a
+        Returns "queued", "repeated" (this step was dispatched before: only the token is replaced, since a
         retried runner call carries a new one) or "session_ended" (cancelled meanwhile: nothing was written).
         """
         transaction = _Transaction()
@@ -238,7 +236,7 @@ class SessionStore:
         names = {"#status": "status", "#index": "index", "#id": "id", "#input": "input", "#output": "output"}
         names["#error"] = "error"
         values: dict[str, Any] = {
-            ":dispatched": s("dispatched"),
+            ":queued": s("queued"),
             ":token": s(dispatch.token),
             ":seq": n(dispatch.sequence),
             ":now": s(dispatch.now),
@@ -252,6 +250,15 @@ class SessionStore:
             ":entity": s("task"),
             ":one": n(1),
             ":no_history": {"M": {}},
+            ":session_input": s(dispatch.session_input_json),
+            ":lease_seconds": n(dispatch.lease_seconds),
+            ":as_fallback": {"BOOL": dispatch.fallback_for is not None},
+            **{
+                f":{name}": value
+                for name, value in queue_entry(
+                    dispatch.agent_id, dispatch.queue_rank, session_id, dispatch.index
+                ).items()
+            },
         }
         add = "ADD attempts :one"
         if dispatch.fallback_for is not None:
@@ -263,7 +270,10 @@ class SessionStore:
                     "TableName": self._table,
                     "Key": task_key(session_id, dispatch.index),
                     "UpdateExpression": (
-                        "SET #status = :dispatched, task_token = :token, dispatch_seq = :seq, "
+                        "SET #status = :queued, task_token = :token, dispatch_seq = :seq, enqueued_at = :now, "
+                        "session_input = :session_input, lease_seconds = :lease_seconds, "
+                        "queued_as_fallback = :as_fallback, "
+                        "agent_tasks = :agent_tasks, agent_tasks_sk = :agent_tasks_sk, "
                         "attempt_started_at = :now, started_at = if_not_exists(started_at, :now), updated_at = :now, "
                         "agent_id = :agent, session_id = :session, #index = :index, #id = :id, #action = :action, "
                         "#input = :input, priority = :priority, entity = :entity, "
@@ -278,7 +288,7 @@ class SessionStore:
         )
         codes = self._run(transaction)
         if codes is None:
-            return "dispatched"
+            return "queued"
         if codes[0] == "ConditionalCheckFailed":
             return "session_ended"
         with translated_errors():
@@ -302,7 +312,8 @@ class SessionStore:
         """Write how an attempt ended, the next task's mark and the session's end, together.
 
         False when the session is no longer processing (cancelled): then nothing was written. Writing the same
-        outcome twice (a retried runner call) writes the same values again.
+        outcome twice (a retried runner call) writes the same values again. ConditionFailed when the attempt still
+        holds a lease (end it first) or is not the dispatched one.
         """
         transaction = _Transaction()
         if end is not None:
@@ -324,7 +335,7 @@ class SessionStore:
             "history.#attempt = :record",
             "updated_at = :now",
         ]
-        removals = ["task_token"]
+        removals = ["task_token", "agent_tasks", "agent_tasks_sk"]  # off the queue, if it was still queued
         names = {"#status": "status", "#attempt": str(outcome.attempt)}
         for name, value in (
             ("output", outcome.output_json),
@@ -343,7 +354,7 @@ class SessionStore:
                     "TableName": self._table,
                     "Key": task_key(session_id, outcome.index),
                     "UpdateExpression": f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}",
-                    "ConditionExpression": "dispatch_seq = :seq",
+                    "ConditionExpression": "dispatch_seq = :seq AND attribute_not_exists(lease_expires_at)",
                     "ExpressionAttributeNames": names,
                     "ExpressionAttributeValues": values,
                 }
@@ -356,37 +367,42 @@ class SessionStore:
             return True
         if codes[0] == "ConditionalCheckFailed":
             return False
-        raise ConditionFailed  # the attempt is not the dispatched one: a runner bug, worth failing loudly
+        raise ConditionFailed
 
     # ------------------------------------------------------------------ agents' results
-    def save_result(self, session_id: str, index: int, sequence: int, attempt: int, result_json: str) -> bool:
-        """Keep the agent's result for the open attempt of a processing session.
+    def save_result(self, result: SavedResult) -> bool:
+        """Keep the agent's result for the leased attempt of a processing session, and end the lease.
 
-        False when the session is no longer processing (nothing written); ConditionFailed when the attempt is no
-        longer open or already has a result.
+        The lease ends with the result, so the agent's slot is free at once (and its failure streak moves).
+        False when the session is no longer processing (nothing written); ConditionFailed when the attempt holds
+        no lease any more (it ended, or has a result).
         """
         transaction = _Transaction()
-        self._require_processing(transaction, session_id)
+        self._require_processing(transaction, result.session_id)
         transaction.items.append(
             {
                 "Update": {
                     "TableName": self._table,
-                    "Key": task_key(session_id, index),
-                    "UpdateExpression": "SET #result = :result, result_seq = :seq, result_attempt = :attempt",
+                    "Key": task_key(result.session_id, result.index),
+                    "UpdateExpression": (
+                        "SET #result = :result, result_seq = :seq, result_attempt = :attempt, updated_at = :now "
+                        f"REMOVE {', '.join(LEASE_ATTRIBUTES)}"
+                    ),
                     "ConditionExpression": (
-                        "#status = :dispatched AND dispatch_seq = :seq "
-                        "AND (attribute_not_exists(result_seq) OR result_seq <> :seq)"
+                        "#status = :leased AND dispatch_seq = :seq AND attribute_exists(lease_expires_at)"
                     ),
                     "ExpressionAttributeNames": {"#status": "status", "#result": "result"},
                     "ExpressionAttributeValues": {
-                        ":result": s(result_json),
-                        ":seq": n(sequence),
-                        ":attempt": n(attempt),
-                        ":dispatched": s("dispatched"),
+                        ":result": s(result.result_json),
+                        ":seq": n(result.sequence),
+                        ":attempt": n(result.attempt),
+                        ":leased": s("leased"),
+                        ":now": s(result.now),
                     },
                 }
             }
         )
+        transaction.items.append(slot_release(self._table, result.agent_id, result.counted))
         codes = self._run(transaction)
         if codes is None:
             return True
@@ -428,7 +444,7 @@ class SessionStore:
         )
 
     def skip_task(self, session_id: str, index: int, status: str, now: str) -> None:
-        """Close a task the cancel caught open, unless it moved on meanwhile (then its own end stands).
+        """Close a task the cancel caught open (not leased), unless it moved on meanwhile (then its own end stands).
 
         The task token stays: a repeated cancel fails it again, in case the first stopped before it could.
         """
@@ -436,7 +452,9 @@ class SessionStore:
             {
                 "TableName": self._table,
                 "Key": task_key(session_id, index),
-                "UpdateExpression": "SET #status = :skipped, ended_at = :now, updated_at = :now",
+                "UpdateExpression": (
+                    "SET #status = :skipped, ended_at = :now, updated_at = :now REMOVE agent_tasks, agent_tasks_sk"
+                ),
                 "ConditionExpression": "#status = :was",
                 "ExpressionAttributeNames": {"#status": "status"},
                 "ExpressionAttributeValues": {":skipped": s("skipped"), ":now": s(now), ":was": s(status)},
@@ -517,19 +535,7 @@ class SessionStore:
         )
 
     def _run(self, transaction: _Transaction) -> list[str] | None:
-        """Run a transaction; None when it succeeded, else each item's cancellation code when a condition failed."""
-        try:
-            self._client.transact_write_items(TransactItems=transaction.items)
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            reasons = [reason.get("Code", "None") for reason in error.response.get("CancellationReasons", [])]
-            if code in THROTTLING_CODES or set(reasons) & (TRANSACTION_THROTTLED | {"TransactionConflict"}):
-                # A concurrent transaction on the same items counts as throttling: the caller's retry resolves it.
-                raise Throttled("Ops-Core is receiving more requests than it can take; retry shortly") from error
-            if code == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
-                return reasons
-            raise
-        return None
+        return run_transaction(self._client, transaction.items)
 
 
 def decode(value: str | None) -> Any:

@@ -1,0 +1,231 @@
+"""Agent health: how leases end when the agent does not answer, and what Ops-Core does about agents that fail.
+
+The rules:
+- a lease that runs out (no heartbeat or result in time) fails its attempt with OpsCore.LeaseExpired, so the
+  template's retry and fallback apply; the agent's slot comes back;
+- an agent silent (no state report, heartbeat, result or pull) for longer than its `offline_after_seconds` is marked
+  `offline`, and every lease it holds fails its attempt with OpsCore.AgentOffline;
+- `quarantine_after` failed attempts in a row (failed results, expired leases, timeouts, failed deliveries) put the
+  agent in `error` (quarantined). While it is quarantined, its queued tasks (and tasks queued later) fail at once
+  with OpsCore.AgentQuarantined, which skips their retries and goes to their fallback; fallback tasks themselves
+  wait in the queue, so a session can still finish once the agent recovers. A state report of `idle` (from the
+  agent or an admin) lifts the quarantine.
+Each transition is logged and counted. `sweep` runs on a schedule and finds both kinds of deadline with one Query
+each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from opscore.models import AgentState, format_timestamp
+from opscore.observability import MetricUnit, logger, metrics
+from opscore.registry import Registry
+from opscore.runner_control import (
+    AGENT_OFFLINE_ERROR,
+    AGENT_QUARANTINED_ERROR,
+    LEASE_EXPIRED_ERROR,
+    RunnerControl,
+)
+from opscore.store.agents import DEFAULT_OFFLINE_AFTER_SECONDS, DEFAULT_QUARANTINE_AFTER, SILENCE, AgentStore
+from opscore.store.dynamo import Item, get_n, get_s
+from opscore.store.queue import Counted, TaskQueue, TaskRef
+from opscore.store.sessions import SessionStore
+
+# Deadlines handled per sweep and kind; what is left waits for the next run (a minute later in AWS).
+SWEEP_LIMIT = 100
+# Queued tasks failed per quarantine, in pages of this size.
+QUEUE_PAGE = 100
+
+
+@dataclass
+class SweepReport:
+    leases_expired: int = 0
+    agents_offline: int = 0
+    agents_freed: set[str] = field(default_factory=set)  # agents with a slot given back: worth serving
+
+
+class AgentHealth:
+    def __init__(  # noqa: PLR0917 - health joins the agent, queue and session records with the runner
+        self,
+        agents: AgentStore,
+        queue: TaskQueue,
+        sessions: SessionStore,
+        registry: Registry,
+        runner: RunnerControl,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._agents = agents
+        self._queue = queue
+        self._sessions = sessions
+        self._registry = registry
+        self._runner = runner
+        self._now = now
+
+    def heard_from(self, agent_id: str, offline_after: int | None) -> None:
+        """A heartbeat, a result or a pull: the agent is alive, its silence deadline moves on."""
+        now = self._now()
+        seconds = offline_after or DEFAULT_OFFLINE_AFTER_SECONDS
+        self._agents.touch(agent_id, format_timestamp(now), format_timestamp(now + timedelta(seconds=seconds)))
+
+    # ------------------------------------------------------------------ leases
+    def end_lease(
+        self,
+        agent_id: str,
+        ref: TaskRef,
+        *,
+        status: str | None,
+        error: str | None,
+        cause: str = "",
+        counted: Counted = "failure",
+        expired_only: bool = False,
+    ) -> bool:
+        """End a lease without a result: the attempt fails with `error` (the runner applies retry and fallback).
+
+        With no `error` the runner already knows (the attempt timed out there). False when the attempt held no lease
+        any more (it ended some other way first).
+        """
+        item = self._sessions.get_task(ref.session_id, ref.index)
+        now = format_timestamp(self._now())
+        released = self._queue.release(
+            agent_id, ref, status=status, counted=counted, now=now, expired_only=expired_only, cause=cause or None
+        )
+        if not released:
+            return False
+        token = get_s(item, "task_token") if item is not None else None
+        if token is not None and error is not None:
+            self._runner.fail(token, error, cause)
+        logger.info(
+            "lease ended without a result",
+            extra={
+                "agent_id": agent_id,
+                "session_id": ref.session_id,
+                "task_id": ref.task_id,
+                "old_status": "leased",
+                "new_status": status,
+                "error_type": error,
+            },
+        )
+        metrics.add_metric(name="LeasesEnded", unit=MetricUnit.Count, value=1)
+        if counted == "failure":
+            self.after_failure(agent_id)
+        return True
+
+    # ------------------------------------------------------------------ quarantine
+    def after_failure(self, agent_id: str) -> None:
+        """An attempt of the agent failed: quarantine it once its streak reaches `quarantine_after`."""
+        agent = self._agents.get_agent_item(agent_id)
+        if agent is not None and _due_for_quarantine(agent):
+            self.quarantine(agent_id)
+
+    def quarantine(self, agent_id: str) -> bool:
+        agent = self._agents.get_agent_item(agent_id)
+        streak = get_n(agent, "failure_streak") if agent is not None else None
+        entry = self._registry.set_by_opscore(
+            agent_id,
+            AgentState.ERROR,
+            {"reason": "quarantined", "consecutive_failures": streak},
+            when=_due_for_quarantine,
+            quarantine="set",
+        )
+        if entry is None:
+            return False
+        logger.warning(
+            "agent quarantined",
+            extra={"agent_id": agent_id, "old_state": entry.previous_state, "new_state": "error", "failures": streak},
+        )
+        metrics.add_metric(name="AgentsQuarantined", unit=MetricUnit.Count, value=1)
+        self.fail_queued(agent_id)
+        return True
+
+    def fail_queued(self, agent_id: str) -> None:
+        """Fail the quarantined agent's queued tasks over to their fallbacks (fallback runs stay queued)."""
+        after: str | None = None
+        while True:
+            page = self._queue.queued(agent_id, QUEUE_PAGE, after)
+            for entry in page:
+                ref = TaskRef.of(entry)
+                item = self._sessions.get_task(ref.session_id, ref.index)
+                if item is None or item.get("queued_as_fallback", {}).get("BOOL"):
+                    continue
+                token = get_s(item, "task_token")
+                if self._queue.withdraw(ref, "failed", format_timestamp(self._now())) and token is not None:
+                    self._runner.fail(token, AGENT_QUARANTINED_ERROR, f"agent {agent_id} was quarantined")
+            if len(page) < QUEUE_PAGE:
+                return
+            after = get_s(page[-1], "agent_tasks_sk")
+
+    # ------------------------------------------------------------------ the sweep
+    def sweep(self) -> SweepReport:
+        report = SweepReport()
+        now = format_timestamp(self._now())
+        for entry in self._queue.expired_leases(now, SWEEP_LIMIT):
+            ref = TaskRef.of(entry)
+            agent_id = get_s(entry, "agent_id") or ""
+            lease_seconds = get_n(entry, "lease_seconds")
+            if self.end_lease(
+                agent_id,
+                ref,
+                status="timed_out",
+                error=LEASE_EXPIRED_ERROR,
+                cause=f"no heartbeat or result within the {lease_seconds} s lease",
+                expired_only=True,
+            ):
+                report.leases_expired += 1
+                report.agents_freed.add(agent_id)
+        for agent_id in self._agents.silent_agents(now, SWEEP_LIMIT):
+            if self.mark_offline(agent_id):
+                report.agents_offline += 1
+        return report
+
+    def mark_offline(self, agent_id: str) -> bool:
+        """Mark a silent agent offline and end the leases it holds; False when it spoke meanwhile."""
+        now = format_timestamp(self._now())
+
+        def still_silent(agent: Item) -> bool:
+            deadline = get_s(agent, "deadline_at")
+            return get_s(agent, "deadline_kind") == SILENCE and deadline is not None and deadline < now
+
+        seconds = None
+        agent = self._agents.get_agent_item(agent_id)
+        if agent is not None:
+            seconds = get_n(agent, "offline_after_seconds")
+        entry = self._registry.set_by_opscore(
+            agent_id,
+            AgentState.OFFLINE,
+            {"reason": "silent", "offline_after_seconds": seconds},
+            when=still_silent,
+        )
+        if entry is None:
+            return False
+        logger.warning(
+            "agent marked offline",
+            extra={"agent_id": agent_id, "old_state": entry.previous_state, "new_state": "offline"},
+        )
+        metrics.add_metric(name="AgentsMarkedOffline", unit=MetricUnit.Count, value=1)
+        after: str | None = None
+        while True:
+            page = self._queue.leased(agent_id, QUEUE_PAGE, after)
+            for leased in page:
+                self.end_lease(
+                    agent_id,
+                    TaskRef.of(leased),
+                    status="timed_out",
+                    error=AGENT_OFFLINE_ERROR,
+                    cause=f"agent {agent_id} went offline holding the lease",
+                    counted=None,
+                )
+            if len(page) < QUEUE_PAGE:
+                return True
+            after = get_s(page[-1], "agent_tasks_sk")
+
+
+def quarantined(agent: Item) -> bool:
+    return bool(agent.get("quarantined", {}).get("BOOL"))
+
+
+def _due_for_quarantine(agent: Item) -> bool:
+    threshold = get_n(agent, "quarantine_after") or DEFAULT_QUARANTINE_AFTER
+    return not quarantined(agent) and (get_n(agent, "failure_streak") or 0) >= threshold

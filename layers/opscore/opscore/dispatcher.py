@@ -1,0 +1,235 @@
+"""Agent-aware dispatch: hand an agent the most urgent task in its queue, when it can take one.
+
+A lease is one transaction over the agent and the task: the agent must not be paused, in error or offline and must
+be below its `max_concurrency`, and the task must still be queued for that attempt. So two agents, or two concurrent
+pulls of one agent, never get the same task, and an agent never holds more than it may.
+
+Poll agents lease with `next_task`; for agents whose channel pushes (webhook), `serve` leases and delivers until
+the queue is empty or the agent is full. The lease lasts the task's `heartbeat_seconds` (else its
+`timeout_seconds`); each heartbeat renews it, and a lease that runs out fails the attempt (see opscore.agent_health).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from opscore.agent_health import AgentHealth, quarantined
+from opscore.delivery import Delivery, Target, channel
+from opscore.errors import FieldProblem, NotFound, OpsCoreError, Throttled, ValidationFailed
+from opscore.models import format_timestamp
+from opscore.observability import MetricUnit, logger, metrics
+from opscore.runner_control import DELIVERY_FAILED_ERROR
+from opscore.session_models import LeasedTask, QueuedTask, QueuePage, TaskHeartbeat
+from opscore.store.agents import DEFAULT_OFFLINE_AFTER_SECONDS, AgentStore
+from opscore.store.dynamo import Item, get_n, get_s
+from opscore.store.queue import UNDISPATCHABLE_STATES, TaskQueue, TaskRef
+from opscore.store.sessions import SessionStore, decode
+from opscore.task_results import TaskNotOpen, TaskResults, locate_task
+
+# Queue entries looked at per lease: the index is eventually consistent, so the first may already be taken.
+CANDIDATES = 10
+# Rounds of "read the queue, try its head" before answering that nothing is ready.
+LEASE_ROUNDS = 3
+# A queue page token is the last entry's sort key: a rank or a lease expiry, then the task id.
+QUEUE_TOKEN = re.compile(r"[0-9TZ:.-]{13,32}#[0-9a-f]{32}-[0-9]{3}")
+# At most this many tasks pushed per serve, whatever the agent's max_concurrency: one invocation stays short.
+MAX_PUSHES_PER_SERVE = 25
+
+
+class Dispatcher:
+    def __init__(  # noqa: PLR0917 - the stores and services dispatch joins together
+        self,
+        queue: TaskQueue,
+        agents: AgentStore,
+        sessions: SessionStore,
+        results: TaskResults,
+        health: AgentHealth,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._queue = queue
+        self._agents = agents
+        self._sessions = sessions
+        self._results = results
+        self._health = health
+        self._now = now
+
+    # ------------------------------------------------------------------ pull
+    def next_task(self, agent_id: str) -> LeasedTask | None:
+        """Lease the agent's most urgent queued task; None when nothing is ready (or it may take nothing now)."""
+        agent = self._agent(agent_id)
+        self._health.heard_from(agent_id, get_n(agent, "offline_after_seconds"))
+        return self._lease_next(agent_id, agent) if _dispatchable(agent) else None
+
+    def _lease_next(self, agent_id: str, agent: Item) -> LeasedTask | None:
+        offline_after = get_n(agent, "offline_after_seconds") or DEFAULT_OFFLINE_AFTER_SECONDS
+        for round_ in range(LEASE_ROUNDS):
+            candidates = self._queue.queued(agent_id, CANDIDATES)
+            if not candidates:
+                return None
+            for candidate in candidates:
+                ref = TaskRef.of(candidate)
+                now = self._now()
+                lease_seconds = get_n(candidate, "lease_seconds") or 300
+                expires_at = format_timestamp(now + timedelta(seconds=lease_seconds))
+                try:
+                    outcome = self._queue.lease(agent_id, ref, format_timestamp(now), expires_at, offline_after)
+                except Throttled:
+                    # Another lease of this agent committed at the same moment: try again after a short pause.
+                    time.sleep(random.uniform(0.005, 0.02) * (round_ + 1))  # noqa: S311 - jitter, not security
+                    break
+                if outcome == "agent_unavailable":
+                    return None
+                if outcome == "leased":
+                    return self._leased(agent_id, ref, candidate, now, expires_at)
+        return None
+
+    def _leased(self, agent_id: str, ref: TaskRef, candidate: Item, now: datetime, expires_at: str) -> LeasedTask:
+        item = self._sessions.get_task(ref.session_id, ref.index) or candidate
+        enqueued_at = get_s(item, "enqueued_at")
+        logger.info(
+            "task leased",
+            extra={
+                "agent_id": agent_id,
+                "session_id": ref.session_id,
+                "task_id": ref.task_id,
+                "old_status": "queued",
+                "new_status": "leased",
+                "lease_expires_at": expires_at,
+            },
+        )
+        metrics.add_metric(name="TasksLeased", unit=MetricUnit.Count, value=1)
+        if enqueued_at is not None:
+            waited = now - datetime.fromisoformat(enqueued_at)
+            metrics.add_metric(
+                name="TimeToDispatch", unit=MetricUnit.Milliseconds, value=max(0, waited.total_seconds() * 1000)
+            )
+        return LeasedTask(
+            task_id=ref.task_id,
+            session_id=ref.session_id,
+            action=get_s(item, "action") or "",
+            input=decode(get_s(item, "input")) or {},
+            session_input=decode(get_s(item, "session_input")) or {},
+            priority=get_n(item, "priority") or 0,
+            attempt=get_n(item, "attempts") or 1,
+            lease_expires_at=expires_at,
+        )
+
+    # ------------------------------------------------------------------ push
+    def enqueued(self, agent_id: str) -> int:
+        """A task was just queued for the agent: fail it over at once if the agent is quarantined, else serve."""
+        agent = self._agents.get_agent_item(agent_id)
+        if agent is None:
+            return 0
+        if quarantined(agent):
+            self._health.fail_queued(agent_id)
+            return 0
+        return self.serve(agent_id, agent)
+
+    def serve(self, agent_id: str, agent: Item | None = None) -> int:
+        """Push queued tasks to an agent whose channel pushes, while it can take them; returns how many."""
+        agent = agent or self._agents.get_agent_item(agent_id)
+        if agent is None:
+            return 0
+        delivery = channel(get_s(agent, "delivery") or "poll")
+        if not delivery.pushes:
+            return 0
+        target = Target(agent_id, get_s(agent, "endpoint"), get_s(agent, "webhook_secret"))
+        pushed = 0
+        while pushed < MAX_PUSHES_PER_SERVE and _dispatchable(agent):
+            task = self._lease_next(agent_id, agent)
+            if task is None:
+                break
+            pushed += 1
+            self._handed_over(agent_id, task, delivery.deliver(target, task))
+            agent = self._agents.get_agent_item(agent_id) or agent  # a failure may have quarantined it
+        return pushed
+
+    def _handed_over(self, agent_id: str, task: LeasedTask, delivery: Delivery) -> None:
+        logger.info(
+            "task delivered" if delivery.outcome != "failed" else "task delivery failed",
+            extra={
+                "agent_id": agent_id,
+                "task_id": task.task_id,
+                "delivery": delivery.outcome,
+                "reason": delivery.reason or None,
+            },
+        )
+        metrics.add_metric(name=f"Deliveries{delivery.outcome.title()}", unit=MetricUnit.Count, value=1)
+        if delivery.outcome == "completed" and delivery.result is not None:
+            result = delivery.result.model_copy(update={"attempt": task.attempt})
+            try:
+                self._results.report(agent_id, task.task_id, result)
+            except OpsCoreError as error:  # e.g. the attempt ended meanwhile: the result has nowhere to go
+                logger.warning(
+                    "synchronous result not taken",
+                    extra={"agent_id": agent_id, "task_id": task.task_id, "error_type": error.code},
+                )
+        elif delivery.outcome == "failed":
+            session_id, index = locate_task(agent_id, task.task_id)
+            item = self._sessions.get_task(session_id, index)
+            if item is not None:
+                self._health.end_lease(
+                    agent_id, TaskRef.of(item), status="failed", error=DELIVERY_FAILED_ERROR, cause=delivery.reason
+                )
+
+    # ------------------------------------------------------------------ heartbeats and the queue view
+    def heartbeat(self, agent_id: str, task_id: str) -> TaskHeartbeat:
+        """Renew the agent's lease on the task.
+
+        The lease is the attempt's liveness: Step Functions keeps only the attempt's overall timeout (its heartbeat
+        clock would also run while the task waits in the queue, where no agent can heartbeat it).
+        """
+        session_id, index = locate_task(agent_id, task_id)
+        item = self._sessions.get_task(session_id, index)
+        if item is None or get_s(item, "agent_id") != agent_id:
+            raise NotFound(f"agent {agent_id} has no task {task_id}")
+        self._health.heard_from(agent_id, get_n(item, "agent_offline_after"))
+        now = self._now()
+        expires_at = format_timestamp(now + timedelta(seconds=get_n(item, "lease_seconds") or 300))
+        if not self._queue.extend(TaskRef.of(item), format_timestamp(now), expires_at):
+            status = get_s(item, "status")
+            raise TaskNotOpen(f"task {task_id} is {status} and holds no live lease: it is not waiting for a heartbeat")
+        return TaskHeartbeat(task_id=task_id, attempt=get_n(item, "attempts") or 0, lease_expires_at=expires_at)
+
+    def queue(self, agent_id: str, status: str, limit: int, next_token: str | None) -> QueuePage:
+        """One page of the agent's queued (dispatch order) or leased (soonest expiry first) tasks."""
+        self._agent(agent_id)
+        if next_token is not None and not QUEUE_TOKEN.fullmatch(next_token):
+            raise ValidationFailed(
+                "next_token is not a token this listing returned",
+                [FieldProblem("next_token", "not a valid page token", location="query")],
+            )
+        read = self._queue.queued if status == "queued" else self._queue.leased
+        items = read(agent_id, limit + 1, next_token)
+        page = items[:limit]
+        token = get_s(page[-1], "agent_tasks_sk") if len(items) > limit else None
+        return QueuePage(items=[_queued_task(item, status) for item in page], next_token=token)
+
+    def _agent(self, agent_id: str) -> Item:
+        agent = self._agents.get_agent_item(agent_id)
+        if agent is None:
+            raise NotFound(f"agent {agent_id} is not registered")
+        return agent
+
+
+def _dispatchable(agent: Item) -> bool:
+    in_flight = get_n(agent, "in_flight") or 0
+    return get_s(agent, "state") not in UNDISPATCHABLE_STATES and in_flight < (get_n(agent, "max_concurrency") or 1)
+
+
+def _queued_task(item: Item, status: str) -> QueuedTask:
+    ref = TaskRef.of(item)
+    return QueuedTask(
+        task_id=ref.task_id,
+        session_id=ref.session_id,
+        action=get_s(item, "action") or "",
+        status="queued" if status == "queued" else "leased",
+        priority=get_n(item, "priority") or 0,
+        attempt=get_n(item, "attempts") or 1,
+        enqueued_at=get_s(item, "enqueued_at") or "",
+        lease_expires_at=get_s(item, "lease_expires_at"),
+    )

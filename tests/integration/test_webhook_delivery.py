@@ -1,0 +1,99 @@
+"""Push delivery: the webhook channel POSTs each task to a receiver on loopback, which answers at once or later."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pytest_socket import disable_socket, enable_socket, socket_allow_hosts
+
+from tests.conftest import EventFactory
+from tests.integration.conftest import Invoke
+from tests.integration.session_driver import SessionDriver, task
+from tests.webhook_receiver import SECRET, webhook_receiver
+
+TWO_STEPS = {
+    "name": "triage",
+    "tasks": [
+        {"id": "fetch", "action": "web.fetch", "input": {"url": "https://tickets.example.com/1"}},
+        {"id": "summarise", "action": "text.summarise"},
+    ],
+}
+
+
+@pytest.fixture
+def ops(call: Invoke, api_event: EventFactory) -> Iterator[SessionDriver]:
+    enable_socket()
+    socket_allow_hosts(["127.0.0.1"])  # the receiver, and nothing else
+    yield SessionDriver(call, api_event)
+    disable_socket()
+
+
+def register_webhook(ops: SessionDriver, url: str, **settings: Any) -> None:
+    ops.register(delivery="webhook", endpoint=url, webhook_secret=SECRET, **settings)
+
+
+def test_a_200_with_the_result_completes_each_task_synchronously(ops: SessionDriver) -> None:
+    def work(delivered: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return 200, {"status": "succeeded", "output": {"did": delivered["action"]}}
+
+    with webhook_receiver(work) as receiver:
+        register_webhook(ops, receiver.url)
+        session_id = ops.start(TWO_STEPS, input={"ticket": "T-1"})
+        view = ops.wait_ended(session_id)
+        deliveries = receiver.wait_for(2)
+
+    assert view["status"] == "completed"
+    assert [task(view, name)["output"] for name in ("fetch", "summarise")] == [
+        {"did": "web.fetch"},
+        {"did": "text.summarise"},
+    ]
+    assert all(delivery.signed for delivery in deliveries), "every delivery carries a valid signature"
+    first = deliveries[0].task
+    assert (first["action"], first["input"], first["session_input"], first["attempt"]) == (
+        "web.fetch",
+        {"url": "https://tickets.example.com/1"},
+        {"ticket": "T-1"},
+        1,
+    )
+    assert ops.agent()[1]["queue"]["in_flight"] == 0
+
+
+def test_a_202_leaves_the_task_leased_until_the_agent_reports_it(ops: SessionDriver) -> None:
+    with webhook_receiver(lambda _: (202, None)) as receiver:
+        register_webhook(ops, receiver.url)
+        session_id = ops.start(TWO_STEPS)
+        (fetch,) = receiver.wait_for(1)
+        view = ops.session(session_id)[1]
+        assert task(view, "fetch")["status"] == "leased"
+        assert ops.next_task()[0] == 204, "a pushed task is not handed out again"
+
+        ops.succeed(fetch.task["task_id"], {"page": "<html>"})  # the callback: the next task is pushed at once
+        summarise = receiver.wait_for(2)[1]
+        assert summarise.task["action"] == "text.summarise"
+        ops.succeed(summarise.task["task_id"])
+        view = ops.wait_ended(session_id)
+
+    assert (view["status"], task(view, "fetch")["output"]) == ("completed", {"page": "<html>"})
+
+
+def test_an_endpoint_that_keeps_refusing_fails_the_attempt_for_the_retry(ops: SessionDriver) -> None:
+    answers = iter([(400, {"error": "busy"}), (200, {"status": "succeeded", "output": {}})])
+    with webhook_receiver(lambda _: next(answers)) as receiver:
+        register_webhook(ops, receiver.url)
+        template = {
+            "name": "once",
+            "tasks": [{"id": "only", "action": "x", "retry": {"max_retries": 1, "backoff_seconds": 0}}],
+        }
+        session_id = ops.start(template)
+        view = ops.wait_ended(session_id)
+        assert len(receiver.wait_for(2)) == 2
+
+    only = task(view, "only")
+    assert (view["status"], only["attempts"]) == ("completed", 2)
+    assert only["history"][0]["error"] == {
+        "type": "OpsCore.DeliveryFailed",
+        "message": "the endpoint answered 400",
+        "task_id": None,
+    }

@@ -1,0 +1,110 @@
+"""Delivery channels: the registry of channels, and the webhook's signing, answers and retries."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+import pytest
+
+from opscore.delivery import CHANNELS, Target, channel
+from opscore.delivery.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookChannel, sign, verify_signature
+from opscore.models import RegistrationRequest
+from opscore.session_models import LeasedTask
+
+TASK = LeasedTask(
+    task_id="0644e2a7c1d3f5b0e3c1a9f4d2b7e8c6-000",
+    session_id="0644e2a7c1d3f5b0e3c1a9f4d2b7e8c6",
+    action="web.fetch",
+    input={"url": "https://example.com"},
+    session_input={},
+    priority=5,
+    attempt=1,
+    lease_expires_at="2026-11-24T10:05:00.000000Z",
+)
+TARGET = Target(agent_id="agent-1", endpoint="https://agent.example.com/tasks", secret="s3cret-s3cret-s3cret")
+NOW = 1_795_500_000.0
+
+
+class Endpoint:
+    """A stand-in for the agent's endpoint: answers from a script, remembers every request."""
+
+    def __init__(self, *answers: tuple[int, bytes] | OSError) -> None:
+        self.answers = list(answers)
+        self.requests: list[tuple[str, bytes, dict[str, str]]] = []
+
+    def __call__(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
+        self.requests.append((url, body, headers))
+        answer = self.answers.pop(0)
+        if isinstance(answer, OSError):
+            raise answer
+        return answer
+
+
+def webhook(endpoint: Endpoint, sleeps: list[float] | None = None) -> WebhookChannel:
+    return WebhookChannel(post=endpoint, sleep=(sleeps if sleeps is not None else []).append, clock=lambda: NOW)
+
+
+def test_every_registered_channel_loads_and_poll_pushes_nothing() -> None:
+    assert set(CHANNELS) == {"poll", "webhook"}
+    assert channel("poll").pushes is False
+    assert channel("webhook").pushes is True
+    with pytest.raises(LookupError):
+        channel("carrier-pigeon")
+
+
+def test_a_webhook_registration_needs_an_endpoint_and_a_secret() -> None:
+    problems = channel("webhook").check(RegistrationRequest(name="bot", delivery="webhook"))
+    assert [problem.field for problem in problems] == ["endpoint", "webhook_secret"]
+    complete = RegistrationRequest(
+        name="bot", delivery="webhook", endpoint="https://agent.example.com/tasks", webhook_secret="x" * 16
+    )
+    assert channel("webhook").check(complete) == []
+
+
+def test_the_task_is_posted_signed_over_the_timestamp_and_body() -> None:
+    endpoint = Endpoint((202, b""))
+    assert webhook(endpoint).deliver(TARGET, TASK).outcome == "accepted"
+    ((url, body, headers),) = endpoint.requests
+    assert url == TARGET.endpoint
+    assert json.loads(body) == TASK.model_dump(mode="json")
+    assert headers[TIMESTAMP_HEADER] == str(int(NOW))
+    assert verify_signature(TARGET.secret or "", headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER], now=NOW)
+    assert not verify_signature("another-secret-value", headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
+    assert not verify_signature(TARGET.secret or "", headers[TIMESTAMP_HEADER], body + b" ", headers[SIGNATURE_HEADER])
+    stale = NOW + 301
+    assert not verify_signature(
+        TARGET.secret or "", headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER], now=stale
+    ), "an old signature is refused: no replays"
+    # The documented recipe, as any receiver would compute it: HMAC-SHA256 over "<timestamp>.<body>".
+    expected = hmac.new(b"k", b"1700000000.{}", hashlib.sha256).hexdigest()
+    assert sign("k", "1700000000", b"{}") == f"sha256={expected}"
+
+
+def test_a_200_with_a_result_completes_the_task_and_anything_else_fails_it() -> None:
+    answer = json.dumps({"status": "succeeded", "output": {"page": "<html>"}}).encode()
+    delivered = webhook(Endpoint((200, answer))).deliver(TARGET, TASK)
+    assert (delivered.outcome, delivered.result and delivered.result.output) == ("completed", {"page": "<html>"})
+
+    delivered = webhook(Endpoint((200, b'{"status": "done"}'))).deliver(TARGET, TASK)
+    assert delivered.outcome == "failed"
+    assert "without a valid task result" in delivered.reason
+    assert "status" in delivered.reason
+
+
+def test_server_errors_and_network_failures_are_retried_then_fail_the_attempt() -> None:
+    sleeps: list[float] = []
+    endpoint = Endpoint(ConnectionRefusedError("refused"), (503, b""), (202, b""))
+    assert webhook(endpoint, sleeps).deliver(TARGET, TASK).outcome == "accepted"
+    assert (len(endpoint.requests), sleeps) == (3, [0.25, 0.5])
+
+    endpoint = Endpoint((500, b""), (502, b""), (429, b""))
+    delivered = webhook(endpoint).deliver(TARGET, TASK)
+    assert (delivered.outcome, delivered.reason, len(endpoint.requests)) == ("failed", "the endpoint answered 429", 3)
+
+
+def test_a_client_error_is_not_retried() -> None:
+    endpoint = Endpoint((404, b"no such route"))
+    delivered = webhook(endpoint).deliver(TARGET, TASK)
+    assert (delivered.outcome, delivered.reason, len(endpoint.requests)) == ("failed", "the endpoint answered 404", 1)
