@@ -12,6 +12,13 @@ from opscore import wiring
 from opscore.observability import logger, metrics, tracer
 from opscore.session_runner import RunnerState
 
+# Time kept back from the function's timeout: the last delivery started may take this long (3 tries of 5 s).
+DELIVERY_RESERVE_SECONDS = 20.0
+
+
+def _budget(context: LambdaContext) -> float:
+    return max(0.0, context.get_remaining_time_in_millis() / 1000 - DELIVERY_RESERVE_SECONDS)
+
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
@@ -20,11 +27,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if "serve" in event:
         agent_id = str(event["serve"])
         logger.append_keys(agent_id=agent_id)
-        return {"pushed": wiring.dispatcher().serve(agent_id)}
+        return {"pushed": wiring.dispatcher().serve(agent_id, budget_seconds=_budget(context))}
     state = RunnerState.model_validate(event["state"])
     logger.set_correlation_id(state.session_id)
     logger.append_keys(session_id=state.session_id, agent_id=state.agent_id)
     outcome = wiring.session_runner().dispatch(state, event["token"])
     if outcome == "queued":
-        wiring.dispatcher().enqueued(state.agent_id)
+        wiring.dispatcher().enqueued(state.agent_id, budget_seconds=_budget(context))
     return {"dispatch": outcome}

@@ -199,7 +199,9 @@ def test_a_silent_agent_is_marked_offline_and_its_leases_end(
     history = task(ops.session(started["session_id"])[1], "task")["history"]
     assert history[0]["error"]["type"] == "OpsCore.AgentOffline"
     assert pull(ops) is None, "an offline agent is handed nothing"
+    ops.register(offline_after_seconds=60)  # a re-sync starts the silence clock again, but stays offline
     assert sweep(90).agents_offline == 0, "marked once"
+    assert ops.agent()[1]["current_state"]["version"] == 2, "idle, offline: no second offline entry"
 
     assert ops.report_state("idle")[0] == 200
     ops.succeed(ops.wait_leased(started["session_id"], "task", attempts=2))
@@ -233,8 +235,10 @@ def test_quarantine_sends_queued_tasks_to_their_fallback_and_idle_lifts_it(ops: 
     assert errors == ["ToolError", "ToolError", "OpsCore.AgentQuarantined"], "its retry failed over at once"
     assert pull(ops) is None, "an agent in error is handed nothing; the fallbacks wait"
 
+    assert ops.report_state("busy")[0] == 200
+    assert pull(ops) is None, "busy is not idle: the quarantine holds"
     status, accepted = ops.report_state("idle", caller=ADMIN_CONTEXT)
-    assert (status, accepted["previous_state"]) == (200, "error")
+    assert (status, accepted["previous_state"]) == (200, "busy")
     status, agent = ops.agent()
     assert (agent["quarantined"], agent["failure_streak"]) == (False, 0)
     for _ in range(2):

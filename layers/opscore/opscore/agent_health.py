@@ -186,16 +186,19 @@ class AgentHealth:
 
         def still_silent(agent: Item) -> bool:
             deadline = get_s(agent, "deadline_at")
-            return get_s(agent, "deadline_kind") == SILENCE and deadline is not None and deadline < now
+            overdue = get_s(agent, "deadline_kind") == SILENCE and deadline is not None and deadline < now
+            return overdue and get_s(agent, "state") != AgentState.OFFLINE
 
-        seconds = None
         agent = self._agents.get_agent_item(agent_id)
-        if agent is not None:
-            seconds = get_n(agent, "offline_after_seconds")
+        if agent is None:
+            return False
+        if get_s(agent, "state") == AgentState.OFFLINE:
+            self._agents.clear_silence(agent_id, now)  # offline already: nothing to mark, and nothing to look at again
+            return False
         entry = self._registry.set_by_opscore(
             agent_id,
             AgentState.OFFLINE,
-            {"reason": "silent", "offline_after_seconds": seconds},
+            {"reason": "silent", "offline_after_seconds": get_n(agent, "offline_after_seconds")},
             when=still_silent,
         )
         if entry is None:

@@ -36,6 +36,8 @@ CANDIDATES = 10
 LEASE_ROUNDS = 3
 # A queue page token is the last entry's sort key: a rank or a lease expiry, then the task id.
 QUEUE_TOKEN = re.compile(r"[0-9TZ:.-]{13,32}#[0-9a-f]{32}-[0-9]{3}")
+# How long one serve may keep starting deliveries when its caller sets no budget.
+SERVE_BUDGET_SECONDS = 30.0
 # At most this many tasks pushed per serve, whatever the agent's max_concurrency: one invocation stays short.
 MAX_PUSHES_PER_SERVE = 25
 
@@ -119,7 +121,7 @@ class Dispatcher:
         )
 
     # ------------------------------------------------------------------ push
-    def enqueued(self, agent_id: str) -> int:
+    def enqueued(self, agent_id: str, budget_seconds: float = SERVE_BUDGET_SECONDS) -> int:
         """A task was just queued for the agent: fail it over at once if the agent is quarantined, else serve."""
         agent = self._agents.get_agent_item(agent_id)
         if agent is None:
@@ -127,10 +129,15 @@ class Dispatcher:
         if quarantined(agent):
             self._health.fail_queued(agent_id)
             return 0
-        return self.serve(agent_id, agent)
+        return self.serve(agent_id, agent, budget_seconds)
 
-    def serve(self, agent_id: str, agent: Item | None = None) -> int:
-        """Push queued tasks to an agent whose channel pushes, while it can take them; returns how many."""
+    def serve(self, agent_id: str, agent: Item | None = None, budget_seconds: float = SERVE_BUDGET_SECONDS) -> int:
+        """Push queued tasks to an agent whose channel pushes, while it can take them; returns how many.
+
+        No new delivery starts after `budget_seconds` (one delivery may take a few tries of a few seconds each), so
+        the function serving the queue ends well inside its own timeout; what is left is served on the next wake.
+        """
+        deadline = time.monotonic() + budget_seconds
         agent = agent or self._agents.get_agent_item(agent_id)
         if agent is None:
             return 0
@@ -139,7 +146,7 @@ class Dispatcher:
             return 0
         target = Target(agent_id, get_s(agent, "endpoint"), get_s(agent, "webhook_secret"))
         pushed = 0
-        while pushed < MAX_PUSHES_PER_SERVE and _dispatchable(agent):
+        while pushed < MAX_PUSHES_PER_SERVE and _dispatchable(agent) and time.monotonic() < deadline:
             task = self._lease_next(agent_id, agent)
             if task is None:
                 break
@@ -218,7 +225,8 @@ class Dispatcher:
 
 def _dispatchable(agent: Item) -> bool:
     in_flight = get_n(agent, "in_flight") or 0
-    return get_s(agent, "state") not in UNDISPATCHABLE_STATES and in_flight < (get_n(agent, "max_concurrency") or 1)
+    free = in_flight < (get_n(agent, "max_concurrency") or 1)
+    return free and get_s(agent, "state") not in UNDISPATCHABLE_STATES and not quarantined(agent)
 
 
 def _queued_task(item: Item, status: str) -> QueuedTask:

@@ -63,7 +63,13 @@ class LambdaRuntime:
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
         with self._lock:
             handler = self._handlers.get(logical_id) or self._load(self._template.functions[logical_id])
-            context = LocalContext(function_name=logical_id, aws_request_id=str(uuid.uuid4()), started=time.monotonic())
+            function = self._template.functions[logical_id]
+            context = LocalContext(
+                function_name=logical_id,
+                aws_request_id=str(uuid.uuid4()),
+                timeout_seconds=function.timeout_seconds,
+                started=time.monotonic(),
+            )
             # What a function prints (Powertools metrics print EMF lines) goes where Lambda sends it: to the logs.
             with contextlib.redirect_stdout(self._stdout) if self._stdout else contextlib.nullcontext():
                 return handler(event, context)

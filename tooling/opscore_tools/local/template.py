@@ -65,6 +65,7 @@ class Function:
     module: str
     handler: str
     environment: dict[str, str]
+    timeout_seconds: float = 3.0  # Lambda's own default when neither the function nor Globals set one
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,8 @@ def load_template(path: Path) -> Template:
         for logical_id, resource in resources.items()
         if resource["Type"] == "AWS::Serverless::StateMachine"
     ]
-    global_env = document.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    global_function = document.get("Globals", {}).get("Function", {})
+    global_env = global_function.get("Environment", {}).get("Variables", {})
 
     functions: dict[str, Function] = {}
     routes: list[Route] = []
@@ -241,6 +243,7 @@ def load_template(path: Path) -> Template:
             module=module,
             handler=handler,
             environment={name: resolver.value(value, f"{logical_id}.{name}") for name, value in variables.items()},
+            timeout_seconds=float(properties.get("Timeout", global_function.get("Timeout", 3))),
         )
         for name, event in properties.get("Events", {}).items():
             if event["Type"] == "Schedule":

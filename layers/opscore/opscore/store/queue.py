@@ -140,7 +140,8 @@ class TaskQueue:
         """Hand a queued task to its agent, if the agent can take one more now.
 
         "taken": the task is no longer queued for this attempt (another pull leased it, or it ended);
-        "agent_unavailable": the agent is paused, in error or offline, or at its max_concurrency.
+        "agent_unavailable": the agent is paused, in error, offline or quarantined (until it reports idle), or at its
+        max_concurrency.
         """
         items: list[TransactWriteItemTypeDef] = [
             {
@@ -149,7 +150,7 @@ class TaskQueue:
                     "Key": agent_key(agent_id),
                     "UpdateExpression": "ADD in_flight :one",
                     "ConditionExpression": (
-                        "attribute_exists(PK) "
+                        "attribute_exists(PK) AND attribute_not_exists(quarantined) "
                         "AND (attribute_not_exists(in_flight) OR in_flight < max_concurrency) "
                         "AND (attribute_not_exists(#state) OR NOT (#state IN (:paused, :error, :offline)))"
                     ),
