@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from opscore import wiring
 from opscore.observability import logger, metrics, tracer
 from opscore.session_runner import RunnerState
+from opscore.store.queue import TaskRef
 
 # Time kept back from the function's timeout: the last delivery started may take this long (3 tries of 5 s).
 DELIVERY_RESERVE_SECONDS = 20.0
@@ -32,6 +33,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     logger.set_correlation_id(state.session_id)
     logger.append_keys(session_id=state.session_id, agent_id=state.agent_id)
     outcome = wiring.session_runner().dispatch(state, event["token"])
-    if outcome == "queued":
-        wiring.dispatcher().enqueued(state.agent_id, budget_seconds=_budget(context))
+    if outcome != "session_ended":  # a repeated dispatch serves too: the first may have stopped before it could
+        task = TaskRef(state.session_id, state.current().task_index or 0, state.current().sequence)
+        try:
+            wiring.dispatcher().enqueued(state.agent_id, task, budget_seconds=_budget(context))
+        except Exception:
+            logger.exception("serving the agent's queue failed; its next wake or pull takes the task")
     return {"dispatch": outcome}

@@ -13,7 +13,12 @@ from moto import mock_aws
 from pytest_socket import disable_socket
 
 from opscore import wiring
-from opscore_tools.local.emulation import FAKE_AWS_ENVIRONMENT, create_resources, function_environment
+from opscore_tools.local.emulation import (
+    FAKE_AWS_ENVIRONMENT,
+    LOCAL_ONLY_ENVIRONMENT,
+    create_resources,
+    function_environment,
+)
 from opscore_tools.local.lambdas import LambdaRuntime
 from opscore_tools.local.runner import MOTO_CONFIG
 from opscore_tools.local.template import Template
@@ -31,7 +36,7 @@ def _no_network() -> None:
 def aws(
     template: Template, runtime: LambdaRuntime, api_event: EventFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Any]:
-    environment = {**FAKE_AWS_ENVIRONMENT, **function_environment(template), "POWERTOOLS_TRACE_DISABLED": "true"}
+    environment = {**FAKE_AWS_ENVIRONMENT, **function_environment(template), **LOCAL_ONLY_ENVIRONMENT}
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     with mock_aws(config=MOTO_CONFIG):

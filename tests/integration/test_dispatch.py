@@ -15,6 +15,7 @@ import pytest
 
 from opscore import wiring
 from opscore.agent_health import AgentHealth, SweepReport
+from opscore.store.queue import TaskRef
 from opscore_tools.local.lambdas import LambdaRuntime
 from tests.conftest import ADMIN_CONTEXT, EventFactory, agent_context
 from tests.integration.conftest import Invoke
@@ -290,3 +291,39 @@ def test_the_queue_view_and_ad_hoc_tasks_check_their_input(ops: SessionDriver) -
     assert len(ops.sessions()[1]["items"]) == 1, "refused tasks started nothing"
     ops.succeed(leased["task_id"])
     ops.wait_ended(started["session_id"])
+
+
+def test_a_lease_is_exclusive_and_every_lease_ends_once(ops: SessionDriver, runtime: LambdaRuntime) -> None:
+    """The store's guarantees, called directly as racing functions would (moto runs them one at a time)."""
+    ops.register(max_concurrency=2)
+    started = [run_task(ops) for _ in range(3)]
+    wait_queue(ops, 3)
+    queue, stamp, until = wiring.task_queue(), "2026-11-24T10:00:00.000000Z", "2099-01-01T00:00:00.000000Z"
+    with runtime.exclusive():
+        refs = [TaskRef.of(item) for item in queue.queued("agent-1", 10)]
+        assert queue.lease("agent-1", refs[0], stamp, until, 300) == "leased"
+        assert queue.lease("agent-1", refs[0], stamp, until, 300) == "taken", "a second pull of the same task"
+        assert queue.lease("agent-2", refs[1], stamp, until, 300) == "agent_unavailable", "not registered"
+        assert queue.lease("agent-1", refs[1], stamp, until, 300) == "leased"
+        assert queue.lease("agent-1", refs[2], stamp, until, 300) == "agent_unavailable", "at max_concurrency"
+        assert queue.release("agent-1", refs[0], status=None, counted="failure", now=stamp)
+        assert not queue.release("agent-1", refs[0], status=None, counted="failure", now=stamp), "ended once"
+    _status, agent = ops.agent()
+    assert (agent["queue"]["in_flight"], agent["failure_streak"]) == (1, 1), "one slot back, one failure counted"
+    for answer in started:
+        assert ops.cancel(answer["session_id"])[0] == 200
+    assert ops.agent()[1]["queue"]["in_flight"] == 0, "the cancel ended the other lease"
+
+
+def test_cancelling_a_leased_task_gives_the_slot_back_without_blaming_the_agent(ops: SessionDriver) -> None:
+    ops.register()
+    started = run_task(ops)
+    ops.wait_leased(started["session_id"], "task")
+    assert ops.agent()[1]["queue"]["in_flight"] == 1
+
+    status, view = ops.cancel(started["session_id"])
+    assert (status, view["status"], task(view, "task")["status"]) == (200, "cancelled", "skipped")
+    status, agent = ops.agent()
+    assert (agent["queue"], agent["failure_streak"]) == ({"queued": 0, "in_flight": 0, "queued_by_priority": {}}, 0)
+    status, body = ops.heartbeat(started["task_id"])
+    assert (status, body["error"]["code"]) == (409, "task_not_open")

@@ -97,3 +97,32 @@ def test_an_endpoint_that_keeps_refusing_fails_the_attempt_for_the_retry(ops: Se
         "message": "the endpoint answered 400",
         "task_id": None,
     }
+
+
+def test_a_paused_webhook_agent_is_served_as_soon_as_it_reports_idle(ops: SessionDriver) -> None:
+    with webhook_receiver(lambda _: (200, {"status": "succeeded", "output": {}})) as receiver:
+        register_webhook(ops, receiver.url)
+        assert ops.report_state("paused")[0] == 200
+        session_id = ops.start(TWO_STEPS)
+        ops.wait_queued(session_id, "fetch")
+        assert receiver.deliveries == [], "nothing is pushed to a paused agent"
+
+        assert ops.report_state("idle")[0] == 200  # the wake: its queue is served now, asynchronously
+        view = ops.wait_ended(session_id)
+        assert len(receiver.wait_for(2)) == 2
+    assert view["status"] == "completed"
+
+
+def test_failed_deliveries_count_against_the_agent(ops: SessionDriver) -> None:
+    with webhook_receiver(lambda _: (410, None)) as receiver:
+        register_webhook(ops, receiver.url, quarantine_after=2)
+        template = {"name": "gone", "tasks": [{"id": "only", "action": "x", "retry": {"max_retries": 3}}]}
+        session_id = ops.start(template)
+        view = ops.wait_for(session_id, lambda view: task(view, "only")["attempts"] >= 2, "a second attempt")
+        receiver.wait_for(2)
+        _status, agent = ops.agent()
+        assert (agent["quarantined"], agent["current_state"]["state"]) == (True, "error"), "2 failures in a row"
+        view = ops.wait_ended(session_id)
+    errors = [entry["error"]["type"] for entry in task(view, "only")["history"]]
+    assert errors == ["OpsCore.DeliveryFailed", "OpsCore.DeliveryFailed", "OpsCore.AgentQuarantined"]
+    assert view["status"] == "error"

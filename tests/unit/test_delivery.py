@@ -30,20 +30,25 @@ NOW = 1_795_500_000.0
 class Endpoint:
     """A stand-in for the agent's endpoint: answers from a script, remembers every request."""
 
-    def __init__(self, *answers: tuple[int, bytes] | OSError) -> None:
+    def __init__(self, *answers: tuple[int, bytes] | Exception) -> None:
         self.answers = list(answers)
         self.requests: list[tuple[str, bytes, dict[str, str]]] = []
 
     def __call__(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
         self.requests.append((url, body, headers))
         answer = self.answers.pop(0)
-        if isinstance(answer, OSError):
+        if isinstance(answer, Exception):
             raise answer
         return answer
 
 
-def webhook(endpoint: Endpoint, sleeps: list[float] | None = None) -> WebhookChannel:
-    return WebhookChannel(post=endpoint, sleep=(sleeps if sleeps is not None else []).append, clock=lambda: NOW)
+def webhook(endpoint: Endpoint, sleeps: list[float] | None = None, public: bool = True) -> WebhookChannel:
+    return WebhookChannel(
+        post=endpoint,
+        sleep=(sleeps if sleeps is not None else []).append,
+        clock=lambda: NOW,
+        public=lambda _: public,
+    )
 
 
 def test_every_registered_channel_loads_and_poll_pushes_nothing() -> None:
@@ -108,3 +113,21 @@ def test_a_client_error_is_not_retried() -> None:
     endpoint = Endpoint((404, b"no such route"))
     delivered = webhook(endpoint).deliver(TARGET, TASK)
     assert (delivered.outcome, delivered.reason, len(endpoint.requests)) == ("failed", "the endpoint answered 404", 1)
+
+
+def test_an_endpoint_that_resolves_to_a_private_address_is_never_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPSCORE_WEBHOOK_PRIVATE_ENDPOINTS", raising=False)
+    endpoint = Endpoint((202, b""))
+    delivered = webhook(endpoint, public=False).deliver(TARGET, TASK)
+    assert (delivered.outcome, endpoint.requests) == ("failed", [])
+    assert "private address" in delivered.reason
+    monkeypatch.setenv("OPSCORE_WEBHOOK_PRIVATE_ENDPOINTS", "allow")  # the local runtime's setting
+    assert webhook(endpoint, public=False).deliver(TARGET, TASK).outcome == "accepted"
+
+
+def test_a_redirect_or_a_broken_answer_is_not_followed_nor_fatal() -> None:
+    assert webhook(Endpoint((302, b""))).deliver(TARGET, TASK).reason == "the endpoint answered 302"
+    broken = Endpoint(ValueError("not HTTP"), ValueError("not HTTP"), ValueError("not HTTP"))
+    delivered = webhook(broken).deliver(TARGET, TASK)
+    assert (delivered.outcome, len(broken.requests)) == ("failed", 3)
+    assert "ValueError" in delivered.reason

@@ -140,22 +140,41 @@ class AgentHealth:
         self.fail_queued(agent_id)
         return True
 
-    def fail_queued(self, agent_id: str) -> None:
-        """Fail the quarantined agent's queued tasks over to their fallbacks (fallback runs stay queued)."""
+    def fail_queued(self, agent_id: str, fresh: Item | None = None) -> None:
+        """Fail the quarantined agent's queued tasks over to their fallbacks (fallback runs stay queued).
+
+        `fresh` is a task just queued, read by its key: the index may not show it yet.
+        """
+        if fresh is not None:
+            self._fail_over(agent_id, TaskRef.of(fresh))
         after: str | None = None
         while True:
             page = self._queue.queued(agent_id, QUEUE_PAGE, after)
             for entry in page:
-                ref = TaskRef.of(entry)
-                item = self._sessions.get_task(ref.session_id, ref.index)
-                if item is None or item.get("queued_as_fallback", {}).get("BOOL"):
-                    continue
-                token = get_s(item, "task_token")
-                if self._queue.withdraw(ref, "failed", format_timestamp(self._now())) and token is not None:
-                    self._runner.fail(token, AGENT_QUARANTINED_ERROR, f"agent {agent_id} was quarantined")
+                self._fail_over(agent_id, TaskRef.of(entry))
             if len(page) < QUEUE_PAGE:
                 return
             after = get_s(page[-1], "agent_tasks_sk")
+
+    def _fail_over(self, agent_id: str, ref: TaskRef) -> None:
+        item = self._sessions.get_task(ref.session_id, ref.index)
+        if item is None or item.get("queued_as_fallback", {}).get("BOOL"):
+            return
+        token = get_s(item, "task_token")
+        if self._queue.withdraw(ref, "failed", format_timestamp(self._now())) and token is not None:
+            self._runner.fail(token, AGENT_QUARANTINED_ERROR, f"agent {agent_id} was quarantined")
+            logger.info(
+                "queued task failed over: agent quarantined",
+                extra={
+                    "agent_id": agent_id,
+                    "session_id": ref.session_id,
+                    "task_id": ref.task_id,
+                    "old_status": "queued",
+                    "new_status": "failed",
+                    "error_type": AGENT_QUARANTINED_ERROR,
+                },
+            )
+            metrics.add_metric(name="TasksFailedOver", unit=MetricUnit.Count, value=1)
 
     # ------------------------------------------------------------------ the sweep
     def sweep(self) -> SweepReport:
@@ -165,19 +184,28 @@ class AgentHealth:
             ref = TaskRef.of(entry)
             agent_id = get_s(entry, "agent_id") or ""
             lease_seconds = get_n(entry, "lease_seconds")
-            if self.end_lease(
-                agent_id,
-                ref,
-                status="timed_out",
-                error=LEASE_EXPIRED_ERROR,
-                cause=f"no heartbeat or result within the {lease_seconds} s lease",
-                expired_only=True,
-            ):
+            try:
+                ended = self.end_lease(
+                    agent_id,
+                    ref,
+                    status="timed_out",
+                    error=LEASE_EXPIRED_ERROR,
+                    cause=f"no heartbeat or result within the {lease_seconds} s lease",
+                    expired_only=True,
+                )
+            except Exception:
+                logger.exception("lease not ended; the next sweep tries again", extra={"task_id": ref.task_id})
+                continue
+            if ended:
                 report.leases_expired += 1
                 report.agents_freed.add(agent_id)
         for agent_id in self._agents.silent_agents(now, SWEEP_LIMIT):
-            if self.mark_offline(agent_id):
-                report.agents_offline += 1
+            try:
+                marked = self.mark_offline(agent_id)
+            except Exception:
+                logger.exception("agent not marked offline; the next sweep tries again", extra={"agent_id": agent_id})
+                continue
+            report.agents_offline += marked
         return report
 
     def mark_offline(self, agent_id: str) -> bool:

@@ -19,16 +19,16 @@ from datetime import datetime, timedelta
 
 from opscore.agent_health import AgentHealth, quarantined
 from opscore.delivery import Delivery, Target, channel
-from opscore.errors import FieldProblem, NotFound, OpsCoreError, Throttled, ValidationFailed
+from opscore.errors import Conflict, FieldProblem, NotFound, Throttled, ValidationFailed
 from opscore.models import format_timestamp
 from opscore.observability import MetricUnit, logger, metrics
 from opscore.runner_control import DELIVERY_FAILED_ERROR
-from opscore.session_models import LeasedTask, QueuedTask, QueuePage, TaskHeartbeat
+from opscore.session_models import LeasedTask, QueuedTask, QueuePage, TaskHeartbeat, TaskResult
 from opscore.store.agents import DEFAULT_OFFLINE_AFTER_SECONDS, AgentStore
 from opscore.store.dynamo import Item, get_n, get_s
 from opscore.store.queue import UNDISPATCHABLE_STATES, TaskQueue, TaskRef
 from opscore.store.sessions import SessionStore, decode
-from opscore.task_results import TaskNotOpen, TaskResults, locate_task
+from opscore.task_results import AttemptRequired, ResultConflict, TaskNotOpen, TaskResults, locate_task
 
 # Queue entries looked at per lease: the index is eventually consistent, so the first may already be taken.
 CANDIDATES = 10
@@ -36,6 +36,8 @@ CANDIDATES = 10
 LEASE_ROUNDS = 3
 # A queue page token is the last entry's sort key: a rank or a lease expiry, then the task id.
 QUEUE_TOKEN = re.compile(r"[0-9TZ:.-]{13,32}#[0-9a-f]{32}-[0-9]{3}")
+# Tries to report a synchronous result while the table is busy.
+REPORT_ATTEMPTS = 3
 # How long one serve may keep starting deliveries when its caller sets no budget.
 SERVE_BUDGET_SECONDS = 30.0
 # At most this many tasks pushed per serve, whatever the agent's max_concurrency: one invocation stays short.
@@ -64,12 +66,15 @@ class Dispatcher:
         """Lease the agent's most urgent queued task; None when nothing is ready (or it may take nothing now)."""
         agent = self._agent(agent_id)
         self._health.heard_from(agent_id, get_n(agent, "offline_after_seconds"))
-        return self._lease_next(agent_id, agent) if _dispatchable(agent) else None
+        leased = self._lease_next(agent_id, agent) if _dispatchable(agent) else None
+        return leased[0] if leased is not None else None
 
-    def _lease_next(self, agent_id: str, agent: Item) -> LeasedTask | None:
+    def _lease_next(self, agent_id: str, agent: Item, fresh: Item | None = None) -> tuple[LeasedTask, TaskRef] | None:
+        """Lease the head of the agent's queue. `fresh` is a task item just queued, read by its key: the index may
+        not show it yet (it is eventually consistent), so it joins the candidates in its place."""
         offline_after = get_n(agent, "offline_after_seconds") or DEFAULT_OFFLINE_AFTER_SECONDS
         for round_ in range(LEASE_ROUNDS):
-            candidates = self._queue.queued(agent_id, CANDIDATES)
+            candidates = _with_fresh(self._queue.queued(agent_id, CANDIDATES), fresh)
             if not candidates:
                 return None
             for candidate in candidates:
@@ -86,7 +91,9 @@ class Dispatcher:
                 if outcome == "agent_unavailable":
                     return None
                 if outcome == "leased":
-                    return self._leased(agent_id, ref, candidate, now, expires_at)
+                    return self._leased(agent_id, ref, candidate, now, expires_at), ref
+                if fresh is not None and ref == TaskRef.of(fresh):
+                    fresh = None  # taken meanwhile: no longer worth adding
         return None
 
     def _leased(self, agent_id: str, ref: TaskRef, candidate: Item, now: datetime, expires_at: str) -> LeasedTask:
@@ -121,17 +128,26 @@ class Dispatcher:
         )
 
     # ------------------------------------------------------------------ push
-    def enqueued(self, agent_id: str, budget_seconds: float = SERVE_BUDGET_SECONDS) -> int:
+    def enqueued(self, agent_id: str, task: TaskRef, budget_seconds: float = SERVE_BUDGET_SECONDS) -> int:
         """A task was just queued for the agent: fail it over at once if the agent is quarantined, else serve."""
         agent = self._agents.get_agent_item(agent_id)
         if agent is None:
             return 0
+        fresh = self._sessions.get_task(task.session_id, task.index)
+        if fresh is not None and (get_s(fresh, "status") != "queued" or TaskRef.of(fresh) != task):
+            fresh = None
         if quarantined(agent):
-            self._health.fail_queued(agent_id)
+            self._health.fail_queued(agent_id, fresh)
             return 0
-        return self.serve(agent_id, agent, budget_seconds)
+        return self.serve(agent_id, agent, budget_seconds, fresh)
 
-    def serve(self, agent_id: str, agent: Item | None = None, budget_seconds: float = SERVE_BUDGET_SECONDS) -> int:
+    def serve(
+        self,
+        agent_id: str,
+        agent: Item | None = None,
+        budget_seconds: float = SERVE_BUDGET_SECONDS,
+        fresh: Item | None = None,
+    ) -> int:
         """Push queued tasks to an agent whose channel pushes, while it can take them; returns how many.
 
         No new delivery starts after `budget_seconds` (one delivery may take a few tries of a few seconds each), so
@@ -147,15 +163,22 @@ class Dispatcher:
         target = Target(agent_id, get_s(agent, "endpoint"), get_s(agent, "webhook_secret"))
         pushed = 0
         while pushed < MAX_PUSHES_PER_SERVE and _dispatchable(agent) and time.monotonic() < deadline:
-            task = self._lease_next(agent_id, agent)
-            if task is None:
+            leased = self._lease_next(agent_id, agent, fresh)
+            if leased is None:
                 break
+            task, ref = leased
+            fresh = None
             pushed += 1
-            self._handed_over(agent_id, task, delivery.deliver(target, task))
+            try:
+                handed = delivery.deliver(target, task)
+            except Exception as error:
+                logger.exception("delivery channel failed", extra={"agent_id": agent_id, "task_id": task.task_id})
+                handed = Delivery("failed", reason=f"the delivery failed: {type(error).__name__}")
+            self._handed_over(agent_id, agent, task, ref, handed)
             agent = self._agents.get_agent_item(agent_id) or agent  # a failure may have quarantined it
         return pushed
 
-    def _handed_over(self, agent_id: str, task: LeasedTask, delivery: Delivery) -> None:
+    def _handed_over(self, agent_id: str, agent: Item, task: LeasedTask, ref: TaskRef, delivery: Delivery) -> None:
         logger.info(
             "task delivered" if delivery.outcome != "failed" else "task delivery failed",
             extra={
@@ -166,22 +189,29 @@ class Dispatcher:
             },
         )
         metrics.add_metric(name=f"Deliveries{delivery.outcome.title()}", unit=MetricUnit.Count, value=1)
+        if delivery.outcome == "failed":
+            self._health.end_lease(agent_id, ref, status="failed", error=DELIVERY_FAILED_ERROR, cause=delivery.reason)
+            return
+        self._health.heard_from(agent_id, get_n(agent, "offline_after_seconds"))  # it answered: it is alive
         if delivery.outcome == "completed" and delivery.result is not None:
-            result = delivery.result.model_copy(update={"attempt": task.attempt})
+            self._take_result(agent_id, task, delivery.result.model_copy(update={"attempt": task.attempt}))
+
+    def _take_result(self, agent_id: str, task: LeasedTask, result: TaskResult) -> None:
+        """Report a synchronous result as the agent would; a busy table is tried again rather than losing it."""
+        for attempt in range(REPORT_ATTEMPTS):
             try:
                 self._results.report(agent_id, task.task_id, result)
-            except OpsCoreError as error:  # e.g. the attempt ended meanwhile: the result has nowhere to go
+                return
+            except (TaskNotOpen, ResultConflict, AttemptRequired) as error:  # the attempt ended meanwhile
                 logger.warning(
                     "synchronous result not taken",
                     extra={"agent_id": agent_id, "task_id": task.task_id, "error_type": error.code},
                 )
-        elif delivery.outcome == "failed":
-            session_id, index = locate_task(agent_id, task.task_id)
-            item = self._sessions.get_task(session_id, index)
-            if item is not None:
-                self._health.end_lease(
-                    agent_id, TaskRef.of(item), status="failed", error=DELIVERY_FAILED_ERROR, cause=delivery.reason
-                )
+                return
+            except (Throttled, Conflict):
+                time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))  # noqa: S311 - jitter, not security
+        # The lease stays; it expires and the attempt is retried (the agent may do the work twice).
+        logger.error("synchronous result lost to contention", extra={"agent_id": agent_id, "task_id": task.task_id})
 
     # ------------------------------------------------------------------ heartbeats and the queue view
     def heartbeat(self, agent_id: str, task_id: str) -> TaskHeartbeat:
@@ -221,6 +251,12 @@ class Dispatcher:
         if agent is None:
             raise NotFound(f"agent {agent_id} is not registered")
         return agent
+
+
+def _with_fresh(candidates: list[Item], fresh: Item | None) -> list[Item]:
+    if fresh is None or any(TaskRef.of(item) == TaskRef.of(fresh) for item in candidates):
+        return candidates
+    return sorted([*candidates, fresh], key=lambda item: get_s(item, "agent_tasks_sk") or "")
 
 
 def _dispatchable(agent: Item) -> bool:

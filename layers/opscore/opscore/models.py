@@ -125,7 +125,11 @@ class RegistrationRequest(RequestModel):
     def _endpoint_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        if any(character.isspace() or not character.isprintable() for character in value):
+            raise ValueError("endpoint must not contain spaces or control characters")
         parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("endpoint must not carry credentials; webhook deliveries are signed instead")
         host = parts.hostname or ""
         if not host or parts.scheme not in ("https", "http"):
             raise ValueError("endpoint must be an absolute https URL")

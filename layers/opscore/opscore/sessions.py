@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -170,7 +170,12 @@ class Sessions:
         return self.get(agent_id, session_id)
 
     def _close_open_tasks(self, session_id: str, agent_id: str, now: str) -> None:
-        _, tasks = self._store.session_with_tasks(session_id)
+        # Twice: an agent may lease a task between this read and its skip; the second pass ends that lease.
+        for _ in range(2):
+            _, tasks = self._store.session_with_tasks(session_id)
+            self._close(session_id, agent_id, tasks, now)
+
+    def _close(self, session_id: str, agent_id: str, tasks: Sequence[Item], now: str) -> None:
         for task in tasks:
             status = get_s(task, "status")
             index = get_n(task, "index") or 0

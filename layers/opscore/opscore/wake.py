@@ -32,8 +32,10 @@ class Waker:
         self._dispatch_function = dispatch_function
 
     def state_changed(self, accepted: StateAccepted) -> bool:
-        back_from_pause = accepted.previous_state is AgentState.PAUSED and accepted.state not in UNDISPATCHABLE_STATES
-        if accepted.state is AgentState.IDLE or back_from_pause:
+        """Idle, or back from paused, error or offline into a state that takes work: serve the queue."""
+        was_closed = accepted.previous_state is not None and accepted.previous_state in UNDISPATCHABLE_STATES
+        opened = was_closed and accepted.state not in UNDISPATCHABLE_STATES
+        if accepted.state is AgentState.IDLE or opened:
             return self.wake(accepted.agent_id)
         return False
 

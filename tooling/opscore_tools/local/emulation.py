@@ -18,6 +18,11 @@ FAKE_AWS_ENVIRONMENT = {
 }
 
 
+# What the local runtime changes in the functions' behaviour, on purpose: no X-Ray daemon runs locally (Tracer would
+# only warn on every segment), and webhook agents live on this machine (loopback is refused in AWS).
+LOCAL_ONLY_ENVIRONMENT = {"POWERTOOLS_TRACE_DISABLED": "true", "OPSCORE_WEBHOOK_PRIVATE_ENDPOINTS": "allow"}
+
+
 def table_definition(name: str, properties: dict[str, Any]) -> dict[str, Any]:
     """The CreateTable request for a template's AWS::DynamoDB::Table (keys and indexes as the template has them)."""
     request: dict[str, Any] = {
@@ -78,16 +83,18 @@ class Emulation:
 
         os.environ.update(FAKE_AWS_ENVIRONMENT)
         os.environ.update(function_environment(self._template))
-        # No X-Ray daemon runs locally: Tracer would only warn on every segment.
-        os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
+        os.environ.update(LOCAL_ONLY_ENVIRONMENT)
         self._mock = mock_aws(config=MOTO_CONFIG)
         self._mock.start()
         self.lambda_hook = create_resources(self._template, invoke)
 
     def stop(self) -> None:
-        if self.lambda_hook is not None:
-            self.lambda_hook.drain()
-            self.lambda_hook = None
-        if self._mock is not None:
-            self._mock.stop()
-            self._mock = None
+        try:
+            if self.lambda_hook is not None:
+                self.lambda_hook.drain()
+                self.lambda_hook = None
+        finally:
+            # Even when an invocation is still running: a stopped mock must never leave a thread to call real AWS.
+            if self._mock is not None:
+                self._mock.stop()
+                self._mock = None

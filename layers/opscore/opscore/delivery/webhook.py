@@ -7,18 +7,28 @@ The request body is the leased task (the same JSON `POST .../tasks/next` answers
 
 The answer decides the attempt: 200 with a task result as its body completes it now (synchronous processing); 202
 means the agent works on it and reports the result (and heartbeats) through the API later (asynchronous). Other 4xx
-answers fail the attempt at once; 5xx, 408, 429 and network errors are retried a few times, then fail it.
+answers (and redirects, which are not followed) fail the attempt at once; 5xx, 408, 429 and network errors are
+retried a few times, then fail it. A retry after a timeout may deliver an attempt twice: receivers deduplicate on
+(`task_id`, `attempt`).
+
+Endpoints are agents' own choice, so a delivery goes only to public addresses: a host that resolves to a private,
+loopback or link-local address is refused, unless OPSCORE_WEBHOOK_PRIVATE_ENDPOINTS=allow (the local runtime and
+the tests set it; a deployed stack does not).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import os
+import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -30,6 +40,7 @@ if TYPE_CHECKING:
     from opscore.models import RegistrationRequest
     from opscore.session_models import LeasedTask
 
+PRIVATE_ENDPOINTS_VARIABLE = "OPSCORE_WEBHOOK_PRIVATE_ENDPOINTS"
 SIGNATURE_HEADER = "X-OpsCore-Signature"
 TIMESTAMP_HEADER = "X-OpsCore-Timestamp"
 ATTEMPTS = 3
@@ -59,13 +70,32 @@ def verify_signature(  # noqa: PLR0917 - the receiver's four inputs, and its tol
     return age <= tolerance_seconds and hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx is the endpoint's answer, not a hop to follow: following would send the task (as a GET) elsewhere."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:  # noqa: ARG002 - the stdlib hook's signature
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - https, or loopback
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - checked scheme
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with _OPENER.open(request, timeout=timeout) as response:
             return response.status, response.read(MAX_ANSWER_BYTES)
     except urllib.error.HTTPError as error:
         return error.code, error.read(MAX_ANSWER_BYTES)
+
+
+def _resolves_publicly(url: str) -> bool:
+    """Every address the endpoint's host resolves to is a public one (raises OSError when it does not resolve)."""
+    host = urlsplit(url).hostname or ""
+    addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    return bool(addresses) and all(
+        ipaddress.ip_address(str(address).split("%", 1)[0]).is_global for address in addresses
+    )
 
 
 class WebhookChannel:
@@ -76,10 +106,12 @@ class WebhookChannel:
         post: Post = _post,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        public: Callable[[str], bool] = _resolves_publicly,
     ) -> None:
         self._post = post
         self._sleep = sleep
         self._clock = clock
+        self._public = public
 
     def check(self, registration: RegistrationRequest) -> list[FieldProblem]:
         problems = []
@@ -97,6 +129,12 @@ class WebhookChannel:
         for attempt in range(ATTEMPTS):
             if attempt:
                 self._sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
+            try:
+                if os.environ.get(PRIVATE_ENDPOINTS_VARIABLE) != "allow" and not self._public(target.endpoint):
+                    return Delivery("failed", reason="the endpoint resolves to a private address; it is not called")
+            except OSError as error:
+                reason = f"the endpoint's host did not resolve: {error}"
+                continue
             timestamp = str(int(self._clock()))
             headers = {
                 "Content-Type": "application/json",
@@ -106,8 +144,8 @@ class WebhookChannel:
             }
             try:
                 status, answer = self._post(target.endpoint, body, headers, TIMEOUT_SECONDS)
-            except OSError as error:  # refused, reset, timed out, unresolvable
-                reason = f"the endpoint could not be reached: {error}"
+            except Exception as error:
+                reason = f"the endpoint could not be reached: {type(error).__name__}: {error}"
                 continue
             if status == 202:
                 return Delivery("accepted")

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from opscore.errors import Throttled
 from opscore.models import (
     Agent,
     AgentError,
@@ -251,8 +252,8 @@ class AgentStore:
                         ":deadline": s(silence_deadline(agent_id, silent_at)),
                     },
                 )
-        except ConditionFailed:
-            pass
+        except (ConditionFailed, Throttled):
+            pass  # best effort: the next contact moves the deadline; a busy agent item must not fail the request
 
     def clear_silence(self, agent_id: str, now: str) -> None:
         """Drop a passed silence deadline of an agent already offline (a re-registration set it again)."""

@@ -53,7 +53,8 @@ def translated_errors() -> Iterator[None]:
                 raise Throttled("Ops-Core is receiving more requests than it can take; retry shortly") from error
             if reasons & TRANSACTION_LOST:
                 raise ConditionFailed from error
-        if code in THROTTLING_CODES:
+        if code in THROTTLING_CODES or code == "TransactionConflictException":
+            # A write that met a transaction in progress on the same item: as with throttling, a retry resolves it.
             raise Throttled("Ops-Core is receiving more requests than it can take; retry shortly") from error
         raise
 
