@@ -126,3 +126,20 @@ def test_failed_deliveries_count_against_the_agent(ops: SessionDriver) -> None:
     errors = [entry["error"]["type"] for entry in task(view, "only")["history"]]
     assert errors == ["OpsCore.DeliveryFailed", "OpsCore.DeliveryFailed", "OpsCore.AgentQuarantined"]
     assert view["status"] == "error"
+
+
+def test_a_slot_freed_by_a_cancel_goes_to_the_next_queued_task(ops: SessionDriver) -> None:
+    with webhook_receiver(lambda _: (202, None)) as receiver:
+        register_webhook(ops, receiver.url)  # max_concurrency 1
+        first = ops.start(TWO_STEPS)
+        receiver.wait_for(1)
+        second = ops.start(TWO_STEPS)
+        ops.wait_queued(second, "fetch")
+        assert len(receiver.deliveries) == 1, "the agent is full"
+
+        assert ops.cancel(first)[0] == 200
+        pushed = receiver.wait_for(2)[1]
+        assert pushed.task["session_id"] == second
+        ops.succeed(pushed.task["task_id"])
+        ops.succeed(receiver.wait_for(3)[2].task["task_id"])
+        assert ops.wait_ended(second)["status"] == "completed"

@@ -76,11 +76,17 @@ class RunnerState(BaseModel):
 
 class SessionRunner:
     def __init__(
-        self, store: SessionStore, runner: RunnerControl, health: AgentHealth, now: Callable[[], datetime]
+        self,
+        store: SessionStore,
+        runner: RunnerControl,
+        health: AgentHealth,
+        wake: Callable[[str], object],
+        now: Callable[[], datetime],
     ) -> None:
         self._store = store
         self._runner = runner
         self._health = health
+        self._wake = wake  # serves an agent's queue when a lease ending here frees its slot
         self._now = now
 
     def started(self, state: RunnerState) -> Step:
@@ -267,6 +273,7 @@ class SessionRunner:
                 # The agent held it to the end: a failed attempt of that agent (and its slot comes back).
                 if not self._health.end_lease(state.agent_id, ref, status=None, error=None):
                     raise
+                self._wake(state.agent_id)
         raise ConditionFailed
 
     def _task_item(self, state: RunnerState, step: Step) -> Item:

@@ -64,6 +64,7 @@ class Sessions:
         workflows: Workflows,
         runner: Callable[[], RunnerControl],
         health: Callable[[], AgentHealth],
+        wake: Callable[[str], object],
         now: Callable[[], datetime],
     ) -> None:
         # The runner's client and agent health are built on first use: the read routes never need them.
@@ -72,6 +73,7 @@ class Sessions:
         self._workflows = workflows
         self._runner = runner
         self._health = health
+        self._wake = wake  # serves an agent's queue when a cancel frees its slot
         self._now = now
 
     def trigger(self, agent_id: str, request: TriggerRequest, triggered_by: str) -> SessionStarted:
@@ -184,6 +186,7 @@ class Sessions:
                 ref = TaskRef(session_id, index, get_n(task, "dispatch_seq") or 0)
                 if self._health().end_lease(agent_id, ref, status=TaskStatus.SKIPPED, error=None, counted=None):
                     self._store.skip_task(session_id, index, TaskStatus.SKIPPED, now)  # stamps its end
+                    self._wake(agent_id)
             elif status is not None and TaskStatus(status).open:
                 self._store.skip_task(session_id, index, status, now)
             elif status != TaskStatus.SKIPPED:

@@ -104,7 +104,7 @@ def session_store() -> SessionStore:
 def sessions() -> Sessions:
     from opscore.sessions import Sessions
 
-    return Sessions(session_store(), registry(), workflows(), runner_control, agent_health, utc_now)
+    return Sessions(session_store(), registry(), workflows(), runner_control, agent_health, wake, utc_now)
 
 
 @cache
@@ -118,7 +118,7 @@ def agent_health() -> AgentHealth:
 def session_runner() -> SessionRunner:
     from opscore.session_runner import SessionRunner
 
-    return SessionRunner(session_store(), runner_control(), agent_health(), utc_now)
+    return SessionRunner(session_store(), runner_control(), agent_health(), wake, utc_now)
 
 
 @cache
@@ -147,6 +147,11 @@ def waker() -> Waker:
     from opscore.wake import Waker
 
     return Waker(agent_store(), lambda_client, settings().dispatch_function_arn)
+
+
+def wake(agent_id: str) -> bool:
+    """Have the agent's queue served (asynchronously, and only for an agent whose channel pushes)."""
+    return waker().wake(agent_id)
 
 
 def reset() -> None:
