@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from pytest_socket import disable_socket
+from pytest_socket import disable_socket, enable_socket
 
 from opscore import wiring
 from opscore_tools.local.emulation import (
@@ -28,8 +28,10 @@ SETTLE_SECONDS = 30.0
 
 
 @pytest.fixture(autouse=True)
-def _no_network() -> None:
+def _no_network() -> Iterator[None]:
     disable_socket()  # moto answers in-process; nothing here may leave the machine
+    yield
+    enable_socket()  # only for this tier: the end-to-end tier, in the same run, talks HTTP on loopback
 
 
 @pytest.fixture

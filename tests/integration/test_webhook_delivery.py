@@ -27,7 +27,7 @@ def ops(call: Invoke, api_event: EventFactory) -> Iterator[SessionDriver]:
     enable_socket()
     socket_allow_hosts(["127.0.0.1"])  # the receiver, and nothing else
     yield SessionDriver(call, api_event)
-    disable_socket()
+    disable_socket()  # until this test's own network guard lifts
 
 
 def register_webhook(ops: SessionDriver, url: str, **settings: Any) -> None:
