@@ -119,21 +119,22 @@ def report(results: dict[str, Any]) -> str:
     )
     lines.append(f"StateUpdateFunction from the build, by bytecode mode: {results['bytecode_modes']}")
     lines.append("")
-    lines.append(f"{'operation':<30}{'RRU':>6}{'WRU':>6}  requests / invocations")
+    lines.append(f"{'operation':<54}{'RRU':>6}{'WRU':>6}{'+GSI':>6}  requests / invocations")
     for name, row in results["operations"].items():
         if "requests" in row:
             calls = f"{row['requests']} {row['lambda_invocations']}"
-            lines.append(f"{name:<30}{row['dynamodb_rru']:>6}{row['dynamodb_wru']:>6}  {calls}")
+            index = sum(row["dynamodb_index_wru"].values())
+            lines.append(f"{name:<54}{row['dynamodb_rru']:>6}{row['dynamodb_wru']:>6}{index:>6}  {calls}")
     lines.append(f"step functions transitions: {results['operations']['step functions transitions']}")
     lines.append("")
     for name, row in results["latency"].items():
         if isinstance(row, dict):
             lines.append(
-                f"{name:<14} p50 {row['handler']['p50_ms']:>7.2f} ms  p99 {row['handler']['p99_ms']:>7.2f} ms   "
+                f"{name:<34} p50 {row['handler']['p50_ms']:>7.2f} ms  p99 {row['handler']['p99_ms']:>7.2f} ms   "
                 f"floor p50 {row['floor']['p50_ms']:>6.2f} ms   ratio {row['p50_ratio']}"
             )
         else:
-            lines.append(f"{name:<14} {row}")
+            lines.append(f"{name:<34} {row}")
     lines.append(f"local runtime: {results['local_runtime']}")
     lines.append(f"bench took {results['bench_seconds']} s; results in bench/results.json")
     return "\n".join(lines)

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from bench.meter import Meter
+from bench.meter import Index, Meter
 from opscore_tools.local.emulation import FAKE_AWS_ENVIRONMENT, create_resources, function_environment
 from opscore_tools.local.events import with_path_parameters
 from opscore_tools.local.lambdas import LambdaRuntime
@@ -25,24 +25,38 @@ ADMIN = {"key_id": "0123456789abcdef", "role": "admin", "principalId": "01234567
 DEADLINE_SECONDS = 60.0
 
 
+def agent_caller(agent_id: str) -> dict[str, str]:
+    """What the authorizer hands a function for the agent's own key."""
+    return {"key_id": "fedcba9876543210", "role": "agent", "agent_id": agent_id, "principalId": "fedcba9876543210"}
+
+
 class CountingRuntime(LambdaRuntime):
     def __init__(self, template: Template, counts: Callable[[], bool], stdout: TextIO) -> None:
         super().__init__(template, stdout=stdout)
         self.invocations: Counter[str] = Counter()
         self._counts = counts
         self.last_duration = 0.0
+        self._running: list[str] = []  # the functions running now, innermost last (one may invoke another)
+
+    @property
+    def running(self) -> str | None:
+        return self._running[-1] if self._running else None
 
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
-        if self._counts():
-            self.invocations[logical_id] += 1
         # Timed once the runtime is held: the runner's functions on other threads queue for it, and their wait is
         # not this handler's latency.
         with self.exclusive():
-            started = time.perf_counter()
+            self._running.append(logical_id)
             try:
-                return super().invoke(logical_id, event)
+                if self._counts():
+                    self.invocations[logical_id] += 1
+                started = time.perf_counter()
+                try:
+                    return super().invoke(logical_id, event)
+                finally:
+                    self.last_duration = time.perf_counter() - started
             finally:
-                self.last_duration = time.perf_counter() - started
+                self._running.pop()
 
 
 class Harness:
@@ -75,8 +89,14 @@ class Harness:
             for table in template.tables
             for name in [template.table_names[table.logical_id]]
         }
+        indexes = {
+            template.table_names[table.logical_id]: [
+                Index.declared(index) for index in table.properties.get("GlobalSecondaryIndexes", [])
+            ]
+            for table in template.tables
+        }
         self.table = template.table_names["OpsCoreTable"]
-        self.meter = Meter(self.dynamodb, key_names)
+        self.meter = Meter(self.dynamodb, key_names, indexes)
         assert boto3.DEFAULT_SESSION is not None
         self.meter.install(boto3.DEFAULT_SESSION)
         wiring.reset()
@@ -113,11 +133,14 @@ class Harness:
         body = response.get("body")
         return response["statusCode"], json.loads(body) if body else None
 
-    def measured(self, action: Callable[[], Any], settle: Callable[[], bool] | None = None) -> dict[str, Any]:
+    def measured(
+        self, action: Callable[[], Any], settle: Callable[[], bool] | None = None, only: str | None = None
+    ) -> dict[str, Any]:
         """Meter one operation: its own requests, or with `settle` also those of the work it sets off (the runner's
-        Lambda tasks run on other threads) until `settle()` holds."""
+        Lambda tasks run on other threads) until `settle()` holds. With `only`, just what that function does."""
         self.meter.reset()
         self.meter.thread = None if settle is not None else threading.get_ident()
+        self.meter.where = None if only is None else lambda: self.runtime.running == only
         self.runtime.invocations.clear()
         self.meter.enabled = True
         try:
@@ -127,14 +150,15 @@ class Harness:
         finally:
             self.meter.enabled = False
         snapshot = self.meter.snapshot()
-        self.meter.thread = None
+        self.meter.thread = self.meter.where = None
         return {**snapshot, "lambda_invocations": dict(sorted(self.runtime.invocations.items()))}
 
     # ------------------------------------------------------------------ the domain, seen through the table
-    def register(self, agent_id: str) -> None:
-        event = self.event("registration/put.json", path={"agentId": agent_id}, body={"name": "bench agent"})
-        status, _ = self.call("RegistrationFunction", event)
-        assert status in {200, 201}
+    def register(self, agent_id: str, **settings: Any) -> None:
+        body = {"name": "bench agent", **settings}
+        event = self.event("registration/put.json", path={"agentId": agent_id}, body=body)
+        status, reply = self.call("RegistrationFunction", event)
+        assert status in {200, 201}, reply
 
     def create_workflow(self, template: dict[str, Any]) -> None:
         status, body = self.call("WorkflowsFunction", self.event("workflows/create.json", body=template))
@@ -151,18 +175,49 @@ class Harness:
         assert status == 202, body
         return str(body["session_id"])
 
+    def lease(self, agent_id: str, task_id: str | None = None) -> dict[str, Any]:
+        """POST .../tasks/next as the agent: the task it leases (`task_id`, when given, must be the one)."""
+        event = self.event("task_api/next.json", path={"agentId": agent_id}, caller=agent_caller(agent_id))
+        status, task = self.call("TaskApiFunction", event)
+        assert status == 200, (status, task)
+        assert task_id is None or task["task_id"] == task_id, (task["task_id"], task_id)
+        return dict(task)
+
+    def nothing_ready(self, agent_id: str) -> None:
+        """POST .../tasks/next as the agent, which has nothing to lease: 204."""
+        event = self.event("task_api/next.json", path={"agentId": agent_id}, caller=agent_caller(agent_id))
+        status, body = self.call("TaskApiFunction", event)
+        assert status == 204, (status, body)
+
+    def heartbeat(self, agent_id: str, task_id: str) -> None:
+        event = self.event(
+            "task_api/heartbeat.json", path={"agentId": agent_id, "taskId": task_id}, caller=agent_caller(agent_id)
+        )
+        status, reply = self.call("TaskApiFunction", event)
+        assert status == 200, reply
+
     def report(self, agent_id: str, task_id: str, status: str = "succeeded", attempt: int | None = None) -> None:
+        """The agent's result for a task it holds the lease of (a queued task's result is refused)."""
         body: dict[str, Any] = {"status": status}
         if status == "failed":
             body["error"] = {"type": "BenchError", "message": "on purpose"}
         if attempt is not None:
             body["attempt"] = attempt
-        caller = {"key_id": "fedcba9876543210", "role": "agent", "agent_id": agent_id, "principalId": "x"}
         event = self.event(
-            "task_api/result.json", path={"agentId": agent_id, "taskId": task_id}, body=body, caller=caller
+            "task_api/result.json",
+            path={"agentId": agent_id, "taskId": task_id},
+            body=body,
+            caller=agent_caller(agent_id),
         )
         answer, reply = self.call("TaskApiFunction", event)
         assert answer == 200, reply
+
+    def work(self, agent_id: str, session_id: str, index: int, attempts: int = 1, **result: Any) -> None:
+        """What a polling agent does with one task: wait for it in the queue, lease it, report its result."""
+        self.wait(lambda: self.queued(session_id, index, attempts), f"task {index} queued (attempt {attempts})")
+        task_id = f"{session_id}-{index:03d}"
+        self.lease(agent_id, task_id)
+        self.report(agent_id, task_id, **result)
 
     def item(self, session_id: str, sort_key: str) -> dict[str, Any]:
         key = {"PK": {"S": f"SESSION#{session_id}"}, "SK": {"S": sort_key}}
@@ -172,11 +227,10 @@ class Harness:
     def status(self, session_id: str) -> str:
         return str(self.item(session_id, "SESSION").get("status", {}).get("S", ""))
 
-    def dispatched(self, session_id: str, index: int, attempts: int = 1) -> bool:
+    def queued(self, session_id: str, index: int, attempts: int = 1) -> bool:
+        """The runner has handed the attempt over: it waits in its agent's queue for a lease."""
         item = self.item(session_id, f"TASK#{index:03d}")
-        return bool(
-            item.get("status", {}).get("S") == "dispatched" and item.get("attempts", {}).get("N") == str(attempts)
-        )
+        return bool(item.get("status", {}).get("S") == "queued" and item.get("attempts", {}).get("N") == str(attempts))
 
     def wait(self, done: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + DEADLINE_SECONDS

@@ -1,17 +1,19 @@
 """Warm in-process latency of the busiest handlers on moto, beside a hand-written floor making the same AWS calls.
 
-The floor is what any implementation pays: the same DynamoDB and Step Functions requests against the same moto,
-without Powertools, pydantic or Ops-Core's rules. The difference is what the handler itself costs per request.
+The floor is what any implementation pays: the same DynamoDB and Step Functions requests against the same moto, on
+items of the same shape, without Powertools, pydantic or Ops-Core's rules. The difference is what the handler itself
+costs per request. An agent's requests (lease, heartbeat, result, the empty pull) are timed on two agents' queues,
+filled by the runner alike: the handler works one, the floor the other.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import statistics
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -32,71 +34,114 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def timed(
-    action: Callable[[int], Any], runs: int, hold: Any = None, settle: Callable[[int], Any] | None = None
-) -> list[float]:
-    """Each run's duration. `hold` (the runtime's lock) keeps the runner's functions out while a floor calls moto;
-    `settle` waits, untimed, for the work a run set off, so it does not land in the next run."""
-    samples = []
-    for run in range(runs):
-        with hold if hold is not None else contextlib.nullcontext():
-            started = time.perf_counter()
-            action(run)
-            samples.append(time.perf_counter() - started)
-        if settle is not None:
-            settle(run)
-    return samples
-
-
-def handler_timed(
-    harness: Harness, action: Callable[[int], Any], runs: int, settle: Callable[[int], Any] | None = None
-) -> list[float]:
-    """Each run's handler duration, as the runtime measured it (without waiting for the runner's functions)."""
-    samples = []
+def alternated(
+    harness: Harness,
+    action: Callable[[int], Any],
+    floor: Callable[[int], Any],
+    runs: int,
+    *,
+    settle: Callable[[int], Any] | None = None,
+    floor_settle: Callable[[int], Any] | None = None,
+) -> tuple[list[float], list[float]]:
+    """Each run's handler duration, as the runtime measured it (without waiting for the runner's functions), and
+    each floor run's, one after the other: moto copies the whole table for each item of a transaction, so its
+    requests slow down as the table grows, and alternating keeps that drift out of the ratio. The floor holds the
+    runtime's lock, which keeps the runner's functions out while it calls moto; `settle` and `floor_settle` wait,
+    untimed, for the work a run set off, so it does not land in the next run."""
+    ours, base = [], []
     for run in range(runs):
         action(run)
-        samples.append(harness.runtime.last_duration)
+        ours.append(harness.runtime.last_duration)
         if settle is not None:
             settle(run)
-    return samples
+        with harness.runtime.exclusive():
+            started = time.perf_counter()
+            floor(run)
+            base.append(time.perf_counter() - started)
+        if floor_settle is not None:
+            floor_settle(run)
+    return ours, base
 
 
 def measure(harness: Harness, runs: int) -> dict[str, Any]:
-    agent = "bench-latency"
-    harness.register(agent)
+    agent, floor_agent = "bench-latency", "bench-latency-floor"
+    for registered in (agent, floor_agent):  # each holds a lease per result run at once
+        harness.register(registered, max_concurrency=1000)
     harness.create_workflow(DELAYED)
     harness.create_workflow({"name": "bench-quick", "tasks": [{"id": "a", "action": "x"}]})
     table, dynamodb, sfn = harness.table, harness.dynamodb, harness.sfn
     results: dict[str, Any] = {}
 
-    # -- state update: a consistent read, then the agent item and its history entry in one transaction
+    # -- state update: a consistent read, then the agent item and its history entry in one transaction; an idle
+    # report also reads the agent's delivery channel (to wake a pushing one)
     def state_update(run: int) -> None:
         body = {"state": "busy" if run % 2 else "idle", "timestamp": f"2026-11-24T06:00:00.{run:06d}Z"}
         event = harness.event("state_update/post.json", path={"agentId": agent}, body=body)
         assert harness.call("StateUpdateFunction", event)[0] == 200
 
     def state_update_floor(run: int) -> None:
-        body = json.loads(json.dumps({"state": "busy", "timestamp": f"2026-11-24T07:00:00.{run:06d}Z"}))
-        key = {"PK": {"S": "AGENT#floor"}, "SK": {"S": "AGENT"}}
+        # The same requests on an agent registered the same way (moto's time grows with the attributes it answers):
+        # read the agent, write its state and silence deadline (conditioned on the version read) with the history
+        # entry, and on an idle report read the agent's delivery channel (a pushing channel would be woken).
+        state = "busy" if run % 2 else "idle"
+        stamp = f"2026-11-24T07:00:00.{run:06d}Z"
+        now = datetime.now(UTC).isoformat()
+        key = {"PK": {"S": f"AGENT#{floor_agent}"}, "SK": {"S": "AGENT"}}
         dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)
+        written = {
+            "state": {"S": state},
+            "state_timestamp": {"S": stamp},
+            "state_details": {"S": "null"},
+            "state_error": {"S": "null"},
+            "state_version": {"N": str(run + 1)},
+        }
         dynamodb.transact_write_items(
             TransactItems=[
                 {
                     "Update": {
                         "TableName": table,
                         "Key": key,
-                        "UpdateExpression": "SET #s = :s, v = :v",
-                        "ExpressionAttributeNames": {"#s": "state"},
-                        "ExpressionAttributeValues": {":s": {"S": body["state"]}, ":v": {"N": str(run)}},
+                        "UpdateExpression": (
+                            "SET #state = :state, state_timestamp = :ts, state_details = :details, "
+                            "state_error = :error, state_version = :version, state_recorded_at = :now, "
+                            "last_seen_at = :now, deadline_kind = :silence, deadline_at = :deadline"
+                        ),
+                        "ConditionExpression": "attribute_exists(PK) AND state_version = :expected",
+                        "ExpressionAttributeNames": {"#state": "state"},
+                        "ExpressionAttributeValues": {
+                            ":state": written["state"],
+                            ":ts": written["state_timestamp"],
+                            ":details": written["state_details"],
+                            ":error": written["state_error"],
+                            ":version": written["state_version"],
+                            ":expected": {"N": str(run)},
+                            ":now": {"S": now},
+                            ":silence": {"S": "SILENCE"},
+                            ":deadline": {"S": f"{now}#{floor_agent}"},
+                        },
                     }
                 },
-                {"Put": {"TableName": table, "Item": {"PK": key["PK"], "SK": {"S": f"STATE#{body['timestamp']}"}}}},
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": {
+                            "PK": key["PK"],
+                            "SK": {"S": f"STATE#{stamp}"},
+                            "entity": {"S": "state"},
+                            **written,
+                            "recorded_at": {"S": now},
+                            "expires_at": {"N": "1800000000"},
+                            "previous_state": {"S": "idle" if state == "busy" else "busy"},
+                        },
+                        "ConditionExpression": "attribute_not_exists(SK)",
+                    }
+                },
             ]
         )
+        if state == "idle":
+            dynamodb.get_item(TableName=table, Key=key, ProjectionExpression="delivery")
 
-    results["state update"] = _pair(
-        handler_timed(harness, state_update, runs), timed(state_update_floor, runs, harness.runtime.exclusive())
-    )
+    results["state update"] = _pair(*alternated(harness, state_update, state_update_floor, runs))
 
     # -- trigger: the session item, then StartExecution (the runner then waits out a long delay, idle)
     triggered: list[str] = []
@@ -144,52 +189,239 @@ def measure(harness: Harness, runs: int) -> dict[str, Any]:
 
     trigger_runs = max(10, runs // 4)
     results["trigger"] = _pair(
-        handler_timed(harness, trigger, trigger_runs, settle=trigger_settled),
-        timed(trigger_floor, trigger_runs, harness.runtime.exclusive(), settle=floor_settled),
+        *alternated(harness, trigger, trigger_floor, trigger_runs, settle=trigger_settled, floor_settle=floor_settled)
     )
 
-    # -- result: read the task, keep the result, SendTaskSuccess
-    sessions = [harness.trigger(agent, "bench-quick") for _ in range(trigger_runs * 2)]
-    for session in sessions:
-        harness.wait(partial(harness.dispatched, session, 0), "a dispatched task")
-    ours, floors = sessions[:trigger_runs], sessions[trigger_runs:]
+    # -- an agent's work: lease (tasks/next), heartbeat, result; each agent holds many leases at once. The
+    # floor works its own agent's queue, filled the same way, with the same requests.
+    ours = [harness.trigger(agent, "bench-quick") for _ in range(trigger_runs)]
+    floors = [harness.trigger(floor_agent, "bench-quick") for _ in range(trigger_runs)]
+    for session in ours + floors:
+        harness.wait(partial(harness.queued, session, 0), "a queued task")
+    # The order a lease hands them out: the queue's rank (all have the same priority).
+    ours.sort(key=lambda session: harness.item(session, "TASK#000")["agent_tasks_sk"]["S"])
+    floor = Floor(harness, floor_agent)
+    results.update(_work(harness, agent, ours, floor=floor, floors=floors, runs=trigger_runs))
+    return results
 
-    def result(run: int) -> None:
-        harness.report(agent, f"{ours[run]}-000")
 
-    def result_floor(run: int) -> None:
-        # The result's own requests: read the task, keep the result (guarded by the session), tell the runner,
-        # read the task again.
-        key = {"PK": {"S": f"SESSION#{floors[run]}"}, "SK": {"S": "TASK#000"}}
-        session_key = {"PK": key["PK"], "SK": {"S": "SESSION"}}
-        token = dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]["task_token"]["S"]
-        dynamodb.transact_write_items(
+def _work(
+    harness: Harness, agent: str, ours: list[str], *, floor: Floor, floors: list[str], runs: int
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    leased: list[str] = []  # the floor's tasks, in the order it leased them
+    results["lease (tasks/next)"] = _pair(
+        *alternated(
+            harness, lambda run: harness.lease(agent, f"{ours[run]}-000"), lambda _: leased.append(floor.lease()), runs
+        )
+    )
+    assert sorted(leased) == sorted(f"{session}-000" for session in floors)
+    results["heartbeat"] = _pair(
+        *alternated(
+            harness,
+            lambda run: harness.heartbeat(agent, f"{ours[run]}-000"),
+            lambda run: floor.heartbeat(leased[run]),
+            runs,
+        )
+    )
+    results["result"] = _pair(
+        *alternated(
+            harness, lambda run: harness.report(agent, f"{ours[run]}-000"), lambda run: floor.result(leased[run]), runs
+        )
+    )
+    for session in ours + floors:  # the runner records each result; then the queues are empty
+        harness.wait(partial(_completed, harness, session), "the session's end")
+    results["lease (tasks/next, nothing ready)"] = _pair(
+        *alternated(harness, lambda _: harness.nothing_ready(agent), lambda _: floor.nothing_ready(), runs)
+    )
+    return results
+
+
+def _completed(harness: Harness, session_id: str) -> bool:
+    return harness.status(session_id) == "completed"
+
+
+class Floor:
+    """The agent's operations as hand-written DynamoDB and Step Functions requests: the same requests the handlers
+    make (each condition and update included, since moto evaluates them), without Ops-Core around them."""
+
+    def __init__(self, harness: Harness, agent: str) -> None:
+        self._dynamodb, self._sfn, self._table = harness.dynamodb, harness.sfn, harness.table
+        self._agent = agent
+        self._agent_key = {"PK": {"S": f"AGENT#{agent}"}, "SK": {"S": "AGENT"}}
+
+    @staticmethod
+    def _key(task_id: str) -> dict[str, Any]:
+        session, index = task_id.rsplit("-", 1)
+        return {"PK": {"S": f"SESSION#{session}"}, "SK": {"S": f"TASK#{index}"}}
+
+    def _touch(self) -> None:
+        now = datetime.now(UTC)
+        silent = (now + timedelta(seconds=300)).isoformat()
+        self._dynamodb.update_item(
+            TableName=self._table,
+            Key=self._agent_key,
+            UpdateExpression="SET last_seen_at = :now, deadline_at = :deadline",
+            ConditionExpression="attribute_exists(deadline_kind)",
+            ExpressionAttributeValues={":now": {"S": now.isoformat()}, ":deadline": {"S": f"{silent}#{self._agent}"}},
+        )
+
+    def lease(self) -> str:
+        """Read the agent, touch it, read its queue, lease the head (agent and task in one transaction), read the
+        task; returns the task id."""
+        self._dynamodb.get_item(TableName=self._table, Key=self._agent_key, ConsistentRead=True)
+        self._touch()
+        (head, *_) = self._dynamodb.query(
+            TableName=self._table,
+            IndexName="AgentTasks",
+            KeyConditionExpression="agent_tasks = :partition",
+            ExpressionAttributeValues={":partition": {"S": f"{self._agent}#queued"}},
+            Limit=10,
+        )["Items"]
+        task_id = f"{head['session_id']['S']}-{int(head['index']['N']):03d}"
+        now = datetime.now(UTC).isoformat()
+        expires = (datetime.now(UTC) + timedelta(seconds=300)).isoformat()
+        position = {"S": f"{expires}#{task_id}"}
+        self._dynamodb.transact_write_items(
             TransactItems=[
                 {
-                    "ConditionCheck": {
-                        "TableName": table,
-                        "Key": session_key,
-                        "ConditionExpression": "attribute_exists(PK)",
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": self._agent_key,
+                        "UpdateExpression": "ADD in_flight :one",
+                        "ConditionExpression": (
+                            "attribute_exists(PK) AND attribute_not_exists(quarantined) "
+                            "AND (attribute_not_exists(in_flight) OR in_flight < max_concurrency) "
+                            "AND (attribute_not_exists(#state) OR NOT (#state IN (:paused, :error, :offline)))"
+                        ),
+                        "ExpressionAttributeNames": {"#state": "state"},
+                        "ExpressionAttributeValues": {
+                            ":one": {"N": "1"},
+                            ":paused": {"S": "paused"},
+                            ":error": {"S": "error"},
+                            ":offline": {"S": "offline"},
+                        },
                     }
                 },
                 {
                     "Update": {
-                        "TableName": table,
-                        "Key": key,
-                        "UpdateExpression": "SET r = :r",
-                        "ExpressionAttributeValues": {":r": {"S": "{}"}},
+                        "TableName": self._table,
+                        "Key": self._key(task_id),
+                        "UpdateExpression": (
+                            "SET #status = :leased, leased_at = :now, lease_expires_at = :expires, updated_at = :now, "
+                            "agent_tasks = :partition, agent_tasks_sk = :position, "
+                            "deadline_kind = :lease, deadline_at = :position, agent_offline_after = :offline_after"
+                        ),
+                        "ConditionExpression": "#status = :queued AND dispatch_seq = :seq AND agent_id = :agent",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {
+                            ":leased": {"S": "leased"},
+                            ":queued": {"S": "queued"},
+                            ":now": {"S": now},
+                            ":expires": {"S": expires},
+                            ":partition": {"S": f"{self._agent}#leased"},
+                            ":position": position,
+                            ":lease": {"S": "LEASE"},
+                            ":seq": head["dispatch_seq"],
+                            ":agent": {"S": self._agent},
+                            ":offline_after": {"N": "300"},
+                        },
                     }
                 },
             ]
         )
-        sfn.send_task_success(taskToken=token, output="{}")
-        dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)
+        self._dynamodb.get_item(TableName=self._table, Key=self._key(task_id), ConsistentRead=True)
+        return task_id
 
-    results["result"] = _pair(
-        handler_timed(harness, result, trigger_runs), timed(result_floor, trigger_runs, harness.runtime.exclusive())
-    )
-    results["lease"] = "not built yet (agent-aware dispatch)"
-    return results
+    def heartbeat(self, task_id: str) -> None:
+        """Read the task, touch the agent, move the lease's expiry."""
+        item = self._dynamodb.get_item(TableName=self._table, Key=self._key(task_id), ConsistentRead=True)["Item"]
+        self._touch()
+        now = datetime.now(UTC).isoformat()
+        expires = (datetime.now(UTC) + timedelta(seconds=300)).isoformat()
+        self._dynamodb.update_item(
+            TableName=self._table,
+            Key=self._key(task_id),
+            UpdateExpression=(
+                "SET lease_expires_at = :expires, agent_tasks_sk = :position, deadline_at = :position, "
+                "updated_at = :now"
+            ),
+            ConditionExpression="#status = :leased AND dispatch_seq = :seq AND lease_expires_at > :now",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":expires": {"S": expires},
+                ":position": {"S": f"{expires}#{task_id}"},
+                ":now": {"S": now},
+                ":leased": {"S": "leased"},
+                ":seq": item["dispatch_seq"],
+            },
+        )
+
+    def result(self, task_id: str) -> None:
+        """Read the task, touch the agent, keep the result and end the lease (session guard, task, agent), tell the
+        runner, read the task again, read the agent's delivery channel."""
+        key = self._key(task_id)
+        item = self._dynamodb.get_item(TableName=self._table, Key=key, ConsistentRead=True)["Item"]
+        self._touch()
+        now = datetime.now(UTC).isoformat()
+        self._dynamodb.transact_write_items(
+            TransactItems=[
+                {
+                    "ConditionCheck": {
+                        "TableName": self._table,
+                        "Key": {"PK": key["PK"], "SK": {"S": "SESSION"}},
+                        "ConditionExpression": "#status = :processing",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {":processing": {"S": "processing"}},
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": key,
+                        "UpdateExpression": (
+                            "SET #result = :result, result_seq = :seq, result_attempt = :attempt, updated_at = :now "
+                            "REMOVE lease_expires_at, agent_tasks, agent_tasks_sk, deadline_kind, deadline_at"
+                        ),
+                        "ConditionExpression": (
+                            "#status = :leased AND dispatch_seq = :seq AND attribute_exists(lease_expires_at)"
+                        ),
+                        "ExpressionAttributeNames": {"#status": "status", "#result": "result"},
+                        "ExpressionAttributeValues": {
+                            ":result": {"S": '{"status":"succeeded"}'},
+                            ":seq": item["dispatch_seq"],
+                            ":attempt": item["attempts"],
+                            ":leased": {"S": "leased"},
+                            ":now": {"S": now},
+                        },
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": self._agent_key,
+                        "UpdateExpression": "ADD in_flight :minus_one SET failure_streak = :zero",
+                        "ExpressionAttributeValues": {":minus_one": {"N": "-1"}, ":zero": {"N": "0"}},
+                    }
+                },
+            ]
+        )
+        self._sfn.send_task_success(taskToken=item["task_token"]["S"], output='{"status": "succeeded"}')
+        self._dynamodb.get_item(TableName=self._table, Key=key, ConsistentRead=True)
+        self._dynamodb.get_item(TableName=self._table, Key=self._agent_key, ProjectionExpression="delivery")
+
+    def nothing_ready(self) -> None:
+        """Read the agent, touch it, find its queue empty."""
+        self._dynamodb.get_item(TableName=self._table, Key=self._agent_key, ConsistentRead=True)
+        self._touch()
+        items = self._dynamodb.query(
+            TableName=self._table,
+            IndexName="AgentTasks",
+            KeyConditionExpression="agent_tasks = :partition",
+            ExpressionAttributeValues={":partition": {"S": f"{self._agent}#queued"}},
+            Limit=10,
+        )["Items"]
+        assert not items
 
 
 def _pair(handler: list[float], floor: list[float]) -> dict[str, Any]:

@@ -6,6 +6,12 @@ strongly consistent read 1 RRU per started 4 KB (an eventually consistent one ha
 the items it read, and every item of a transaction costs twice. Item sizes follow DynamoDB's sizing rules: names and
 UTF-8 values count their bytes, a number about one byte per two digits plus one, a map or list three bytes plus one
 per element.
+
+A write also costs each global secondary index it changes, counted apart (`index_write_units`), by the rules of
+DynamoDB's GSI.Writes: an item entering the index is one write, leaving it one, changing an index key two (a delete
+and a put), changing only projected attributes one, anything else none; each write is 1 WRU per started KB of the
+index entry (the table's and the index's keys and the projected attributes). Index writes are not doubled for a
+transaction: DynamoDB propagates a transaction's changes to its indexes after it commits.
 """
 
 from __future__ import annotations
@@ -51,18 +57,65 @@ def item_size(item: dict[str, Any] | None) -> int:
     return sum(len(name.encode()) + value_size(value) for name, value in (item or {}).items())
 
 
+@dataclass(frozen=True)
+class Index:
+    """A global secondary index as the template declares it."""
+
+    name: str
+    keys: tuple[str, ...]
+    projection: str = "ALL"  # ALL, KEYS_ONLY or INCLUDE
+    non_key: tuple[str, ...] = ()
+
+    @classmethod
+    def declared(cls, definition: dict[str, Any]) -> Index:
+        projection = definition.get("Projection", {})
+        return cls(
+            name=definition["IndexName"],
+            keys=tuple(key["AttributeName"] for key in definition["KeySchema"]),
+            projection=projection.get("ProjectionType", "ALL"),
+            non_key=tuple(projection.get("NonKeyAttributes", ())),
+        )
+
+    def entry(self, item: dict[str, Any] | None, table_keys: list[str]) -> dict[str, Any] | None:
+        """The item's entry in this index; None when the item lacks an index key (a sparse index leaves it out)."""
+        if not item or any(key not in item for key in self.keys):
+            return None
+        if self.projection == "ALL":
+            return dict(item)
+        kept = {*table_keys, *self.keys, *(self.non_key if self.projection == "INCLUDE" else ())}
+        return {name: value for name, value in item.items() if name in kept}
+
+
+def index_write_units(before: dict[str, Any] | None, after: dict[str, Any] | None, keys: tuple[str, ...]) -> int:
+    """What one table write costs an index, given the item's index entry before and after it (None: not in it)."""
+    if before == after:
+        return 0
+    if before is None or after is None:
+        return _write_units(item_size(after if before is None else before))
+    if any(before[key] != after[key] for key in keys):
+        return _write_units(item_size(before)) + _write_units(item_size(after))
+    return _write_units(item_size(after))
+
+
+def _write_units(size: int) -> int:
+    return max(1, math.ceil(size / KB))
+
+
 @dataclass
 class Meter:
     """Install on a boto3 session; `raw` is a client without the meter, used to look at items before and after."""
 
     raw: Any
     key_names: dict[str, list[str]]
+    indexes: dict[str, list[Index]] = field(default_factory=dict)  # each table's global secondary indexes
     requests: Counter[str] = field(default_factory=Counter)
     read_units: float = 0.0
-    write_units: float = 0.0
-    _before: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
+    write_units: float = 0.0  # the tables' own; the indexes' are in index_write_units
+    index_write_units: Counter[str] = field(default_factory=Counter)
+    _before: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = field(default_factory=list)
     _consistent: bool = False
     thread: int | None = None  # when set, only requests made on this thread count
+    where: Callable[[], bool] | None = None  # when set, only requests made while it holds count
     # Off unless an operation is being metered: looking at items before and after a write costs requests of its own.
     enabled: bool = False
 
@@ -72,6 +125,7 @@ class Meter:
 
     def reset(self) -> None:
         self.requests.clear()
+        self.index_write_units.clear()
         self.read_units = self.write_units = 0.0
 
     def snapshot(self) -> dict[str, Any]:
@@ -79,11 +133,16 @@ class Meter:
             "requests": dict(sorted(self.requests.items())),
             "dynamodb_rru": round(self.read_units, 2),
             "dynamodb_wru": round(self.write_units, 2),
+            "dynamodb_index_wru": {name: round(units, 2) for name, units in sorted(self.index_write_units.items())},
         }
 
     # ------------------------------------------------------------------ events
     def counts(self) -> bool:
-        return self.enabled and (self.thread is None or self.thread == threading.get_ident())
+        return (
+            self.enabled
+            and (self.thread is None or self.thread == threading.get_ident())
+            and (self.where is None or self.where())
+        )
 
     def _before_call(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         if not self.counts():
@@ -96,7 +155,7 @@ class Meter:
             return
         body = json.loads(params.get("body") or b"{}")
         self._consistent = bool(body.get("ConsistentRead"))
-        self._before = [(table, key, self._size(table, key)) for table, key in self._written_keys(model.name, body)]
+        self._before = [(table, key, self._item(table, key)) for table, key in self._written_keys(model.name, body)]
 
     def _after_call(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
         if not self.counts() or model.service_model.service_name != "dynamodb":
@@ -107,8 +166,15 @@ class Meter:
         if name in {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"}:
             factor = 2 if name == "TransactWriteItems" else 1
             for table, key, before in self._before:
-                after = self._size(table, key)
-                self.write_units += factor * max(1, math.ceil(max(before, after) / KB))
+                after = self._item(table, key)
+                self.write_units += factor * _write_units(max(item_size(before), item_size(after)))
+                table_keys = self.key_names.get(table, [])
+                for index in self.indexes.get(table, []):
+                    units = index_write_units(
+                        index.entry(before, table_keys), index.entry(after, table_keys), index.keys
+                    )
+                    if units:
+                        self.index_write_units[index.name] += units
             self._before = []
         elif name == "GetItem":
             self.read_units += self._read_units(item_size(parsed.get("Item")), self._consistent)
@@ -140,5 +206,6 @@ class Meter:
     def _key(self, table: str, item: dict[str, Any]) -> dict[str, Any]:
         return {name: item[name] for name in self.key_names[table]}
 
-    def _size(self, table: str, key: dict[str, Any]) -> int:
-        return item_size(self.raw.get_item(TableName=table, Key=key).get("Item"))
+    def _item(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self.raw.get_item(TableName=table, Key=key).get("Item")
+        return item

@@ -1,4 +1,5 @@
-"""What each operation asks of AWS: requests, DynamoDB request units, Lambda invocations, Step Functions transitions."""
+"""What each operation asks of AWS: requests, DynamoDB request units (the indexes' apart), Lambda invocations, Step
+Functions transitions. Results are reported for tasks the agent has leased, as an agent does."""
 
 from __future__ import annotations
 
@@ -49,8 +50,10 @@ def measure(harness: Harness) -> dict[str, Any]:
         )
         assert status == 200, reply
 
-    state_update(0)
-    results["state update"] = harness.measured(lambda: state_update(1))
+    state_update(1)
+    results["state update"] = harness.measured(lambda: state_update(2))  # busy
+    # idle: a pushing channel would be served now, so the agent's delivery channel is read (one more GetItem)
+    results["state update (idle)"] = harness.measured(lambda: state_update(3))
 
     started: list[str] = []
     key = uuid.uuid4().hex
@@ -59,37 +62,67 @@ def measure(harness: Harness) -> dict[str, Any]:
         lambda: started.append(harness.trigger(agent, "bench-one", key=key))
     )
     results["trigger (repeated key)"] = harness.measured(lambda: harness.trigger(agent, "bench-one", key=key))
-    for session_id in started:  # let their runners settle, so nothing of theirs is metered later
-        harness.wait(partial(harness.dispatched, session_id, 0), "a dispatched task")
+    # Work them off, so nothing of theirs is queued or metered later. Their runners queue them in either order.
+    for session_id in started:
+        harness.wait(partial(harness.queued, session_id, 0), "a queued task")
+    for _ in started:
+        task = harness.lease(agent)
+        assert task["session_id"] in started, task
+        harness.report(agent, task["task_id"])
+    for session_id in started:
+        harness.wait(partial(_completed, harness, session_id), "the session's end")
 
-    session = harness.trigger(agent, "bench-one")
-    harness.wait(lambda: harness.dispatched(session, 0), "a dispatched task")
-    results["result"] = harness.measured(lambda: harness.report(agent, f"{session}-000"))
-    harness.wait(lambda: harness.status(session) == "completed", "the session's end")
+    results.update(_one_attempt(harness, agent))
+    results.update(_sessions(harness, agent))
+    return results
 
+
+def _one_attempt(harness: Harness, agent: str) -> dict[str, Any]:
+    """One attempt through its life: the runner queues it, the agent leases it, renews the lease, reports."""
+    results: dict[str, Any] = {}
+    holder: dict[str, str] = {}
+    results["dispatch (the runner queues an attempt)"] = harness.measured(
+        lambda: holder.update(id=harness.trigger(agent, "bench-one")),
+        settle=lambda: harness.queued(holder["id"], 0),
+        only="DispatchFunction",
+    )
+    session = holder["id"]
+    task = f"{session}-000"
+    results["lease (tasks/next)"] = harness.measured(lambda: harness.lease(agent, task))
+    results["heartbeat"] = harness.measured(lambda: harness.heartbeat(agent, task))
+    # The agent holds its one slot (max_concurrency 1): the pull answers 204 without looking at the queue.
+    results["lease (tasks/next, at max_concurrency)"] = harness.measured(lambda: harness.nothing_ready(agent))
+    results["result"] = harness.measured(lambda: harness.report(agent, task))
+    harness.wait(partial(_completed, harness, session), "the session's end")
+    results["lease (tasks/next, nothing ready)"] = harness.measured(lambda: harness.nothing_ready(agent))
+    return results
+
+
+def _sessions(harness: Harness, agent: str) -> dict[str, Any]:
+    """Whole sessions, worked as a polling agent would, and the Step Functions transitions they take."""
+    results: dict[str, Any] = {}
     holder: dict[str, str] = {}
 
-    def three_task_session() -> None:
-        holder["id"] = session_id = harness.trigger(agent, "bench-three")
-        for index in range(3):
-            harness.wait(partial(harness.dispatched, session_id, index), f"task {index}")
-            harness.report(agent, f"{session_id}-{index:03d}")
+    def session_of(workflow: str, tasks: int) -> None:
+        holder["id"] = session_id = harness.trigger(agent, workflow)
+        for index in range(tasks):
+            harness.work(agent, session_id, index)
 
+    results["1-task session, end to end"] = harness.measured(
+        partial(session_of, "bench-one", 1), settle=lambda: _completed(harness, holder["id"])
+    )
+    single = harness.transitions(holder["id"])
     results["3-task session, end to end"] = harness.measured(
-        three_task_session, settle=lambda: harness.status(holder["id"]) == "completed"
+        partial(session_of, "bench-three", 3), settle=lambda: _completed(harness, holder["id"])
     )
     three = harness.transitions(holder["id"])
-
-    one = harness.trigger(agent, "bench-one")
-    harness.wait(lambda: harness.dispatched(one, 0), "a dispatched task")
-    harness.report(agent, f"{one}-000")
-    single = harness.transitions(one)
+    results["per task attempt (3-task less 1-task session, halved)"] = _per_task(
+        results["3-task session, end to end"], results["1-task session, end to end"], 2
+    )
 
     retried = harness.trigger(agent, "bench-retry")
-    harness.wait(lambda: harness.dispatched(retried, 0), "a dispatched task")
-    harness.report(agent, f"{retried}-000", status="failed", attempt=1)
-    harness.wait(lambda: harness.dispatched(retried, 0, attempts=2), "the retry")
-    harness.report(agent, f"{retried}-000", attempt=2)
+    harness.work(agent, retried, 0, status="failed", attempt=1)
+    harness.work(agent, retried, 0, attempts=2, attempt=2)
     with_retry = harness.transitions(retried)
 
     per_task = (three - single) / 2
@@ -101,3 +134,23 @@ def measure(harness: Harness) -> dict[str, Any]:
         "3-task session": three,
     }
     return results
+
+
+def _completed(harness: Harness, session_id: str) -> bool:
+    return harness.status(session_id) == "completed"
+
+
+def _per_task(more: dict[str, Any], fewer: dict[str, Any], tasks: int) -> dict[str, Any]:
+    """What each further task adds to a session: the difference of two sessions' rows, per task."""
+
+    def difference(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+        keys = sorted(set(a) | set(b))
+        return {key: round((a.get(key, 0) - b.get(key, 0)) / tasks, 2) for key in keys if a.get(key) != b.get(key)}
+
+    return {
+        "requests": difference(more["requests"], fewer["requests"]),
+        "dynamodb_rru": round((more["dynamodb_rru"] - fewer["dynamodb_rru"]) / tasks, 2),
+        "dynamodb_wru": round((more["dynamodb_wru"] - fewer["dynamodb_wru"]) / tasks, 2),
+        "dynamodb_index_wru": difference(more["dynamodb_index_wru"], fewer["dynamodb_index_wru"]),
+        "lambda_invocations": difference(more["lambda_invocations"], fewer["lambda_invocations"]),
+    }

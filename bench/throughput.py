@@ -1,4 +1,5 @@
-"""The local runtime over HTTP: state updates per second from a concurrent client, and 3-task sessions per minute."""
+"""The local runtime over HTTP: state updates per second from concurrent clients, and 3-task sessions per minute
+worked by one polling agent."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 ADMIN_KEY = "bench-admin-key-for-the-local-runtime"
+DEADLINE_SECONDS = 300.0
+# How long the polling agent waits after a pull that found nothing ready.
+POLL_SECONDS = 0.05
 
 
 class Local:
@@ -58,10 +62,13 @@ class Local:
 def measure(root: Path, scratch: Path, seconds: float, clients: int, sessions: int) -> dict[str, Any]:
     local = Local(root, scratch / "local.jsonl")
     try:
+        updates = _state_updates(local, seconds, clients)
+        worked = _sessions(local, sessions)
         return {
-            "state_updates_per_second": _state_updates(local, seconds, clients),
-            "three_task_sessions_per_minute": _sessions(local, sessions),
+            "state_updates_per_second": updates,
+            "three_task_sessions_per_minute": worked["per_minute"],
             "clients": clients,
+            "agent_polls": worked["polls"],
         }
     finally:
         local.stop()
@@ -88,29 +95,45 @@ def _state_updates(local: Local, seconds: float, clients: int) -> float:
     return round(sum(counts) / (time.monotonic() - started), 1)
 
 
-def _sessions(local: Local, count: int) -> float:
+def _sessions(local: Local, count: int) -> dict[str, Any]:
+    """`count` 3-task sessions at once, worked by one polling agent: it leases with POST .../tasks/next and reports
+    each leased task's result, as an agent would; the bench (not the agent) watches the sessions end."""
     tasks = [{"id": name, "action": "x"} for name in ("a", "b", "c")]
     assert local.call("POST", "/workflows", {"name": "bench-three", "tasks": tasks})[0] in {200, 201}
     assert local.call("PUT", "/agent/bench-worker", {"name": "worker"})[0] in {200, 201}
+    status, created = local.call("POST", "/keys", {"agent_id": "bench-worker"})
+    assert status == 201, created
+    key = created["api_key"]  # the agent works with its own key
     started = time.monotonic()
     ids = [
         local.call("POST", "/agent/bench-worker/workflow", {"workflow_id": "bench-three"})[1]["session_id"]
         for _ in range(count)
     ]
+    polls = {"leased": 0, "nothing_ready": 0}
+    while polls["leased"] < 3 * count:
+        if time.monotonic() - started > DEADLINE_SECONDS:
+            raise TimeoutError("the agent did not get every task")
+        status, task = local.call("POST", "/agent/bench-worker/tasks/next", key=key)
+        if status == 204:
+            polls["nothing_ready"] += 1
+            time.sleep(POLL_SECONDS)
+            continue
+        assert status == 200, (status, task)
+        assert task["session_id"] in ids, task
+        polls["leased"] += 1
+        status, reply = local.call(
+            "POST",
+            f"/agent/bench-worker/tasks/{task['task_id']}/result",
+            {"status": "succeeded", "attempt": task["attempt"]},
+            key=key,
+        )
+        assert status == 200, reply
     remaining = set(ids)
     while remaining:
         for session_id in list(remaining):
             _, view = local.call("GET", f"/agent/bench-worker/sessions/{session_id}")
             if view["status"] == "completed":
                 remaining.discard(session_id)
-                continue
-            for task in view["tasks"]:
-                if task["status"] == "dispatched":
-                    local.call(
-                        "POST",
-                        f"/agent/bench-worker/tasks/{task['task_id']}/result",
-                        {"status": "succeeded", "attempt": task["attempts"]},
-                    )
-        if time.monotonic() - started > 300:
+        if time.monotonic() - started > DEADLINE_SECONDS:
             raise TimeoutError("sessions did not complete")
-    return round(count / (time.monotonic() - started) * 60, 1)
+    return {"per_minute": round(count / (time.monotonic() - started) * 60, 1), "polls": polls}
