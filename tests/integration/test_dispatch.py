@@ -188,7 +188,9 @@ def test_a_silent_agent_is_marked_offline_and_its_leases_end(
     ops.wait_leased(started["session_id"], "task")
 
     assert sweep(30).agents_offline == 0
-    assert sweep(90).agents_offline == 1, "agent-1 only: agent-2 may stay silent for 600 s"
+    assert sweep(125).agents_offline == 1, (
+        "past 60 s, rounded up to the minute: agent-1 only (agent-2 may be silent 600 s)"
+    )
     _status, agent = ops.agent()
     assert (agent["current_state"]["state"], agent["current_state"]["details"]) == (
         "offline",
@@ -201,7 +203,7 @@ def test_a_silent_agent_is_marked_offline_and_its_leases_end(
     assert history[0]["error"]["type"] == "OpsCore.AgentOffline"
     assert pull(ops) is None, "an offline agent is handed nothing"
     ops.register(offline_after_seconds=60)  # a re-sync starts the silence clock again, but stays offline
-    assert sweep(90).agents_offline == 0, "marked once"
+    assert sweep(125).agents_offline == 0, "marked once"
     assert ops.agent()[1]["current_state"]["version"] == 2, "idle, offline: no second offline entry"
 
     assert ops.report_state("idle")[0] == 200

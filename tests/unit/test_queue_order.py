@@ -1,9 +1,10 @@
-"""The queue's order: priority first, first in first out within a priority, and aging against starvation."""
+"""The queue's order (priority first, first in first out, aging against starvation), and silence deadlines."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from opscore.store.agents import silent_from
 from opscore.store.queue import QUEUE_AGING_SECONDS, queue_rank
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -35,3 +36,10 @@ def test_waiting_is_worth_one_level_per_aging_period_so_nothing_starves() -> Non
 def test_ranks_keep_their_order_as_text_in_the_index() -> None:
     ranks = [queue_rank(T0 + timedelta(seconds=s), p) for s, p in ((0, 0), (5, 9), (40_000, 3))]
     assert sorted(ranks) == sorted(ranks, key=lambda r: f"{r:015d}")
+
+
+def test_a_silence_deadline_is_rounded_up_to_the_minute_so_contacts_within_a_minute_share_it() -> None:
+    assert silent_from(datetime(2026, 11, 24, 10, 0, 0, tzinfo=UTC), 300) == "2026-11-24T10:05:00.000000Z"
+    assert silent_from(datetime(2026, 11, 24, 10, 0, 1, tzinfo=UTC), 300) == "2026-11-24T10:06:00.000000Z"
+    assert silent_from(datetime(2026, 11, 24, 10, 0, 59, 999, tzinfo=UTC), 300) == "2026-11-24T10:06:00.000000Z"
+    assert silent_from(datetime(2026, 11, 24, 10, 0, 1, tzinfo=UTC), None) == "2026-11-24T10:06:00.000000Z"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from opscore.models import AgentState, format_timestamp
 from opscore.observability import MetricUnit, logger, metrics
@@ -29,7 +29,7 @@ from opscore.runner_control import (
     LEASE_EXPIRED_ERROR,
     RunnerControl,
 )
-from opscore.store.agents import DEFAULT_OFFLINE_AFTER_SECONDS, DEFAULT_QUARANTINE_AFTER, SILENCE, AgentStore
+from opscore.store.agents import DEFAULT_QUARANTINE_AFTER, SILENCE, AgentStore, silent_from
 from opscore.store.dynamo import Item, get_n, get_s
 from opscore.store.queue import Counted, TaskQueue, TaskRef
 from opscore.store.sessions import SessionStore
@@ -67,8 +67,7 @@ class AgentHealth:
     def heard_from(self, agent_id: str, offline_after: int | None) -> None:
         """A heartbeat, a result or a pull: the agent is alive, its silence deadline moves on."""
         now = self._now()
-        seconds = offline_after or DEFAULT_OFFLINE_AFTER_SECONDS
-        self._agents.touch(agent_id, format_timestamp(now), format_timestamp(now + timedelta(seconds=seconds)))
+        self._agents.touch(agent_id, format_timestamp(now), silent_from(now, offline_after))
 
     # ------------------------------------------------------------------ leases
     def end_lease(

@@ -37,11 +37,11 @@ from opscore.models import (
 from opscore.observability import MetricUnit, logger, metrics
 from opscore.settings import Settings
 from opscore.store.agents import (
-    DEFAULT_OFFLINE_AFTER_SECONDS,
     AgentStore,
     StateWrite,
     agent_from_item,
     current_state_from_item,
+    silent_from,
 )
 from opscore.store.dynamo import ConditionFailed, Item, get_n
 from opscore.store.queue import TaskQueue
@@ -65,7 +65,7 @@ class Registry:
             agent_id,
             request,
             format_timestamp(now),
-            silent_at=format_timestamp(now + timedelta(seconds=request.offline_after_seconds)),
+            silent_at=silent_from(now, request.offline_after_seconds),
         )
         agent = self._agent(agent_id, item)
         logger.info(
@@ -272,8 +272,7 @@ def _accepted(agent_id: str, entry: StateHistoryEntry) -> StateAccepted:
 
 def _silent_at(agent: Item, now: datetime) -> str:
     """When the agent counts as offline if nothing more is heard from it."""
-    seconds = get_n(agent, "offline_after_seconds") or DEFAULT_OFFLINE_AFTER_SECONDS
-    return format_timestamp(now + timedelta(seconds=seconds))
+    return silent_from(now, get_n(agent, "offline_after_seconds"))
 
 
 def _check_delivery(request: RegistrationRequest) -> None:

@@ -15,6 +15,7 @@ lease), `failure_streak` and `quarantined`, and its silence deadline in the Dead
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from opscore.errors import Throttled
@@ -27,6 +28,7 @@ from opscore.models import (
     RegistrationRequest,
     StateHistoryEntry,
     canonical_json,
+    format_timestamp,
 )
 from opscore.store.dynamo import (
     ConditionFailed,
@@ -56,6 +58,17 @@ DEFAULT_QUARANTINE_AFTER = 3
 
 def silence_deadline(agent_id: str, silent_at: str) -> str:
     return f"{silent_at}#{agent_id}"
+
+
+def silent_from(now: datetime, offline_after_seconds: int | None) -> str:
+    """When an agent heard from at `now` counts as silent: after its offline_after_seconds, rounded up to the minute.
+
+    The sweep runs once a minute, so the rounding changes nothing it decides; but it keeps the deadline (an index
+    key) the same for every contact within a minute, and an unchanged index key costs no index write.
+    """
+    due = now + timedelta(seconds=offline_after_seconds or DEFAULT_OFFLINE_AFTER_SECONDS)
+    rounded = due.replace(second=0, microsecond=0)
+    return format_timestamp(rounded if rounded == due else rounded + timedelta(minutes=1))
 
 
 def agent_key(agent_id: str) -> Item:
