@@ -126,6 +126,7 @@ def report(results: dict[str, Any]) -> str:
             index = sum(row["dynamodb_index_wru"].values())
             lines.append(f"{name:<54}{row['dynamodb_rru']:>6}{row['dynamodb_wru']:>6}{index:>6}  {calls}")
     lines.append(f"step functions transitions: {results['operations']['step functions transitions']}")
+    lines.append(f"silence deadline: {results['operations']['silence deadline']}")
     lines.append("")
     for name, row in results["latency"].items():
         if isinstance(row, dict):

@@ -11,7 +11,8 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 from bench.meter import Index, Meter
@@ -23,6 +24,8 @@ from opscore_tools.local.template import Template
 
 ADMIN = {"key_id": "0123456789abcdef", "role": "admin", "principalId": "0123456789abcdef"}
 DEADLINE_SECONDS = 60.0
+# What a block of agent contacts needs left of its minute: its blocks take 2 s at most here.
+MINUTE_LEFT_SECONDS = 10.0
 
 
 def agent_caller(agent_id: str) -> dict[str, str]:
@@ -238,6 +241,24 @@ class Harness:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"waited too long for {what}")
             time.sleep(0.01)
+
+    @contextmanager
+    def one_minute(self, seconds: float = MINUTE_LEFT_SECONDS) -> Iterator[None]:
+        """Run a block of an agent's contacts within one minute of the clock, as contacts come in steady use.
+
+        An agent's silence deadline (the key of its Deadlines index entry) is rounded up to the minute, so a contact
+        in the same minute as the one before it writes the same deadline and costs the index nothing; the first
+        contact in a new minute moves it (2 index WRU). Every metered contact should find the deadline where its
+        predecessor left it, so this waits for the next minute when fewer than `seconds` are left of this one, and
+        fails if the block ran into the next: its rows would then include a moved deadline.
+        """
+        left = 60 - time.time() % 60
+        if left < seconds:
+            time.sleep(left + 0.01)
+        minute = time.time() // 60
+        yield
+        if time.time() // 60 != minute:
+            raise RuntimeError(f"a block of agent contacts ran past its minute (over {seconds:.0f} s): rerun the bench")
 
     def transitions(self, session_id: str) -> int:
         """State transitions Step Functions bills for the session's execution (states entered)."""

@@ -24,6 +24,13 @@ from opscore.workflow_templates import WorkflowTemplate
 DELAYED = {"name": "bench-delayed", "tasks": [{"id": "a", "action": "x", "delay_seconds": 3600}]}
 
 
+def silent_from(now: datetime, seconds: int = 300) -> str:
+    """The floor's silence deadline, rounded up to the minute as Ops-Core rounds it (the same value, the same write)."""
+    due = now + timedelta(seconds=seconds)
+    rounded = due.replace(second=0, microsecond=0)
+    return (rounded if rounded == due else rounded + timedelta(minutes=1)).isoformat()
+
+
 def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {
@@ -85,7 +92,8 @@ def measure(harness: Harness, runs: int) -> dict[str, Any]:
         # entry, and on an idle report read the agent's delivery channel (a pushing channel would be woken).
         state = "busy" if run % 2 else "idle"
         stamp = f"2026-11-24T07:00:00.{run:06d}Z"
-        now = datetime.now(UTC).isoformat()
+        moment = datetime.now(UTC)
+        now = moment.isoformat()
         key = {"PK": {"S": f"AGENT#{floor_agent}"}, "SK": {"S": "AGENT"}}
         dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)
         written = {
@@ -117,7 +125,7 @@ def measure(harness: Harness, runs: int) -> dict[str, Any]:
                             ":expected": {"N": str(run)},
                             ":now": {"S": now},
                             ":silence": {"S": "SILENCE"},
-                            ":deadline": {"S": f"{now}#{floor_agent}"},
+                            ":deadline": {"S": f"{silent_from(moment)}#{floor_agent}"},
                         },
                     }
                 },
@@ -257,7 +265,7 @@ class Floor:
 
     def _touch(self) -> None:
         now = datetime.now(UTC)
-        silent = (now + timedelta(seconds=300)).isoformat()
+        silent = silent_from(now)
         self._dynamodb.update_item(
             TableName=self._table,
             Key=self._agent_key,

@@ -9,9 +9,11 @@ per element.
 
 A write also costs each global secondary index it changes, counted apart (`index_write_units`), by the rules of
 DynamoDB's GSI.Writes: an item entering the index is one write, leaving it one, changing an index key two (a delete
-and a put), changing only projected attributes one, anything else none; each write is 1 WRU per started KB of the
-index entry (the table's and the index's keys and the projected attributes). Index writes are not doubled for a
-transaction: DynamoDB propagates a transaction's changes to its indexes after it commits.
+and a put), changing only projected attributes one, anything else none (a write that sets an index key to the value it
+already had, or changes only attributes the index does not project, leaves the entry as it was); each write is 1 WRU
+per started KB of the index entry (the table's and the index's keys and the projected attributes, as the template
+declares them). Index writes are not doubled for a transaction: DynamoDB propagates a transaction's changes to its
+indexes after it commits.
 """
 
 from __future__ import annotations

@@ -227,6 +227,7 @@ class AgentHealth:
             AgentState.OFFLINE,
             {"reason": "silent", "offline_after_seconds": get_n(agent, "offline_after_seconds")},
             when=still_silent,
+            silent_before=now,  # a pull or heartbeat between the read and the write keeps it online
         )
         if entry is None:
             return False

@@ -194,8 +194,10 @@ class Registry:
         agent_id: str,
         state: AgentState,
         details: dict[str, Any],
+        *,
         when: Callable[[Item], bool],
         quarantine: Literal["keep", "set"] = "keep",
+        silent_before: str | None = None,
     ) -> StateHistoryEntry | None:
         """Ops-Core's own state change for an agent (offline, quarantined), made only while `when(agent item)` holds.
 
@@ -220,6 +222,7 @@ class Registry:
                 expires_at=int((now + timedelta(days=self._settings.history_retention_days)).timestamp()),
                 silent_at=None if state is AgentState.OFFLINE else _silent_at(stored, now),
                 quarantine=quarantine,
+                silent_before=silent_before,
             )
             entry = StateHistoryEntry(
                 state=state,
@@ -233,7 +236,7 @@ class Registry:
             try:
                 self._store.write_state(agent_id, entry.version - 1, write, entry)
             except ConditionFailed:
-                continue  # the agent reported meanwhile: look again
+                continue  # the agent reported (or was heard from) meanwhile: look again
             self._record_change(agent_id, entry, None)
             return entry
         return None

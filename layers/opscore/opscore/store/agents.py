@@ -88,6 +88,8 @@ class StateWrite:
     # When the agent counts as offline if it stays silent; None for a write that marks it offline.
     silent_at: str | None = None
     quarantine: Literal["keep", "set", "lift"] = "keep"
+    # Only while the agent's silence deadline is before this (marking it offline): a contact meanwhile wins.
+    silent_before: str | None = None
 
     def same_report_as(self, entry: StateHistoryEntry) -> bool:
         return (
@@ -189,6 +191,8 @@ class AgentStore:
             values.update({":silence": s(SILENCE), ":deadline": s(silence_deadline(agent_id, write.silent_at))})
         else:
             removals += ["deadline_kind", "deadline_at"]
+        if write.silent_before is not None:
+            values[":silent_before"] = s(write.silent_before)
         if write.quarantine == "set":
             assignments += ", quarantined = :true"
             values[":true"] = {"BOOL": True}
@@ -215,6 +219,7 @@ class AgentStore:
                             "ConditionExpression": (
                                 "attribute_exists(PK) AND (state_version = :expected"
                                 + (" OR attribute_not_exists(state_version))" if expected_version == 0 else ")")
+                                + (" AND deadline_at < :silent_before" if write.silent_before is not None else "")
                             ),
                             "ExpressionAttributeNames": {"#state": "state"},
                             "ExpressionAttributeValues": {
