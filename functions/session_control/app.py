@@ -2,64 +2,75 @@
 .../sessions/{sessionId}/cancel, for admins.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
 
 from opscore import wiring
 from opscore.access import API_BASE_PATH
 from opscore.http import agent_id_from_path, build_resolver, caller, json_response, path_value, read_json, require_admin
 from opscore.idempotency import IDEMPOTENCY_HEADER, checked_key, run_once
+from opscore.models import Principal
 from opscore.observability import logger, metrics, tracer
 from opscore.session_models import SESSION_ID_PATTERN, AdHocTask, SessionStarted, TaskStarted, TriggerRequest
 
 app = build_resolver()
 
 
-@app.post(f"{API_BASE_PATH}/agent/<agent_id>/workflow")
-def trigger(agent_id: str) -> Response[str]:
+def _admin_and_agent(raw_agent_id: str) -> tuple[Principal, str]:
     admin = caller(app.current_event)
-    require_admin(admin)
-    agent_id = agent_id_from_path((app.current_event.path_parameters or {}).get("agentId", agent_id))
-    request = read_json(app.current_event, TriggerRequest)
+    require_admin(admin)  # before the body is read: an agent key learns nothing about what it may not send
+    return admin, agent_id_from_path((app.current_event.path_parameters or {}).get("agentId", raw_agent_id))
+
+
+def _start_once(admin: Principal, agent_id: str, request: dict[str, Any], start: Callable[[], BaseModel]) -> Any:
+    """Run `start`, once per Idempotency-Key when the request carries one; its answer as JSON-ready data."""
     key = checked_key(app.current_event.headers.get(IDEMPOTENCY_HEADER))
 
-    def start() -> dict[str, Any]:
-        return wiring.sessions().trigger(agent_id, request, triggered_by=admin.key_id).model_dump(mode="json")
+    def work() -> dict[str, Any]:
+        return start().model_dump(mode="json")
 
     if key is None:
-        started = start()
-    else:
-        body = request.model_dump(mode="json")
-        started = run_once(
-            key=key, principal=admin.key_id, agent_id=agent_id, request=body, work=start, context=app.lambda_context
+        return work()
+    return run_once(
+        key=key, principal=admin.key_id, agent_id=agent_id, request=request, work=work, context=app.lambda_context
+    )
+
+
+@app.post(f"{API_BASE_PATH}/agent/<agent_id>/workflow")
+def trigger(agent_id: str) -> Response[str]:
+    admin, agent_id = _admin_and_agent(agent_id)
+    request = read_json(app.current_event, TriggerRequest)
+    started = SessionStarted.model_validate(
+        _start_once(
+            admin,
+            agent_id,
+            request.model_dump(mode="json"),
+            lambda: wiring.sessions().trigger(agent_id, request, triggered_by=admin.key_id),
         )
-    logger.append_keys(session_id=started["session_id"])
-    return json_response(202, SessionStarted.model_validate(started))
+    )
+    logger.append_keys(session_id=started.session_id)
+    return json_response(202, started)
 
 
 @app.post(f"{API_BASE_PATH}/agent/<agent_id>/tasks")
 def run_task(agent_id: str) -> Response[str]:
-    admin = caller(app.current_event)
-    require_admin(admin)
-    agent_id = agent_id_from_path((app.current_event.path_parameters or {}).get("agentId", agent_id))
+    admin, agent_id = _admin_and_agent(agent_id)
     task = read_json(app.current_event, AdHocTask)
-    key = checked_key(app.current_event.headers.get(IDEMPOTENCY_HEADER))
-
-    def start() -> dict[str, Any]:
-        return wiring.sessions().run_task(agent_id, task, triggered_by=admin.key_id).model_dump(mode="json")
-
-    if key is None:
-        started = start()
-    else:
-        body = {"ad_hoc_task": task.model_dump(mode="json")}  # never equal to a trigger's body under the same key
-        started = run_once(
-            key=key, principal=admin.key_id, agent_id=agent_id, request=body, work=start, context=app.lambda_context
+    started = TaskStarted.model_validate(
+        _start_once(
+            admin,
+            agent_id,
+            {"ad_hoc_task": task.model_dump(mode="json")},  # never equal to a trigger's body under the same key
+            lambda: wiring.sessions().run_task(agent_id, task, triggered_by=admin.key_id),
         )
-    logger.append_keys(session_id=started["session_id"], task_id=started["task_id"])
-    return json_response(202, TaskStarted.model_validate(started))
+    )
+    logger.append_keys(session_id=started.session_id, task_id=started.task_id)
+    return json_response(202, started)
 
 
 @app.post(f"{API_BASE_PATH}/agent/<agent_id>/sessions/<session_id>/cancel")

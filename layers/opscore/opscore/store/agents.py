@@ -40,6 +40,7 @@ from opscore.store.dynamo import (
     query_prefix_page,
     s,
     translated_errors,
+    update_if,
 )
 
 if TYPE_CHECKING:
@@ -275,17 +276,16 @@ class AgentStore:
 
     def clear_silence(self, agent_id: str, now: str) -> None:
         """Drop a passed silence deadline of an agent already offline (a re-registration set it again)."""
-        try:
-            with translated_errors():
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=agent_key(agent_id),
-                    UpdateExpression="REMOVE deadline_kind, deadline_at",
-                    ConditionExpression="deadline_at < :now",
-                    ExpressionAttributeValues={":now": s(now)},
-                )
-        except ConditionFailed:
-            pass
+        update_if(
+            self._client,
+            {
+                "TableName": self._table,
+                "Key": agent_key(agent_id),
+                "UpdateExpression": "REMOVE deadline_kind, deadline_at",
+                "ConditionExpression": "deadline_at < :now",
+                "ExpressionAttributeValues": {":now": s(now)},
+            },
+        )
 
     def silent_agents(self, now: str, limit: int) -> list[str]:
         """Agents whose silence deadline has passed, most overdue first (one Query of the Deadlines index)."""

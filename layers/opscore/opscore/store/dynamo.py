@@ -78,6 +78,16 @@ def run_transaction(client: DynamoDBClient, items: list[TransactWriteItemTypeDef
     return None
 
 
+def update_if(client: DynamoDBClient, request: dict[str, Any]) -> bool:
+    """A conditional UpdateItem; False when its condition did not hold (then it changed nothing)."""
+    try:
+        with translated_errors():
+            client.update_item(**request)
+    except ConditionFailed:
+        return False
+    return True
+
+
 def s(value: str) -> AttributeValueTypeDef:
     return {"S": value}
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from opscore.session_models import task_id
 from opscore.store.agents import DEADLINES_INDEX, agent_key
-from opscore.store.dynamo import ConditionFailed, Item, get_n, get_s, n, run_transaction, s, translated_errors
+from opscore.store.dynamo import Item, get_n, get_s, n, run_transaction, s, translated_errors, update_if
 from opscore.store.items import task_key
 
 if TYPE_CHECKING:
@@ -194,29 +194,27 @@ class TaskQueue:
 
     def extend(self, task: TaskRef, now: str, expires_at: str) -> bool:
         """Move a live lease's expiry to `expires_at`; False when the task holds no live lease for this attempt."""
-        try:
-            with translated_errors():
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=task_key(task.session_id, task.index),
-                    UpdateExpression=(
-                        "SET lease_expires_at = :expires, agent_tasks_sk = :position, deadline_at = :position, "
-                        "updated_at = :now"
-                    ),
-                    # A result ends the lease (its attributes go), so a heartbeat after it finds none to extend.
-                    ConditionExpression="#status = :leased AND dispatch_seq = :seq AND lease_expires_at > :now",
-                    ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={
-                        ":expires": s(expires_at),
-                        ":position": s(f"{expires_at}#{task.task_id}"),
-                        ":now": s(now),
-                        ":leased": s("leased"),
-                        ":seq": n(task.sequence),
-                    },
-                )
-        except ConditionFailed:
-            return False
-        return True
+        return update_if(
+            self._client,
+            {
+                "TableName": self._table,
+                "Key": task_key(task.session_id, task.index),
+                "UpdateExpression": (
+                    "SET lease_expires_at = :expires, agent_tasks_sk = :position, deadline_at = :position, "
+                    "updated_at = :now"
+                ),
+                # A result ends the lease (its attributes go), so a heartbeat after it finds none to extend.
+                "ConditionExpression": "#status = :leased AND dispatch_seq = :seq AND lease_expires_at > :now",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":expires": s(expires_at),
+                    ":position": s(f"{expires_at}#{task.task_id}"),
+                    ":now": s(now),
+                    ":leased": s("leased"),
+                    ":seq": n(task.sequence),
+                },
+            },
+        )
 
     def release(
         self,
@@ -261,24 +259,22 @@ class TaskQueue:
 
     def withdraw(self, task: TaskRef, status: str, now: str) -> bool:
         """Take a queued attempt off the queue with `status`; False when it was no longer queued."""
-        try:
-            with translated_errors():
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=task_key(task.session_id, task.index),
-                    UpdateExpression="SET #status = :status, updated_at = :now REMOVE agent_tasks, agent_tasks_sk",
-                    ConditionExpression="#status = :queued AND dispatch_seq = :seq",
-                    ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={
-                        ":status": s(status),
-                        ":now": s(now),
-                        ":queued": s("queued"),
-                        ":seq": n(task.sequence),
-                    },
-                )
-        except ConditionFailed:
-            return False
-        return True
+        return update_if(
+            self._client,
+            {
+                "TableName": self._table,
+                "Key": task_key(task.session_id, task.index),
+                "UpdateExpression": "SET #status = :status, updated_at = :now REMOVE agent_tasks, agent_tasks_sk",
+                "ConditionExpression": "#status = :queued AND dispatch_seq = :seq",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":status": s(status),
+                    ":now": s(now),
+                    ":queued": s("queued"),
+                    ":seq": n(task.sequence),
+                },
+            },
+        )
 
 
 def slot_release(table: str, agent_id: str, counted: Counted) -> TransactWriteItemTypeDef:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from opscore.errors import FieldProblem, ValidationFailed
-from opscore.store.dynamo import ConditionFailed, Item, n, run_transaction, s, translated_errors
+from opscore.store.dynamo import ConditionFailed, Item, n, run_transaction, s, translated_errors, update_if
 from opscore.store.items import SESSION_SK, TASK_PREFIX, session_key, task_key
 from opscore.store.queue import LEASE_ATTRIBUTES, queue_entry, slot_release
 
@@ -462,13 +462,7 @@ class SessionStore:
         )
 
     def _update_if(self, request: dict[str, Any]) -> bool:
-        """A conditional UpdateItem; False when its condition did not hold (then it changed nothing)."""
-        try:
-            with translated_errors():
-                self._client.update_item(**request)
-        except ConditionFailed:
-            return False
-        return True
+        return update_if(self._client, request)
 
     # ------------------------------------------------------------------ parts of transactions
     def _require_processing(self, transaction: _Transaction, session_id: str) -> None:
