@@ -86,16 +86,17 @@ class AgentHealth:
         With no `error` the runner already knows (the attempt timed out there). False when the attempt held no lease
         any more (it ended some other way first).
         """
-        item = self._sessions.get_task(ref.session_id, ref.index)
         now = format_timestamp(self._now())
         released = self._queue.release(
             agent_id, ref, status=status, counted=counted, now=now, expired_only=expired_only, cause=cause or None
         )
         if not released:
             return False
-        token = get_s(item, "task_token") if item is not None else None
-        if token is not None and error is not None:
-            self._runner.fail(token, error, cause)
+        if error is not None:  # the token stays on the task after the release
+            item = self._sessions.get_task(ref.session_id, ref.index)
+            token = get_s(item, "task_token") if item is not None else None
+            if token is not None:
+                self._runner.fail(token, error, cause)
         logger.info(
             "lease ended without a result",
             extra={
@@ -117,11 +118,10 @@ class AgentHealth:
         """An attempt of the agent failed: quarantine it once its streak reaches `quarantine_after`."""
         agent = self._agents.get_agent_item(agent_id)
         if agent is not None and _due_for_quarantine(agent):
-            self.quarantine(agent_id)
+            self.quarantine(agent_id, get_n(agent, "failure_streak"))
 
-    def quarantine(self, agent_id: str) -> bool:
-        agent = self._agents.get_agent_item(agent_id)
-        streak = get_n(agent, "failure_streak") if agent is not None else None
+    def quarantine(self, agent_id: str, streak: int | None) -> bool:
+        """Put the agent in error (if it is still due: set_by_opscore reads it again under its version guard)."""
         entry = self._registry.set_by_opscore(
             agent_id,
             AgentState.ERROR,

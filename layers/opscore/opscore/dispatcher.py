@@ -174,8 +174,8 @@ class Dispatcher:
             except Exception as error:
                 logger.exception("delivery channel failed", extra={"agent_id": agent_id, "task_id": task.task_id})
                 handed = Delivery("failed", reason=f"the delivery failed: {type(error).__name__}")
+            # The lease itself re-checks the agent (capacity, state, quarantine): a stale `agent` is only a pre-check.
             self._handed_over(agent_id, agent, task, ref, handed)
-            agent = self._agents.get_agent_item(agent_id) or agent  # a failure may have quarantined it
         return pushed
 
     def _handed_over(self, agent_id: str, agent: Item, task: LeasedTask, ref: TaskRef, delivery: Delivery) -> None:

@@ -362,12 +362,7 @@ class SessionStore:
         )
         if mark is not None:
             self._mark(transaction, session_id, mark, now)
-        codes = self._run(transaction)
-        if codes is None:
-            return True
-        if codes[0] == "ConditionalCheckFailed":
-            return False
-        raise ConditionFailed
+        return self._run_guarded(transaction)
 
     # ------------------------------------------------------------------ agents' results
     def save_result(self, result: SavedResult) -> bool:
@@ -403,12 +398,7 @@ class SessionStore:
             }
         )
         transaction.items.append(slot_release(self._table, result.agent_id, result.counted))
-        codes = self._run(transaction)
-        if codes is None:
-            return True
-        if codes[0] == "ConditionalCheckFailed":
-            return False
-        raise ConditionFailed
+        return self._run_guarded(transaction)
 
     def withdraw_result(self, session_id: str, index: int, sequence: int) -> None:
         """The runner no longer waited for that attempt: forget its result, so the task's record stays true."""
@@ -527,6 +517,16 @@ class SessionStore:
                 }
             }
         )
+
+    def _run_guarded(self, transaction: _Transaction) -> bool:
+        """Run a transaction whose first item guards the session: False when that guard failed (nothing written);
+        ConditionFailed when another item's condition did."""
+        codes = self._run(transaction)
+        if codes is None:
+            return True
+        if codes[0] == "ConditionalCheckFailed":
+            return False
+        raise ConditionFailed
 
     def _run(self, transaction: _Transaction) -> list[str] | None:
         return run_transaction(self._client, transaction.items)
