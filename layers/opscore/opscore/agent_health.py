@@ -16,10 +16,13 @@ each.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from opscore.errors import Throttled
 from opscore.models import AgentState, format_timestamp
 from opscore.observability import MetricUnit, logger, metrics
 from opscore.registry import Registry
@@ -36,6 +39,8 @@ from opscore.store.sessions import SessionStore
 
 # Deadlines handled per sweep and kind; what is left waits for the next run (a minute later in AWS).
 SWEEP_LIMIT = 100
+# Tries to fail an attempt's wait while Step Functions throttles.
+RUNNER_ATTEMPTS = 3
 # Queued tasks failed per quarantine, in pages of this size.
 QUEUE_PAGE = 100
 
@@ -96,7 +101,7 @@ class AgentHealth:
             item = self._sessions.get_task(ref.session_id, ref.index)
             token = get_s(item, "task_token") if item is not None else None
             if token is not None:
-                self._runner.fail(token, error, cause)
+                self._tell_runner(token, error, cause)
         logger.info(
             "lease ended without a result",
             extra={
@@ -112,6 +117,18 @@ class AgentHealth:
         if counted == "failure":
             self.after_failure(agent_id)
         return True
+
+    def _tell_runner(self, token: str, error: str, cause: str) -> None:
+        """Fail the attempt's wait, trying again while Step Functions throttles: the lease is already gone, so
+        nothing else would end the wait before the attempt's own timeout."""
+        for attempt in range(RUNNER_ATTEMPTS):
+            try:
+                self._runner.fail(token, error, cause)
+                return
+            except Throttled:
+                if attempt == RUNNER_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))  # noqa: S311 - jitter, not security
 
     # ------------------------------------------------------------------ quarantine
     def after_failure(self, agent_id: str) -> None:
@@ -161,7 +178,7 @@ class AgentHealth:
             return
         token = get_s(item, "task_token")
         if self._queue.withdraw(ref, "failed", format_timestamp(self._now())) and token is not None:
-            self._runner.fail(token, AGENT_QUARANTINED_ERROR, f"agent {agent_id} was quarantined")
+            self._tell_runner(token, AGENT_QUARANTINED_ERROR, f"agent {agent_id} was quarantined")
             logger.info(
                 "queued task failed over: agent quarantined",
                 extra={
