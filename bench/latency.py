@@ -277,15 +277,7 @@ class Floor:
     def lease(self) -> str:
         """Read the agent, touch it, read its queue, lease the head (agent and task in one transaction), read the
         task; returns the task id."""
-        self._dynamodb.get_item(TableName=self._table, Key=self._agent_key, ConsistentRead=True)
-        self._touch()
-        (head, *_) = self._dynamodb.query(
-            TableName=self._table,
-            IndexName="AgentTasks",
-            KeyConditionExpression="agent_tasks = :partition",
-            ExpressionAttributeValues={":partition": {"S": f"{self._agent}#queued"}},
-            Limit=10,
-        )["Items"]
+        (head, *_) = self._read_queue()
         task_id = f"{head['session_id']['S']}-{int(head['index']['N']):03d}"
         now = datetime.now(UTC).isoformat()
         expires = (datetime.now(UTC) + timedelta(seconds=300)).isoformat()
@@ -418,18 +410,23 @@ class Floor:
         self._dynamodb.get_item(TableName=self._table, Key=key, ConsistentRead=True)
         self._dynamodb.get_item(TableName=self._table, Key=self._agent_key, ProjectionExpression="delivery")
 
-    def nothing_ready(self) -> None:
-        """Read the agent, touch it, find its queue empty."""
+    def _read_queue(self) -> list[Any]:
+        """What every pull does first: read the agent, touch it, read the head of its queue."""
         self._dynamodb.get_item(TableName=self._table, Key=self._agent_key, ConsistentRead=True)
         self._touch()
-        items = self._dynamodb.query(
-            TableName=self._table,
-            IndexName="AgentTasks",
-            KeyConditionExpression="agent_tasks = :partition",
-            ExpressionAttributeValues={":partition": {"S": f"{self._agent}#queued"}},
-            Limit=10,
-        )["Items"]
-        assert not items
+        return list(
+            self._dynamodb.query(
+                TableName=self._table,
+                IndexName="AgentTasks",
+                KeyConditionExpression="agent_tasks = :partition",
+                ExpressionAttributeValues={":partition": {"S": f"{self._agent}#queued"}},
+                Limit=10,
+            )["Items"]
+        )
+
+    def nothing_ready(self) -> None:
+        """Read the agent, touch it, find its queue empty."""
+        assert not self._read_queue()
 
 
 def _pair(handler: list[float], floor: list[float]) -> dict[str, Any]:
