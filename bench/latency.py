@@ -18,8 +18,8 @@ from functools import partial
 from typing import Any
 
 from bench.harness import Harness
-from opscore.session_plan import build_plan
-from opscore.workflow_templates import WorkflowTemplate
+from opscore.sessions.plan import build_plan
+from opscore.workflows.templates import WorkflowTemplate
 
 DELAYED = {"name": "bench-delayed", "tasks": [{"id": "a", "action": "x", "delay_seconds": 3600}]}
 

@@ -26,7 +26,7 @@ for _name, _value in function_environment(load_template(TEMPLATE_PATH)).items():
     if _name.startswith("POWERTOOLS_"):
         os.environ.setdefault(_name, _value)
 os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
-import opscore.observability  # noqa: E402, F401
+import opscore.core.observability  # noqa: E402, F401
 
 ADMIN_CONTEXT = {"key_id": "0123456789abcdef", "role": "admin", "principalId": "0123456789abcdef"}
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from opscore.delivery.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from opscore.dispatch.delivery.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 
 SECRET = "loopback-webhook-secret"
 

@@ -7,10 +7,11 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
-from opscore.access import API_BASE_PATH
-from opscore.http import authorised_agent_id, build_resolver, json_response, path_value, query_choice, query_int
-from opscore.observability import logger, metrics, tracer
-from opscore.session_models import QUEUE_STATUSES, SESSION_ID_PATTERN
+from opscore.api.access import API_BASE_PATH
+from opscore.api.http import authorised_agent_id, build_resolver, json_response, path_value, query_choice, query_int
+from opscore.core.observability import logger, metrics, tracer
+from opscore.dispatch.models import QUEUE_STATUSES
+from opscore.sessions.models import SESSION_ID_PATTERN
 
 app = build_resolver()
 

@@ -8,9 +8,9 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
-from opscore.access import authorizer_response
-from opscore.errors import Unauthorized
-from opscore.observability import MetricUnit, logger, metrics, tracer
+from opscore.api.access import authorizer_response
+from opscore.core.errors import Unauthorized
+from opscore.core.observability import MetricUnit, logger, metrics, tracer
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

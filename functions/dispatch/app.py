@@ -9,9 +9,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
-from opscore.observability import logger, metrics, tracer
-from opscore.session_runner import RunnerState
-from opscore.store.queue import TaskRef
+from opscore.core.observability import logger, metrics, tracer
+from opscore.dispatch.queue import TaskRef
+from opscore.sessions.runner import RunnerState
 
 # Time kept back from the function's timeout: the last delivery started may take this long (3 tries of 5 s).
 DELIVERY_RESERVE_SECONDS = 20.0

@@ -6,10 +6,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import __version__
-from opscore.access import API_BASE_PATH
-from opscore.http import build_resolver, json_response
-from opscore.models import Health
-from opscore.observability import logger, metrics, tracer
+from opscore.api.access import API_BASE_PATH
+from opscore.api.http import build_resolver, json_response
+from opscore.core.contracts import Health
+from opscore.core.observability import logger, metrics, tracer
 
 app = build_resolver()
 

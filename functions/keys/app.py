@@ -7,10 +7,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
-from opscore.access import API_BASE_PATH
-from opscore.http import build_resolver, caller, empty_response, json_response, read_json, require_admin
-from opscore.models import KeyRequest
-from opscore.observability import logger, metrics, tracer
+from opscore.api.access import API_BASE_PATH
+from opscore.api.http import build_resolver, caller, empty_response, json_response, read_json, require_admin
+from opscore.core.observability import logger, metrics, tracer
+from opscore.keys.models import KeyRequest
 
 app = build_resolver()
 

@@ -7,10 +7,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
-from opscore.access import API_BASE_PATH
-from opscore.http import authorised_agent_id, build_resolver, json_response, read_json
-from opscore.models import RegistrationRequest
-from opscore.observability import logger, metrics, tracer
+from opscore.agents.models import RegistrationRequest
+from opscore.api.access import API_BASE_PATH
+from opscore.api.http import authorised_agent_id, build_resolver, json_response, read_json
+from opscore.core.observability import logger, metrics, tracer
 
 app = build_resolver()
 

@@ -11,12 +11,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from opscore import wiring
-from opscore.access import API_BASE_PATH
-from opscore.http import agent_id_from_path, build_resolver, caller, json_response, path_value, read_json, require_admin
-from opscore.idempotency import IDEMPOTENCY_HEADER, checked_key, run_once
-from opscore.models import Principal
-from opscore.observability import logger, metrics, tracer
-from opscore.session_models import SESSION_ID_PATTERN, AdHocTask, SessionStarted, TaskStarted, TriggerRequest
+from opscore.api.access import API_BASE_PATH
+from opscore.api.http import (
+    agent_id_from_path,
+    build_resolver,
+    caller,
+    json_response,
+    path_value,
+    read_json,
+    require_admin,
+)
+from opscore.api.idempotency import IDEMPOTENCY_HEADER, checked_key, run_once
+from opscore.core.observability import logger, metrics, tracer
+from opscore.keys.models import Principal
+from opscore.sessions.models import SESSION_ID_PATTERN, AdHocTask, SessionStarted, TaskStarted, TriggerRequest
 
 app = build_resolver()
 

@@ -9,8 +9,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
-from opscore.observability import logger, metrics, tracer
-from opscore.session_runner import RunnerState
+from opscore.core.observability import logger, metrics, tracer
+from opscore.sessions.runner import RunnerState
 
 
 @logger.inject_lambda_context(correlation_id_path="state.session_id", clear_state=True)

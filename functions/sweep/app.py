@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
-from opscore.observability import logger, metrics, tracer
+from opscore.core.observability import logger, metrics, tracer
 
 # Time kept back from the function's timeout for the last webhook delivery started (3 tries of 5 s).
 DELIVERY_RESERVE_SECONDS = 20.0

@@ -7,8 +7,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
-from opscore.access import API_BASE_PATH
-from opscore.http import (
+from opscore.api.access import API_BASE_PATH
+from opscore.api.http import (
     build_resolver,
     caller,
     json_response,
@@ -18,8 +18,8 @@ from opscore.http import (
     read_json,
     require_admin,
 )
-from opscore.observability import logger, metrics, tracer
-from opscore.workflow_templates import WORKFLOW_NAME_PATTERN, WorkflowTemplate
+from opscore.core.observability import logger, metrics, tracer
+from opscore.workflows.templates import WORKFLOW_NAME_PATTERN, WorkflowTemplate
 
 app = build_resolver()
 

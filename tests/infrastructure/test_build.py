@@ -70,7 +70,11 @@ def test_every_native_extension_is_built_for_arm64_and_python313(build_dir: Path
 
 def test_the_layer_carries_the_library_and_a_matching_sdk(build_dir: Path) -> None:
     site = build_dir / "OpsCoreLayer" / "python"
-    assert (site / "opscore" / "registry.py").is_file()
+    library = REPO / "layers" / "opscore"
+    modules = sorted(str(path.relative_to(library)) for path in (library / "opscore").rglob("*.py"))
+    assert modules, "the library has modules"
+    for module in modules:
+        assert (site / module).is_file(), f"{module} is missing from the layer"
     assert (site / "yaml" / "__init__.py").is_file(), "workflow templates may be YAML"
     versions = {
         path.name.split("-")[0]: path.name.split("-")[1].removesuffix(".dist-info") for path in site.glob("*.dist-info")

@@ -9,8 +9,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from opscore import wiring
-from opscore.store.agents import AgentStore
-from opscore.store.dynamo import ConditionFailed
+from opscore.agents.store import AgentStore
+from opscore.aws.dynamodb import ConditionFailed
 from tests.conftest import ADMIN_CONTEXT, EventFactory, agent_context
 from tests.integration.conftest import Invoke
 

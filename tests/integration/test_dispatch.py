@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from opscore import wiring
-from opscore.agent_health import AgentHealth, SweepReport
-from opscore.store.queue import TaskRef
+from opscore.dispatch.health import AgentHealth, SweepReport
+from opscore.dispatch.queue import TaskRef
 from opscore_tools.local.lambdas import LambdaRuntime
 from tests.conftest import ADMIN_CONTEXT, EventFactory, agent_context
 from tests.integration.conftest import Invoke

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from opscore import wiring
-from opscore.models import Role
+from opscore.keys.models import Role
 from opscore_tools.local.gateway import policy_allows
 from opscore_tools.local.lambdas import LambdaRuntime
 from tests.conftest import ADMIN_CONTEXT, EventFactory, agent_context

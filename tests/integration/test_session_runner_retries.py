@@ -11,14 +11,15 @@ from typing import Any
 import pytest
 
 from opscore import wiring
-from opscore.models import RegistrationRequest
-from opscore.runner_control import RunnerControl
-from opscore.session_models import TaskResult
-from opscore.session_plan import build_plan, first_step
-from opscore.session_runner import Failure, RunnerState
-from opscore.store.sessions import NewSession
-from opscore.task_results import TaskNotOpen, TaskResults
-from opscore.workflow_templates import WorkflowTemplate
+from opscore.agents.models import RegistrationRequest
+from opscore.aws.stepfunctions import RunnerControl
+from opscore.dispatch.errors import TaskNotOpen
+from opscore.dispatch.models import TaskResult
+from opscore.dispatch.results import TaskResults
+from opscore.sessions.plan import build_plan, first_step
+from opscore.sessions.runner import Failure, RunnerState
+from opscore.sessions.store import NewSession
+from opscore.workflows.templates import WorkflowTemplate
 
 SESSION_ID = "0644e2a7c1d3f5b0e3c1a9f4d2b7e8c6"
 TEMPLATE = WorkflowTemplate.model_validate(

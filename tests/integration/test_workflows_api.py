@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from opscore import wiring
-from opscore.store.workflows import WorkflowStore
-from opscore.workflow_templates import WorkflowTemplate
+from opscore.workflows.store import WorkflowStore
+from opscore.workflows.templates import WorkflowTemplate
 from tests.conftest import EventFactory, agent_context
 from tests.integration.conftest import Invoke
 

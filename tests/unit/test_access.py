@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from opscore.access import authorizer_response, principal_from_authorizer_context
-from opscore.models import Principal, Role
+from opscore.api.access import authorizer_response, principal_from_authorizer_context
+from opscore.keys.models import Principal, Role
 from opscore_tools.local.gateway import policy_allows
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:111122223333:abc123/prod/GET/v1/opscore/agent/org:a1"

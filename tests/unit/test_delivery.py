@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from opscore.delivery import CHANNELS, Target, channel
-from opscore.delivery.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookChannel, sign, verify_signature
-from opscore.models import RegistrationRequest
-from opscore.session_models import LeasedTask
+from opscore.agents.models import RegistrationRequest
+from opscore.dispatch.delivery import CHANNELS, Target, channel
+from opscore.dispatch.delivery.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookChannel, sign, verify_signature
+from opscore.dispatch.models import LeasedTask
 
 TASK = LeasedTask(
     task_id="0644e2a7c1d3f5b0e3c1a9f4d2b7e8c6-000",

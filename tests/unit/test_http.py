@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
-from opscore.errors import (
+from opscore.agents.models import StateReport
+from opscore.api.http import MAX_BODY_BYTES, error_body, read_json, status_for
+from opscore.aws.dynamodb import s
+from opscore.aws.pages import decode_page_token, encode_page_token
+from opscore.core.errors import (
     Conflict,
     FieldProblem,
     OpsCoreError,
@@ -19,9 +23,6 @@ from opscore.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from opscore.http import MAX_BODY_BYTES, error_body, read_json, status_for
-from opscore.models import StateReport
-from opscore.store.dynamo import decode_page_token, encode_page_token, s
 
 
 def event(

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from opscore.errors import NotFound, ValidationFailed
-from opscore.keys import ApiKeys, generate_key, hash_key, key_id_of
-from opscore.models import KeyRequest, Role
-from opscore.store.keys import StoredKey
+from opscore.core.errors import NotFound, ValidationFailed
+from opscore.keys.models import KeyRequest, Role
+from opscore.keys.service import ApiKeys, generate_key, hash_key, key_id_of
+from opscore.keys.store import StoredKey
 
 
 class FakeKeyStore:

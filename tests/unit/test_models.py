@@ -7,15 +7,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from opscore.models import (
-    KeyRequest,
-    Principal,
-    RegistrationRequest,
-    Role,
-    StateReport,
-    canonical_json,
-    format_timestamp,
-)
+from opscore.agents.models import RegistrationRequest, StateReport
+from opscore.core.clock import format_timestamp
+from opscore.core.contracts import canonical_json
+from opscore.keys.models import KeyRequest, Principal, Role
 
 
 def test_format_timestamp_orders_as_time_across_zones_and_precisions() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from opscore import observability
+from opscore.core import observability
 
 
 def handler(event: dict[str, str], context: object) -> dict[str, str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from opscore.store.agents import silent_from
-from opscore.store.queue import QUEUE_AGING_SECONDS, queue_rank
+from opscore.agents.store import silent_from
+from opscore.dispatch.queue import QUEUE_AGING_SECONDS, queue_rank
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 

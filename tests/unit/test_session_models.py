@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from opscore.errors import ValidationFailed
-from opscore.idempotency import checked_key
-from opscore.session_models import TaskResult, TriggerRequest, split_task_id, task_id
-from opscore.sessions import new_session_id
+from opscore.api.idempotency import checked_key
+from opscore.core.errors import ValidationFailed
+from opscore.dispatch.models import TaskResult
+from opscore.sessions.models import TriggerRequest, split_task_id, task_id
+from opscore.sessions.service import new_session_id
 from opscore_tools.local.runner import function_name
 from tests.conftest import REPO
 
@@ -76,7 +77,7 @@ def test_the_local_lambda_hook_finds_the_function_by_name_or_arn() -> None:
 
 
 def test_the_sample_runner_events_are_runner_states() -> None:
-    from opscore.session_runner import RunnerState
+    from opscore.sessions.runner import RunnerState
 
     for path in [*sorted((REPO / "events").glob("session_events/*.json")), REPO / "events/dispatch/dispatch.json"]:
         RunnerState.model_validate(json.loads(path.read_text())["state"])

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from opscore.session_plan import (
+from opscore.sessions.plan import (
     MAX_BACKOFF_SECONDS,
     SessionPlan,
     Step,
@@ -17,7 +17,7 @@ from opscore.session_plan import (
     build_plan,
     first_step,
 )
-from opscore.workflow_templates import WorkflowTemplate
+from opscore.workflows.templates import WorkflowTemplate
 
 TRIAGE: dict[str, Any] = {
     "name": "triage",

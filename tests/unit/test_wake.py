@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from opscore.models import AgentState, StateAccepted
-from opscore.wake import Waker
+from opscore.agents.models import AgentState, StateAccepted
+from opscore.dispatch.wake import Waker
 
 
 class Agents:

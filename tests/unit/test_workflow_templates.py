@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from opscore.errors import ValidationFailed
-from opscore.workflow_templates import WorkflowTemplate, check_template
+from opscore.core.errors import ValidationFailed
+from opscore.workflows.templates import WorkflowTemplate, check_template
 
 TRIAGE: dict[str, Any] = {
     "name": "triage",

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from opscore.keys import ApiKeys
+    from opscore.keys.service import ApiKeys
 
 app = typer.Typer(help="Ops-Core: lifecycle and workflow service for AI agents.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys of a deployed Ops-Core stack.", no_args_is_help=True)
@@ -42,7 +42,7 @@ def local(
 
     The admin key is $OPSCORE_ADMIN_KEY (at least 16 characters) or, when unset, generated and printed.
     """
-    from opscore.errors import OpsCoreError
+    from opscore.core.errors import OpsCoreError
     from opscore_tools.local.server import LocalOpsCore
 
     if not template.is_file():
@@ -111,7 +111,7 @@ def keys_create(
     """
     from pydantic import ValidationError
 
-    from opscore.models import KeyRequest
+    from opscore.keys.models import KeyRequest
 
     try:
         request = KeyRequest.model_validate({"role": role, "agent_id": agent_id}, strict=False)
@@ -130,7 +130,7 @@ def keys_revoke(
     region: RegionOption = None,
 ) -> None:
     """Revoke an API key of a deployed stack: it gets 401 from its next request on."""
-    from opscore.errors import OpsCoreError
+    from opscore.core.errors import OpsCoreError
 
     try:
         _key_service(stack, table, region).revoke(key_id, revoked_by="opscore-cli")

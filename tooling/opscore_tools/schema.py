@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from opscore.workflow_templates import WorkflowTemplate
+from opscore.workflows.templates import WorkflowTemplate
 
 SCHEMA_ID = "urn:opscore:schema:workflow-template"
 

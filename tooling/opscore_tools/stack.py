@@ -8,7 +8,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
-    from opscore.keys import ApiKeys
+    from opscore.keys.service import ApiKeys
 
 TABLE_OUTPUT = "TableName"
 
@@ -27,9 +27,9 @@ def table_of_stack(stack: str, region: str | None = None) -> str:
 
 
 def key_service(stack: str | None, table: str | None, region: str | None = None) -> ApiKeys:
-    from opscore.keys import ApiKeys
-    from opscore.store.keys import KeyStore
-    from opscore.wiring import utc_now
+    from opscore.core.clock import utc_now
+    from opscore.keys.service import ApiKeys
+    from opscore.keys.store import KeyStore
 
     table_name = table or table_of_stack(stack or "", region)
     return ApiKeys(KeyStore(boto3.client("dynamodb", region_name=region), table_name), utc_now)

@@ -86,7 +86,7 @@ class LocalOpsCore:
 
     def _route_logs_to_sink(self) -> None:
         # Every Powertools Logger of the library shares one handler; point it at the log file instead of stdout.
-        from opscore.observability import logger
+        from opscore.core.observability import logger
 
         handler = logger.registered_handler
         if hasattr(handler, "setStream"):
@@ -110,8 +110,8 @@ class LocalOpsCore:
 
     def _install_admin_key(self, admin_key: str | None) -> AdminKey:
         from opscore import wiring
-        from opscore.keys import generate_key
-        from opscore.models import Role
+        from opscore.keys.models import Role
+        from opscore.keys.service import generate_key
 
         wiring.reset()  # services built before the emulation started would talk to the wrong AWS
         value = admin_key or generate_key()

@@ -1,0 +1,211 @@
+"""API contracts of agents: registration, state reports, the agent view and its state history."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AwareDatetime, Field, field_validator
+
+from opscore.core.contracts import JsonObject, RequestModel, ResponseModel, canonical_json
+
+AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+
+# RFC 3339 date-time: pydantic alone would also take Unix times and other ISO 8601 spellings.
+RFC3339_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+MAX_METADATA_BYTES = 8 * 1024
+
+
+MAX_DETAILS_BYTES = 8 * 1024
+
+
+AgentId = Annotated[str, Field(pattern=AGENT_ID_PATTERN, description="Agent identifier chosen by the agent's owner.")]
+
+
+Capability = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
+
+
+class AgentState(StrEnum):
+    INITIALIZING = "initializing"
+    IDLE = "idle"
+    BUSY = "busy"
+    PAUSED = "paused"
+    ERROR = "error"
+    OFFLINE = "offline"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class AgentError(RequestModel):
+    type: str = Field(min_length=1, max_length=128, description="Error class, e.g. TimeoutError.")
+    message: str = Field(default="", max_length=2048)
+
+
+class RegistrationRequest(RequestModel):
+    """PUT /agent/{agentId}: the whole registration; fields left out return to their defaults."""
+
+    name: str = Field(min_length=1, max_length=128)
+    version: str | None = Field(default=None, min_length=1, max_length=64, description="The agent's own version.")
+    capabilities: list[Capability] = Field(default_factory=list, max_length=64)
+    endpoint: str | None = Field(default=None, max_length=2048, description="https URL; http only for loopback.")
+    max_concurrency: int = Field(default=1, ge=1, le=1000, description="Tasks the agent may hold at once.")
+    metadata: JsonObject = Field(default_factory=dict)
+    delivery: str = Field(
+        default="poll",
+        pattern=r"^[a-z][a-z0-9_]{0,31}$",
+        description="How tasks reach the agent: poll (it leases them) or webhook (Ops-Core POSTs them).",
+    )
+    webhook_secret: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=256,
+        description="Signs webhook deliveries (HMAC-SHA256); required for webhook delivery, never returned.",
+    )
+    offline_after_seconds: int = Field(
+        default=300, ge=10, le=86_400, description="Silence after which the agent is marked offline."
+    )
+    quarantine_after: int = Field(
+        default=3, ge=1, le=100, description="Consecutive failed attempts that put the agent in error."
+    )
+
+    @field_validator("capabilities")
+    @classmethod
+    def _unique_capabilities(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("capabilities must not repeat")
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if any(character.isspace() or not character.isprintable() for character in value):
+            raise ValueError("endpoint must not contain spaces or control characters")
+        parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("endpoint must not carry credentials; webhook deliveries are signed instead")
+        host = parts.hostname or ""
+        if not host or parts.scheme not in ("https", "http"):
+            raise ValueError("endpoint must be an absolute https URL")
+        if parts.scheme == "http" and not _is_loopback(host):
+            raise ValueError("endpoint must use https; plain http is allowed only for loopback hosts")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(canonical_json(value).encode()) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata must serialise to at most {MAX_METADATA_BYTES} bytes")
+        return value
+
+
+class StateReport(RequestModel):
+    """POST /agent/{agentId}/state: what the agent says it is doing, as of `timestamp`."""
+
+    state: AgentState
+    timestamp: AwareDatetime = Field(description="RFC 3339 with a timezone.")
+    details: JsonObject | None = None
+    error: AgentError | None = None
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: Any) -> datetime:
+        if not isinstance(value, str) or not RFC3339_PATTERN.match(value):
+            raise ValueError("timestamp must be an RFC 3339 date-time with a timezone, e.g. 2026-11-24T10:00:00Z")
+        try:
+            moment = datetime.fromisoformat(value.upper())
+            in_range = moment >= EARLIEST_TIMESTAMP
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before datetime.min in UTC
+            in_range = False
+        if not in_range:
+            raise ValueError("timestamp must not be before 1970-01-01T00:00:00Z")
+        return moment
+
+    @field_validator("details")
+    @classmethod
+    def _details_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(canonical_json(value).encode()) > MAX_DETAILS_BYTES:
+            raise ValueError(f"details must serialise to at most {MAX_DETAILS_BYTES} bytes")
+        return value
+
+
+class QueueCounts(ResponseModel):
+    queued: int = Field(description="Tasks waiting in the agent's queue.")
+    in_flight: int = Field(description="Tasks leased to the agent now.")
+    queued_by_priority: dict[str, int] = Field(description="Queued tasks per priority (9 most urgent).")
+
+
+class CurrentState(ResponseModel):
+    state: AgentState
+    timestamp: str
+    details: dict[str, Any] | None
+    error: AgentError | None
+    version: int = Field(description="Counts accepted state updates; 1 for the first.")
+
+
+class Agent(ResponseModel):
+    agent_id: str
+    name: str
+    version: str | None
+    capabilities: list[str]
+    endpoint: str | None
+    max_concurrency: int
+    metadata: dict[str, Any]
+    delivery: str
+    offline_after_seconds: int
+    quarantine_after: int
+    failure_streak: int = Field(description="Consecutive failed attempts; a success resets it.")
+    quarantined: bool = Field(description="Put in error by Ops-Core after quarantine_after failures in a row.")
+    registered_at: str
+    updated_at: str
+    last_seen_at: str | None
+    current_state: CurrentState | None = Field(description="null until the agent's first state report.")
+    queue: QueueCounts
+
+
+class Registration(ResponseModel):
+    agent: Agent
+    created: bool
+
+
+class StateAccepted(ResponseModel):
+    agent_id: str
+    state: AgentState
+    previous_state: AgentState | None
+    timestamp: str
+    version: int
+
+
+class StateHistoryEntry(ResponseModel):
+    state: AgentState
+    previous_state: AgentState | None
+    timestamp: str
+    details: dict[str, Any] | None
+    error: AgentError | None
+    version: int
+    recorded_at: str
+
+
+class HistoryPage(ResponseModel):
+    items: list[StateHistoryEntry]
+    next_token: str | None = Field(
+        default=None, exclude_if=lambda token: token is None, description="Present when more entries follow."
+    )

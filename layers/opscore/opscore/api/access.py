@@ -1,0 +1,70 @@
+"""Who may call what: the IAM policy the authorizer returns, and the same rule for handlers to check again.
+
+An admin key may call every route; an agent key only the routes under its own /agent/{agentId}. API Gateway enforces
+the policy (403 for anything else); handlers check `Principal.may_act_for` as well, so a mistake in one layer is not a
+hole. The policy is built here rather than with Powertools' APIGatewayAuthorizerResponse because that helper refuses
+':' in paths, which agent ids may contain.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from opscore.keys.models import Principal, Role
+
+API_BASE_PATH = "/v1/opscore"
+AGENT_ROUTE_METHODS = ("GET", "POST", "PUT", "DELETE")
+
+
+def _stage_arn(method_arn: str) -> str:
+    """`arn:aws:execute-api:<region>:<account>:<api>/<stage>/<METHOD>/<path>` -> everything up to the stage."""
+    api_arn, _, rest = method_arn.partition("/")
+    stage = rest.split("/", 1)[0]
+    if not api_arn.startswith("arn:") or not stage:
+        raise ValueError(f"not an API Gateway method ARN: {method_arn!r}")
+    return f"{api_arn}/{stage}"
+
+
+def allowed_resources(principal: Principal, method_arn: str) -> list[str]:
+    base = _stage_arn(method_arn)
+    if principal.role is Role.ADMIN:
+        return [f"{base}/*"]
+    agent_id = principal.agent_id or ""
+    # The method ARN carries the path as the client sent it: an id with ':' may arrive as '%3A' (encodeURIComponent
+    # does that), so both spellings are the agent's own.
+    paths = [f"{API_BASE_PATH}/agent/{spelling}" for spelling in dict.fromkeys((agent_id, quote(agent_id, safe="")))]
+    # Methods are spelled out: a '*' in their place would also match across '/' into other agents' paths.
+    return [
+        resource
+        for path in paths
+        for method in AGENT_ROUTE_METHODS
+        for resource in (f"{base}/{method}{path}", f"{base}/{method}{path}/*")
+    ]
+
+
+def authorizer_response(principal: Principal, method_arn: str) -> dict[str, Any]:
+    context: dict[str, str] = {"key_id": principal.key_id, "role": principal.role.value}
+    if principal.agent_id is not None:
+        context["agent_id"] = principal.agent_id
+    return {
+        "principalId": principal.key_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Allow",
+                    "Resource": allowed_resources(principal, method_arn),
+                }
+            ],
+        },
+        "context": context,
+    }
+
+
+def principal_from_authorizer_context(context: dict[str, Any] | None) -> Principal | None:
+    """Read back what authorizer_response put in the request context (API Gateway passes it to the handler)."""
+    if not context or "key_id" not in context or "role" not in context:
+        return None
+    return Principal(key_id=context["key_id"], role=Role(context["role"]), agent_id=context.get("agent_id") or None)

@@ -1,0 +1,95 @@
+"""The Step Functions calls Ops-Core makes: start and stop a session's runner, and close or extend a task's wait.
+
+Every call that answers for a task token says whether the token was still open: a closed token (the attempt timed
+out, or the execution stopped) is an answer, not an error."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from opscore.core.errors import Throttled
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
+
+
+MAX_CAUSE_CHARS = 32_768
+
+
+_CLOSED_TOKEN_CODES = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"})
+
+
+_THROTTLING_CODES = frozenset({"ThrottlingException", "TooManyRequestsException"})
+
+
+def new_client() -> SFNClient:
+    import boto3
+
+    return boto3.client("stepfunctions")
+
+
+class RunnerControl:
+    def __init__(self, client: Callable[[], SFNClient], state_machine_arn: str | None) -> None:
+        # The client is built on first use: most runner steps never call Step Functions.
+        self._client = client
+        self._state_machine_arn = state_machine_arn
+
+    def execution_arn(self, session_id: str) -> str:
+        """The ARN StartExecution will give the session's execution (it is named after the session)."""
+        machine = self._require_machine()
+        prefix, _, name = machine.rpartition(":stateMachine:")
+        return f"{prefix}:execution:{name}:{session_id}"
+
+    def start(self, session_id: str, runner_input: dict[str, Any]) -> None:
+        # Named after the session: Step Functions refuses a second execution of one name, so a retried start cannot
+        # run a session twice.
+        with _throttling():
+            self._client().start_execution(
+                stateMachineArn=self._require_machine(), name=session_id, input=json.dumps(runner_input)
+            )
+
+    def stop(self, execution_arn: str, cause: str) -> None:
+        try:
+            with _throttling():
+                self._client().stop_execution(executionArn=execution_arn, error="OpsCore.Cancelled", cause=cause)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
+                raise
+
+    def succeed(self, token: str, output: dict[str, Any]) -> bool:
+        return self._answer(lambda: self._client().send_task_success(taskToken=token, output=json.dumps(output)))
+
+    def fail(self, token: str, error: str, cause: str) -> bool:
+        return self._answer(
+            lambda: self._client().send_task_failure(taskToken=token, error=error, cause=cause[:MAX_CAUSE_CHARS])
+        )
+
+    def _answer(self, call: Any) -> bool:
+        try:
+            with _throttling():
+                call()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in _CLOSED_TOKEN_CODES:
+                return False
+            raise
+        return True
+
+    def _require_machine(self) -> str:
+        if not self._state_machine_arn:
+            raise RuntimeError("STATE_MACHINE_ARN is not set for this function")
+        return self._state_machine_arn
+
+
+@contextmanager
+def _throttling() -> Iterator[None]:
+    try:
+        yield
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in _THROTTLING_CODES:
+            raise Throttled("Step Functions is receiving more requests than it can take; retry shortly") from error
+        raise

@@ -1,0 +1,16 @@
+"""Time as Ops-Core stores and compares it: UTC, fixed width, so string order is time order."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """UTC, fixed width, microseconds: string order is time order, which the stale-update guard relies on."""
+    utc = moment.astimezone(UTC)
+    # strftime's %Y does not pad years before 1000; reports are refused before EARLIEST_TIMESTAMP anyway.
+    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.%fZ")

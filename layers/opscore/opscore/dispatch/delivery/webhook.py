@@ -1,0 +1,168 @@
+"""The `webhook` channel: each leased task is POSTed to the agent's endpoint, signed.
+
+The request body is the leased task (the same JSON `POST .../tasks/next` answers). Headers:
+- `X-OpsCore-Timestamp`: Unix seconds when it was signed;
+- `X-OpsCore-Signature`: `sha256=` and the hex HMAC-SHA256, keyed with the agent's `webhook_secret`, of the
+  timestamp, a `.`, and the body bytes. Receivers check it with `verify_signature`, and refuse old timestamps.
+
+The answer decides the attempt: 200 with a task result as its body completes it now (synchronous processing); 202
+means the agent works on it and reports the result (and heartbeats) through the API later (asynchronous). Other 4xx
+answers (and redirects, which are not followed) fail the attempt at once; 5xx, 408, 429 and network errors are
+retried a few times, then fail it. A retry after a timeout may deliver an attempt twice: receivers deduplicate on
+(`task_id`, `attempt`).
+
+Endpoints are agents' own choice, so a delivery goes only to public addresses: a host that resolves to a private,
+loopback or link-local address is refused, unless OPSCORE_WEBHOOK_PRIVATE_ENDPOINTS=allow (the local runtime and
+the tests set it; a deployed stack does not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from opscore.core.errors import FieldProblem
+from opscore.dispatch.delivery import Delivery, Target
+from opscore.dispatch.models import TaskResult
+
+if TYPE_CHECKING:
+    from opscore.agents.models import RegistrationRequest
+    from opscore.dispatch.models import LeasedTask
+
+PRIVATE_ENDPOINTS_VARIABLE = "OPSCORE_WEBHOOK_PRIVATE_ENDPOINTS"
+SIGNATURE_HEADER = "X-OpsCore-Signature"
+TIMESTAMP_HEADER = "X-OpsCore-Timestamp"
+ATTEMPTS = 3
+TIMEOUT_SECONDS = 5.0
+BACKOFF_SECONDS = 0.25
+MAX_ANSWER_BYTES = 256 * 1024
+RETRIED_STATUSES = frozenset({408, 429})
+
+# (url, body, headers, timeout) -> (status, answer body); raises OSError when nothing came back.
+Post = Callable[[str, bytes, dict[str, str], float], tuple[int, bytes]]
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify_signature(  # noqa: PLR0917 - the receiver's four inputs, and its tolerance
+    secret: str, timestamp: str, body: bytes, signature: str, now: float | None = None, tolerance_seconds: int = 300
+) -> bool:
+    """A receiver's check: the signature matches, and the timestamp is recent (so a captured request cannot be
+    replayed later)."""
+    try:
+        age = abs((time.time() if now is None else now) - int(timestamp))
+    except ValueError:
+        return False
+    return age <= tolerance_seconds and hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx is the endpoint's answer, not a hop to follow: following would send the task (as a GET) elsewhere."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:  # noqa: ARG002 - the stdlib hook's signature
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - checked scheme
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            return response.status, response.read(MAX_ANSWER_BYTES)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(MAX_ANSWER_BYTES)
+
+
+def _resolves_publicly(url: str) -> bool:
+    """Every address the endpoint's host resolves to is a public one (raises OSError when it does not resolve)."""
+    host = urlsplit(url).hostname or ""
+    addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    return bool(addresses) and all(
+        ipaddress.ip_address(str(address).split("%", 1)[0]).is_global for address in addresses
+    )
+
+
+class WebhookChannel:
+    pushes = True
+
+    def __init__(
+        self,
+        post: Post = _post,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        public: Callable[[str], bool] = _resolves_publicly,
+    ) -> None:
+        self._post = post
+        self._sleep = sleep
+        self._clock = clock
+        self._public = public
+
+    def check(self, registration: RegistrationRequest) -> list[FieldProblem]:
+        problems = []
+        if registration.endpoint is None:
+            problems.append(FieldProblem("endpoint", "webhook delivery needs the URL to POST tasks to"))
+        if registration.webhook_secret is None:
+            problems.append(FieldProblem("webhook_secret", "webhook delivery needs a secret to sign tasks with"))
+        return problems
+
+    def deliver(self, target: Target, task: LeasedTask) -> Delivery:
+        if target.endpoint is None or target.secret is None:
+            return Delivery("failed", reason="the agent has no webhook endpoint or secret registered")
+        body = task.model_dump_json().encode()
+        reason = ""
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                self._sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
+            try:
+                if os.environ.get(PRIVATE_ENDPOINTS_VARIABLE) != "allow" and not self._public(target.endpoint):
+                    return Delivery("failed", reason="the endpoint resolves to a private address; it is not called")
+            except OSError as error:
+                reason = f"the endpoint's host did not resolve: {error}"
+                continue
+            timestamp = str(int(self._clock()))
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "opscore-webhook",
+                TIMESTAMP_HEADER: timestamp,
+                SIGNATURE_HEADER: sign(target.secret, timestamp, body),
+            }
+            try:
+                status, answer = self._post(target.endpoint, body, headers, TIMEOUT_SECONDS)
+            except Exception as error:
+                reason = f"the endpoint could not be reached: {type(error).__name__}: {error}"
+                continue
+            if status == 202:
+                return Delivery("accepted")
+            if status == 200:
+                return _synchronous_result(answer)
+            reason = f"the endpoint answered {status}"
+            if status < 500 and status not in RETRIED_STATUSES:
+                break
+        return Delivery("failed", reason=reason)
+
+
+def _synchronous_result(answer: bytes) -> Delivery:
+    try:
+        return Delivery("completed", result=TaskResult.model_validate_json(answer))
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors())
+        return Delivery("failed", reason=f"the endpoint answered 200 without a valid task result ({problems})")
+
+
+CHANNEL = WebhookChannel()

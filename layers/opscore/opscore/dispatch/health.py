@@ -1,0 +1,276 @@
+"""Agent health: how leases end when the agent does not answer, and what Ops-Core does about agents that fail.
+
+The rules:
+- a lease that runs out (no heartbeat or result in time) fails its attempt with OpsCore.LeaseExpired, so the
+  template's retry and fallback apply; the agent's slot comes back;
+- an agent silent (no state report, heartbeat, result or pull) for longer than its `offline_after_seconds` is marked
+  `offline`, and every lease it holds fails its attempt with OpsCore.AgentOffline;
+- `quarantine_after` failed attempts in a row (failed results, expired leases, timeouts, failed deliveries) put the
+  agent in `error` (quarantined). While it is quarantined, its queued tasks (and tasks queued later) fail at once
+  with OpsCore.AgentQuarantined, which skips their retries and goes to their fallback; fallback tasks themselves
+  wait in the queue, so a session can still finish once the agent recovers. A state report of `idle` (from the
+  agent or an admin) lifts the quarantine.
+Each transition is logged and counted. `sweep` runs on a schedule and finds both kinds of deadline with one Query
+each.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from opscore.agents.models import AgentState
+from opscore.agents.registry import Registry
+from opscore.agents.store import DEFAULT_QUARANTINE_AFTER, SILENCE, AgentStore, silent_from
+from opscore.aws.dynamodb import Item, get_n, get_s
+from opscore.aws.stepfunctions import RunnerControl
+from opscore.core.clock import format_timestamp
+from opscore.core.errors import Throttled
+from opscore.core.observability import MetricUnit, logger, metrics
+from opscore.dispatch.queue import Counted, TaskQueue, TaskRef
+from opscore.sessions.errors import AGENT_OFFLINE_ERROR, AGENT_QUARANTINED_ERROR, LEASE_EXPIRED_ERROR
+from opscore.sessions.store import SessionStore
+
+# Deadlines handled per sweep and kind; what is left waits for the next run (a minute later in AWS).
+SWEEP_LIMIT = 100
+# Tries to fail an attempt's wait while Step Functions throttles.
+RUNNER_ATTEMPTS = 3
+# Queued tasks failed per quarantine, in pages of this size.
+QUEUE_PAGE = 100
+
+
+@dataclass
+class SweepReport:
+    leases_expired: int = 0
+    agents_offline: int = 0
+    agents_freed: set[str] = field(default_factory=set)  # agents with a slot given back: worth serving
+
+
+class AgentHealth:
+    def __init__(  # noqa: PLR0917 - health joins the agent, queue and session records with the runner
+        self,
+        agents: AgentStore,
+        queue: TaskQueue,
+        sessions: SessionStore,
+        registry: Registry,
+        runner: RunnerControl,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._agents = agents
+        self._queue = queue
+        self._sessions = sessions
+        self._registry = registry
+        self._runner = runner
+        self._now = now
+
+    def heard_from(self, agent_id: str, offline_after: int | None) -> None:
+        """A heartbeat, a result or a pull: the agent is alive, its silence deadline moves on."""
+        now = self._now()
+        self._agents.touch(agent_id, format_timestamp(now), silent_from(now, offline_after))
+
+    # ------------------------------------------------------------------ leases
+    def end_lease(
+        self,
+        agent_id: str,
+        ref: TaskRef,
+        *,
+        status: str | None,
+        error: str | None,
+        cause: str = "",
+        counted: Counted = "failure",
+        expired_only: bool = False,
+    ) -> bool:
+        """End a lease without a result: the attempt fails with `error` (the runner applies retry and fallback).
+
+        With no `error` the runner already knows (the attempt timed out there). False when the attempt held no lease
+        any more (it ended some other way first).
+        """
+        now = format_timestamp(self._now())
+        released = self._queue.release(
+            agent_id, ref, status=status, counted=counted, now=now, expired_only=expired_only, cause=cause or None
+        )
+        if not released:
+            return False
+        if error is not None:  # the token stays on the task after the release
+            item = self._sessions.get_task(ref.session_id, ref.index)
+            token = get_s(item, "task_token") if item is not None else None
+            if token is not None:
+                self._tell_runner(token, error, cause)
+        logger.info(
+            "lease ended without a result",
+            extra={
+                "agent_id": agent_id,
+                "session_id": ref.session_id,
+                "task_id": ref.task_id,
+                "old_status": "leased",
+                "new_status": status,
+                "error_type": error,
+            },
+        )
+        metrics.add_metric(name="LeasesEnded", unit=MetricUnit.Count, value=1)
+        if counted == "failure":
+            self.after_failure(agent_id)
+        return True
+
+    def _tell_runner(self, token: str, error: str, cause: str) -> None:
+        """Fail the attempt's wait, trying again while Step Functions throttles: the lease is already gone, so
+        nothing else would end the wait before the attempt's own timeout."""
+        for attempt in range(RUNNER_ATTEMPTS):
+            try:
+                self._runner.fail(token, error, cause)
+                return
+            except Throttled:
+                if attempt == RUNNER_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))  # noqa: S311 - jitter, not security
+
+    # ------------------------------------------------------------------ quarantine
+    def after_failure(self, agent_id: str) -> None:
+        """An attempt of the agent failed: quarantine it once its streak reaches `quarantine_after`."""
+        agent = self._agents.get_agent_item(agent_id)
+        if agent is not None and _due_for_quarantine(agent):
+            self.quarantine(agent_id, get_n(agent, "failure_streak"))
+
+    def quarantine(self, agent_id: str, streak: int | None) -> bool:
+        """Put the agent in error (if it is still due: set_by_opscore reads it again under its version guard)."""
+        entry = self._registry.set_by_opscore(
+            agent_id,
+            AgentState.ERROR,
+            {"reason": "quarantined", "consecutive_failures": streak},
+            when=_due_for_quarantine,
+            quarantine="set",
+        )
+        if entry is None:
+            return False
+        logger.warning(
+            "agent quarantined",
+            extra={"agent_id": agent_id, "old_state": entry.previous_state, "new_state": "error", "failures": streak},
+        )
+        metrics.add_metric(name="AgentsQuarantined", unit=MetricUnit.Count, value=1)
+        self.fail_queued(agent_id)
+        return True
+
+    def fail_queued(self, agent_id: str, fresh: Item | None = None) -> None:
+        """Fail the quarantined agent's queued tasks over to their fallbacks (fallback runs stay queued).
+
+        `fresh` is a task just queued, read by its key: the index may not show it yet.
+        """
+        if fresh is not None:
+            self._fail_over(agent_id, TaskRef.of(fresh))
+        after: str | None = None
+        while True:
+            page = self._queue.queued(agent_id, QUEUE_PAGE, after)
+            for entry in page:
+                self._fail_over(agent_id, TaskRef.of(entry))
+            if len(page) < QUEUE_PAGE:
+                return
+            after = get_s(page[-1], "agent_tasks_sk")
+
+    def _fail_over(self, agent_id: str, ref: TaskRef) -> None:
+        item = self._sessions.get_task(ref.session_id, ref.index)
+        if item is None or item.get("queued_as_fallback", {}).get("BOOL"):
+            return
+        token = get_s(item, "task_token")
+        if self._queue.withdraw(ref, "failed", format_timestamp(self._now())) and token is not None:
+            self._tell_runner(token, AGENT_QUARANTINED_ERROR, f"agent {agent_id} was quarantined")
+            logger.info(
+                "queued task failed over: agent quarantined",
+                extra={
+                    "agent_id": agent_id,
+                    "session_id": ref.session_id,
+                    "task_id": ref.task_id,
+                    "old_status": "queued",
+                    "new_status": "failed",
+                    "error_type": AGENT_QUARANTINED_ERROR,
+                },
+            )
+            metrics.add_metric(name="TasksFailedOver", unit=MetricUnit.Count, value=1)
+
+    # ------------------------------------------------------------------ the sweep
+    def sweep(self) -> SweepReport:
+        report = SweepReport()
+        now = format_timestamp(self._now())
+        for entry in self._queue.expired_leases(now, SWEEP_LIMIT):
+            ref = TaskRef.of(entry)
+            agent_id = get_s(entry, "agent_id") or ""
+            lease_seconds = get_n(entry, "lease_seconds")
+            try:
+                ended = self.end_lease(
+                    agent_id,
+                    ref,
+                    status="timed_out",
+                    error=LEASE_EXPIRED_ERROR,
+                    cause=f"no heartbeat or result within the {lease_seconds} s lease",
+                    expired_only=True,
+                )
+            except Exception:
+                logger.exception("lease not ended; the next sweep tries again", extra={"task_id": ref.task_id})
+                continue
+            if ended:
+                report.leases_expired += 1
+                report.agents_freed.add(agent_id)
+        for agent_id in self._agents.silent_agents(now, SWEEP_LIMIT):
+            try:
+                marked = self.mark_offline(agent_id)
+            except Exception:
+                logger.exception("agent not marked offline; the next sweep tries again", extra={"agent_id": agent_id})
+                continue
+            report.agents_offline += marked
+        return report
+
+    def mark_offline(self, agent_id: str) -> bool:
+        """Mark a silent agent offline and end the leases it holds; False when it spoke meanwhile."""
+        now = format_timestamp(self._now())
+
+        def still_silent(agent: Item) -> bool:
+            deadline = get_s(agent, "deadline_at")
+            overdue = get_s(agent, "deadline_kind") == SILENCE and deadline is not None and deadline < now
+            return overdue and get_s(agent, "state") != AgentState.OFFLINE
+
+        agent = self._agents.get_agent_item(agent_id)
+        if agent is None:
+            return False
+        if get_s(agent, "state") == AgentState.OFFLINE:
+            self._agents.clear_silence(agent_id, now)  # offline already: nothing to mark, and nothing to look at again
+            return False
+        entry = self._registry.set_by_opscore(
+            agent_id,
+            AgentState.OFFLINE,
+            {"reason": "silent", "offline_after_seconds": get_n(agent, "offline_after_seconds")},
+            when=still_silent,
+            silent_before=now,  # a pull or heartbeat between the read and the write keeps it online
+        )
+        if entry is None:
+            return False
+        logger.warning(
+            "agent marked offline",
+            extra={"agent_id": agent_id, "old_state": entry.previous_state, "new_state": "offline"},
+        )
+        metrics.add_metric(name="AgentsMarkedOffline", unit=MetricUnit.Count, value=1)
+        after: str | None = None
+        while True:
+            page = self._queue.leased(agent_id, QUEUE_PAGE, after)
+            for leased in page:
+                self.end_lease(
+                    agent_id,
+                    TaskRef.of(leased),
+                    status="timed_out",
+                    error=AGENT_OFFLINE_ERROR,
+                    cause=f"agent {agent_id} went offline holding the lease",
+                    counted=None,
+                )
+            if len(page) < QUEUE_PAGE:
+                return True
+            after = get_s(page[-1], "agent_tasks_sk")
+
+
+def quarantined(agent: Item) -> bool:
+    return bool(agent.get("quarantined", {}).get("BOOL"))
+
+
+def _due_for_quarantine(agent: Item) -> bool:
+    threshold = get_n(agent, "quarantine_after") or DEFAULT_QUARANTINE_AFTER
+    return not quarantined(agent) and (get_n(agent, "failure_streak") or 0) >= threshold

@@ -1,0 +1,82 @@
+"""API contracts of an agent's work: the leased task, the queue view, heartbeats and results."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import Field, model_validator
+
+from opscore.core.contracts import JsonObject, RequestModel, ResponseModel
+
+
+class ReportedError(RequestModel):
+    type: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+    message: str = Field(default="", max_length=2048)
+
+
+class TaskResult(RequestModel):
+    """POST /agent/{agentId}/tasks/{taskId}/result."""
+
+    status: Literal["succeeded", "failed"]
+    output: JsonObject | None = None
+    error: ReportedError | None = None
+    attempt: int | None = Field(
+        default=None, ge=1, description="The attempt this result is for; guards against a late duplicate."
+    )
+
+    @model_validator(mode="after")
+    def _matches_status(self) -> Self:
+        if self.status == "succeeded" and self.error is not None:
+            raise ValueError("a succeeded result has no error")
+        if self.status == "failed" and self.error is None:
+            raise ValueError("a failed result needs an error")
+        if self.status == "failed" and self.output is not None:
+            raise ValueError("a failed result has no output")
+        return self
+
+
+class TaskResultAccepted(ResponseModel):
+    task_id: str
+    session_id: str
+    status: Literal["succeeded", "failed"]
+    attempt: int
+
+
+class TaskHeartbeat(ResponseModel):
+    task_id: str
+    attempt: int
+    lease_expires_at: str
+
+
+class LeasedTask(ResponseModel):
+    """A task handed to its agent: what `POST .../tasks/next` answers, and what a webhook delivers."""
+
+    task_id: str
+    session_id: str
+    action: str
+    input: dict[str, Any] = Field(description="The task's own input from the template.")
+    session_input: dict[str, Any] = Field(description="The trigger's input, shared by every task of the session.")
+    priority: int
+    attempt: int = Field(description="Send it back with the result.")
+    lease_expires_at: str = Field(description="Heartbeat before then, or the attempt counts as failed.")
+
+
+QUEUE_STATUSES = ("queued", "leased")
+
+
+class QueuedTask(ResponseModel):
+    task_id: str
+    session_id: str
+    action: str
+    status: Literal["queued", "leased"]
+    priority: int
+    attempt: int
+    enqueued_at: str
+    lease_expires_at: str | None
+
+
+class QueuePage(ResponseModel):
+    items: list[QueuedTask]
+    next_token: str | None = Field(
+        default=None, exclude_if=lambda token: token is None, description="Present when more tasks follow."
+    )

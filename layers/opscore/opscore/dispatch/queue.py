@@ -1,0 +1,297 @@
+"""Agents' task queues and leases, kept on the task items themselves.
+
+A task the runner hands over is queued on its agent; an agent (or its delivery channel) leases it; the lease ends
+with the agent's result, an expiry, a timeout or a cancel. Two sparse indexes make every lookup a Query:
+- AgentTasks: `agent_tasks=<agent>#queued`, `agent_tasks_sk=<rank>#<task id>` while queued (lowest rank first, see
+  `queue_rank`); `agent_tasks=<agent>#leased`, `agent_tasks_sk=<lease expiry>#<task id>` while leased;
+- Deadlines: `deadline_kind=LEASE`, `deadline_at=<lease expiry>#<task id>` while leased (the sweep's query), beside
+  the agents' silence deadlines.
+
+The agent's `in_flight` moves only in the same transaction as a task's lease, so it counts leases exactly: a lease
+takes a slot only while the agent is dispatchable and below `max_concurrency`, and every way a lease ends gives the
+slot back once (the task's `lease_expires_at` guards it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from opscore.agents.store import DEADLINES_INDEX, agent_key
+from opscore.aws.dynamodb import Item, get_n, get_s, n, run_transaction, s, translated_errors, update_if
+from opscore.sessions.item_keys import task_key
+from opscore.sessions.models import task_id
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+QUEUE_INDEX = "AgentTasks"
+LEASE = "LEASE"
+# Waiting this long is worth one priority level: a task enqueued this much earlier ranks with one a level more urgent.
+QUEUE_AGING_SECONDS = 120
+# States in which an agent is handed nothing.
+UNDISPATCHABLE_STATES = ("paused", "error", "offline")
+# Everything that marks a task as leased; removing them together ends the lease.
+LEASE_ATTRIBUTES = ("lease_expires_at", "agent_tasks", "agent_tasks_sk", "deadline_kind", "deadline_at")
+
+Counted = Literal["success", "failure"] | None
+LeaseOutcome = Literal["leased", "taken", "agent_unavailable"]
+
+
+def queue_rank(enqueued_at: datetime, priority: int) -> int:
+    """The queue's order: milliseconds since the epoch, less QUEUE_AGING_SECONDS per priority level.
+
+    Higher priority first; within a priority, first in first out; and a task that has waited QUEUE_AGING_SECONDS
+    longer than another outranks it by one level, so low-priority work is never starved for ever (priority 0 waits
+    at most 9 * QUEUE_AGING_SECONDS behind a steady stream of priority 9).
+    """
+    return int(enqueued_at.timestamp() * 1000) - priority * QUEUE_AGING_SECONDS * 1000
+
+
+def queued_partition(agent_id: str) -> str:
+    return f"{agent_id}#queued"
+
+
+def leased_partition(agent_id: str) -> str:
+    return f"{agent_id}#leased"
+
+
+def queue_entry(agent_id: str, rank: int, session_id: str, index: int) -> dict[str, Any]:
+    """The attributes that put a task in its agent's queue."""
+    return {
+        "agent_tasks": s(queued_partition(agent_id)),
+        "agent_tasks_sk": s(f"{rank:015d}#{task_id(session_id, index)}"),
+    }
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """One attempt of one task: the attempt is told apart by the runner step that dispatched it."""
+
+    session_id: str
+    index: int
+    sequence: int
+
+    @classmethod
+    def of(cls, item: Item) -> TaskRef:
+        return cls(get_s(item, "session_id") or "", get_n(item, "index") or 0, get_n(item, "dispatch_seq") or 0)
+
+    @property
+    def task_id(self) -> str:
+        return task_id(self.session_id, self.index)
+
+
+class TaskQueue:
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    # ------------------------------------------------------------------ reads
+    def queued(self, agent_id: str, limit: int, start_after: str | None = None) -> list[Item]:
+        """The agent's queue in dispatch order (eventually consistent: a lease re-checks each task)."""
+        return self._query(queued_partition(agent_id), limit, start_after)
+
+    def leased(self, agent_id: str, limit: int, start_after: str | None = None) -> list[Item]:
+        """The agent's leased tasks, the soonest to expire first."""
+        return self._query(leased_partition(agent_id), limit, start_after)
+
+    def _query(self, partition: str, limit: int, start_after: str | None) -> list[Item]:
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": QUEUE_INDEX,
+            "KeyConditionExpression": "agent_tasks = :partition",
+            "ExpressionAttributeValues": {":partition": s(partition)},
+            "Limit": limit,
+        }
+        if start_after is not None:
+            query["KeyConditionExpression"] += " AND agent_tasks_sk > :after"
+            query["ExpressionAttributeValues"][":after"] = s(start_after)
+        with translated_errors():
+            return self._client.query(**query).get("Items", [])
+
+    def queued_priorities(self, agent_id: str) -> list[int]:
+        """The priority of every queued task of the agent (all pages of the index, priorities only)."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": QUEUE_INDEX,
+            "KeyConditionExpression": "agent_tasks = :partition",
+            "ExpressionAttributeValues": {":partition": s(queued_partition(agent_id))},
+            "ProjectionExpression": "priority",
+        }
+        with translated_errors():
+            pages = self._client.get_paginator("query").paginate(**query)
+            return [get_n(item, "priority") or 0 for page in pages for item in page.get("Items", [])]
+
+    def expired_leases(self, now: str, limit: int) -> list[Item]:
+        """Leases that ended before `now`, the oldest first (one Query of the Deadlines index)."""
+        with translated_errors():
+            return self._client.query(
+                TableName=self._table,
+                IndexName=DEADLINES_INDEX,
+                KeyConditionExpression="deadline_kind = :lease AND deadline_at < :now",
+                ExpressionAttributeValues={":lease": s(LEASE), ":now": s(now)},
+                Limit=limit,
+            ).get("Items", [])
+
+    # ------------------------------------------------------------------ leases
+    def lease(self, agent_id: str, task: TaskRef, now: str, expires_at: str, offline_after: int) -> LeaseOutcome:
+        """Hand a queued task to its agent, if the agent can take one more now.
+
+        "taken": the task is no longer queued for this attempt (another pull leased it, or it ended);
+        "agent_unavailable": the agent is paused, in error, offline or quarantined (until it reports idle), or at its
+        max_concurrency.
+        """
+        items: list[TransactWriteItemTypeDef] = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": agent_key(agent_id),
+                    "UpdateExpression": "ADD in_flight :one",
+                    "ConditionExpression": (
+                        "attribute_exists(PK) AND attribute_not_exists(quarantined) "
+                        "AND (attribute_not_exists(in_flight) OR in_flight < max_concurrency) "
+                        "AND (attribute_not_exists(#state) OR NOT (#state IN (:paused, :error, :offline)))"
+                    ),
+                    "ExpressionAttributeNames": {"#state": "state"},
+                    "ExpressionAttributeValues": {
+                        ":one": n(1),
+                        **{f":{state}": s(state) for state in UNDISPATCHABLE_STATES},
+                    },
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": task_key(task.session_id, task.index),
+                    "UpdateExpression": (
+                        "SET #status = :leased, leased_at = :now, lease_expires_at = :expires, updated_at = :now, "
+                        "agent_tasks = :partition, agent_tasks_sk = :position, "
+                        "deadline_kind = :lease, deadline_at = :position, agent_offline_after = :offline_after"
+                    ),
+                    "ConditionExpression": "#status = :queued AND dispatch_seq = :seq AND agent_id = :agent",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {
+                        ":leased": s("leased"),
+                        ":queued": s("queued"),
+                        ":now": s(now),
+                        ":expires": s(expires_at),
+                        ":partition": s(leased_partition(agent_id)),
+                        ":position": s(f"{expires_at}#{task.task_id}"),
+                        ":lease": s(LEASE),
+                        ":seq": n(task.sequence),
+                        ":agent": s(agent_id),
+                        ":offline_after": n(offline_after),
+                    },
+                }
+            },
+        ]
+        codes = run_transaction(self._client, items)
+        if codes is None:
+            return "leased"
+        return "agent_unavailable" if codes[0] == "ConditionalCheckFailed" else "taken"
+
+    def extend(self, task: TaskRef, now: str, expires_at: str) -> bool:
+        """Move a live lease's expiry to `expires_at`; False when the task holds no live lease for this attempt."""
+        return update_if(
+            self._client,
+            {
+                "TableName": self._table,
+                "Key": task_key(task.session_id, task.index),
+                "UpdateExpression": (
+                    "SET lease_expires_at = :expires, agent_tasks_sk = :position, deadline_at = :position, "
+                    "updated_at = :now"
+                ),
+                # A result ends the lease (its attributes go), so a heartbeat after it finds none to extend.
+                "ConditionExpression": "#status = :leased AND dispatch_seq = :seq AND lease_expires_at > :now",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":expires": s(expires_at),
+                    ":position": s(f"{expires_at}#{task.task_id}"),
+                    ":now": s(now),
+                    ":leased": s("leased"),
+                    ":seq": n(task.sequence),
+                },
+            },
+        )
+
+    def release(
+        self,
+        agent_id: str,
+        task: TaskRef,
+        *,
+        status: str | None,
+        counted: Counted,
+        now: str,
+        expired_only: bool = False,
+        cause: str | None = None,
+    ) -> bool:
+        """End the attempt's lease and give the agent its slot back; False when it held no lease (nothing written).
+
+        `status` also moves the task (an expired lease ends the attempt); `counted` adds the attempt to the agent's
+        failure streak, or resets the streak; `expired_only` spares a lease a heartbeat has just extended. `cause`
+        is kept for the runner's record (Step Functions may not carry it).
+        """
+        update = "SET updated_at = :now" + (", #status = :status" if status is not None else "")
+        values: dict[str, Any] = {":seq": n(task.sequence), ":now": s(now)}
+        if cause is not None:
+            update += ", end_cause = :cause, end_cause_seq = :seq"
+            values[":cause"] = s(cause[:2048])
+        names = {"#status": "status"} if status is not None else {}
+        if status is not None:
+            values[":status"] = s(status)
+        items: list[TransactWriteItemTypeDef] = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": task_key(task.session_id, task.index),
+                    "UpdateExpression": f"{update} REMOVE {', '.join(LEASE_ATTRIBUTES)}",
+                    "ConditionExpression": "attribute_exists(lease_expires_at) AND dispatch_seq = :seq"
+                    + (" AND lease_expires_at <= :now" if expired_only else ""),
+                    "ExpressionAttributeValues": values,
+                    **({"ExpressionAttributeNames": names} if names else {}),  # type: ignore[typeddict-item]
+                }
+            },
+            slot_release(self._table, agent_id, counted),
+        ]
+        return run_transaction(self._client, items) is None
+
+    def withdraw(self, task: TaskRef, status: str, now: str) -> bool:
+        """Take a queued attempt off the queue with `status`; False when it was no longer queued."""
+        return update_if(
+            self._client,
+            {
+                "TableName": self._table,
+                "Key": task_key(task.session_id, task.index),
+                "UpdateExpression": "SET #status = :status, updated_at = :now REMOVE agent_tasks, agent_tasks_sk",
+                "ConditionExpression": "#status = :queued AND dispatch_seq = :seq",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":status": s(status),
+                    ":now": s(now),
+                    ":queued": s("queued"),
+                    ":seq": n(task.sequence),
+                },
+            },
+        )
+
+
+def slot_release(table: str, agent_id: str, counted: Counted) -> TransactWriteItemTypeDef:
+    """The agent half of ending a lease: one slot back, and the failure streak moved by the attempt's outcome."""
+    update = "ADD in_flight :minus_one"
+    values: dict[str, Any] = {":minus_one": n(-1)}
+    if counted == "failure":
+        update += ", failure_streak :one"
+        values[":one"] = n(1)
+    elif counted == "success":
+        update += " SET failure_streak = :zero"
+        values[":zero"] = n(0)
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": agent_key(agent_id),
+            "UpdateExpression": update,
+            "ExpressionAttributeValues": values,
+        }
+    }

@@ -1,0 +1,18 @@
+"""What goes wrong with a session: the API's errors, and the failure names the runner's state machine sees when a
+dispatched attempt ends without success."""
+
+from __future__ import annotations
+
+from opscore.core.errors import Conflict
+
+
+class SessionEnded(Conflict):
+    code = "session_ended"
+
+
+AGENT_FAILED_ERROR = "OpsCore.TaskFailed"  # the agent reported a failed result
+SESSION_CANCELLED_ERROR = "OpsCore.SessionCancelled"
+LEASE_EXPIRED_ERROR = "OpsCore.LeaseExpired"  # no heartbeat or result before the lease ran out
+AGENT_OFFLINE_ERROR = "OpsCore.AgentOffline"  # the agent went silent holding the lease
+DELIVERY_FAILED_ERROR = "OpsCore.DeliveryFailed"  # a push channel could not hand the task over
+AGENT_QUARANTINED_ERROR = "OpsCore.AgentQuarantined"  # queued for an agent put in error: straight to the fallback

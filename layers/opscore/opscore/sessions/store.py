@@ -1,0 +1,536 @@
+"""Sessions and their tasks in the Ops-Core table.
+
+Items:
+- `PK=SESSION#<id> SK=SESSION`: the session (agent, workflow version, status, trigger input, the template's task list).
+  `session_agent`/`session_id` key the AgentSessions index, so an agent's sessions, newest first, are one Query.
+- `PK=SESSION#<id> SK=TASK#<3-digit index>`: one task of the template, written when the runner first reaches it:
+  status, attempts, timings, the agent's last result and the runner's task token (never returned by the API).
+  `dispatch_seq` is the runner step that dispatched the current attempt: it makes every runner write idempotent.
+  While an attempt is queued or leased the item is also in its agent's queue (see opscore.store.queue).
+
+Every runner write is a transaction guarded by the session's status, so nothing moves once a session is cancelled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from opscore.aws.dynamodb import ConditionFailed, Item, n, run_transaction, s, translated_errors, update_if
+from opscore.core.errors import FieldProblem, ValidationFailed
+from opscore.dispatch.queue import LEASE_ATTRIBUTES, queue_entry, slot_release
+from opscore.sessions.item_keys import SESSION_SK, TASK_PREFIX, session_key, task_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef, UpdateTypeDef
+
+AGENT_SESSIONS_INDEX = "AgentSessions"
+SESSION_TOKEN_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class NewSession:
+    session_id: str
+    agent_id: str
+    workflow_id: str
+    version: int
+    priority: int | None
+    input_json: str
+    tasks_json: str  # [{"id", "action", "fallback_only"}] in template order
+    created_at: str
+    execution_arn: str
+    triggered_by: str
+
+
+@dataclass(frozen=True)
+class TaskMark:
+    """A task the runner will dispatch after a wait: shown as scheduled (first run) or retrying (after a failure)."""
+
+    index: int
+    template_id: str
+    status: str
+    scheduled_for: str
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """How one dispatched attempt ended, written once per attempt (a retried write repeats the same values)."""
+
+    index: int
+    sequence: int
+    attempt: int
+    status: str
+    ended_at: str
+    duration_ms: int
+    attempt_record_json: str
+    output_json: str | None = None
+    error_json: str | None = None
+    scheduled_for: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionEnd:
+    status: str
+    ended_at: str
+    error_json: str | None = None
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    index: int
+    template_id: str
+    agent_id: str
+    sequence: int
+    token: str
+    action: str
+    input_json: str
+    session_input_json: str
+    priority: int
+    fallback_for: str | None
+    now: str
+    queue_rank: int
+    lease_seconds: int
+
+
+@dataclass(frozen=True)
+class SavedResult:
+    session_id: str
+    index: int
+    sequence: int
+    attempt: int
+    agent_id: str
+    result_json: str
+    counted: Literal["success", "failure"]
+    now: str
+
+
+@dataclass
+class _Transaction:
+    items: list[TransactWriteItemTypeDef] = field(default_factory=list)
+
+
+class SessionStore:
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    # ------------------------------------------------------------------ reads
+    def get_session(self, session_id: str) -> Item | None:
+        with translated_errors():
+            response = self._client.get_item(TableName=self._table, Key=session_key(session_id), ConsistentRead=True)
+        return response.get("Item")
+
+    def get_task(self, session_id: str, index: int) -> Item | None:
+        with translated_errors():
+            response = self._client.get_item(
+                TableName=self._table, Key=task_key(session_id, index), ConsistentRead=True
+            )
+        return response.get("Item")
+
+    def session_with_tasks(self, session_id: str) -> tuple[Item | None, list[Item]]:
+        """The session item and its task items, in one Query of the session's partition."""
+        items: list[Item] = []
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": s(f"SESSION#{session_id}")},
+            "ConsistentRead": True,
+        }
+        with translated_errors():
+            for page in self._client.get_paginator("query").paginate(**query):
+                items.extend(page.get("Items", []))
+        session = next((item for item in items if item["SK"]["S"] == SESSION_SK), None)
+        return session, [item for item in items if item["SK"]["S"].startswith(TASK_PREFIX)]
+
+    def sessions_of(self, agent_id: str, limit: int, next_token: str | None) -> tuple[list[Item], str | None]:
+        """One page of an agent's sessions, newest first. The page token is the last session id of the page."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": AGENT_SESSIONS_INDEX,
+            "KeyConditionExpression": "session_agent = :agent",
+            "ExpressionAttributeValues": {":agent": s(agent_id)},
+            "ScanIndexForward": False,
+            "Limit": limit + 1,  # one more than asked tells "a full page" from "more follow"
+        }
+        if next_token is not None:
+            if len(next_token) != SESSION_TOKEN_LENGTH or any(c not in "0123456789abcdef" for c in next_token):
+                raise ValidationFailed(
+                    "next_token is not a token this listing returned",
+                    [FieldProblem("next_token", "not a valid page token", location="query")],
+                )
+            query["ExclusiveStartKey"] = {
+                **session_key(next_token),
+                "session_agent": s(agent_id),
+                "session_id": s(next_token),
+            }
+        with translated_errors():
+            items = self._client.query(**query).get("Items", [])
+        page = items[:limit]
+        token = page[-1]["session_id"]["S"] if len(items) > limit else None
+        return page, token
+
+    # ------------------------------------------------------------------ the trigger
+    def create_session(self, new: NewSession) -> None:
+        item: Item = {
+            **session_key(new.session_id),
+            "entity": s("session"),
+            "session_id": s(new.session_id),
+            "session_agent": s(new.agent_id),
+            "agent_id": s(new.agent_id),
+            "workflow_id": s(new.workflow_id),
+            "version": n(new.version),
+            "status": s("waiting"),
+            "input": s(new.input_json),
+            "tasks": s(new.tasks_json),
+            "created_at": s(new.created_at),
+            "updated_at": s(new.created_at),
+            "execution_arn": s(new.execution_arn),
+            "triggered_by": s(new.triggered_by),
+        }
+        if new.priority is not None:
+            item["priority"] = n(new.priority)
+        with translated_errors():
+            self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(PK)")
+
+    def end_open(self, session_id: str, end: SessionEnd) -> bool:
+        """End a session that has not ended yet (its runner did not start, or failed); False if it had ended."""
+        request = self._end_request(session_id, end)
+        request["ConditionExpression"] = "#status IN (:waiting, :processing)"
+        request["ExpressionAttributeValues"].update({":waiting": s("waiting"), ":processing": s("processing")})
+        return self._update_if(request)
+
+    # ------------------------------------------------------------------ runner transitions
+    def begin(self, session_id: str, now: str, mark: TaskMark | None) -> bool:
+        """waiting -> processing; False when the session is no longer waiting (already begun, or cancelled)."""
+        transaction = _Transaction()
+        transaction.items.append(
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": session_key(session_id),
+                    "UpdateExpression": "SET #status = :processing, started_at = :now, updated_at = :now",
+                    "ConditionExpression": "#status = :waiting",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {
+                        ":processing": s("processing"),
+                        ":waiting": s("waiting"),
+                        ":now": s(now),
+                    },
+                }
+            }
+        )
+        if mark is not None:
+            self._mark(transaction, session_id, mark, now)
+        return self._run(transaction) is None
+
+    def dispatch(self, session_id: str, dispatch: Dispatch) -> str:
+        """Queue the attempt on its agent, with the runner's task token.
+
+        Returns "queued", "repeated" (this step was dispatched before: only the token is replaced, since a
+        retried runner call carries a new one) or "session_ended" (cancelled meanwhile: nothing was written).
+        """
+        transaction = _Transaction()
+        self._require_processing(transaction, session_id)
+        names = {"#status": "status", "#index": "index", "#id": "id", "#input": "input", "#output": "output"}
+        names["#error"] = "error"
+        values: dict[str, Any] = {
+            ":queued": s("queued"),
+            ":token": s(dispatch.token),
+            ":seq": n(dispatch.sequence),
+            ":now": s(dispatch.now),
+            ":agent": s(dispatch.agent_id),
+            ":session": s(session_id),
+            ":index": n(dispatch.index),
+            ":id": s(dispatch.template_id),
+            ":action": s(dispatch.action),
+            ":input": s(dispatch.input_json),
+            ":priority": n(dispatch.priority),
+            ":entity": s("task"),
+            ":one": n(1),
+            ":no_history": {"M": {}},
+            ":session_input": s(dispatch.session_input_json),
+            ":lease_seconds": n(dispatch.lease_seconds),
+            ":as_fallback": {"BOOL": dispatch.fallback_for is not None},
+            **{
+                f":{name}": value
+                for name, value in queue_entry(
+                    dispatch.agent_id, dispatch.queue_rank, session_id, dispatch.index
+                ).items()
+            },
+        }
+        add = "ADD attempts :one"
+        if dispatch.fallback_for is not None:
+            values[":fallback_for"] = {"SS": [dispatch.fallback_for]}
+            add += ", fallback_for :fallback_for"
+        transaction.items.append(
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": task_key(session_id, dispatch.index),
+                    "UpdateExpression": (
+                        "SET #status = :queued, task_token = :token, dispatch_seq = :seq, enqueued_at = :now, "
+                        "session_input = :session_input, lease_seconds = :lease_seconds, "
+                        "queued_as_fallback = :as_fallback, "
+                        "agent_tasks = :agent_tasks, agent_tasks_sk = :agent_tasks_sk, "
+                        "attempt_started_at = :now, started_at = if_not_exists(started_at, :now), updated_at = :now, "
+                        "agent_id = :agent, session_id = :session, #index = :index, #id = :id, #action = :action, "
+                        "#input = :input, priority = :priority, entity = :entity, "
+                        "history = if_not_exists(history, :no_history) "
+                        f"REMOVE scheduled_for, ended_at, duration_ms, #output, #error {add}"
+                    ),
+                    "ConditionExpression": "attribute_not_exists(dispatch_seq) OR dispatch_seq < :seq",
+                    "ExpressionAttributeNames": {**names, "#action": "action"},
+                    "ExpressionAttributeValues": values,
+                }
+            }
+        )
+        codes = self._run(transaction)
+        if codes is None:
+            return "queued"
+        if codes[0] == "ConditionalCheckFailed":
+            return "session_ended"
+        with translated_errors():
+            self._client.update_item(
+                TableName=self._table,
+                Key=task_key(session_id, dispatch.index),
+                UpdateExpression="SET task_token = :token",
+                ConditionExpression="dispatch_seq = :seq",
+                ExpressionAttributeValues={":token": s(dispatch.token), ":seq": n(dispatch.sequence)},
+            )
+        return "repeated"
+
+    def record(
+        self,
+        session_id: str,
+        outcome: TaskOutcome,
+        mark: TaskMark | None,
+        end: SessionEnd | None,
+        now: str,
+    ) -> bool:
+        """Write how an attempt ended, the next task's mark and the session's end, together.
+
+        False when the session is no longer processing (cancelled): then nothing was written. Writing the same
+        outcome twice (a retried runner call) writes the same values again. ConditionFailed when the attempt still
+        holds a lease (end it first) or is not the dispatched one.
+        """
+        transaction = _Transaction()
+        if end is not None:
+            self._end_session(transaction, session_id, end, guard="processing")
+        else:
+            self._require_processing(transaction, session_id)
+        values: dict[str, Any] = {
+            ":status": s(outcome.status),
+            ":ended": s(outcome.ended_at),
+            ":duration": n(outcome.duration_ms),
+            ":record": s(outcome.attempt_record_json),
+            ":seq": n(outcome.sequence),
+            ":now": s(now),
+        }
+        assignments = [
+            "#status = :status",
+            "ended_at = :ended",
+            "duration_ms = :duration",
+            "history.#attempt = :record",
+            "updated_at = :now",
+        ]
+        removals = ["task_token", "agent_tasks", "agent_tasks_sk"]  # off the queue, if it was still queued
+        names = {"#status": "status", "#attempt": str(outcome.attempt)}
+        for name, value in (
+            ("output", outcome.output_json),
+            ("error", outcome.error_json),
+            ("scheduled_for", outcome.scheduled_for),
+        ):
+            names[f"#{name}"] = name  # output and error are DynamoDB reserved words
+            if value is None:
+                removals.append(f"#{name}")
+            else:
+                values[f":{name}"] = s(value)
+                assignments.append(f"#{name} = :{name}")
+        transaction.items.append(
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": task_key(session_id, outcome.index),
+                    "UpdateExpression": f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}",
+                    "ConditionExpression": "dispatch_seq = :seq AND attribute_not_exists(lease_expires_at)",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
+                }
+            }
+        )
+        if mark is not None:
+            self._mark(transaction, session_id, mark, now)
+        return self._run_guarded(transaction)
+
+    # ------------------------------------------------------------------ agents' results
+    def save_result(self, result: SavedResult) -> bool:
+        """Keep the agent's result for the leased attempt of a processing session, and end the lease.
+
+        The lease ends with the result, so the agent's slot is free at once (and its failure streak moves).
+        False when the session is no longer processing (nothing written); ConditionFailed when the attempt holds
+        no lease any more (it ended, or has a result).
+        """
+        transaction = _Transaction()
+        self._require_processing(transaction, result.session_id)
+        transaction.items.append(
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": task_key(result.session_id, result.index),
+                    "UpdateExpression": (
+                        "SET #result = :result, result_seq = :seq, result_attempt = :attempt, updated_at = :now "
+                        f"REMOVE {', '.join(LEASE_ATTRIBUTES)}"
+                    ),
+                    "ConditionExpression": (
+                        "#status = :leased AND dispatch_seq = :seq AND attribute_exists(lease_expires_at)"
+                    ),
+                    "ExpressionAttributeNames": {"#status": "status", "#result": "result"},
+                    "ExpressionAttributeValues": {
+                        ":result": s(result.result_json),
+                        ":seq": n(result.sequence),
+                        ":attempt": n(result.attempt),
+                        ":leased": s("leased"),
+                        ":now": s(result.now),
+                    },
+                }
+            }
+        )
+        transaction.items.append(slot_release(self._table, result.agent_id, result.counted))
+        return self._run_guarded(transaction)
+
+    def withdraw_result(self, session_id: str, index: int, sequence: int) -> None:
+        """The runner no longer waited for that attempt: forget its result, so the task's record stays true."""
+        self._update_if(
+            {
+                "TableName": self._table,
+                "Key": task_key(session_id, index),
+                "UpdateExpression": "REMOVE #result, result_seq, result_attempt",
+                "ConditionExpression": "result_seq = :seq",
+                "ExpressionAttributeNames": {"#result": "result"},
+                "ExpressionAttributeValues": {":seq": n(sequence)},
+            }
+        )
+
+    # ------------------------------------------------------------------ cancel
+    def cancel(self, session_id: str, now: str, by: str) -> bool:
+        """waiting|processing -> cancelled; False if the session had already ended."""
+        return self._update_if(
+            {
+                "TableName": self._table,
+                "Key": session_key(session_id),
+                "UpdateExpression": "SET #status = :cancelled, ended_at = :now, updated_at = :now, cancelled_by = :by",
+                "ConditionExpression": "#status IN (:waiting, :processing)",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":cancelled": s("cancelled"),
+                    ":now": s(now),
+                    ":by": s(by),
+                    ":waiting": s("waiting"),
+                    ":processing": s("processing"),
+                },
+            }
+        )
+
+    def skip_task(self, session_id: str, index: int, status: str, now: str) -> None:
+        """Close a task the cancel caught open (not leased), unless it moved on meanwhile (then its own end stands).
+
+        The task token stays: a repeated cancel fails it again, in case the first stopped before it could.
+        """
+        self._update_if(
+            {
+                "TableName": self._table,
+                "Key": task_key(session_id, index),
+                "UpdateExpression": (
+                    "SET #status = :skipped, ended_at = :now, updated_at = :now REMOVE agent_tasks, agent_tasks_sk"
+                ),
+                "ConditionExpression": "#status = :was",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":skipped": s("skipped"), ":now": s(now), ":was": s(status)},
+            }
+        )
+
+    def _update_if(self, request: dict[str, Any]) -> bool:
+        return update_if(self._client, request)
+
+    # ------------------------------------------------------------------ parts of transactions
+    def _require_processing(self, transaction: _Transaction, session_id: str) -> None:
+        transaction.items.append(
+            {
+                "ConditionCheck": {
+                    "TableName": self._table,
+                    "Key": session_key(session_id),
+                    "ConditionExpression": "#status = :processing",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {":processing": s("processing")},
+                }
+            }
+        )
+
+    def _end_session(self, transaction: _Transaction, session_id: str, end: SessionEnd, guard: str) -> None:
+        """End the session in the transaction, if it still has the `guard` status."""
+        request = self._end_request(session_id, end)
+        request["ConditionExpression"] = "#status = :guard"
+        request["ExpressionAttributeValues"][":guard"] = s(guard)
+        transaction.items.append({"Update": cast("UpdateTypeDef", request)})
+
+    def _end_request(self, session_id: str, end: SessionEnd) -> dict[str, Any]:
+        """The update that ends a session (its status, end time and error); the caller adds the condition."""
+        names = {"#status": "status"}
+        values: dict[str, Any] = {":status": s(end.status), ":now": s(end.ended_at)}
+        update = "SET #status = :status, ended_at = :now, updated_at = :now"
+        if end.error_json is not None:
+            names["#error"] = "error"
+            values[":error"] = s(end.error_json)
+            update += ", #error = :error"
+        return {
+            "TableName": self._table,
+            "Key": session_key(session_id),
+            "UpdateExpression": update,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+
+    def _mark(self, transaction: _Transaction, session_id: str, mark: TaskMark, now: str) -> None:
+        transaction.items.append(
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": task_key(session_id, mark.index),
+                    "UpdateExpression": (
+                        "SET #status = :status, scheduled_for = :when, updated_at = :now, #id = :id, "
+                        "#index = :index, entity = :entity, history = if_not_exists(history, :no_history), "
+                        "attempts = if_not_exists(attempts, :zero)"
+                    ),
+                    "ExpressionAttributeNames": {"#status": "status", "#id": "id", "#index": "index"},
+                    "ExpressionAttributeValues": {
+                        ":status": s(mark.status),
+                        ":when": s(mark.scheduled_for),
+                        ":now": s(now),
+                        ":id": s(mark.template_id),
+                        ":index": n(mark.index),
+                        ":entity": s("task"),
+                        ":no_history": {"M": {}},
+                        ":zero": n(0),
+                    },
+                }
+            }
+        )
+
+    def _run_guarded(self, transaction: _Transaction) -> bool:
+        """Run a transaction whose first item guards the session: False when that guard failed (nothing written);
+        ConditionFailed when another item's condition did."""
+        codes = self._run(transaction)
+        if codes is None:
+            return True
+        if codes[0] == "ConditionalCheckFailed":
+            return False
+        raise ConditionFailed
+
+    def _run(self, transaction: _Transaction) -> list[str] | None:
+        return run_transaction(self._client, transaction.items)
+
+
+def decode(value: str | None) -> Any:
+    return json.loads(value) if value is not None else None

@@ -1,1 +1,0 @@
-"""Data access: the DynamoDB item shapes and every request Ops-Core makes to its table."""

@@ -1,0 +1,1 @@
+"""Workflow templates: their contract and checks, versioned immutable storage, the catalogue."""

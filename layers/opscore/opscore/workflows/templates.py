@@ -1,0 +1,134 @@
+"""Workflow templates: the tasks an operator wants run for an agent, in order, with their timing and failure rules.
+
+Two layers of checks: the pydantic model (types, ranges, unknown fields) and `check_template` for what relates tasks
+to each other (unique ids, fallbacks that exist, fallback cycles). Both report each problem with its path, such as
+`tasks.2.fallback`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from opscore.core.contracts import JsonObject, RequestModel, canonical_json
+from opscore.core.errors import FieldProblem, ValidationFailed
+
+WORKFLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+TASK_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+WorkflowName = Annotated[str, Field(pattern=WORKFLOW_NAME_PATTERN, description="The workflow_id.")]
+TaskId = Annotated[str, Field(pattern=TASK_ID_PATTERN, description="Unique within the template.")]
+
+
+class RetryPolicy(RequestModel):
+    max_retries: int = Field(default=0, ge=0, le=10, description="Attempts after the first one.")
+    backoff_seconds: int = Field(default=1, ge=0, le=3600, description="Wait before the first retry.")
+    backoff_rate: float = Field(default=2.0, ge=1.0, le=10.0, description="Each later wait is this times longer.")
+
+
+class TaskTemplate(RequestModel):
+    id: TaskId
+    action: str = Field(
+        min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", description="What the agent does."
+    )
+    input: JsonObject = Field(default_factory=dict, description="Static input; the trigger's input goes beside it.")
+    priority: int | None = Field(
+        default=None, ge=0, le=9, description="9 most urgent; default: the trigger's priority, else 5."
+    )
+    delay_seconds: int = Field(
+        default=0, ge=0, le=604_800, description="Wait before the task is queued (at most 7 days)."
+    )
+    timeout_seconds: int = Field(
+        default=300, ge=1, le=86_400, description="Per attempt, from the moment it is queued (queue wait and work)."
+    )
+    heartbeat_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=86_400,
+        description="The lease, renewed by each heartbeat; less than timeout_seconds. Default: timeout_seconds.",
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    fallback: TaskId | None = Field(
+        default=None, description="Task run instead when this one still fails after its retries."
+    )
+    fallback_only: bool = Field(default=False, description="Runs only as some task's fallback.")
+
+    @field_validator("heartbeat_seconds")
+    @classmethod
+    def _heartbeat_within_timeout(cls, value: int | None, info: ValidationInfo) -> int | None:
+        timeout = info.data.get("timeout_seconds")  # absent when timeout_seconds itself was invalid
+        if value is not None and timeout is not None and value >= timeout:
+            raise ValueError("heartbeat_seconds must be less than timeout_seconds")
+        return value
+
+
+class WorkflowTemplate(RequestModel):
+    name: WorkflowName
+    description: str | None = Field(default=None, max_length=1024)
+    tasks: list[TaskTemplate] = Field(min_length=1, max_length=100, description="Run in this order.")
+
+    def canonical(self) -> str:
+        """One spelling per template, defaults included: templates that mean the same are the same text."""
+        return canonical_json(self.model_dump(mode="json"))
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.canonical().encode()).hexdigest()
+
+
+def check_template(template: WorkflowTemplate, prefix: str = "") -> None:
+    """Refuse what the model alone cannot see: duplicate ids, unknown or circular fallbacks, nothing to run.
+
+    `prefix` places the paths inside a larger body (a template sent inline with a trigger, say).
+    """
+    first_index: dict[str, int] = {}
+    for index, task in enumerate(template.tasks):
+        first_index.setdefault(task.id, index)
+    problems = _duplicate_ids(template, first_index, prefix) + _fallback_problems(template, first_index, prefix)
+    if all(task.fallback_only for task in template.tasks):
+        problems.append(
+            FieldProblem(f"{prefix}tasks", "at least one task must not be fallback_only", type="nothing_to_run")
+        )
+    if problems:
+        raise ValidationFailed("the workflow template is not valid", problems)
+
+
+def _duplicate_ids(template: WorkflowTemplate, first_index: dict[str, int], prefix: str) -> list[FieldProblem]:
+    return [
+        FieldProblem(f"{prefix}tasks.{index}.id", f"repeats the id of tasks.{first_index[task.id]}", type="duplicate")
+        for index, task in enumerate(template.tasks)
+        if first_index[task.id] != index
+    ]
+
+
+def _fallback_problems(template: WorkflowTemplate, first_index: dict[str, int], prefix: str) -> list[FieldProblem]:
+    # The first task with an id defines it, as for the duplicate check.
+    fallbacks = {
+        task.id: task.fallback
+        for index, task in enumerate(template.tasks)
+        if task.fallback is not None and first_index[task.id] == index
+    }
+    problems = []
+    for index, task in enumerate(template.tasks):
+        where = f"{prefix}tasks.{index}.fallback"
+        if task.fallback is None:
+            continue
+        if task.fallback not in first_index:
+            problems.append(
+                FieldProblem(where, f"{task.fallback!r} is not a task of this template", type="unknown_task")
+            )
+        elif _leads_back(task.id, fallbacks):
+            problems.append(FieldProblem(where, f"following fallbacks from {task.id!r} leads back to it", type="cycle"))
+    return problems
+
+
+def _leads_back(start: str, fallbacks: dict[str, str]) -> bool:
+    seen: set[str] = set()
+    current = fallbacks.get(start)
+    while current is not None and current not in seen:
+        if current == start:
+            return True
+        seen.add(current)
+        current = fallbacks.get(current)
+    return False
