@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
 from opscore.core.observability import logger, metrics, tracer
-from opscore.dispatch.queue import TaskRef
+from opscore.sessions.records import TaskRef
 from opscore.sessions.runner import RunnerState
 
 # Time kept back from the function's timeout: the last delivery started may take this long (3 tries of 5 s).

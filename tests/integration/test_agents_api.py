@@ -395,7 +395,7 @@ def test_an_update_that_loses_a_race_reads_again_and_decides_again(
     """Between this update's read and its write, another update to the same agent is applied."""
     register()
     report({"state": "initializing", "timestamp": ts(1)})
-    real_get = AgentStore.get_agent_item
+    real_get = AgentStore.get
     reads = 0
 
     def read_then_rival_writes(self: AgentStore, agent_id: str) -> Any:
@@ -403,12 +403,12 @@ def test_an_update_that_loses_a_race_reads_again_and_decides_again(
         reads += 1
         item = real_get(self, agent_id)
         if reads == 1:  # the rival lands after my read, before my transaction
-            monkeypatch.setattr(AgentStore, "get_agent_item", real_get)
+            monkeypatch.setattr(AgentStore, "get", real_get)
             assert report(rival)[0] == 200
-            monkeypatch.setattr(AgentStore, "get_agent_item", read_then_rival_writes)
+            monkeypatch.setattr(AgentStore, "get", read_then_rival_writes)
         return item
 
-    monkeypatch.setattr(AgentStore, "get_agent_item", read_then_rival_writes)
+    monkeypatch.setattr(AgentStore, "get", read_then_rival_writes)
     status, body = report(mine)
     assert status == expected_status, body
     if status == 200:

@@ -15,7 +15,6 @@ import pytest
 
 from opscore import wiring
 from opscore.dispatch.health import AgentHealth, SweepReport
-from opscore.dispatch.queue import TaskRef
 from opscore_tools.local.lambdas import LambdaRuntime
 from tests.conftest import ADMIN_CONTEXT, EventFactory, agent_context
 from tests.integration.conftest import Invoke
@@ -302,7 +301,7 @@ def test_a_lease_is_exclusive_and_every_lease_ends_once(ops: SessionDriver, runt
     wait_queue(ops, 3)
     queue, stamp, until = wiring.task_queue(), "2026-11-24T10:00:00.000000Z", "2099-01-01T00:00:00.000000Z"
     with runtime.exclusive():
-        refs = [TaskRef.of(item) for item in queue.queued("agent-1", 10)]
+        refs = [task.ref for task in queue.queued("agent-1", 10)]
         assert queue.lease("agent-1", refs[0], stamp, until, 300) == "leased"
         assert queue.lease("agent-1", refs[0], stamp, until, 300) == "taken", "a second pull of the same task"
         assert queue.lease("agent-2", refs[1], stamp, until, 300) == "agent_unavailable", "not registered"

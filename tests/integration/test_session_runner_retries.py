@@ -17,6 +17,7 @@ from opscore.dispatch.errors import TaskNotOpen
 from opscore.dispatch.models import TaskResult
 from opscore.dispatch.results import TaskResults
 from opscore.sessions.plan import build_plan, first_step
+from opscore.sessions.records import TaskRecord
 from opscore.sessions.runner import Failure, RunnerState
 from opscore.sessions.store import NewSession
 from opscore.workflows.templates import WorkflowTemplate
@@ -54,7 +55,7 @@ def state(aws: Any) -> RunnerState:
     return RunnerState(session_id=SESSION_ID, agent_id="agent-1", plan=plan)
 
 
-def fetch_item() -> dict[str, Any]:
+def fetch_item() -> TaskRecord:
     item = wiring.session_store().get_task(SESSION_ID, 0)
     assert item is not None
     return item
@@ -69,7 +70,7 @@ def test_a_repeated_start_and_dispatch_count_one_attempt_and_keep_the_newest_tok
     assert runner.dispatch(dispatched, "token-1") == "queued"
     assert runner.dispatch(dispatched, "token-2") == "repeated"
     item = fetch_item()
-    assert (item["attempts"]["N"], item["task_token"]["S"], item["status"]["S"]) == ("1", "token-2", "queued")
+    assert (item.attempts, item.task_token, item.status) == (1, "token-2", "queued")
     queued = wiring.dispatcher().queue("agent-1", "queued", 10, None).items
     assert [task.task_id for task in queued] == [f"{SESSION_ID}-000"], "queued once"
 
@@ -84,8 +85,8 @@ def test_a_repeated_record_writes_the_same_outcome_and_returns_the_same_step(sta
     assert runner.failed(failed) == retry
     assert (retry.kind, retry.task_index, retry.attempt, retry.wait_seconds) == ("dispatch", 0, 2, 5)
     item = fetch_item()
-    assert item["status"]["S"] == "retrying"
-    assert list(item["history"]["M"]) == ["1"], "one history entry for the one attempt"
+    assert item.status == "retrying"
+    assert [entry.attempt for entry in item.history] == [1], "one history entry for the one attempt"
 
     second = failed.model_copy(update={"step": retry, "failure": None})
     runner.dispatch(second, "token-2")
@@ -93,10 +94,11 @@ def test_a_repeated_record_writes_the_same_outcome_and_returns_the_same_step(sta
     assert runner.succeeded(second) == following
     assert (following.kind, following.task_index, following.wait_seconds) == ("dispatch", 1, 30)
     item = fetch_item()
-    assert (item["status"]["S"], item["attempts"]["N"], sorted(item["history"]["M"])) == ("succeeded", "2", ["1", "2"])
+    assert (item.status, item.attempts, [entry.attempt for entry in item.history]) == ("succeeded", 2, [1, 2])
     summarise = wiring.session_store().get_task(SESSION_ID, 1)
     assert summarise is not None
-    assert summarise["status"]["S"] == "scheduled", "a delayed next task shows as scheduled"
+    assert summarise is not None
+    assert summarise.status == "scheduled", "a delayed next task shows as scheduled"
 
 
 def test_after_a_cancel_the_runner_records_nothing_more(state: RunnerState) -> None:
@@ -106,7 +108,7 @@ def test_after_a_cancel_the_runner_records_nothing_more(state: RunnerState) -> N
     assert wiring.session_store().cancel(SESSION_ID, "2026-11-24T05:01:00.000000Z", "0123456789abcdef")
 
     assert runner.succeeded(dispatched).kind == "cancelled"
-    assert fetch_item()["status"]["S"] == "queued", "the outcome was not written"
+    assert fetch_item().status == "queued", "the outcome was not written"
     again = dispatched.model_copy(update={"step": dispatched.step.model_copy(update={"sequence": 2})})
     assert runner.dispatch(again, "token-2") == "session_ended"
 
@@ -131,9 +133,9 @@ def test_a_closed_token_while_the_attempt_still_shows_leased_keeps_the_result(st
 
     accepted = results.report("agent-1", f"{SESSION_ID}-000", TaskResult(status="succeeded", output={"n": 1}))
     assert accepted.attempt == 1
-    assert fetch_item()["result"]["S"] == '{"output":{"n":1},"status":"succeeded"}', "kept for the runner to record"
+    assert fetch_item().result_json == '{"output":{"n":1},"status":"succeeded"}', "kept for the runner to record"
     assert runner.succeeded(dispatched).task_index == 1
-    assert fetch_item()["output"]["S"] == '{"n":1}'
+    assert fetch_item().output == {"n": 1}
 
 
 def test_a_closed_token_after_the_attempt_timed_out_refuses_and_forgets_the_result(state: RunnerState) -> None:
@@ -154,4 +156,4 @@ def test_a_closed_token_after_the_attempt_timed_out_refuses_and_forgets_the_resu
     with pytest.raises(TaskNotOpen):
         results.report("agent-1", f"{SESSION_ID}-000", TaskResult(status="succeeded"))
     item = fetch_item()
-    assert (item["status"]["S"], "result" in item) == ("retrying", False)
+    assert (item.status, item.result_json) == ("retrying", None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from opscore.agents.store import silent_from
+from opscore.agents.records import silent_from
 from opscore.dispatch.queue import QUEUE_AGING_SECONDS, queue_rank
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)

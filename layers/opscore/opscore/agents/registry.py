@@ -11,8 +11,6 @@ read: both or neither are stored, and a writer that lost a race reads again and 
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -30,12 +28,14 @@ from opscore.agents.models import (
     StateHistoryEntry,
     StateReport,
 )
-from opscore.agents.store import AgentStore, StateWrite, agent_from_item, current_state_from_item, silent_from
-from opscore.aws.dynamodb import ConditionFailed, Item, get_n
+from opscore.agents.records import AgentRecord, silent_from
+from opscore.agents.store import AgentStore, StateWrite
+from opscore.aws.dynamodb import ConditionFailed
 from opscore.core.clock import format_timestamp
 from opscore.core.contracts import canonical_json
 from opscore.core.errors import Conflict, FieldProblem, NotFound, StaleState, ValidationFailed
 from opscore.core.observability import MetricUnit, logger, metrics
+from opscore.core.retry import Backoff, attempts
 from opscore.core.settings import Settings
 from opscore.dispatch.delivery import CHANNELS, channel
 from opscore.dispatch.queue import TaskQueue
@@ -43,6 +43,7 @@ from opscore.dispatch.queue import TaskQueue
 # Attempts to apply one update while other updates to the same agent keep winning the race; each attempt is a read
 # and a transaction (after a short jittered pause), and only concurrent writers to one agent need a second one.
 MAX_WRITE_ATTEMPTS = 5
+WRITE_BACKOFF = Backoff(0.01, 0.05)
 
 
 class Registry:
@@ -55,112 +56,114 @@ class Registry:
     def register(self, agent_id: str, request: RegistrationRequest) -> Registration:
         _check_delivery(request)
         now = self._now()
-        item, created = self._store.upsert_registration(
+        record = self._store.upsert_registration(
             agent_id,
             request,
             format_timestamp(now),
             silent_at=silent_from(now, request.offline_after_seconds),
         )
-        agent = self._agent(agent_id, item)
         logger.info(
-            "agent registered" if created else "agent registration updated",
+            "agent registered" if record.created else "agent registration updated",
             extra={"agent_id": agent_id, "agent_version": request.version, "capabilities": request.capabilities},
         )
-        metrics.add_metric(name="AgentsRegistered" if created else "AgentsReregistered", unit=MetricUnit.Count, value=1)
-        return Registration(agent=agent, created=created)
+        metrics.add_metric(
+            name="AgentsRegistered" if record.created else "AgentsReregistered", unit=MetricUnit.Count, value=1
+        )
+        return Registration(agent=self._view(record), created=record.created)
 
     def get(self, agent_id: str) -> Agent:
-        item = self._store.get_agent_item(agent_id)
-        if item is None:
+        return self._view(self.require(agent_id))
+
+    def agent(self, agent_id: str) -> AgentRecord | None:
+        """The agent's record (registration, state and dispatch counters), without the queue counts."""
+        return self._store.get(agent_id)
+
+    def require(self, agent_id: str) -> AgentRecord:
+        record = self._store.get(agent_id)
+        if record is None:
             raise NotFound(f"agent {agent_id} is not registered")
-        return self._agent(agent_id, item)
+        return record
 
-    def agent_item(self, agent_id: str) -> Item | None:
-        """The agent's stored item (registration, state and dispatch counters), without the queue counts."""
-        return self._store.get_agent_item(agent_id)
-
-    def _agent(self, agent_id: str, item: Item) -> Agent:
-        priorities = self._queue.queued_priorities(agent_id)
+    def _view(self, record: AgentRecord) -> Agent:
+        priorities = self._queue.queued_priorities(record.agent_id)
         counts = QueueCounts(
             queued=len(priorities),
-            in_flight=get_n(item, "in_flight") or 0,
+            in_flight=record.in_flight,
             queued_by_priority={str(value): priorities.count(value) for value in sorted(set(priorities), reverse=True)},
         )
-        return agent_from_item(item, counts)
+        return agent_view(record, counts)
 
     def report_state(self, agent_id: str, report: StateReport) -> StateAccepted:
         now = self._now()
-        if report.timestamp > now + timedelta(seconds=self._settings.max_clock_skew_seconds):
-            raise ValidationFailed(
-                "timestamp is in the future",
-                [
-                    FieldProblem(
-                        "timestamp",
-                        f"must not be more than {self._settings.max_clock_skew_seconds}s ahead of the server clock "
-                        f"({format_timestamp(now)})",
-                        type="future_timestamp",
-                    )
-                ],
-            )
-        for attempt in range(MAX_WRITE_ATTEMPTS):
-            stored = self._store.get_agent_item(agent_id)
-            if stored is None:
-                raise NotFound(f"agent {agent_id} is not registered")
+        _refuse_future(report.timestamp, now, self._settings.max_clock_skew_seconds)
+        for _ in attempts(MAX_WRITE_ATTEMPTS, WRITE_BACKOFF):
+            record = self.require(agent_id)
             # An idle report from the agent (or an admin) lifts a quarantine.
-            lifts = report.state is AgentState.IDLE and bool(stored.get("quarantined", {}).get("BOOL"))
-            write = StateWrite(
+            lifts = report.state is AgentState.IDLE and record.quarantined
+            write, entry = self._change(
+                record,
+                now=now,
                 state=report.state,
                 timestamp=format_timestamp(report.timestamp),
-                details_json=canonical_json(report.details),
-                error_json=canonical_json(report.error.model_dump() if report.error else None),
-                recorded_at=format_timestamp(now),
-                expires_at=int((now + timedelta(days=self._settings.history_retention_days)).timestamp()),
-                silent_at=_silent_at(stored, now),
-                quarantine="lift" if lifts else "keep",
-            )
-            current = current_state_from_item(stored)
-            if current is not None and current.timestamp >= write.timestamp:
-                return self._repeat_or_stale(agent_id, write, current)
-            entry = StateHistoryEntry(
-                state=write.state,
-                previous_state=current.state if current else None,
-                timestamp=write.timestamp,
                 details=report.details,
                 error=report.error,
-                version=(current.version if current else 0) + 1,
-                recorded_at=write.recorded_at,
+                quarantine="lift" if lifts else "keep",
             )
+            if not _is_newer(write, record.current):
+                return self._repeat_or_stale(agent_id, write, record.current)
             try:
-                self._store.write_state(agent_id, entry.version - 1, write, entry)
+                self._store.write_state(agent_id, record.state_version, write, entry)
             except ConditionFailed:
                 # Another update was applied since the read (read again and decide again), or this very timestamp is
                 # already in history although the state is older (a reset state): then it is a repeat or stale.
                 if self._store.get_history_entry(agent_id, write.timestamp) is not None:
-                    return self._repeat_or_stale(agent_id, write, current)
-                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter, not security
+                    return self._repeat_or_stale(agent_id, write, record.current)
                 continue
-            self._record_change(agent_id, entry, report.error)
-            if lifts:
-                logger.info("agent quarantine lifted", extra={"agent_id": agent_id, "new_state": entry.state.value})
-                metrics.add_metric(name="QuarantinesLifted", unit=MetricUnit.Count, value=1)
+            self._record_change(agent_id, entry, report.error, lifted=lifts)
             return _accepted(agent_id, entry)
         metrics.add_metric(name="StateUpdateContention", unit=MetricUnit.Count, value=1)
         raise Conflict("the agent's state is changing too fast to apply this update now; send it again")
 
+    def _change(
+        self,
+        record: AgentRecord,
+        *,
+        now: datetime,
+        state: AgentState,
+        timestamp: str,
+        details: dict[str, Any] | None,
+        error: AgentError | None,
+        quarantine: Literal["keep", "set", "lift"] = "keep",
+        silent_before: str | None = None,
+    ) -> tuple[StateWrite, StateHistoryEntry]:
+        """The one way a state change is built, by an agent's report or by Ops-Core: the write and its history."""
+        write = StateWrite(
+            state=state,
+            timestamp=timestamp,
+            details_json=canonical_json(details),
+            error_json=canonical_json(error.model_dump() if error else None),
+            recorded_at=format_timestamp(now),
+            expires_at=int((now + timedelta(days=self._settings.history_retention_days)).timestamp()),
+            # Marking an agent offline (the one write made only while it is still silent) stops its silence clock;
+            # anything else is contact and restarts it.
+            silent_at=None if silent_before is not None else record.next_silence(now),
+            quarantine=quarantine,
+            silent_before=silent_before,
+        )
+        entry = StateHistoryEntry(
+            state=state,
+            previous_state=record.state,
+            timestamp=timestamp,
+            details=details,
+            error=error,
+            version=record.state_version + 1,
+            recorded_at=write.recorded_at,
+        )
+        return write, entry
+
     def _repeat_or_stale(self, agent_id: str, write: StateWrite, current: CurrentState | None) -> StateAccepted:
         """An update not newer than the stored state: a repeat of an accepted one (200, its version), else stale."""
-        earlier = self._store.get_history_entry(agent_id, write.timestamp)
-        if earlier is None and current is not None and current.timestamp == write.timestamp:
-            # The current state's history entry may have expired (TTL) while the state itself is still stored.
-            earlier = StateHistoryEntry(
-                state=current.state,
-                previous_state=None,
-                timestamp=current.timestamp,
-                details=current.details,
-                error=current.error,
-                version=current.version,
-                recorded_at=current.timestamp,
-            )
+        earlier = self._store.get_history_entry(agent_id, write.timestamp) or _current_as_entry(current, write)
         if earlier is not None and write.same_report_as(earlier):
             logger.info(
                 "repeated state update answered with its first result",
@@ -189,53 +192,42 @@ class Registry:
         state: AgentState,
         details: dict[str, Any],
         *,
-        when: Callable[[Item], bool],
+        when: Callable[[AgentRecord], bool],
         quarantine: Literal["keep", "set"] = "keep",
         silent_before: str | None = None,
     ) -> StateHistoryEntry | None:
-        """Ops-Core's own state change for an agent (offline, quarantined), made only while `when(agent item)` holds.
+        """Ops-Core's own state change for an agent (offline, quarantined), made only while `when(agent)` holds.
 
         It goes through the same version guard and history as an agent's report, stamped now (or just after the
         stored state, if the agent's clock ran ahead). None when the agent is gone or `when` no longer holds.
+        `silent_before` (marking it offline) also makes the write hold only while its silence deadline is earlier.
         """
-        for _ in range(MAX_WRITE_ATTEMPTS):
-            stored = self._store.get_agent_item(agent_id)
-            if stored is None or not when(stored):
+        for _ in attempts(MAX_WRITE_ATTEMPTS):
+            record = self._store.get(agent_id)
+            if record is None or not when(record):
                 return None
-            current = current_state_from_item(stored)
             now = self._now()
-            stamp = format_timestamp(now)
-            if current is not None and current.timestamp >= stamp:
-                stamp = format_timestamp(datetime.fromisoformat(current.timestamp) + timedelta(microseconds=1))
-            write = StateWrite(
+            write, entry = self._change(
+                record,
+                now=now,
                 state=state,
-                timestamp=stamp,
-                details_json=canonical_json(details),
-                error_json=canonical_json(None),
-                recorded_at=format_timestamp(now),
-                expires_at=int((now + timedelta(days=self._settings.history_retention_days)).timestamp()),
-                silent_at=None if state is AgentState.OFFLINE else _silent_at(stored, now),
+                timestamp=_stamp_after(record.current, now),
+                details=details,
+                error=None,
                 quarantine=quarantine,
                 silent_before=silent_before,
             )
-            entry = StateHistoryEntry(
-                state=state,
-                previous_state=current.state if current else None,
-                timestamp=stamp,
-                details=details,
-                error=None,
-                version=(current.version if current else 0) + 1,
-                recorded_at=write.recorded_at,
-            )
             try:
-                self._store.write_state(agent_id, entry.version - 1, write, entry)
+                self._store.write_state(agent_id, record.state_version, write, entry)
             except ConditionFailed:
                 continue  # the agent reported (or was heard from) meanwhile: look again
             self._record_change(agent_id, entry, None)
             return entry
         return None
 
-    def _record_change(self, agent_id: str, entry: StateHistoryEntry, error: AgentError | None) -> None:
+    def _record_change(
+        self, agent_id: str, entry: StateHistoryEntry, error: AgentError | None, lifted: bool = False
+    ) -> None:
         logger.info(
             "agent state changed",
             extra={
@@ -249,12 +241,81 @@ class Registry:
         metrics.add_metric(name="StateChanges", unit=MetricUnit.Count, value=1)
         if error is not None:
             metrics.add_metric(name="AgentErrorsReported", unit=MetricUnit.Count, value=1)
+        if lifted:
+            logger.info("agent quarantine lifted", extra={"agent_id": agent_id, "new_state": entry.state.value})
+            metrics.add_metric(name="QuarantinesLifted", unit=MetricUnit.Count, value=1)
 
     def history(self, agent_id: str, limit: int, next_token: str | None) -> HistoryPage:
         items, token = self._store.list_history(agent_id, limit, next_token)
-        if not items and next_token is None and self._store.get_agent_item(agent_id) is None:
+        if not items and next_token is None and self._store.get(agent_id) is None:
             raise NotFound(f"agent {agent_id} is not registered")
         return HistoryPage(items=items, next_token=token)
+
+
+def agent_view(record: AgentRecord, queue: QueueCounts) -> Agent:
+    """What GET /agent/{agentId} shows of the record (never its webhook secret)."""
+    return Agent(
+        agent_id=record.agent_id,
+        name=record.name,
+        version=record.agent_version,
+        capabilities=list(record.capabilities),
+        endpoint=record.endpoint,
+        max_concurrency=record.max_concurrency,
+        metadata=record.metadata,
+        delivery=record.delivery,
+        offline_after_seconds=record.offline_after_seconds,
+        quarantine_after=record.quarantine_after,
+        failure_streak=record.failure_streak,
+        quarantined=record.quarantined,
+        registered_at=record.registered_at,
+        updated_at=record.updated_at,
+        last_seen_at=record.last_seen_at,
+        current_state=record.current,
+        queue=queue,
+    )
+
+
+def _refuse_future(timestamp: datetime, now: datetime, skew_seconds: int) -> None:
+    if timestamp > now + timedelta(seconds=skew_seconds):
+        raise ValidationFailed(
+            "timestamp is in the future",
+            [
+                FieldProblem(
+                    "timestamp",
+                    f"must not be more than {skew_seconds}s ahead of the server clock ({format_timestamp(now)})",
+                    type="future_timestamp",
+                )
+            ],
+        )
+
+
+def _is_newer(write: StateWrite, current: CurrentState | None) -> bool:
+    """Only an update later than the stored state is applied (string order is time order: see format_timestamp)."""
+    return current is None or write.timestamp > current.timestamp
+
+
+def _stamp_after(current: CurrentState | None, now: datetime) -> str:
+    """Now, or just after the stored state if the agent's clock ran ahead of Ops-Core's."""
+    stamp = format_timestamp(now)
+    if current is not None and current.timestamp >= stamp:
+        stamp = format_timestamp(datetime.fromisoformat(current.timestamp) + timedelta(microseconds=1))
+    return stamp
+
+
+def _current_as_entry(current: CurrentState | None, write: StateWrite) -> StateHistoryEntry | None:
+    """The current state as a history entry, when the update has its timestamp: the state's own history entry may
+    have expired (TTL) while the state itself is still stored."""
+    if current is None or current.timestamp != write.timestamp:
+        return None
+    return StateHistoryEntry(
+        state=current.state,
+        previous_state=None,
+        timestamp=current.timestamp,
+        details=current.details,
+        error=current.error,
+        version=current.version,
+        recorded_at=current.timestamp,
+    )
 
 
 def _accepted(agent_id: str, entry: StateHistoryEntry) -> StateAccepted:
@@ -265,11 +326,6 @@ def _accepted(agent_id: str, entry: StateHistoryEntry) -> StateAccepted:
         timestamp=entry.timestamp,
         version=entry.version,
     )
-
-
-def _silent_at(agent: Item, now: datetime) -> str:
-    """When the agent counts as offline if nothing more is heard from it."""
-    return silent_from(now, get_n(agent, "offline_after_seconds"))
 
 
 def _check_delivery(request: RegistrationRequest) -> None:

@@ -14,32 +14,16 @@ lease), `failure_streak` and `quarantined`, and its silence deadline in the Dead
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from opscore.agents.models import (
-    Agent,
-    AgentError,
-    AgentState,
-    CurrentState,
-    QueueCounts,
-    RegistrationRequest,
-    StateHistoryEntry,
-)
-from opscore.aws.dynamodb import (
-    ConditionFailed,
-    Item,
-    as_json,
-    get_n,
-    get_s,
-    n,
-    s,
-    translated_errors,
-    update_if,
-)
+from opscore.agents.models import AgentState, CurrentState, RegistrationRequest, StateHistoryEntry
+from opscore.agents.records import AgentRecord, agent_error
+from opscore.aws.dynamodb import ConditionFailed, translated_errors, update_if
+from opscore.aws.items import Attributes, Item, decode_item, n, s
 from opscore.aws.pages import query_prefix_page
-from opscore.core.clock import format_timestamp
+from opscore.aws.updates import Update
 from opscore.core.contracts import canonical_json
 from opscore.core.errors import Throttled
 
@@ -48,28 +32,12 @@ if TYPE_CHECKING:
 
 AGENT_SK = "AGENT"
 HISTORY_PREFIX = "STATE#"
-NULL_JSON = "null"
 DEADLINES_INDEX = "Deadlines"
 SILENCE = "SILENCE"
 
 
-DEFAULT_OFFLINE_AFTER_SECONDS = 300
-DEFAULT_QUARANTINE_AFTER = 3
-
-
 def silence_deadline(agent_id: str, silent_at: str) -> str:
     return f"{silent_at}#{agent_id}"
-
-
-def silent_from(now: datetime, offline_after_seconds: int | None) -> str:
-    """When an agent heard from at `now` counts as silent: after its offline_after_seconds, rounded up to the minute.
-
-    The sweep runs once a minute, so the rounding changes nothing it decides; but it keeps the deadline (an index
-    key) the same for every contact within a minute, and an unchanged index key costs no index write.
-    """
-    due = now + timedelta(seconds=offline_after_seconds or DEFAULT_OFFLINE_AFTER_SECONDS)
-    rounded = due.replace(second=0, microsecond=0)
-    return format_timestamp(rounded if rounded == due else rounded + timedelta(minutes=1))
 
 
 def agent_key(agent_id: str) -> Item:
@@ -106,139 +74,93 @@ class AgentStore:
         self._client = client
         self._table = table_name
 
-    def upsert_registration(
-        self, agent_id: str, request: RegistrationRequest, now: str, silent_at: str
-    ) -> tuple[Item, bool]:
-        """Create or replace the registration; the current state is left as it is. Returns (item, created)."""
-        values: dict[str, Any] = {
-            ":entity": s("agent"),
-            ":agent_id": s(agent_id),
-            ":name": s(request.name),
-            ":capabilities": {"L": [s(capability) for capability in request.capabilities]},
-            ":max_concurrency": n(request.max_concurrency),
-            ":metadata": s(canonical_json(request.metadata)),
-            ":now": s(now),
-            ":zero": n(0),
-            ":one": n(1),
-            ":delivery": s(request.delivery),
-            ":offline_after": n(request.offline_after_seconds),
-            ":quarantine_after": n(request.quarantine_after),
-            ":silence": s(SILENCE),
-            ":deadline": s(silence_deadline(agent_id, silent_at)),
-        }
-        assignments = [
-            "entity = :entity",
-            "agent_id = :agent_id",
-            "#name = :name",
-            "capabilities = :capabilities",
-            "max_concurrency = :max_concurrency",
-            "metadata = :metadata",
-            "updated_at = :now",
-            "registered_at = if_not_exists(registered_at, :now)",
-            "state_version = if_not_exists(state_version, :zero)",
+    def upsert_registration(self, agent_id: str, request: RegistrationRequest, now: str, silent_at: str) -> AgentRecord:
+        """Create or replace the registration; the current state is left as it is (`created` says which)."""
+        update = (
+            Update(agent_key(agent_id))
+            .set("entity", "agent")
+            .set("agent_id", agent_id)
+            .set("name", request.name)
+            .set("capabilities", list(request.capabilities))
+            .set("max_concurrency", request.max_concurrency)
+            .set("metadata", canonical_json(request.metadata))
+            .set("updated_at", now)
+            .set_if_absent("registered_at", now)
+            .set_if_absent("state_version", 0)
             # Exactly one PUT sees generation 1, so "created" is exact even when two registrations race.
-            "generation = if_not_exists(generation, :zero) + :one",
-            "delivery = :delivery",
-            "offline_after_seconds = :offline_after",
-            "quarantine_after = :quarantine_after",
-            "in_flight = if_not_exists(in_flight, :zero)",
-            "failure_streak = if_not_exists(failure_streak, :zero)",
+            .increment("generation")
+            .set("delivery", request.delivery)
+            .set("offline_after_seconds", request.offline_after_seconds)
+            .set("quarantine_after", request.quarantine_after)
+            .set_if_absent("in_flight", 0)
+            .set_if_absent("failure_streak", 0)
             # Registering is contact: the silence clock starts (again) here.
-            "deadline_kind = :silence",
-            "deadline_at = :deadline",
-            "last_seen_at = :now",
-        ]
-        removals = []
+            .set("deadline_kind", SILENCE)
+            .set("deadline_at", silence_deadline(agent_id, silent_at))
+            .set("last_seen_at", now)
+        )
         for attribute, value in (
             ("agent_version", request.version),
             ("endpoint", request.endpoint),
             ("webhook_secret", request.webhook_secret),
         ):
             if value is None:
-                removals.append(attribute)
+                update.remove(attribute)
             else:
-                assignments.append(f"{attribute} = :{attribute}")
-                values[f":{attribute}"] = s(value)
-        expression = "SET " + ", ".join(assignments) + (" REMOVE " + ", ".join(removals) if removals else "")
+                update.set(attribute, value)
         with translated_errors():
-            response = self._client.update_item(
-                TableName=self._table,
-                Key=agent_key(agent_id),
-                UpdateExpression=expression,
-                ExpressionAttributeNames={"#name": "name"},
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        item = response["Attributes"]
-        return item, get_n(item, "generation") == 1
+            response = self._client.update_item(**update.request(self._table), ReturnValues="ALL_NEW")
+        attributes = decode_item(response["Attributes"])
+        return _agent_record(attributes, created=attributes.get("generation") == 1)
 
-    def get_agent_item(self, agent_id: str) -> Item | None:
+    def get(self, agent_id: str) -> AgentRecord | None:
         with translated_errors():
             response = self._client.get_item(TableName=self._table, Key=agent_key(agent_id), ConsistentRead=True)
-        return response.get("Item") or None
+        item = response.get("Item")
+        return _agent_record(decode_item(item)) if item else None
 
     def write_state(self, agent_id: str, expected_version: int, write: StateWrite, entry: StateHistoryEntry) -> None:
         """Apply a state update and its history entry atomically, if the agent is still at `expected_version`.
 
         One transaction: the agent item moves from `expected_version` to `entry.version` and the history entry is
-        created, or neither happens (VersionConflict: someone else wrote first; read again and decide again).
+        created, or neither happens (ConditionFailed: someone else wrote first; read again and decide again).
         """
-        history = self._history_item(agent_id, entry, write.expires_at)
-        values: dict[str, Any] = {}
-        assignments = ""
-        removals = []
-        if write.silent_at is not None:
-            assignments += ", last_seen_at = :now, deadline_kind = :silence, deadline_at = :deadline"
-            values.update({":silence": s(SILENCE), ":deadline": s(silence_deadline(agent_id, write.silent_at))})
-        else:
-            removals += ["deadline_kind", "deadline_at"]
-        if write.silent_before is not None:
-            values[":silent_before"] = s(write.silent_before)
-        if write.quarantine == "set":
-            assignments += ", quarantined = :true"
-            values[":true"] = {"BOOL": True}
-        elif write.quarantine == "lift":
-            assignments += ", failure_streak = :zero"
-            values[":zero"] = n(0)
-            removals.append("quarantined")
         update = (
-            "SET #state = :state, state_timestamp = :ts, state_details = :details, state_error = :error, "
-            "state_version = :version, state_recorded_at = :now" + assignments
+            Update(agent_key(agent_id))
+            .set("state", write.state.value)
+            .set("state_timestamp", write.timestamp)
+            .set("state_details", write.details_json)
+            .set("state_error", write.error_json)
+            .set("state_version", entry.version)
+            .set("state_recorded_at", write.recorded_at)
         )
-        if removals:
-            update += " REMOVE " + ", ".join(removals)
+        if write.silent_at is not None:
+            update.set("last_seen_at", write.recorded_at).set("deadline_kind", SILENCE)
+            update.set("deadline_at", silence_deadline(agent_id, write.silent_at))
+        else:
+            update.remove("deadline_kind", "deadline_at")
+        if write.quarantine == "set":
+            update.set("quarantined", True)
+        elif write.quarantine == "lift":
+            update.set("failure_streak", 0).remove("quarantined")
+        # An agent that never had a state may lack state_version (items written by other tools): version 0 then
+        # means "no version yet".
+        condition = "attribute_exists(#PK) AND (#state_version = :expected" + (
+            " OR attribute_not_exists(#state_version))" if expected_version == 0 else ")"
+        )
+        values: dict[str, Any] = {"expected": expected_version}
+        if write.silent_before is not None:
+            condition += " AND #deadline_at < :silent_before"
+            values["silent_before"] = write.silent_before
+        update.condition(condition, **values)
         with translated_errors():
             self._client.transact_write_items(
                 TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": agent_key(agent_id),
-                            "UpdateExpression": update,
-                            # An agent that never had a state may lack state_version (items written by other
-                            # tools): version 0 then means "no version yet".
-                            "ConditionExpression": (
-                                "attribute_exists(PK) AND (state_version = :expected"
-                                + (" OR attribute_not_exists(state_version))" if expected_version == 0 else ")")
-                                + (" AND deadline_at < :silent_before" if write.silent_before is not None else "")
-                            ),
-                            "ExpressionAttributeNames": {"#state": "state"},
-                            "ExpressionAttributeValues": {
-                                ":state": s(write.state.value),
-                                ":ts": s(write.timestamp),
-                                ":details": s(write.details_json),
-                                ":error": s(write.error_json),
-                                ":version": n(entry.version),
-                                ":expected": n(expected_version),
-                                ":now": s(write.recorded_at),
-                                **values,
-                            },
-                        }
-                    },
+                    {"Update": update.request(self._table)},  # type: ignore[typeddict-item]
                     {
                         "Put": {
                             "TableName": self._table,
-                            "Item": history,
+                            "Item": self._history_item(agent_id, entry, write.expires_at),
                             "ConditionExpression": "attribute_not_exists(SK)",
                         }
                     },
@@ -252,7 +174,7 @@ class AgentStore:
                 TableName=self._table, Key=agent_key(agent_id), ProjectionExpression="delivery"
             )
         item = response.get("Item")
-        return None if item is None else get_s(item, "delivery") or "poll"
+        return None if item is None else decode_item(item).get("delivery") or "poll"
 
     def touch(self, agent_id: str, now: str, silent_at: str) -> None:
         """The agent was heard from (a heartbeat, a result, a pull): push its silence deadline back.
@@ -297,7 +219,7 @@ class AgentStore:
                 ExpressionAttributeValues={":silence": s(SILENCE), ":now": s(now)},
                 Limit=limit,
             ).get("Items", [])
-        return [item["PK"]["S"].removeprefix("AGENT#") for item in items]
+        return [decode_item(item)["agent_id"] for item in items]
 
     def _history_item(self, agent_id: str, entry: StateHistoryEntry, expires_at: int) -> Item:
         item: Item = {
@@ -324,7 +246,7 @@ class AgentStore:
                 ConsistentRead=True,
             )
         item = response.get("Item")
-        return history_from_item(item) if item else None
+        return _history_entry(decode_item(item)) if item else None
 
     def list_history(
         self, agent_id: str, limit: int, next_token: str | None
@@ -339,57 +261,66 @@ class AgentStore:
             next_token=next_token,
             newest_first=True,
         )
-        return [history_from_item(item) for item in page], token
+        return [_history_entry(decode_item(item)) for item in page], token
 
 
-def _error_from_json(raw: str | None) -> AgentError | None:
-    decoded = as_json(raw)
-    return AgentError.model_validate(decoded) if decoded is not None else None
+def _json(raw: Any) -> Any:
+    return json.loads(raw) if isinstance(raw, str) else None
 
 
-def current_state_from_item(item: Item) -> CurrentState | None:
-    state = get_s(item, "state")
+def _current_state(attributes: Attributes) -> CurrentState | None:
+    state = attributes.get("state")
     if state is None:
         return None
     return CurrentState(
         state=AgentState(state),
-        timestamp=get_s(item, "state_timestamp") or "",
-        details=as_json(get_s(item, "state_details")),
-        error=_error_from_json(get_s(item, "state_error")),
-        version=get_n(item, "state_version") or 0,
+        timestamp=attributes.get("state_timestamp", ""),
+        details=_json(attributes.get("state_details")),
+        error=agent_error(_json(attributes.get("state_error"))),
+        version=attributes.get("state_version", 0),
     )
 
 
-def agent_from_item(item: Item, queue: QueueCounts) -> Agent:
-    return Agent(
-        agent_id=get_s(item, "agent_id") or "",
-        name=get_s(item, "name") or "",
-        version=get_s(item, "agent_version"),
-        capabilities=[value["S"] for value in item.get("capabilities", {}).get("L", []) if "S" in value],
-        endpoint=get_s(item, "endpoint"),
-        max_concurrency=get_n(item, "max_concurrency") or 1,
-        metadata=as_json(get_s(item, "metadata")) or {},
-        delivery=get_s(item, "delivery") or "poll",
-        offline_after_seconds=get_n(item, "offline_after_seconds") or DEFAULT_OFFLINE_AFTER_SECONDS,
-        quarantine_after=get_n(item, "quarantine_after") or DEFAULT_QUARANTINE_AFTER,
-        failure_streak=get_n(item, "failure_streak") or 0,
-        quarantined=bool(item.get("quarantined", {}).get("BOOL")),
-        registered_at=get_s(item, "registered_at") or "",
-        updated_at=get_s(item, "updated_at") or "",
-        last_seen_at=get_s(item, "last_seen_at"),
-        current_state=current_state_from_item(item),
-        queue=queue,
+# Attributes copied as they are; an item written before one of them existed takes the record's default.
+_PLAIN_FIELDS = (
+    "agent_version",
+    "endpoint",
+    "webhook_secret",
+    "max_concurrency",
+    "delivery",
+    "offline_after_seconds",
+    "quarantine_after",
+    "registered_at",
+    "updated_at",
+    "last_seen_at",
+    "in_flight",
+    "failure_streak",
+)
+
+
+def _agent_record(attributes: Attributes, created: bool = False) -> AgentRecord:
+    deadline = attributes.get("deadline_at") if attributes.get("deadline_kind") == SILENCE else None
+    return AgentRecord(
+        agent_id=attributes.get("agent_id", ""),
+        name=attributes.get("name", ""),
+        capabilities=tuple(attributes.get("capabilities", ())),
+        metadata=_json(attributes.get("metadata")) or {},
+        current=_current_state(attributes),
+        quarantined=bool(attributes.get("quarantined")),
+        silent_at=deadline.split("#", 1)[0] if deadline else None,
+        created=created,
+        **{name: attributes[name] for name in _PLAIN_FIELDS if attributes.get(name) is not None},
     )
 
 
-def history_from_item(item: Item) -> StateHistoryEntry:
-    previous = get_s(item, "previous_state")
+def _history_entry(attributes: Attributes) -> StateHistoryEntry:
+    previous = attributes.get("previous_state")
     return StateHistoryEntry(
-        state=AgentState(get_s(item, "state") or ""),
+        state=AgentState(attributes.get("state", "")),
         previous_state=AgentState(previous) if previous else None,
-        timestamp=get_s(item, "state_timestamp") or "",
-        details=as_json(get_s(item, "state_details")),
-        error=_error_from_json(get_s(item, "state_error")),
-        version=get_n(item, "state_version") or 0,
-        recorded_at=get_s(item, "recorded_at") or "",
+        timestamp=attributes.get("state_timestamp", ""),
+        details=_json(attributes.get("state_details")),
+        error=agent_error(_json(attributes.get("state_error"))),
+        version=attributes.get("state_version", 0),
+        recorded_at=attributes.get("recorded_at", ""),
     )

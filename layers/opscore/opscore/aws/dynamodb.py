@@ -1,8 +1,7 @@
-"""The DynamoDB client, error translation and page tokens shared by the repositories."""
+"""The DynamoDB client and what its errors mean to Ops-Core: lost conditions, throttling, transactions."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -13,10 +12,7 @@ from opscore.core.errors import Throttled
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
-
-
-Item = dict[str, "AttributeValueTypeDef"]
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 
 THROTTLING_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
@@ -87,26 +83,3 @@ def update_if(client: DynamoDBClient, request: dict[str, Any]) -> bool:
     except ConditionFailed:
         return False
     return True
-
-
-def s(value: str) -> AttributeValueTypeDef:
-    return {"S": value}
-
-
-def n(value: int) -> AttributeValueTypeDef:
-    return {"N": str(value)}
-
-
-def get_s(item: Item, name: str) -> str | None:
-    value = item.get(name)
-    return value["S"] if value is not None and "S" in value else None
-
-
-def get_n(item: Item, name: str) -> int | None:
-    value = item.get(name)
-    return int(value["N"]) if value is not None and "N" in value else None
-
-
-def as_json(value: Any) -> dict[str, Any] | None:
-    decoded = json.loads(value) if isinstance(value, str) else None
-    return decoded if isinstance(decoded, dict) else None

@@ -1,13 +1,19 @@
-"""Page tokens of the listings that page a table partition: opaque to clients, checked on return."""
+"""The one page-token codec, and paging through a partition by sort-key prefix.
+
+A token is where the next page starts (a few string attributes), encoded opaquely; on return each listing says which
+positions it accepts, so a token from another listing, another partition or nowhere is a 400 naming next_token.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from opscore.aws.dynamodb import Item, s, translated_errors
+from opscore.aws.dynamodb import translated_errors
+from opscore.aws.items import Item, decode_item, s
 from opscore.core.errors import FieldProblem, ValidationFailed
 
 if TYPE_CHECKING:
@@ -17,33 +23,36 @@ if TYPE_CHECKING:
 MAX_PAGE_TOKEN_LENGTH = 1024
 
 
-def encode_page_token(last_key: Item) -> str:
-    raw = json.dumps({name: value["S"] for name, value in last_key.items() if "S" in value}, sort_keys=True)
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_page_token(token: str, partition: str, sort_prefix: str) -> Item:
-    """Reverse encode_page_token, refusing tokens that point outside the partition being listed."""
-    problem = ValidationFailed(
+def not_a_token() -> ValidationFailed:
+    return ValidationFailed(
         "next_token is not a token this listing returned",
         [FieldProblem("next_token", "not a valid page token", location="query")],
     )
+
+
+def encode_page_token(position: Mapping[str, str]) -> str:
+    """Where the next page starts, as an opaque URL-safe token."""
+    raw = json.dumps(dict(position), sort_keys=True, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, accept: Callable[[dict[str, str]], bool]) -> dict[str, str]:
+    """Reverse encode_page_token. A token that does not decode, or whose position the listing does not `accept`
+    (another partition, another kind of key), is refused as a 400 naming next_token."""
     if len(token) > MAX_PAGE_TOKEN_LENGTH:
-        raise problem
+        raise not_a_token()
     try:
         padded = token + "=" * (-len(token) % 4)
-        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        position = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
-        raise problem from None
+        raise not_a_token() from None
     if (
-        not isinstance(key, dict)
-        or set(key) != {"PK", "SK"}
-        or key["PK"] != partition
-        or not isinstance(key["SK"], str)
-        or not key["SK"].startswith(sort_prefix)
+        not isinstance(position, dict)
+        or not all(isinstance(name, str) and isinstance(value, str) for name, value in position.items())
+        or not accept(position)
     ):
-        raise problem
-    return {"PK": s(key["PK"]), "SK": s(key["SK"])}
+        raise not_a_token()
+    return position
 
 
 def query_prefix_page(
@@ -67,9 +76,14 @@ def query_prefix_page(
         "Limit": limit + 1,
     }
     if next_token is not None:
-        query["ExclusiveStartKey"] = decode_page_token(next_token, partition, sort_prefix)
+        key = decode_page_token(
+            next_token,
+            lambda key: set(key) == {"PK", "SK"} and key["PK"] == partition and key["SK"].startswith(sort_prefix),
+        )
+        query["ExclusiveStartKey"] = {name: s(value) for name, value in key.items()}
     with translated_errors():
         items = client.query(**query).get("Items", [])
     page = items[:limit]
-    token = encode_page_token({"PK": page[-1]["PK"], "SK": page[-1]["SK"]}) if len(items) > limit else None
+    last = decode_item(page[-1]) if len(items) > limit else None
+    token = encode_page_token({"PK": last["PK"], "SK": last["SK"]}) if last is not None else None
     return page, token

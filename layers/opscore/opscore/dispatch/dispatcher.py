@@ -11,34 +11,39 @@ the queue is empty or the agent is full. The lease lasts the task's `heartbeat_s
 
 from __future__ import annotations
 
-import random
 import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from opscore.agents.store import DEFAULT_OFFLINE_AFTER_SECONDS, AgentStore
-from opscore.aws.dynamodb import Item, get_n, get_s
+from opscore.agents.records import AgentRecord
+from opscore.agents.store import AgentStore
+from opscore.aws.pages import decode_page_token, encode_page_token
 from opscore.core.clock import format_timestamp
-from opscore.core.errors import Conflict, FieldProblem, NotFound, Throttled, ValidationFailed
+from opscore.core.errors import Conflict, NotFound, Throttled
 from opscore.core.observability import MetricUnit, logger, metrics
+from opscore.core.retry import Backoff, attempts
 from opscore.dispatch.delivery import Delivery, Target, channel
 from opscore.dispatch.errors import AttemptRequired, ResultConflict, TaskNotOpen
-from opscore.dispatch.health import AgentHealth, quarantined
+from opscore.dispatch.health import AgentHealth
 from opscore.dispatch.models import LeasedTask, QueuedTask, QueuePage, TaskHeartbeat, TaskResult
-from opscore.dispatch.queue import UNDISPATCHABLE_STATES, TaskQueue, TaskRef
+from opscore.dispatch.queue import LeaseOutcome, TaskQueue
 from opscore.dispatch.results import TaskResults, locate_task
 from opscore.sessions.errors import DELIVERY_FAILED_ERROR
-from opscore.sessions.store import SessionStore, decode
+from opscore.sessions.records import TaskRecord, TaskRef
+from opscore.sessions.store import SessionStore
 
 # Queue entries looked at per lease: the index is eventually consistent, so the first may already be taken.
 CANDIDATES = 10
 # Rounds of "read the queue, try its head" before answering that nothing is ready.
 LEASE_ROUNDS = 3
-# A queue page token is the last entry's sort key: a rank or a lease expiry, then the task id.
-QUEUE_TOKEN = re.compile(r"[0-9TZ:.-]{13,32}#[0-9a-f]{32}-[0-9]{3}")
+# A queue page starts after an entry's place in the index: a rank or a lease expiry, then the task id.
+QUEUE_POSITION = re.compile(r"[0-9TZ:.-]{13,32}#[0-9a-f]{32}-[0-9]{3}")
+# Pause between rounds of leasing (after a lease met another one on the same agent, or every candidate was taken).
+LEASE_BACKOFF = Backoff(0.005, 0.02)
 # Tries to report a synchronous result while the table is busy.
 REPORT_ATTEMPTS = 3
+REPORT_BACKOFF = Backoff(0.05, 0.2)
 # How long one serve may keep starting deliveries when its caller sets no budget.
 SERVE_BUDGET_SECONDS = 30.0
 # At most this many tasks pushed per serve, whatever the agent's max_concurrency: one invocation stays short.
@@ -66,40 +71,46 @@ class Dispatcher:
     def next_task(self, agent_id: str) -> LeasedTask | None:
         """Lease the agent's most urgent queued task; None when nothing is ready (or it may take nothing now)."""
         agent = self._agent(agent_id)
-        self._health.heard_from(agent_id, get_n(agent, "offline_after_seconds"))
-        leased = self._lease_next(agent_id, agent) if _dispatchable(agent) else None
+        self._health.heard_from(agent_id, agent.offline_after_seconds)
+        leased = self._lease_next(agent) if agent.may_take_work else None
         return leased[0] if leased is not None else None
 
-    def _lease_next(self, agent_id: str, agent: Item, fresh: Item | None = None) -> tuple[LeasedTask, TaskRef] | None:
-        """Lease the head of the agent's queue. `fresh` is a task item just queued, read by its key: the index may
-        not show it yet (it is eventually consistent), so it joins the candidates in its place."""
-        offline_after = get_n(agent, "offline_after_seconds") or DEFAULT_OFFLINE_AFTER_SECONDS
-        for round_ in range(LEASE_ROUNDS):
-            candidates = _with_fresh(self._queue.queued(agent_id, CANDIDATES), fresh)
+    def _lease_next(self, agent: AgentRecord, fresh: TaskRecord | None = None) -> tuple[LeasedTask, TaskRef] | None:
+        """Lease the head of the agent's queue. `fresh` is a task just queued, read by its key: the index may not
+        show it yet (it is eventually consistent), so it joins the candidates in its place."""
+        for _ in attempts(LEASE_ROUNDS, LEASE_BACKOFF):
+            candidates = _with_fresh(self._queue.queued(agent.agent_id, CANDIDATES), fresh)
             if not candidates:
                 return None
-            for candidate in candidates:
-                ref = TaskRef.of(candidate)
-                now = self._now()
-                lease_seconds = get_n(candidate, "lease_seconds") or 300
-                expires_at = format_timestamp(now + timedelta(seconds=lease_seconds))
-                try:
-                    outcome = self._queue.lease(agent_id, ref, format_timestamp(now), expires_at, offline_after)
-                except Throttled:
-                    # Another lease of this agent committed at the same moment: try again after a short pause.
-                    time.sleep(random.uniform(0.005, 0.02) * (round_ + 1))  # noqa: S311 - jitter, not security
-                    break
-                if outcome == "agent_unavailable":
-                    return None
-                if outcome == "leased":
-                    return self._leased(agent_id, ref, candidate, now, expires_at), ref
-                if fresh is not None and ref == TaskRef.of(fresh):
-                    fresh = None  # taken meanwhile: no longer worth adding
+            try:
+                outcome, leased = self._lease_first(agent, candidates)
+            except Throttled:
+                continue  # another lease of this agent committed at the same moment: pause, then try again
+            if outcome != "taken":
+                return leased
+            fresh = None  # every candidate was taken meanwhile, the fresh one too: read the queue again
         return None
 
-    def _leased(self, agent_id: str, ref: TaskRef, candidate: Item, now: datetime, expires_at: str) -> LeasedTask:
-        item = self._sessions.get_task(ref.session_id, ref.index) or candidate
-        enqueued_at = get_s(item, "enqueued_at")
+    def _lease_first(
+        self, agent: AgentRecord, candidates: list[TaskRecord]
+    ) -> tuple[LeaseOutcome, tuple[LeasedTask, TaskRef] | None]:
+        """Lease the first candidate still queued; "taken" when every one was taken, "agent_unavailable" when the
+        agent may take nothing now."""
+        for candidate in candidates:
+            now = self._now()
+            expires_at = format_timestamp(now + timedelta(seconds=candidate.lease_seconds))
+            outcome = self._queue.lease(
+                agent.agent_id, candidate.ref, format_timestamp(now), expires_at, agent.offline_after_seconds
+            )
+            if outcome == "agent_unavailable":
+                return outcome, None
+            if outcome == "leased":
+                return outcome, (self._leased(agent.agent_id, candidate, now, expires_at), candidate.ref)
+        return "taken", None
+
+    def _leased(self, agent_id: str, candidate: TaskRecord, now: datetime, expires_at: str) -> LeasedTask:
+        ref = candidate.ref
+        task = self._sessions.get_task(ref.session_id, ref.index) or candidate
         logger.info(
             "task leased",
             extra={
@@ -112,32 +123,32 @@ class Dispatcher:
             },
         )
         metrics.add_metric(name="TasksLeased", unit=MetricUnit.Count, value=1)
-        if enqueued_at is not None:
-            waited = now - datetime.fromisoformat(enqueued_at)
+        if task.enqueued_at is not None:
+            waited = now - datetime.fromisoformat(task.enqueued_at)
             metrics.add_metric(
                 name="TimeToDispatch", unit=MetricUnit.Milliseconds, value=max(0, waited.total_seconds() * 1000)
             )
         return LeasedTask(
             task_id=ref.task_id,
             session_id=ref.session_id,
-            action=get_s(item, "action") or "",
-            input=decode(get_s(item, "input")) or {},
-            session_input=decode(get_s(item, "session_input")) or {},
-            priority=get_n(item, "priority") or 0,
-            attempt=get_n(item, "attempts") or 1,
+            action=task.action,
+            input=task.input or {},
+            session_input=task.session_input,
+            priority=task.priority or 0,
+            attempt=task.attempts or 1,
             lease_expires_at=expires_at,
         )
 
     # ------------------------------------------------------------------ push
     def enqueued(self, agent_id: str, task: TaskRef, budget_seconds: float = SERVE_BUDGET_SECONDS) -> int:
         """A task was just queued for the agent: fail it over at once if the agent is quarantined, else serve."""
-        agent = self._agents.get_agent_item(agent_id)
+        agent = self._agents.get(agent_id)
         if agent is None:
             return 0
         fresh = self._sessions.get_task(task.session_id, task.index)
-        if fresh is not None and (get_s(fresh, "status") != "queued" or TaskRef.of(fresh) != task):
+        if fresh is not None and not fresh.queued_for(task):
             fresh = None
-        if quarantined(agent):
+        if agent.quarantined:
             self._health.fail_queued(agent_id, fresh)
             return 0
         return self.serve(agent_id, agent, budget_seconds, fresh)
@@ -145,9 +156,9 @@ class Dispatcher:
     def serve(
         self,
         agent_id: str,
-        agent: Item | None = None,
+        agent: AgentRecord | None = None,
         budget_seconds: float = SERVE_BUDGET_SECONDS,
-        fresh: Item | None = None,
+        fresh: TaskRecord | None = None,
     ) -> int:
         """Push queued tasks to an agent whose channel pushes, while it can take them; returns how many.
 
@@ -155,16 +166,16 @@ class Dispatcher:
         the function serving the queue ends well inside its own timeout; what is left is served on the next wake.
         """
         deadline = time.monotonic() + budget_seconds
-        agent = agent or self._agents.get_agent_item(agent_id)
+        agent = agent or self._agents.get(agent_id)
         if agent is None:
             return 0
-        delivery = channel(get_s(agent, "delivery") or "poll")
+        delivery = channel(agent.delivery)
         if not delivery.pushes:
             return 0
-        target = Target(agent_id, get_s(agent, "endpoint"), get_s(agent, "webhook_secret"))
+        target = Target(agent_id, agent.endpoint, agent.webhook_secret)
         pushed = 0
-        while pushed < MAX_PUSHES_PER_SERVE and _dispatchable(agent) and time.monotonic() < deadline:
-            leased = self._lease_next(agent_id, agent, fresh)
+        while pushed < MAX_PUSHES_PER_SERVE and agent.may_take_work and time.monotonic() < deadline:
+            leased = self._lease_next(agent, fresh)
             if leased is None:
                 break
             task, ref = leased
@@ -179,7 +190,9 @@ class Dispatcher:
             self._handed_over(agent_id, agent, task, ref, handed)
         return pushed
 
-    def _handed_over(self, agent_id: str, agent: Item, task: LeasedTask, ref: TaskRef, delivery: Delivery) -> None:
+    def _handed_over(
+        self, agent_id: str, agent: AgentRecord, task: LeasedTask, ref: TaskRef, delivery: Delivery
+    ) -> None:
         logger.info(
             "task delivered" if delivery.outcome != "failed" else "task delivery failed",
             extra={
@@ -193,13 +206,13 @@ class Dispatcher:
         if delivery.outcome == "failed":
             self._health.end_lease(agent_id, ref, status="failed", error=DELIVERY_FAILED_ERROR, cause=delivery.reason)
             return
-        self._health.heard_from(agent_id, get_n(agent, "offline_after_seconds"))  # it answered: it is alive
+        self._health.heard_from(agent_id, agent.offline_after_seconds)  # it answered: it is alive
         if delivery.outcome == "completed" and delivery.result is not None:
             self._take_result(agent_id, task, delivery.result.model_copy(update={"attempt": task.attempt}))
 
     def _take_result(self, agent_id: str, task: LeasedTask, result: TaskResult) -> None:
         """Report a synchronous result as the agent would; a busy table is tried again rather than losing it."""
-        for attempt in range(REPORT_ATTEMPTS):
+        for _ in attempts(REPORT_ATTEMPTS, REPORT_BACKOFF):
             try:
                 self._results.report(agent_id, task.task_id, result)
                 return
@@ -210,7 +223,7 @@ class Dispatcher:
                 )
                 return
             except (Throttled, Conflict):
-                time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))  # noqa: S311 - jitter, not security
+                continue  # the table is busy: pause, then try again
         # The lease stays; it expires and the attempt is retried (the agent may do the work twice).
         logger.error("synchronous result lost to contention", extra={"agent_id": agent_id, "task_id": task.task_id})
 
@@ -222,59 +235,52 @@ class Dispatcher:
         clock would also run while the task waits in the queue, where no agent can heartbeat it).
         """
         session_id, index = locate_task(agent_id, task_id)
-        item = self._sessions.get_task(session_id, index)
-        if item is None or get_s(item, "agent_id") != agent_id:
+        task = self._sessions.get_task(session_id, index)
+        if task is None or task.agent_id != agent_id:
             raise NotFound(f"agent {agent_id} has no task {task_id}")
-        self._health.heard_from(agent_id, get_n(item, "agent_offline_after"))
+        self._health.heard_from(agent_id, task.agent_offline_after)
         now = self._now()
-        expires_at = format_timestamp(now + timedelta(seconds=get_n(item, "lease_seconds") or 300))
-        if not self._queue.extend(TaskRef.of(item), format_timestamp(now), expires_at):
-            status = get_s(item, "status")
+        expires_at = format_timestamp(now + timedelta(seconds=task.lease_seconds))
+        if not self._queue.extend(task.ref, format_timestamp(now), expires_at):
+            status = task.status.value if task.status is not None else None
             raise TaskNotOpen(f"task {task_id} is {status} and holds no live lease: it is not waiting for a heartbeat")
-        return TaskHeartbeat(task_id=task_id, attempt=get_n(item, "attempts") or 0, lease_expires_at=expires_at)
+        return TaskHeartbeat(task_id=task_id, attempt=task.attempts, lease_expires_at=expires_at)
 
     def queue(self, agent_id: str, status: str, limit: int, next_token: str | None) -> QueuePage:
         """One page of the agent's queued (dispatch order) or leased (soonest expiry first) tasks."""
         self._agent(agent_id)
-        if next_token is not None and not QUEUE_TOKEN.fullmatch(next_token):
-            raise ValidationFailed(
-                "next_token is not a token this listing returned",
-                [FieldProblem("next_token", "not a valid page token", location="query")],
-            )
+        after = None
+        if next_token is not None:
+            after = decode_page_token(
+                next_token, lambda key: set(key) == {"after"} and QUEUE_POSITION.fullmatch(key["after"]) is not None
+            )["after"]
         read = self._queue.queued if status == "queued" else self._queue.leased
-        items = read(agent_id, limit + 1, next_token)
-        page = items[:limit]
-        token = get_s(page[-1], "agent_tasks_sk") if len(items) > limit else None
-        return QueuePage(items=[_queued_task(item, status) for item in page], next_token=token)
+        tasks = read(agent_id, limit + 1, after)
+        page = tasks[:limit]
+        token = encode_page_token({"after": page[-1].queue_position}) if len(tasks) > limit else None
+        return QueuePage(items=[_queued_task(task, status) for task in page], next_token=token)
 
-    def _agent(self, agent_id: str) -> Item:
-        agent = self._agents.get_agent_item(agent_id)
+    def _agent(self, agent_id: str) -> AgentRecord:
+        agent = self._agents.get(agent_id)
         if agent is None:
             raise NotFound(f"agent {agent_id} is not registered")
         return agent
 
 
-def _with_fresh(candidates: list[Item], fresh: Item | None) -> list[Item]:
-    if fresh is None or any(TaskRef.of(item) == TaskRef.of(fresh) for item in candidates):
+def _with_fresh(candidates: list[TaskRecord], fresh: TaskRecord | None) -> list[TaskRecord]:
+    if fresh is None or any(task.ref == fresh.ref for task in candidates):
         return candidates
-    return sorted([*candidates, fresh], key=lambda item: get_s(item, "agent_tasks_sk") or "")
+    return sorted([*candidates, fresh], key=lambda task: task.queue_position)
 
 
-def _dispatchable(agent: Item) -> bool:
-    in_flight = get_n(agent, "in_flight") or 0
-    free = in_flight < (get_n(agent, "max_concurrency") or 1)
-    return free and get_s(agent, "state") not in UNDISPATCHABLE_STATES and not quarantined(agent)
-
-
-def _queued_task(item: Item, status: str) -> QueuedTask:
-    ref = TaskRef.of(item)
+def _queued_task(task: TaskRecord, status: str) -> QueuedTask:
     return QueuedTask(
-        task_id=ref.task_id,
-        session_id=ref.session_id,
-        action=get_s(item, "action") or "",
+        task_id=task.task_id,
+        session_id=task.session_id,
+        action=task.action,
         status="queued" if status == "queued" else "leased",
-        priority=get_n(item, "priority") or 0,
-        attempt=get_n(item, "attempts") or 1,
-        enqueued_at=get_s(item, "enqueued_at") or "",
-        lease_expires_at=get_s(item, "lease_expires_at"),
+        priority=task.priority or 0,
+        attempt=task.attempts or 1,
+        enqueued_at=task.enqueued_at or "",
+        lease_expires_at=task.lease_expires_at,
     )

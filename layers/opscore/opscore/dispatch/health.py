@@ -16,28 +16,29 @@ each.
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from opscore.agents.models import AgentState
+from opscore.agents.records import silent_from
 from opscore.agents.registry import Registry
-from opscore.agents.store import DEFAULT_QUARANTINE_AFTER, SILENCE, AgentStore, silent_from
-from opscore.aws.dynamodb import Item, get_n, get_s
+from opscore.agents.store import AgentStore
 from opscore.aws.stepfunctions import RunnerControl
 from opscore.core.clock import format_timestamp
 from opscore.core.errors import Throttled
 from opscore.core.observability import MetricUnit, logger, metrics
-from opscore.dispatch.queue import Counted, TaskQueue, TaskRef
+from opscore.core.retry import Backoff, attempts
+from opscore.dispatch.queue import Counted, TaskQueue
 from opscore.sessions.errors import AGENT_OFFLINE_ERROR, AGENT_QUARANTINED_ERROR, LEASE_EXPIRED_ERROR
+from opscore.sessions.records import TaskRecord, TaskRef
 from opscore.sessions.store import SessionStore
 
 # Deadlines handled per sweep and kind; what is left waits for the next run (a minute later in AWS).
 SWEEP_LIMIT = 100
 # Tries to fail an attempt's wait while Step Functions throttles.
 RUNNER_ATTEMPTS = 3
+RUNNER_BACKOFF = Backoff(0.05, 0.2)
 # Queued tasks failed per quarantine, in pages of this size.
 QUEUE_PAGE = 100
 
@@ -95,10 +96,9 @@ class AgentHealth:
         if not released:
             return False
         if error is not None:  # the token stays on the task after the release
-            item = self._sessions.get_task(ref.session_id, ref.index)
-            token = get_s(item, "task_token") if item is not None else None
-            if token is not None:
-                self._tell_runner(token, error, cause)
+            task = self._sessions.get_task(ref.session_id, ref.index)
+            if task is not None and task.task_token is not None:
+                self._tell_runner(task.task_token, error, cause)
         logger.info(
             "lease ended without a result",
             extra={
@@ -118,21 +118,20 @@ class AgentHealth:
     def _tell_runner(self, token: str, error: str, cause: str) -> None:
         """Fail the attempt's wait, trying again while Step Functions throttles: the lease is already gone, so
         nothing else would end the wait before the attempt's own timeout."""
-        for attempt in range(RUNNER_ATTEMPTS):
+        for attempt in attempts(RUNNER_ATTEMPTS, RUNNER_BACKOFF):
             try:
                 self._runner.fail(token, error, cause)
                 return
             except Throttled:
                 if attempt == RUNNER_ATTEMPTS - 1:
                     raise
-                time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))  # noqa: S311 - jitter, not security
 
     # ------------------------------------------------------------------ quarantine
     def after_failure(self, agent_id: str) -> None:
         """An attempt of the agent failed: quarantine it once its streak reaches `quarantine_after`."""
-        agent = self._agents.get_agent_item(agent_id)
-        if agent is not None and _due_for_quarantine(agent):
-            self.quarantine(agent_id, get_n(agent, "failure_streak"))
+        agent = self._agents.get(agent_id)
+        if agent is not None and agent.due_for_quarantine:
+            self.quarantine(agent_id, agent.failure_streak)
 
     def quarantine(self, agent_id: str, streak: int | None) -> bool:
         """Put the agent in error (if it is still due: set_by_opscore reads it again under its version guard)."""
@@ -140,7 +139,7 @@ class AgentHealth:
             agent_id,
             AgentState.ERROR,
             {"reason": "quarantined", "consecutive_failures": streak},
-            when=_due_for_quarantine,
+            when=lambda agent: agent.due_for_quarantine,
             quarantine="set",
         )
         if entry is None:
@@ -153,27 +152,32 @@ class AgentHealth:
         self.fail_queued(agent_id)
         return True
 
-    def fail_queued(self, agent_id: str, fresh: Item | None = None) -> None:
+    def fail_queued(self, agent_id: str, fresh: TaskRecord | None = None) -> None:
         """Fail the quarantined agent's queued tasks over to their fallbacks (fallback runs stay queued).
 
         `fresh` is a task just queued, read by its key: the index may not show it yet.
         """
         if fresh is not None:
-            self._fail_over(agent_id, TaskRef.of(fresh))
+            self._fail_over(agent_id, fresh.ref)
+        for entry in self._all(self._queue.queued, agent_id):
+            self._fail_over(agent_id, entry.ref)
+
+    @staticmethod
+    def _all(read: Callable[[str, int, str | None], list[TaskRecord]], agent_id: str) -> Iterator[TaskRecord]:
+        """Every entry of one of the agent's queue indexes, a page at a time."""
         after: str | None = None
         while True:
-            page = self._queue.queued(agent_id, QUEUE_PAGE, after)
-            for entry in page:
-                self._fail_over(agent_id, TaskRef.of(entry))
+            page = read(agent_id, QUEUE_PAGE, after)
+            yield from page
             if len(page) < QUEUE_PAGE:
                 return
-            after = get_s(page[-1], "agent_tasks_sk")
+            after = page[-1].queue_position
 
     def _fail_over(self, agent_id: str, ref: TaskRef) -> None:
-        item = self._sessions.get_task(ref.session_id, ref.index)
-        if item is None or item.get("queued_as_fallback", {}).get("BOOL"):
+        task = self._sessions.get_task(ref.session_id, ref.index)
+        if task is None or task.queued_as_fallback:
             return
-        token = get_s(item, "task_token")
+        token = task.task_token
         if self._queue.withdraw(ref, "failed", format_timestamp(self._now())) and token is not None:
             self._tell_runner(token, AGENT_QUARANTINED_ERROR, f"agent {agent_id} was quarantined")
             logger.info(
@@ -193,25 +197,22 @@ class AgentHealth:
     def sweep(self) -> SweepReport:
         report = SweepReport()
         now = format_timestamp(self._now())
-        for entry in self._queue.expired_leases(now, SWEEP_LIMIT):
-            ref = TaskRef.of(entry)
-            agent_id = get_s(entry, "agent_id") or ""
-            lease_seconds = get_n(entry, "lease_seconds")
+        for lease in self._queue.expired_leases(now, SWEEP_LIMIT):
             try:
                 ended = self.end_lease(
-                    agent_id,
-                    ref,
+                    lease.agent_id,
+                    lease.ref,
                     status="timed_out",
                     error=LEASE_EXPIRED_ERROR,
-                    cause=f"no heartbeat or result within the {lease_seconds} s lease",
+                    cause=f"no heartbeat or result within the {lease.lease_seconds} s lease",
                     expired_only=True,
                 )
             except Exception:
-                logger.exception("lease not ended; the next sweep tries again", extra={"task_id": ref.task_id})
+                logger.exception("lease not ended; the next sweep tries again", extra={"task_id": lease.task_id})
                 continue
             if ended:
                 report.leases_expired += 1
-                report.agents_freed.add(agent_id)
+                report.agents_freed.add(lease.agent_id)
         for agent_id in self._agents.silent_agents(now, SWEEP_LIMIT):
             try:
                 marked = self.mark_offline(agent_id)
@@ -224,23 +225,17 @@ class AgentHealth:
     def mark_offline(self, agent_id: str) -> bool:
         """Mark a silent agent offline and end the leases it holds; False when it spoke meanwhile."""
         now = format_timestamp(self._now())
-
-        def still_silent(agent: Item) -> bool:
-            deadline = get_s(agent, "deadline_at")
-            overdue = get_s(agent, "deadline_kind") == SILENCE and deadline is not None and deadline < now
-            return overdue and get_s(agent, "state") != AgentState.OFFLINE
-
-        agent = self._agents.get_agent_item(agent_id)
+        agent = self._agents.get(agent_id)
         if agent is None:
             return False
-        if get_s(agent, "state") == AgentState.OFFLINE:
+        if agent.state is AgentState.OFFLINE:
             self._agents.clear_silence(agent_id, now)  # offline already: nothing to mark, and nothing to look at again
             return False
         entry = self._registry.set_by_opscore(
             agent_id,
             AgentState.OFFLINE,
-            {"reason": "silent", "offline_after_seconds": get_n(agent, "offline_after_seconds")},
-            when=still_silent,
+            {"reason": "silent", "offline_after_seconds": agent.offline_after_seconds},
+            when=lambda agent: agent.silent_before(now),
             silent_before=now,  # a pull or heartbeat between the read and the write keeps it online
         )
         if entry is None:
@@ -250,27 +245,13 @@ class AgentHealth:
             extra={"agent_id": agent_id, "old_state": entry.previous_state, "new_state": "offline"},
         )
         metrics.add_metric(name="AgentsMarkedOffline", unit=MetricUnit.Count, value=1)
-        after: str | None = None
-        while True:
-            page = self._queue.leased(agent_id, QUEUE_PAGE, after)
-            for leased in page:
-                self.end_lease(
-                    agent_id,
-                    TaskRef.of(leased),
-                    status="timed_out",
-                    error=AGENT_OFFLINE_ERROR,
-                    cause=f"agent {agent_id} went offline holding the lease",
-                    counted=None,
-                )
-            if len(page) < QUEUE_PAGE:
-                return True
-            after = get_s(page[-1], "agent_tasks_sk")
-
-
-def quarantined(agent: Item) -> bool:
-    return bool(agent.get("quarantined", {}).get("BOOL"))
-
-
-def _due_for_quarantine(agent: Item) -> bool:
-    threshold = get_n(agent, "quarantine_after") or DEFAULT_QUARANTINE_AFTER
-    return not quarantined(agent) and (get_n(agent, "failure_streak") or 0) >= threshold
+        for leased in self._all(self._queue.leased, agent_id):
+            self.end_lease(
+                agent_id,
+                leased.ref,
+                status="timed_out",
+                error=AGENT_OFFLINE_ERROR,
+                cause=f"agent {agent_id} went offline holding the lease",
+                counted=None,
+            )
+        return True

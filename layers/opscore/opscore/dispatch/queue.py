@@ -14,14 +14,16 @@ slot back once (the task's `lease_expires_at` guards it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from opscore.agents.records import TAKES_NO_WORK
 from opscore.agents.store import DEADLINES_INDEX, agent_key
-from opscore.aws.dynamodb import Item, get_n, get_s, n, run_transaction, s, translated_errors, update_if
-from opscore.sessions.item_keys import task_key
+from opscore.aws.dynamodb import run_transaction, translated_errors, update_if
+from opscore.aws.items import decode_item, n, s
+from opscore.sessions.items import task_key, task_record
 from opscore.sessions.models import task_id
+from opscore.sessions.records import TaskRecord, TaskRef
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -31,8 +33,6 @@ QUEUE_INDEX = "AgentTasks"
 LEASE = "LEASE"
 # Waiting this long is worth one priority level: a task enqueued this much earlier ranks with one a level more urgent.
 QUEUE_AGING_SECONDS = 120
-# States in which an agent is handed nothing.
-UNDISPATCHABLE_STATES = ("paused", "error", "offline")
 # Everything that marks a task as leased; removing them together ends the lease.
 LEASE_ATTRIBUTES = ("lease_expires_at", "agent_tasks", "agent_tasks_sk", "deadline_kind", "deadline_at")
 
@@ -66,38 +66,22 @@ def queue_entry(agent_id: str, rank: int, session_id: str, index: int) -> dict[s
     }
 
 
-@dataclass(frozen=True)
-class TaskRef:
-    """One attempt of one task: the attempt is told apart by the runner step that dispatched it."""
-
-    session_id: str
-    index: int
-    sequence: int
-
-    @classmethod
-    def of(cls, item: Item) -> TaskRef:
-        return cls(get_s(item, "session_id") or "", get_n(item, "index") or 0, get_n(item, "dispatch_seq") or 0)
-
-    @property
-    def task_id(self) -> str:
-        return task_id(self.session_id, self.index)
-
-
 class TaskQueue:
     def __init__(self, client: DynamoDBClient, table_name: str) -> None:
         self._client = client
         self._table = table_name
 
     # ------------------------------------------------------------------ reads
-    def queued(self, agent_id: str, limit: int, start_after: str | None = None) -> list[Item]:
+    def queued(self, agent_id: str, limit: int, start_after: str | None = None) -> list[TaskRecord]:
         """The agent's queue in dispatch order (eventually consistent: a lease re-checks each task)."""
         return self._query(queued_partition(agent_id), limit, start_after)
 
-    def leased(self, agent_id: str, limit: int, start_after: str | None = None) -> list[Item]:
+    def leased(self, agent_id: str, limit: int, start_after: str | None = None) -> list[TaskRecord]:
         """The agent's leased tasks, the soonest to expire first."""
         return self._query(leased_partition(agent_id), limit, start_after)
 
-    def _query(self, partition: str, limit: int, start_after: str | None) -> list[Item]:
+    def _query(self, partition: str, limit: int, start_after: str | None) -> list[TaskRecord]:
+        """Entries of the AgentTasks index, as task records with the index's projected fields."""
         query: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": QUEUE_INDEX,
@@ -109,7 +93,8 @@ class TaskQueue:
             query["KeyConditionExpression"] += " AND agent_tasks_sk > :after"
             query["ExpressionAttributeValues"][":after"] = s(start_after)
         with translated_errors():
-            return self._client.query(**query).get("Items", [])
+            items = self._client.query(**query).get("Items", [])
+        return [task_record(decode_item(item)) for item in items]
 
     def queued_priorities(self, agent_id: str) -> list[int]:
         """The priority of every queued task of the agent (all pages of the index, priorities only)."""
@@ -122,18 +107,19 @@ class TaskQueue:
         }
         with translated_errors():
             pages = self._client.get_paginator("query").paginate(**query)
-            return [get_n(item, "priority") or 0 for page in pages for item in page.get("Items", [])]
+            return [decode_item(item).get("priority", 0) for page in pages for item in page.get("Items", [])]
 
-    def expired_leases(self, now: str, limit: int) -> list[Item]:
-        """Leases that ended before `now`, the oldest first (one Query of the Deadlines index)."""
+    def expired_leases(self, now: str, limit: int) -> list[TaskRecord]:
+        """Leases that ended before `now`, the oldest first (one Query of the Deadlines index's projection)."""
         with translated_errors():
-            return self._client.query(
+            items = self._client.query(
                 TableName=self._table,
                 IndexName=DEADLINES_INDEX,
                 KeyConditionExpression="deadline_kind = :lease AND deadline_at < :now",
                 ExpressionAttributeValues={":lease": s(LEASE), ":now": s(now)},
                 Limit=limit,
             ).get("Items", [])
+        return [task_record(decode_item(item)) for item in items]
 
     # ------------------------------------------------------------------ leases
     def lease(self, agent_id: str, task: TaskRef, now: str, expires_at: str, offline_after: int) -> LeaseOutcome:
@@ -152,12 +138,12 @@ class TaskQueue:
                     "ConditionExpression": (
                         "attribute_exists(PK) AND attribute_not_exists(quarantined) "
                         "AND (attribute_not_exists(in_flight) OR in_flight < max_concurrency) "
-                        "AND (attribute_not_exists(#state) OR NOT (#state IN (:paused, :error, :offline)))"
+                        f"AND (attribute_not_exists(#state) OR NOT (#state IN ({_placeholders(TAKES_NO_WORK)})))"
                     ),
                     "ExpressionAttributeNames": {"#state": "state"},
                     "ExpressionAttributeValues": {
                         ":one": n(1),
-                        **{f":{state}": s(state) for state in UNDISPATCHABLE_STATES},
+                        **{f":{state}": s(state) for state in TAKES_NO_WORK},
                     },
                 }
             },
@@ -295,3 +281,7 @@ def slot_release(table: str, agent_id: str, counted: Counted) -> TransactWriteIt
             "ExpressionAttributeValues": values,
         }
     }
+
+
+def _placeholders(states: frozenset[str]) -> str:
+    return ", ".join(f":{state}" for state in sorted(states))

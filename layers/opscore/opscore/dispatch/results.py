@@ -8,20 +8,23 @@ lease in the same transaction, so the agent's slot is free at once. If the runne
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from opscore.aws.dynamodb import ConditionFailed, Item, get_n, get_s
+from opscore.aws.dynamodb import ConditionFailed
 from opscore.aws.stepfunctions import RunnerControl
 from opscore.core.clock import format_timestamp
 from opscore.core.contracts import canonical_json
 from opscore.core.errors import Conflict, NotFound
 from opscore.core.observability import MetricUnit, logger, metrics
+from opscore.core.retry import attempts
 from opscore.dispatch.errors import AttemptRequired, ResultConflict, TaskNotOpen
 from opscore.dispatch.models import TaskResult, TaskResultAccepted
 from opscore.sessions.errors import AGENT_FAILED_ERROR
-from opscore.sessions.models import split_task_id
-from opscore.sessions.store import SavedResult, SessionStore, decode
+from opscore.sessions.models import TaskStatus, split_task_id
+from opscore.sessions.records import TaskRecord
+from opscore.sessions.store import SavedResult, SessionStore
 
 if TYPE_CHECKING:
     from opscore.dispatch.health import AgentHealth
@@ -42,16 +45,20 @@ class TaskResults:
     def report(self, agent_id: str, task_id: str, result: TaskResult) -> TaskResultAccepted:
         session_id, index = locate_task(agent_id, task_id)
         result_json = canonical_json(result.model_dump(mode="json", exclude={"attempt"}, exclude_none=True))
-        for _ in range(MAX_ATTEMPTS):
-            item = self._task(agent_id, task_id, session_id, index)
-            answered = self._known_answer(item, task_id, result, result_json)
-            if answered is not None:
+        for _ in attempts(MAX_ATTEMPTS):
+            task = self._task(agent_id, task_id, session_id, index)
+            known = known_answer(task, task_id, result, result_json)
+            if known is not None:
+                if known.tell_again and task.task_token is not None:
+                    # The first call may have stopped between keeping the result and telling the runner: tell it
+                    # again (a closed token means it had heard).
+                    tell_runner(self._runner, task.task_token, result)
                 return TaskResultAccepted(
-                    task_id=task_id, session_id=session_id, status=result.status, attempt=answered
+                    task_id=task_id, session_id=session_id, status=result.status, attempt=known.attempt
                 )
-            attempt = get_n(item, "attempts") or 0
-            sequence = get_n(item, "dispatch_seq") or 0
-            self._health.heard_from(agent_id, get_n(item, "agent_offline_after"))
+            attempt = task.attempts
+            sequence = task.dispatch_seq
+            self._health.heard_from(agent_id, task.agent_offline_after)
             saved_result = SavedResult(
                 session_id=session_id,
                 index=index,
@@ -88,15 +95,15 @@ class TaskResults:
         may have replaced it. So the task is read again each time, and the answer follows what it shows.
         """
         tried: set[str] = set()
-        for _ in range(MAX_ATTEMPTS):
-            item = self._store.get_task(session_id, index)
-            if item is None or get_n(item, "dispatch_seq") != sequence:
+        for _ in attempts(MAX_ATTEMPTS):
+            task = self._store.get_task(session_id, index)
+            if task is None or task.dispatch_seq != sequence:
                 return False
-            if get_s(item, "status") != "leased":
+            if task.status is not TaskStatus.LEASED:
                 # The attempt ended: by this result (recorded with its status) or by a timeout or a cancel.
-                entry = decode(item.get("history", {}).get("M", {}).get(str(get_n(item, "attempts")), {}).get("S"))
-                return isinstance(entry, dict) and entry.get("status") == result.status
-            token = get_s(item, "task_token")
+                entry = task.attempt(task.attempts)
+                return entry is not None and entry.status == result.status
+            token = task.task_token
             if token is None:
                 return False
             if token in tried:
@@ -108,45 +115,52 @@ class TaskResults:
                 return True
         return True
 
-    def _known_answer(self, item: Item, task_id: str, result: TaskResult, result_json: str) -> int | None:
-        """The attempt a repeated result answers for; None when the result is new for the open attempt.
-
-        Raises when the result cannot be taken: the task waits for no result (or another attempt's), a different
-        result was reported for this attempt, or the result could be a late repeat of an earlier attempt's.
-        """
-        attempt = get_n(item, "attempts") or 0
-        status = get_s(item, "status")
-        has_result = get_n(item, "result_seq") == get_n(item, "dispatch_seq")  # the latest attempt has one
-        same = get_s(item, "result") == result_json
-        reported = get_n(item, "result_attempt") or attempt
-        if result.attempt not in (None, attempt):
-            if same and result.attempt == reported:
-                return reported  # a late repeat for an earlier attempt
-            raise TaskNotOpen(_not_open_message(task_id, item, result.attempt))
-        if same and (has_result or status != "leased"):
-            # Said before. If the runner may not have heard it (the first call stopped between keeping the result
-            # and telling the runner), tell it again; a closed token means it had.
-            token = get_s(item, "task_token")
-            if status == "leased" and token is not None:
-                tell_runner(self._runner, token, result)
-            return reported
-        if status != "leased":
-            raise TaskNotOpen(_not_open_message(task_id, item, None))
-        if has_result:
-            raise ResultConflict(f"a different result was already reported for attempt {attempt} of {task_id}")
-        if same and result.attempt is None:
-            raise AttemptRequired(
-                f"this result repeats the one reported for attempt {reported} of {task_id}; to report it for the "
-                f'open attempt, send it with "attempt": {attempt}'
-            )
-        return None
-
-    def _task(self, agent_id: str, task_id: str, session_id: str, index: int) -> Item:
-        item = self._store.get_task(session_id, index)
+    def _task(self, agent_id: str, task_id: str, session_id: str, index: int) -> TaskRecord:
+        task = self._store.get_task(session_id, index)
         # Another agent's task is answered as missing: task ids say nothing about who else has work.
-        if item is None or get_s(item, "agent_id") != agent_id:
+        if task is None or task.agent_id != agent_id:
             raise NotFound(f"agent {agent_id} has no task {task_id}")
-        return item
+        return task
+
+
+@dataclass(frozen=True)
+class KnownAnswer:
+    """A result said before: the attempt it answers, and whether the runner may not have heard it yet."""
+
+    attempt: int
+    tell_again: bool = False
+
+
+def known_answer(task: TaskRecord, task_id: str, result: TaskResult, result_json: str) -> KnownAnswer | None:
+    """The attempt a repeated result answers for; None when the result is new for the open attempt.
+
+    Raises when the result cannot be taken: the task waits for no result (or another attempt's), a different
+    result was reported for this attempt, or the result could be a late repeat of an earlier attempt's.
+    """
+    same = task.result_json == result_json
+    reported = task.result_attempt or task.attempts
+    if result.attempt not in (None, task.attempts):
+        if same and result.attempt == reported:
+            return KnownAnswer(reported)  # a late repeat for an earlier attempt
+        raise TaskNotOpen(_not_open_message(task_id, task, result.attempt))
+    leased = task.status is TaskStatus.LEASED
+    if same and (task.has_result or not leased):
+        return KnownAnswer(reported, tell_again=leased)
+    _refuse_unless_open(task, task_id, result, same=same, reported=reported)
+    return None
+
+
+def _refuse_unless_open(task: TaskRecord, task_id: str, result: TaskResult, *, same: bool, reported: int) -> None:
+    """A new result is taken only by a leased attempt without one, and never as a bare repeat of an earlier one."""
+    if task.status is not TaskStatus.LEASED:
+        raise TaskNotOpen(_not_open_message(task_id, task, None))
+    if task.has_result:
+        raise ResultConflict(f"a different result was already reported for attempt {task.attempts} of {task_id}")
+    if same and result.attempt is None:
+        raise AttemptRequired(
+            f"this result repeats the one reported for attempt {reported} of {task_id}; to report it for the "
+            f'open attempt, send it with "attempt": {task.attempts}'
+        )
 
 
 def locate_task(agent_id: str, task_id: str) -> tuple[str, int]:
@@ -164,11 +178,10 @@ def tell_runner(runner: RunnerControl, token: str, result: TaskResult) -> bool:
     return runner.fail(token, AGENT_FAILED_ERROR, f"{result.error.type}: {result.error.message}")
 
 
-def _not_open_message(task_id: str, item: Item, attempt: int | None) -> str:
-    status = get_s(item, "status")
-    current = get_n(item, "attempts") or 0
-    if status == "leased" and attempt is not None:
-        return f"task {task_id} is waiting for attempt {current}, not {attempt}"
-    if status == "queued":
+def _not_open_message(task_id: str, task: TaskRecord, attempt: int | None) -> str:
+    status = task.status.value if task.status is not None else None
+    if task.status is TaskStatus.LEASED and attempt is not None:
+        return f"task {task_id} is waiting for attempt {task.attempts}, not {attempt}"
+    if task.status is TaskStatus.QUEUED:
         return f"task {task_id} is queued: lease it (POST .../tasks/next) before reporting its result"
     return f"task {task_id} is {status}: it is not waiting for a result"

@@ -11,11 +11,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from opscore.agents.models import AgentState, StateAccepted
+from opscore.agents.models import StateAccepted
+from opscore.agents.records import became_able_to_take_work
 from opscore.agents.store import AgentStore
 from opscore.core.observability import logger
 from opscore.dispatch.delivery import channel
-from opscore.dispatch.queue import UNDISPATCHABLE_STATES
 
 
 class Waker:
@@ -26,9 +26,7 @@ class Waker:
 
     def state_changed(self, accepted: StateAccepted) -> bool:
         """Idle, or back from paused, error or offline into a state that takes work: serve the queue."""
-        was_closed = accepted.previous_state is not None and accepted.previous_state in UNDISPATCHABLE_STATES
-        opened = was_closed and accepted.state not in UNDISPATCHABLE_STATES
-        if accepted.state is AgentState.IDLE or opened:
+        if became_able_to_take_work(accepted.previous_state, accepted.state):
             return self.wake(accepted.agent_id)
         return False
 

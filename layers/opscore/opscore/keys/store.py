@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from opscore.aws.dynamodb import ConditionFailed, Item, get_s, s, translated_errors
+from opscore.aws.dynamodb import ConditionFailed, translated_errors
+from opscore.aws.items import Item, decode_item, s
 from opscore.keys.models import Role
 
 if TYPE_CHECKING:
@@ -61,12 +62,13 @@ class KeyStore:
         item = response.get("Item")
         if not item:
             return None
+        attributes = decode_item(item)
         return StoredKey(
-            key_id=get_s(item, "key_id") or key_id,
-            key_hash=get_s(item, "key_hash") or "",
-            role=Role(get_s(item, "role") or Role.AGENT.value),
-            agent_id=get_s(item, "agent_id"),
-            revoked="revoked_at" in item,
+            key_id=attributes.get("key_id") or key_id,
+            key_hash=attributes.get("key_hash", ""),
+            role=Role(attributes.get("role") or Role.AGENT.value),
+            agent_id=attributes.get("agent_id"),
+            revoked="revoked_at" in attributes,
         )
 
     def revoke(self, key_id: str, now: str, revoked_by: str) -> bool:

@@ -12,19 +12,21 @@ new), so Step Functions may retry any of these calls.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from opscore.aws.dynamodb import ConditionFailed, Item, get_n, get_s
+from opscore.aws.dynamodb import ConditionFailed
 from opscore.aws.stepfunctions import RunnerControl
 from opscore.core.clock import format_timestamp
 from opscore.core.contracts import canonical_json
 from opscore.core.observability import MetricUnit, logger, metrics
+from opscore.core.retry import attempts
 from opscore.dispatch.models import TaskResult
-from opscore.dispatch.queue import TaskRef, queue_rank
+from opscore.dispatch.queue import queue_rank
 from opscore.dispatch.results import tell_runner
 from opscore.sessions.errors import (
     AGENT_FAILED_ERROR,
@@ -34,9 +36,10 @@ from opscore.sessions.errors import (
     LEASE_EXPIRED_ERROR,
     SESSION_CANCELLED_ERROR,
 )
-from opscore.sessions.models import AttemptRecord, Problem, TaskStatus, task_id
+from opscore.sessions.models import AttemptRecord, Problem, SessionStatus, TaskStatus, task_id
 from opscore.sessions.plan import SessionPlan, Step, TaskError, after_failure, after_success, first_step
-from opscore.sessions.store import Dispatch, SessionEnd, SessionStore, TaskMark, TaskOutcome, decode
+from opscore.sessions.records import TaskRecord, TaskRef
+from opscore.sessions.store import Dispatch, SessionEnd, SessionStore, TaskMark, TaskOutcome
 
 if TYPE_CHECKING:
     from opscore.dispatch.health import AgentHealth
@@ -96,7 +99,7 @@ class SessionRunner:
         now = self._now()
         if not self._store.begin(state.session_id, format_timestamp(now), self._mark(state, step, None, now)):
             session = self._store.get_session(state.session_id)
-            if session is None or get_s(session, "status") != "processing":
+            if session is None or session.status is not SessionStatus.PROCESSING:
                 return _cancelled(step)
         logger.info("session processing", extra={"session_id": state.session_id, "old_status": "waiting"})
         return step
@@ -144,38 +147,28 @@ class SessionRunner:
 
     def _forward_kept_result(self, state: RunnerState, step: Step, token: str) -> None:
         """A retried dispatch replaced the token: a result the agent reported meanwhile goes to the new one."""
-        item = self._store.get_task(state.session_id, step.task_index or 0)
-        kept = get_s(item, "result") if item is not None and get_n(item, "result_seq") == step.sequence else None
+        task = self._store.get_task(state.session_id, step.task_index or 0)
+        kept = task.result_for(step.sequence) if task is not None else None
         if kept is not None:
             tell_runner(self._runner, token, TaskResult.model_validate_json(kept))
 
     def succeeded(self, state: RunnerState) -> Step:
         step = state.current()
-        item = self._task_item(state, step)
-        result = decode(get_s(item, "result")) if get_n(item, "result_seq") == step.sequence else None
+        task = self._task(state, step)
+        result = _json(task.result_for(step.sequence))
         output = result.get("output") if isinstance(result, dict) else None
-        return self._record(state, step, item=item, status=TaskStatus.SUCCEEDED, problem=None, output=output)
+        return self._record(state, step, task=task, status=TaskStatus.SUCCEEDED, problem=None, output=output)
 
     def failed(self, state: RunnerState) -> Step:
         step = state.current()
         failure = state.failure or Failure(error="States.Runtime", cause="the runner lost the failure")
         if failure.error == SESSION_CANCELLED_ERROR:
             return _cancelled(step)
-        item = self._task_item(state, step)
-        task = state.plan.tasks[step.task_index or 0]
-        reported = decode(get_s(item, "result")) if get_n(item, "result_seq") == step.sequence else None
-        timed_out = TaskError(error=failure.error).timed_out
-        if failure.error == AGENT_FAILED_ERROR and isinstance(reported, dict) and reported.get("error"):
-            problem = Problem(type=reported["error"]["type"], message=reported["error"].get("message", ""))
-        elif failure.error in OPSCORE_FAILURES:
-            kept = get_s(item, "end_cause") if get_n(item, "end_cause_seq") == step.sequence else None
-            problem = Problem(type=failure.error, message=failure.cause or kept or OPSCORE_FAILURES[failure.error])
-        elif timed_out:
-            problem = Problem(type=failure.error, message=_timeout_message(task.timeout_seconds))
-        else:
-            problem = Problem(type=failure.error, message=failure.cause or "")
-        status = TaskStatus.TIMED_OUT if timed_out else TaskStatus.FAILED
-        return self._record(state, step, item=item, status=status, problem=problem, output=None)
+        task = self._task(state, step)
+        timeout_seconds = state.plan.tasks[step.task_index or 0].timeout_seconds
+        problem = failure_problem(failure, task, step.sequence, timeout_seconds)
+        status = TaskStatus.TIMED_OUT if TaskError(error=failure.error).timed_out else TaskStatus.FAILED
+        return self._record(state, step, task=task, status=status, problem=problem, output=None)
 
     def runner_failed(self, state: RunnerState) -> Step:
         """The runner itself could not go on (a transition could not be recorded): end the session in error."""
@@ -192,69 +185,26 @@ class SessionRunner:
         state: RunnerState,
         step: Step,
         *,
-        item: Item,
+        task: TaskRecord,
         status: TaskStatus,
         problem: Problem | None,
         output: dict[str, Any] | None,
     ) -> Step:
-        index = step.task_index or 0
         if problem is None:
             following = after_success(state.plan, step)
         else:
             following = after_failure(state.plan, step, TaskError(error=problem.type, cause=problem.message))
         now = self._now()
-        stamp = format_timestamp(now)
-        # A retry is the same run's next attempt; the same task next on the main line (after it ran as a
-        # fallback) is a new run, not a retry.
-        retrying = (
-            problem is not None
-            and following.kind == "dispatch"
-            and following.task_index == index
-            and following.attempt == step.attempt + 1
-        )
-        attempt = get_n(item, "attempts") or 1
-        attempt_started = get_s(item, "attempt_started_at") or stamp
-        outcome = TaskOutcome(
-            index=index,
-            sequence=step.sequence,
-            attempt=attempt,
-            status=TaskStatus.RETRYING if retrying else status,
-            ended_at=stamp,
-            duration_ms=_milliseconds(get_s(item, "started_at") or attempt_started, now),
-            attempt_record_json=canonical_json(
-                AttemptRecord(
-                    attempt=attempt, status=status, started_at=attempt_started, ended_at=stamp, error=problem
-                ).model_dump(mode="json")
-            ),
-            output_json=canonical_json(output) if output is not None else None,
-            error_json=canonical_json(problem.model_dump(mode="json")) if problem is not None else None,
-            scheduled_for=format_timestamp(now + timedelta(seconds=following.wait_seconds)) if retrying else None,
-        )
+        outcome = attempt_outcome(task, step, following, status=status, problem=problem, output=output, now=now)
+        stamp = outcome.ended_at
         end = self._end(state, following, stamp)
-        mark = None if retrying else self._mark(state, following, step, now)
+        mark = None if outcome.status == TaskStatus.RETRYING else self._mark(state, following, step, now)
         if not self._record_outcome(state, step, outcome, mark, end, stamp):
             session = self._store.get_session(state.session_id)
-            if end is not None and session is not None and get_s(session, "status") == end.status:
+            if end is not None and session is not None and session.status == end.status:
                 return following  # a retried call of the one that ended the session
             return _cancelled(following)
-        logger.info(
-            "task attempt ended",
-            extra={
-                "session_id": state.session_id,
-                "task_id": task_id(state.session_id, index),
-                "attempt": attempt,
-                "old_status": get_s(item, "status"),
-                "new_status": outcome.status,
-                "error_type": problem.type if problem else None,
-            },
-        )
-        metrics.add_metric(name=f"Tasks{status.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
-        if end is not None:
-            logger.info(
-                "session ended",
-                extra={"session_id": state.session_id, "old_status": "processing", "new_status": end.status},
-            )
-            metrics.add_metric(name=f"Sessions{end.status.title()}", unit=MetricUnit.Count, value=1)
+        _log_recorded(state.session_id, task, outcome=outcome, status=status, problem=problem, end=end)
         return following
 
     def _record_outcome(  # noqa: PLR0917 - the parts of one transaction
@@ -267,7 +217,7 @@ class SessionRunner:
         stamp: str,
     ) -> bool:
         """Write the outcome; an attempt that timed out in the runner while leased ends its lease first."""
-        for _ in range(MAX_LEASE_ENDINGS):
+        for _ in attempts(MAX_LEASE_ENDINGS):
             try:
                 return self._store.record(state.session_id, outcome, mark, end, stamp)
             except ConditionFailed:
@@ -278,11 +228,11 @@ class SessionRunner:
                 self._wake(state.agent_id)
         raise ConditionFailed
 
-    def _task_item(self, state: RunnerState, step: Step) -> Item:
-        item = self._store.get_task(state.session_id, step.task_index or 0)
-        if item is None:
+    def _task(self, state: RunnerState, step: Step) -> TaskRecord:
+        task = self._store.get_task(state.session_id, step.task_index or 0)
+        if task is None:
             raise LookupError(f"session {state.session_id} has no record of task {step.task_index}")
-        return item
+        return task
 
     def _end(self, state: RunnerState, step: Step, stamp: str) -> SessionEnd | None:
         if step.kind == "completed":
@@ -323,3 +273,93 @@ def _milliseconds(since: str, now: datetime) -> int:
 
 def _timeout_message(timeout_seconds: int) -> str:
     return f"no result within {timeout_seconds} s of being queued"
+
+
+def failure_problem(failure: Failure, task: TaskRecord, sequence: int, timeout_seconds: int) -> Problem:
+    """What went wrong with the attempt dispatched at `sequence`, as the session will show it.
+
+    The agent's own error when it reported one; for Ops-Core's failures the cause Step Functions carried, else the
+    one kept on the task, else a standard sentence; for a runner timeout, the attempt's timeout.
+    """
+    reported = _json(task.result_for(sequence))
+    if failure.error == AGENT_FAILED_ERROR and isinstance(reported, dict) and reported.get("error"):
+        return Problem(type=reported["error"]["type"], message=reported["error"].get("message", ""))
+    if failure.error in OPSCORE_FAILURES:
+        message = failure.cause or task.cause_for(sequence) or OPSCORE_FAILURES[failure.error]
+        return Problem(type=failure.error, message=message)
+    if TaskError(error=failure.error).timed_out:
+        return Problem(type=failure.error, message=_timeout_message(timeout_seconds))
+    return Problem(type=failure.error, message=failure.cause or "")
+
+
+def is_retry(step: Step, following: Step, failed: bool) -> bool:
+    """A retry is the same run's next attempt; the same task next on the main line (after it ran as a fallback) is
+    a new run, not a retry."""
+    return (
+        failed
+        and following.kind == "dispatch"
+        and following.task_index == step.task_index
+        and following.attempt == step.attempt + 1
+    )
+
+
+def attempt_outcome(
+    task: TaskRecord,
+    step: Step,
+    following: Step,
+    *,
+    status: TaskStatus,
+    problem: Problem | None,
+    output: dict[str, Any] | None,
+    now: datetime,
+) -> TaskOutcome:
+    """How the attempt ended, as written: `retrying` (with when) if the next step retries it, else `status`."""
+    stamp = format_timestamp(now)
+    retrying = is_retry(step, following, failed=problem is not None)
+    attempt = task.attempts or 1
+    attempt_started = task.attempt_started_at or stamp
+    record = AttemptRecord(attempt=attempt, status=status, started_at=attempt_started, ended_at=stamp, error=problem)
+    return TaskOutcome(
+        index=step.task_index or 0,
+        sequence=step.sequence,
+        attempt=attempt,
+        status=TaskStatus.RETRYING if retrying else status,
+        ended_at=stamp,
+        duration_ms=_milliseconds(task.started_at or attempt_started, now),
+        attempt_record_json=canonical_json(record.model_dump(mode="json")),
+        output_json=canonical_json(output) if output is not None else None,
+        error_json=canonical_json(problem.model_dump(mode="json")) if problem is not None else None,
+        scheduled_for=format_timestamp(now + timedelta(seconds=following.wait_seconds)) if retrying else None,
+    )
+
+
+def _log_recorded(
+    session_id: str,
+    task: TaskRecord,
+    *,
+    outcome: TaskOutcome,
+    status: TaskStatus,
+    problem: Problem | None,
+    end: SessionEnd | None,
+) -> None:
+    logger.info(
+        "task attempt ended",
+        extra={
+            "session_id": session_id,
+            "task_id": task_id(session_id, outcome.index),
+            "attempt": outcome.attempt,
+            "old_status": task.status.value if task.status is not None else None,
+            "new_status": outcome.status,
+            "error_type": problem.type if problem else None,
+        },
+    )
+    metrics.add_metric(name=f"Tasks{status.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
+    if end is not None:
+        logger.info(
+            "session ended", extra={"session_id": session_id, "old_status": "processing", "new_status": end.status}
+        )
+        metrics.add_metric(name=f"Sessions{end.status.title()}", unit=MetricUnit.Count, value=1)
+
+
+def _json(value: str | None) -> Any:
+    return json.loads(value) if value is not None else None

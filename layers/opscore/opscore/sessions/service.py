@@ -6,24 +6,20 @@ it without asking Step Functions."""
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from opscore.agents.registry import Registry
-from opscore.aws.dynamodb import Item, get_n, get_s
 from opscore.aws.stepfunctions import RunnerControl
 from opscore.core.clock import format_timestamp
 from opscore.core.contracts import canonical_json
 from opscore.core.errors import NotFound
 from opscore.core.observability import MetricUnit, logger, metrics
-from opscore.dispatch.queue import TaskRef
 from opscore.sessions.errors import SESSION_CANCELLED_ERROR, SessionEnded
 from opscore.sessions.models import (
     AdHocTask,
-    AttemptRecord,
     Problem,
     SessionPage,
     SessionStarted,
@@ -37,7 +33,8 @@ from opscore.sessions.models import (
     task_id,
 )
 from opscore.sessions.plan import build_plan
-from opscore.sessions.store import NewSession, SessionEnd, SessionStore, decode
+from opscore.sessions.records import SessionRecord, TaskRecord, TemplateTask
+from opscore.sessions.store import NewSession, SessionEnd, SessionStore
 from opscore.workflows.service import Workflows
 from opscore.workflows.templates import WorkflowTemplate, check_template
 
@@ -86,7 +83,7 @@ class Sessions:
         return TaskStarted(**started.model_dump(), task_id=task_id(started.session_id, 0))
 
     def _require_agent(self, agent_id: str) -> None:
-        if self._registry.agent_item(agent_id) is None:  # before anything is stored
+        if self._registry.agent(agent_id) is None:  # before anything is stored
             raise NotFound(f"agent {agent_id} is not registered")
 
     def _start(  # noqa: PLR0917 - what one session is started from
@@ -137,13 +134,12 @@ class Sessions:
 
     def get(self, agent_id: str, session_id: str) -> SessionView:
         session, tasks = self._store.session_with_tasks(session_id)
-        session = _owned(session, agent_id, session_id)
-        return session_view(session, tasks)
+        return session_view(_owned(session, agent_id, session_id), tasks)
 
     def list(self, agent_id: str, limit: int, next_token: str | None) -> SessionPage:
         self._require_agent(agent_id)
         items, token = self._store.sessions_of(agent_id, limit, next_token)
-        return SessionPage(items=[session_summary(item) for item in items], next_token=token)
+        return SessionPage(items=[session_summary(record) for record in items], next_token=token)
 
     def cancel(self, agent_id: str, session_id: str, cancelled_by: str) -> SessionView:
         session = self._store.get_session(session_id)
@@ -151,19 +147,20 @@ class Sessions:
         now = format_timestamp(self._now())
         cancelled_now = self._store.cancel(session_id, now, cancelled_by)
         if not cancelled_now:
-            status = get_s(self._store.get_session(session_id) or {}, "status")
-            if status != SessionStatus.CANCELLED:
+            now_stored = self._store.get_session(session_id)
+            status = now_stored.status if now_stored is not None else None
+            if status is not SessionStatus.CANCELLED:
                 raise SessionEnded(f"session {session_id} has already ended ({status})")
         # The session is cancelled from here on, and every runner write is guarded by its status. Closing what was
         # open and stopping the execution is repeated by a repeated cancel, so a cancel cut short is finished.
         try:
             self._close_open_tasks(session_id, agent_id, now)
         finally:
-            self._runner().stop(get_s(session, "execution_arn") or "", cause=f"cancelled by key {cancelled_by}")
+            self._runner().stop(session.execution_arn, cause=f"cancelled by key {cancelled_by}")
         if cancelled_now:
             logger.info(
                 "session cancelled",
-                extra={"session_id": session_id, "agent_id": agent_id, "old_status": get_s(session, "status")},
+                extra={"session_id": session_id, "agent_id": agent_id, "old_status": session.status.value},
             )
             metrics.add_metric(name="SessionsCancelled", unit=MetricUnit.Count, value=1)
         return self.get(agent_id, session_id)
@@ -174,24 +171,20 @@ class Sessions:
             _, tasks = self._store.session_with_tasks(session_id)
             self._close(session_id, agent_id, tasks, now)
 
-    def _close(self, session_id: str, agent_id: str, tasks: Sequence[Item], now: str) -> None:
+    def _close(self, session_id: str, agent_id: str, tasks: Sequence[TaskRecord], now: str) -> None:
         for task in tasks:
-            status = get_s(task, "status")
-            index = get_n(task, "index") or 0
-            if status == TaskStatus.LEASED:
+            if task.status is TaskStatus.LEASED:
                 # The agent's slot comes back with the lease; the cancel is not the agent's failure.
-                ref = TaskRef(session_id, index, get_n(task, "dispatch_seq") or 0)
-                if self._health().end_lease(agent_id, ref, status=TaskStatus.SKIPPED, error=None, counted=None):
-                    self._store.skip_task(session_id, index, TaskStatus.SKIPPED, now)  # stamps its end
+                if self._health().end_lease(agent_id, task.ref, status=TaskStatus.SKIPPED, error=None, counted=None):
+                    self._store.skip_task(session_id, task.index, TaskStatus.SKIPPED, now)  # stamps its end
                     self._wake(agent_id)
-            elif status is not None and TaskStatus(status).open:
-                self._store.skip_task(session_id, index, status, now)
-            elif status != TaskStatus.SKIPPED:
+            elif task.status is not None and task.status.open:
+                self._store.skip_task(session_id, task.index, task.status, now)
+            elif task.status is not TaskStatus.SKIPPED:
                 continue
-            token = get_s(task, "task_token")
-            if token is not None:
+            if task.task_token is not None:
                 # End the runner's wait now: it records nothing more (the session is cancelled) and finishes.
-                self._runner().fail(token, SESSION_CANCELLED_ERROR, "the session was cancelled")
+                self._runner().fail(task.task_token, SESSION_CANCELLED_ERROR, "the session was cancelled")
 
     def _resolve(self, request: TriggerRequest, triggered_by: str) -> tuple[WorkflowTemplate, int]:
         if request.template is not None:
@@ -203,9 +196,9 @@ class Sessions:
         return WorkflowTemplate.model_validate(stored.template), stored.version
 
 
-def _owned(session: Item | None, agent_id: str, session_id: str) -> Item:
+def _owned(session: SessionRecord | None, agent_id: str, session_id: str) -> SessionRecord:
     """The session if it is this agent's; another agent's session is answered as missing."""
-    if session is None or get_s(session, "agent_id") != agent_id:
+    if session is None or session.agent_id != agent_id:
         raise NotFound(f"agent {agent_id} has no session {session_id}")
     return session
 
@@ -214,63 +207,49 @@ def _json(model: Problem) -> str:
     return canonical_json(model.model_dump(mode="json"))
 
 
-def _problem(value: str | None) -> Problem | None:
-    decoded = decode(value)
-    return Problem.model_validate(decoded) if decoded else None
-
-
-def session_summary(item: Item) -> SessionSummary:
+def session_summary(session: SessionRecord) -> SessionSummary:
     return SessionSummary(
-        session_id=get_s(item, "session_id") or "",
-        agent_id=get_s(item, "agent_id") or "",
-        workflow_id=get_s(item, "workflow_id") or "",
-        version=get_n(item, "version") or 0,
-        status=SessionStatus(get_s(item, "status") or "waiting"),
-        priority=get_n(item, "priority"),
-        created_at=get_s(item, "created_at") or "",
-        started_at=get_s(item, "started_at"),
-        ended_at=get_s(item, "ended_at"),
-        error=_problem(get_s(item, "error")),
+        session_id=session.session_id,
+        agent_id=session.agent_id,
+        workflow_id=session.workflow_id,
+        version=session.version,
+        status=session.status,
+        priority=session.priority,
+        created_at=session.created_at,
+        started_at=session.started_at,
+        ended_at=session.ended_at,
+        error=session.error,
     )
 
 
-def session_view(session: Item, task_items: list[Item]) -> SessionView:
+def session_view(session: SessionRecord, task_records: list[TaskRecord]) -> SessionView:
     summary = session_summary(session)
-    by_index = {get_n(item, "index"): item for item in task_items}
+    by_index = {task.index: task for task in task_records}
     tasks = [
-        _task_view(summary.session_id, index, entry, by_index.get(index), summary.status.ended)
-        for index, entry in enumerate(json.loads(get_s(session, "tasks") or "[]"))
+        _task_view(session.session_id, index, template, by_index.get(index), summary.status.ended)
+        for index, template in enumerate(session.tasks)
     ]
-    return SessionView(**summary.model_dump(), input=decode(get_s(session, "input")) or {}, tasks=tasks)
+    return SessionView(**summary.model_dump(), input=session.input, tasks=tasks)
 
 
-def _task_view(session_id: str, index: int, entry: dict[str, object], item: Item | None, ended: bool) -> TaskView:
-    if item is None:
-        item = {}
-    status = get_s(item, "status")
-    if status is None:
-        status = TaskStatus.SKIPPED if ended else TaskStatus.PENDING
-    history_map = item.get("history", {}).get("M", {})
-    history = [
-        AttemptRecord.model_validate_json(history_map[key]["S"])
-        for key in sorted(history_map, key=int)
-        if "S" in history_map[key]
-    ]
+def _task_view(session_id: str, index: int, template: TemplateTask, task: TaskRecord | None, ended: bool) -> TaskView:
+    task = task or TaskRecord(session_id=session_id, index=index)
+    status = task.status or (TaskStatus.SKIPPED if ended else TaskStatus.PENDING)
     return TaskView(
         task_id=task_id(session_id, index),
-        id=str(entry["id"]),
-        action=str(entry["action"]),
-        status=TaskStatus(status),
-        attempts=get_n(item, "attempts") or 0,
-        priority=get_n(item, "priority"),
-        input=decode(get_s(item, "input")),
-        started_at=get_s(item, "started_at"),
-        ended_at=get_s(item, "ended_at"),
-        duration_ms=get_n(item, "duration_ms"),
-        scheduled_for=get_s(item, "scheduled_for"),
-        output=decode(get_s(item, "output")),
-        error=_problem(get_s(item, "error")),
-        fallback_only=bool(entry.get("fallback_only")),
-        fallback_for=sorted(item.get("fallback_for", {}).get("SS", [])),
-        history=history,
+        id=template.id,
+        action=template.action,
+        status=status,
+        attempts=task.attempts,
+        priority=task.priority,
+        input=task.input,
+        started_at=task.started_at,
+        ended_at=task.ended_at,
+        duration_ms=task.duration_ms,
+        scheduled_for=task.scheduled_for,
+        output=task.output,
+        error=task.error,
+        fallback_only=template.fallback_only,
+        fallback_for=sorted(task.fallback_for),
+        history=list(task.history),
     )

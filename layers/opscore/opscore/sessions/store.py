@@ -13,21 +13,25 @@ Every runner write is a transaction guarded by the session's status, so nothing 
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from opscore.aws.dynamodb import ConditionFailed, Item, n, run_transaction, s, translated_errors, update_if
-from opscore.core.errors import FieldProblem, ValidationFailed
+from opscore.aws.dynamodb import ConditionFailed, run_transaction, translated_errors, update_if
+from opscore.aws.items import Item, decode_item, n, s
+from opscore.aws.pages import decode_page_token, encode_page_token
+from opscore.aws.updates import Update
 from opscore.dispatch.queue import LEASE_ATTRIBUTES, queue_entry, slot_release
-from opscore.sessions.item_keys import SESSION_SK, TASK_PREFIX, session_key, task_key
+from opscore.sessions.items import SESSION_SK, TASK_PREFIX, session_key, session_record, task_key, task_record
+from opscore.sessions.models import SESSION_ID_PATTERN
+from opscore.sessions.records import SessionRecord, TaskRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef, UpdateTypeDef
 
 AGENT_SESSIONS_INDEX = "AgentSessions"
-SESSION_TOKEN_LENGTH = 32
+SESSION_ID = re.compile(SESSION_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -117,21 +121,22 @@ class SessionStore:
         self._table = table_name
 
     # ------------------------------------------------------------------ reads
-    def get_session(self, session_id: str) -> Item | None:
+    def get_session(self, session_id: str) -> SessionRecord | None:
         with translated_errors():
             response = self._client.get_item(TableName=self._table, Key=session_key(session_id), ConsistentRead=True)
-        return response.get("Item")
+        item = response.get("Item")
+        return session_record(decode_item(item)) if item else None
 
-    def get_task(self, session_id: str, index: int) -> Item | None:
+    def get_task(self, session_id: str, index: int) -> TaskRecord | None:
         with translated_errors():
             response = self._client.get_item(
                 TableName=self._table, Key=task_key(session_id, index), ConsistentRead=True
             )
-        return response.get("Item")
+        item = response.get("Item")
+        return task_record(decode_item(item)) if item else None
 
-    def session_with_tasks(self, session_id: str) -> tuple[Item | None, list[Item]]:
-        """The session item and its task items, in one Query of the session's partition."""
-        items: list[Item] = []
+    def session_with_tasks(self, session_id: str) -> tuple[SessionRecord | None, list[TaskRecord]]:
+        """The session and its tasks, in one Query of the session's partition."""
         query: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "PK = :pk",
@@ -139,13 +144,13 @@ class SessionStore:
             "ConsistentRead": True,
         }
         with translated_errors():
-            for page in self._client.get_paginator("query").paginate(**query):
-                items.extend(page.get("Items", []))
-        session = next((item for item in items if item["SK"]["S"] == SESSION_SK), None)
-        return session, [item for item in items if item["SK"]["S"].startswith(TASK_PREFIX)]
+            pages = self._client.get_paginator("query").paginate(**query)
+            items = [decode_item(item) for page in pages for item in page.get("Items", [])]
+        session = next((session_record(item) for item in items if item["SK"] == SESSION_SK), None)
+        return session, [task_record(item) for item in items if item["SK"].startswith(TASK_PREFIX)]
 
-    def sessions_of(self, agent_id: str, limit: int, next_token: str | None) -> tuple[list[Item], str | None]:
-        """One page of an agent's sessions, newest first. The page token is the last session id of the page."""
+    def sessions_of(self, agent_id: str, limit: int, next_token: str | None) -> tuple[list[SessionRecord], str | None]:
+        """One page of an agent's sessions, newest first (the AgentSessions index's projection of each)."""
         query: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": AGENT_SESSIONS_INDEX,
@@ -155,20 +160,15 @@ class SessionStore:
             "Limit": limit + 1,  # one more than asked tells "a full page" from "more follow"
         }
         if next_token is not None:
-            if len(next_token) != SESSION_TOKEN_LENGTH or any(c not in "0123456789abcdef" for c in next_token):
-                raise ValidationFailed(
-                    "next_token is not a token this listing returned",
-                    [FieldProblem("next_token", "not a valid page token", location="query")],
-                )
-            query["ExclusiveStartKey"] = {
-                **session_key(next_token),
-                "session_agent": s(agent_id),
-                "session_id": s(next_token),
-            }
+            after = decode_page_token(
+                next_token,
+                lambda key: set(key) == {"session_id"} and SESSION_ID.fullmatch(key["session_id"]) is not None,
+            )["session_id"]
+            query["ExclusiveStartKey"] = {**session_key(after), "session_agent": s(agent_id), "session_id": s(after)}
         with translated_errors():
-            items = self._client.query(**query).get("Items", [])
-        page = items[:limit]
-        token = page[-1]["session_id"]["S"] if len(items) > limit else None
+            items = [decode_item(item) for item in self._client.query(**query).get("Items", [])]
+        page = [session_record(item) for item in items[:limit]]
+        token = encode_page_token({"session_id": page[-1].session_id}) if len(items) > limit else None
         return page, token
 
     # ------------------------------------------------------------------ the trigger
@@ -196,10 +196,11 @@ class SessionStore:
 
     def end_open(self, session_id: str, end: SessionEnd) -> bool:
         """End a session that has not ended yet (its runner did not start, or failed); False if it had ended."""
-        request = self._end_request(session_id, end)
-        request["ConditionExpression"] = "#status IN (:waiting, :processing)"
-        request["ExpressionAttributeValues"].update({":waiting": s("waiting"), ":processing": s("processing")})
-        return self._update_if(request)
+        return self._update_if(
+            self._end_request(
+                session_id, end, "#status IN (:waiting, :processing)", waiting="waiting", processing="processing"
+            )
+        )
 
     # ------------------------------------------------------------------ runner transitions
     def begin(self, session_id: str, now: str, mark: TaskMark | None) -> bool:
@@ -320,46 +321,26 @@ class SessionStore:
             self._end_session(transaction, session_id, end, guard="processing")
         else:
             self._require_processing(transaction, session_id)
-        values: dict[str, Any] = {
-            ":status": s(outcome.status),
-            ":ended": s(outcome.ended_at),
-            ":duration": n(outcome.duration_ms),
-            ":record": s(outcome.attempt_record_json),
-            ":seq": n(outcome.sequence),
-            ":now": s(now),
-        }
-        assignments = [
-            "#status = :status",
-            "ended_at = :ended",
-            "duration_ms = :duration",
-            "history.#attempt = :record",
-            "updated_at = :now",
-        ]
-        removals = ["task_token", "agent_tasks", "agent_tasks_sk"]  # off the queue, if it was still queued
-        names = {"#status": "status", "#attempt": str(outcome.attempt)}
+        update = (
+            Update(task_key(session_id, outcome.index))
+            .set("status", outcome.status)
+            .set("ended_at", outcome.ended_at)
+            .set("duration_ms", outcome.duration_ms)
+            .set_entry("history", str(outcome.attempt), outcome.attempt_record_json)
+            .set("updated_at", now)
+            .remove("task_token", "agent_tasks", "agent_tasks_sk")  # off the queue, if it was still queued
+            .condition("#dispatch_seq = :seq AND attribute_not_exists(#lease_expires_at)", seq=outcome.sequence)
+        )
         for name, value in (
             ("output", outcome.output_json),
             ("error", outcome.error_json),
             ("scheduled_for", outcome.scheduled_for),
         ):
-            names[f"#{name}"] = name  # output and error are DynamoDB reserved words
             if value is None:
-                removals.append(f"#{name}")
+                update.remove(name)
             else:
-                values[f":{name}"] = s(value)
-                assignments.append(f"#{name} = :{name}")
-        transaction.items.append(
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": task_key(session_id, outcome.index),
-                    "UpdateExpression": f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}",
-                    "ConditionExpression": "dispatch_seq = :seq AND attribute_not_exists(lease_expires_at)",
-                    "ExpressionAttributeNames": names,
-                    "ExpressionAttributeValues": values,
-                }
-            }
-        )
+                update.set(name, value)
+        transaction.items.append({"Update": update.request(self._table)})  # type: ignore[typeddict-item]
         if mark is not None:
             self._mark(transaction, session_id, mark, now)
         return self._run_guarded(transaction)
@@ -470,27 +451,16 @@ class SessionStore:
 
     def _end_session(self, transaction: _Transaction, session_id: str, end: SessionEnd, guard: str) -> None:
         """End the session in the transaction, if it still has the `guard` status."""
-        request = self._end_request(session_id, end)
-        request["ConditionExpression"] = "#status = :guard"
-        request["ExpressionAttributeValues"][":guard"] = s(guard)
+        request = self._end_request(session_id, end, "#status = :guard", guard=guard)
         transaction.items.append({"Update": cast("UpdateTypeDef", request)})
 
-    def _end_request(self, session_id: str, end: SessionEnd) -> dict[str, Any]:
-        """The update that ends a session (its status, end time and error); the caller adds the condition."""
-        names = {"#status": "status"}
-        values: dict[str, Any] = {":status": s(end.status), ":now": s(end.ended_at)}
-        update = "SET #status = :status, ended_at = :now, updated_at = :now"
+    def _end_request(self, session_id: str, end: SessionEnd, condition: str, **values: str) -> dict[str, Any]:
+        """The update that ends a session (its status, end time and error), made only while `condition` holds."""
+        update = Update(session_key(session_id)).set("status", end.status).set("ended_at", end.ended_at)
+        update.set("updated_at", end.ended_at)
         if end.error_json is not None:
-            names["#error"] = "error"
-            values[":error"] = s(end.error_json)
-            update += ", #error = :error"
-        return {
-            "TableName": self._table,
-            "Key": session_key(session_id),
-            "UpdateExpression": update,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
+            update.set("error", end.error_json)
+        return update.condition(condition, **values).request(self._table)
 
     def _mark(self, transaction: _Transaction, session_id: str, mark: TaskMark, now: str) -> None:
         transaction.items.append(
@@ -530,7 +500,3 @@ class SessionStore:
 
     def _run(self, transaction: _Transaction) -> list[str] | None:
         return run_transaction(self._client, transaction.items)
-
-
-def decode(value: str | None) -> Any:
-    return json.loads(value) if value is not None else None

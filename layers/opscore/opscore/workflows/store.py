@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from opscore.aws.dynamodb import Item, get_n, get_s, n, s, translated_errors
+from opscore.aws.dynamodb import translated_errors
+from opscore.aws.items import Attributes, decode_item, n, s
 from opscore.aws.pages import query_prefix_page
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ class WorkflowStore:
                 ConsistentRead=True,
             )
         item = response.get("Item")
-        return get_n(item, "version") if item else None
+        return decode_item(item)["version"] if item else None
 
     def latest_version(self, workflow_id: str) -> int:
         """The newest version number, 0 when the workflow does not exist yet."""
@@ -73,7 +74,7 @@ class WorkflowStore:
                 ConsistentRead=True,
             )
         item = response.get("Item")
-        return (get_n(item, "latest_version") or 0) if item else 0
+        return decode_item(item).get("latest_version", 0) if item else 0
 
     def put_version(
         self, stored: StoredWorkflow, description: str | None, created_by: str, expected_latest: int
@@ -156,13 +157,13 @@ class WorkflowStore:
             items = self._client.query(**query).get("Items", [])
         if not items:
             return None
-        item = items[0]
+        attributes = decode_item(items[0])
         return StoredWorkflow(
-            workflow_id=get_s(item, "workflow_id") or workflow_id,
-            version=get_n(item, "version") or 0,
-            template_json=get_s(item, "template") or "{}",
-            content_hash=get_s(item, "content_hash") or "",
-            created_at=get_s(item, "created_at") or "",
+            workflow_id=attributes.get("workflow_id") or workflow_id,
+            version=attributes.get("version", 0),
+            template_json=attributes.get("template") or "{}",
+            content_hash=attributes.get("content_hash", ""),
+            created_at=attributes.get("created_at", ""),
         )
 
     def list_catalogue(self, limit: int, next_token: str | None) -> tuple[list[CatalogueEntry], str | None]:
@@ -174,13 +175,13 @@ class WorkflowStore:
             limit=limit,
             next_token=next_token,
         )
-        return [_catalogue_entry(item) for item in page], token
+        return [_catalogue_entry(decode_item(item)) for item in page], token
 
 
-def _catalogue_entry(item: Item) -> CatalogueEntry:
+def _catalogue_entry(attributes: Attributes) -> CatalogueEntry:
     return CatalogueEntry(
-        workflow_id=get_s(item, "workflow_id") or "",
-        latest_version=get_n(item, "latest_version") or 0,
-        description=get_s(item, "description"),
-        updated_at=get_s(item, "updated_at") or "",
+        workflow_id=attributes.get("workflow_id", ""),
+        latest_version=attributes.get("latest_version", 0),
+        description=attributes.get("description"),
+        updated_at=attributes.get("updated_at", ""),
     )

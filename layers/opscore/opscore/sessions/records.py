@@ -1,0 +1,124 @@
+"""Sessions and tasks as the rules see them: typed records built by the stores, and the rules derived from them.
+
+A `TaskRecord` is one task item: the template task, its current attempt (told apart by `dispatch_seq`, the runner
+step that dispatched it), the lease while it has one, the agent's kept result and the attempt history. Reads of the
+agents' queue indexes give the same record with only the projected fields set. Nothing outside the stores sees an
+item; the questions asked of a task (is this the attempt, was a result kept for it, why did its lease end) are
+answered here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from opscore.sessions.models import AttemptRecord, Problem, SessionStatus, TaskStatus, task_id
+
+# The lease when a task item carries none (items written before leases had their own length).
+DEFAULT_LEASE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """One attempt of one task: the attempt is told apart by the runner step that dispatched it."""
+
+    session_id: str
+    index: int
+    sequence: int
+
+    @property
+    def task_id(self) -> str:
+        return task_id(self.session_id, self.index)
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    session_id: str
+    agent_id: str
+    workflow_id: str = ""
+    version: int = 0
+    status: SessionStatus = SessionStatus.WAITING
+    priority: int | None = None
+    created_at: str = ""
+    started_at: str | None = None
+    ended_at: str | None = None
+    error: Problem | None = None
+    # Not in the AgentSessions index: set by reads of the session item itself.
+    input: dict[str, Any] = field(default_factory=dict)
+    tasks: tuple[TemplateTask, ...] = ()
+    execution_arn: str = ""
+
+
+@dataclass(frozen=True)
+class TemplateTask:
+    """What the session keeps of each template task, in template order (its task items are written when reached)."""
+
+    id: str
+    action: str
+    fallback_only: bool = False
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    session_id: str
+    index: int
+    template_id: str = ""
+    agent_id: str = ""
+    status: TaskStatus | None = None  # None: the runner has not reached the task
+    attempts: int = 0
+    dispatch_seq: int = 0
+    action: str = ""
+    input: dict[str, Any] | None = None
+    session_input: dict[str, Any] = field(default_factory=dict)
+    priority: int | None = None
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
+    lease_expires_at: str | None = None
+    enqueued_at: str | None = None
+    started_at: str | None = None
+    attempt_started_at: str | None = None
+    ended_at: str | None = None
+    duration_ms: int | None = None
+    scheduled_for: str | None = None
+    output: dict[str, Any] | None = None
+    error: Problem | None = None
+    history: tuple[AttemptRecord, ...] = ()
+    fallback_for: tuple[str, ...] = ()
+    queued_as_fallback: bool = False
+    task_token: str | None = field(default=None, repr=False)
+    # The agent's result as kept (canonical JSON), the runner step it answers and the attempt it was reported for.
+    result_json: str | None = None
+    result_seq: int | None = None
+    result_attempt: int | None = None
+    # Why the attempt's lease ended without a result, and for which step.
+    end_cause: str | None = None
+    end_cause_seq: int | None = None
+    agent_offline_after: int | None = None
+    # The entry's place in its agent's queue index: a queue rank, or a lease expiry, then the task id.
+    queue_position: str = ""
+
+    @property
+    def ref(self) -> TaskRef:
+        return TaskRef(self.session_id, self.index, self.dispatch_seq)
+
+    @property
+    def task_id(self) -> str:
+        return task_id(self.session_id, self.index)
+
+    @property
+    def has_result(self) -> bool:
+        """The current attempt has a kept result."""
+        return self.result_seq is not None and self.result_seq == self.dispatch_seq
+
+    def result_for(self, sequence: int) -> str | None:
+        """The result kept for the attempt dispatched at `sequence`, as canonical JSON."""
+        return self.result_json if self.result_seq == sequence else None
+
+    def cause_for(self, sequence: int) -> str | None:
+        """Why the lease of the attempt dispatched at `sequence` ended, if Ops-Core ended it."""
+        return self.end_cause if self.end_cause_seq == sequence else None
+
+    def attempt(self, number: int) -> AttemptRecord | None:
+        return next((entry for entry in self.history if entry.attempt == number), None)
+
+    def queued_for(self, ref: TaskRef) -> bool:
+        return self.status is TaskStatus.QUEUED and self.ref == ref
