@@ -45,12 +45,16 @@ $(SAM_VENV)/.installed: requirements-sam.txt | python
 run: $(VENV)/.installed ## install, then serve Ops-Core locally on $(HOST):$(PORT)
 	$(BIN)/opscore local --host $(HOST) --port $(PORT)
 
-test: lint typecheck validate ## every check: ruff, mypy, sam validate --lint, pytest
+test: lint typecheck validate ## every check: ruff, xenon, mypy, sam validate --lint, pytest
 	$(BIN)/pytest
 
-lint: $(VENV)/.installed ## ruff lint and format check
+lint: $(VENV)/.installed ## ruff lint and format check, and the complexity gate (xenon)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@# The complexity gate: radon's cyclomatic complexity, which (unlike ruff's C90) counts boolean operators.
+	@# Nothing below B in what ships; the tooling and the bench may reach C. Failures name file:line and function.
+	$(BIN)/xenon --paths-in-front --max-absolute B --max-modules B --max-average A layers functions
+	$(BIN)/xenon --paths-in-front --max-absolute C --max-modules B --max-average A tooling bench
 
 typecheck: $(VENV)/.installed ## mypy (strict on the opscore library)
 	$(BIN)/mypy layers/opscore/opscore tooling/opscore_tools functions bench

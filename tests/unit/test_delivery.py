@@ -10,7 +10,17 @@ import pytest
 
 from opscore.agents.models import RegistrationRequest
 from opscore.dispatch.delivery import CHANNELS, Target, channel
-from opscore.dispatch.delivery.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookChannel, sign, verify_signature
+from opscore.dispatch.delivery.webhook import (
+    PRIVATE_ENDPOINTS_VARIABLE,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    Answer,
+    WebhookChannel,
+    answer_meaning,
+    private_endpoints_allowed,
+    sign,
+    verify_signature,
+)
 from opscore.dispatch.models import LeasedTask
 
 TASK = LeasedTask(
@@ -131,3 +141,92 @@ def test_a_redirect_or_a_broken_answer_is_not_followed_nor_fatal() -> None:
     delivered = webhook(broken).deliver(TARGET, TASK)
     assert (delivered.outcome, len(broken.requests)) == ("failed", 3)
     assert "ValueError" in delivered.reason
+
+
+# What each HTTP answer means: the table the channel's retries follow.
+ANSWERS: list[tuple[int, Answer]] = [
+    (200, "completed"),
+    (202, "accepted"),
+    (201, "give up"),
+    (204, "give up"),
+    (301, "give up"),
+    (302, "give up"),
+    (307, "give up"),
+    (400, "give up"),
+    (401, "give up"),
+    (403, "give up"),
+    (404, "give up"),
+    (409, "give up"),
+    (408, "retry"),
+    (429, "retry"),
+    (500, "retry"),
+    (502, "retry"),
+    (503, "retry"),
+    (504, "retry"),
+]
+
+
+@pytest.mark.parametrize(("status", "meaning"), ANSWERS)
+def test_what_an_answer_means(status: int, meaning: Answer) -> None:
+    assert answer_meaning(status) == meaning
+
+
+@pytest.mark.parametrize(("status", "meaning"), [answer for answer in ANSWERS if answer[1] in {"retry", "give up"}])
+def test_a_failing_answer_is_posted_three_times_when_retried_and_once_otherwise(status: int, meaning: Answer) -> None:
+    sleeps: list[float] = []
+    endpoint = Endpoint(*[(status, b"")] * 3)
+    delivered = webhook(endpoint, sleeps).deliver(TARGET, TASK)
+    assert (delivered.outcome, delivered.reason) == ("failed", f"the endpoint answered {status}")
+    expected = (3, [0.25, 0.5]) if meaning == "retry" else (1, [])
+    assert (len(endpoint.requests), sleeps) == expected
+
+
+@pytest.mark.parametrize(
+    ("environment", "allowed"),
+    [
+        ({}, False),
+        ({PRIVATE_ENDPOINTS_VARIABLE: "allow"}, True),
+        ({PRIVATE_ENDPOINTS_VARIABLE: "ALLOW"}, False),
+        ({PRIVATE_ENDPOINTS_VARIABLE: "true"}, False),
+        ({PRIVATE_ENDPOINTS_VARIABLE: ""}, False),
+        ({"OTHER": "allow"}, False),
+    ],
+)
+def test_only_the_exact_opt_in_allows_private_endpoints(environment: dict[str, str], allowed: bool) -> None:
+    assert private_endpoints_allowed(environment) is allowed
+
+
+def test_a_host_that_does_not_resolve_is_retried_like_an_unreachable_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PRIVATE_ENDPOINTS_VARIABLE, raising=False)
+    lookups: list[str] = []
+
+    def public(host: str) -> bool:
+        lookups.append(host)
+        if len(lookups) < 3:
+            raise OSError("Name or service not known")
+        return True
+
+    sleeps: list[float] = []
+    endpoint = Endpoint((202, b""))
+    channel = WebhookChannel(post=endpoint, sleep=sleeps.append, clock=lambda: NOW, public=public)
+    assert channel.deliver(TARGET, TASK).outcome == "accepted"
+    assert (len(lookups), len(endpoint.requests), sleeps) == (3, 1, [0.25, 0.5])
+
+    def unresolvable(host: str) -> bool:
+        raise OSError("Name or service not known")
+
+    endpoint = Endpoint()
+    channel = WebhookChannel(post=endpoint, sleep=sleeps.append, clock=lambda: NOW, public=unresolvable)
+    delivered = channel.deliver(TARGET, TASK)
+    assert (delivered.outcome, endpoint.requests) == ("failed", [])
+    assert delivered.reason == "the endpoint's host did not resolve: Name or service not known"
+
+
+@pytest.mark.parametrize(
+    "target", [Target("agent-1", None, "s3cret-s3cret-s3cret"), Target("agent-1", TARGET.endpoint, None)]
+)
+def test_an_agent_without_an_endpoint_or_a_secret_is_not_called(target: Target) -> None:
+    endpoint = Endpoint()
+    delivered = webhook(endpoint).deliver(target, TASK)
+    assert (delivered.outcome, endpoint.requests) == ("failed", [])
+    assert "no webhook endpoint or secret" in delivered.reason

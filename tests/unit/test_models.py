@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from opscore.agents.models import RegistrationRequest, StateReport
+from opscore.agents.models import RegistrationRequest, StateReport, endpoint_problem
 from opscore.core.clock import format_timestamp
 from opscore.core.contracts import canonical_json
 from opscore.keys.models import KeyRequest, Principal, Role
@@ -70,24 +70,58 @@ def test_registration_defaults() -> None:
     assert (request.max_concurrency, request.capabilities, request.metadata, request.endpoint) == (1, [], {}, None)
 
 
-@pytest.mark.parametrize(
-    ("endpoint", "valid"),
-    [
-        ("https://agent.example.com/hook", True),
-        ("http://127.0.0.2:9000/", True),
-        ("http://localhost/", True),
-        ("http://agent.example.com/", False),
-        ("http://10.0.0.1/", False),
-        ("https://", False),
-        ("agent.example.com", False),
-    ],
-)
-def test_endpoint_rules(endpoint: str, valid: bool) -> None:
-    if valid:
-        RegistrationRequest(name="n", endpoint=endpoint)
+HTTPS_ONLY = "endpoint must use https; plain http is allowed only for loopback hosts"
+NOT_ABSOLUTE = "endpoint must be an absolute https URL"
+CREDENTIALS = "endpoint must not carry credentials; webhook deliveries are signed instead"
+UNPRINTABLE = "endpoint must not contain spaces or control characters"
+
+# Each endpoint, and the rule it breaks (None: a valid endpoint).
+ENDPOINTS: list[tuple[str, str | None]] = [
+    ("https://agent.example.com/hook", None),
+    ("https://agent.example.com:8443/hook?x=1", None),
+    ("https://10.0.0.1/", None),  # a private address is the webhook channel's concern, at delivery time
+    ("http://127.0.0.2:9000/", None),
+    ("http://localhost/", None),
+    ("http://LOCALHOST/", None),
+    ("http://[::1]:8080/", None),
+    ("http://agent.example.com/", HTTPS_ONLY),
+    ("http://10.0.0.1/", HTTPS_ONLY),
+    ("http://localhost.example.com/", HTTPS_ONLY),
+    ("https://", NOT_ABSOLUTE),
+    ("agent.example.com", NOT_ABSOLUTE),
+    ("/tasks", NOT_ABSOLUTE),
+    ("ftp://agent.example.com/", NOT_ABSOLUTE),
+    ("HTTPS://agent.example.com/", None),
+    ("https://user:pass@agent.example.com/", CREDENTIALS),
+    ("https://user@agent.example.com/", CREDENTIALS),
+    ("https://:pass@agent.example.com/", CREDENTIALS),
+    ("http://user@localhost/", CREDENTIALS),
+    ("https://agent.example.com/a b", UNPRINTABLE),
+    ("https://agent.example.com/\t", UNPRINTABLE),
+    ("https://agent.example.com/\u200b", UNPRINTABLE),
+    (" https://agent.example.com/", UNPRINTABLE),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "problem"), ENDPOINTS)
+def test_endpoint_problem(endpoint: str, problem: str | None) -> None:
+    assert endpoint_problem(endpoint) == problem
+
+
+@pytest.mark.parametrize(("endpoint", "problem"), ENDPOINTS)
+def test_endpoint_rules(endpoint: str, problem: str | None) -> None:
+    if problem is None:
+        assert RegistrationRequest(name="n", endpoint=endpoint).endpoint == endpoint
     else:
-        with pytest.raises(ValidationError):
+        with pytest.raises(ValidationError) as error:
             RegistrationRequest(name="n", endpoint=endpoint)
+        assert [(e["loc"], e["msg"]) for e in error.value.errors()] == [(("endpoint",), f"Value error, {problem}")]
+
+
+def test_an_endpoint_urlsplit_cannot_read_is_refused_and_none_is_allowed() -> None:
+    with pytest.raises(ValidationError, match="Invalid IPv6 URL"):
+        RegistrationRequest(name="n", endpoint="https://[::1/")
+    assert RegistrationRequest(name="n", endpoint=None).endpoint is None
 
 
 def test_key_request_roles() -> None:

@@ -53,6 +53,31 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def endpoint_problem(url: str) -> str | None:
+    """Why `url` cannot be an agent's endpoint, or None when it can. Raises ValueError when urlsplit cannot read it
+    (e.g. an unclosed IPv6 bracket)."""
+    if not _printable(url):
+        return "endpoint must not contain spaces or control characters"
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        return "endpoint must not carry credentials; webhook deliveries are signed instead"
+    return _scheme_problem(parts.scheme, parts.hostname or "")
+
+
+def _printable(url: str) -> bool:
+    # Spaces and invisible characters would make the URL read differently in logs than the one that is called.
+    return not any(character.isspace() or not character.isprintable() for character in url)
+
+
+def _scheme_problem(scheme: str, host: str) -> str | None:
+    """https to any host; plain http only to a loopback one, where the task and its signature cross no network."""
+    if not host or scheme not in ("https", "http"):
+        return "endpoint must be an absolute https URL"
+    if scheme == "http" and not _is_loopback(host):
+        return "endpoint must use https; plain http is allowed only for loopback hosts"
+    return None
+
+
 class AgentError(RequestModel):
     type: str = Field(min_length=1, max_length=128, description="Error class, e.g. TimeoutError.")
     message: str = Field(default="", max_length=2048)
@@ -95,18 +120,9 @@ class RegistrationRequest(RequestModel):
     @field_validator("endpoint")
     @classmethod
     def _endpoint_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if any(character.isspace() or not character.isprintable() for character in value):
-            raise ValueError("endpoint must not contain spaces or control characters")
-        parts = urlsplit(value)
-        if parts.username is not None or parts.password is not None:
-            raise ValueError("endpoint must not carry credentials; webhook deliveries are signed instead")
-        host = parts.hostname or ""
-        if not host or parts.scheme not in ("https", "http"):
-            raise ValueError("endpoint must be an absolute https URL")
-        if parts.scheme == "http" and not _is_loopback(host):
-            raise ValueError("endpoint must use https; plain http is allowed only for loopback hosts")
+        problem = None if value is None else endpoint_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("metadata")

@@ -26,13 +26,15 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from opscore.core.errors import FieldProblem
+from opscore.core.retry import Backoff, attempts
 from opscore.dispatch.delivery import Delivery, Target
 from opscore.dispatch.models import TaskResult
 
@@ -48,14 +50,52 @@ TIMEOUT_SECONDS = 5.0
 BACKOFF_SECONDS = 0.25
 MAX_ANSWER_BYTES = 256 * 1024
 RETRIED_STATUSES = frozenset({408, 429})
+# low == high: fixed pauses of 0.25 s, then 0.5 s, so a delivery's worst case (three timeouts, two pauses) stays
+# a known bound for the dispatcher that waits on it.
+BACKOFF = Backoff(BACKOFF_SECONDS, BACKOFF_SECONDS, exponential=True)
 
 # (url, body, headers, timeout) -> (status, answer body); raises OSError when nothing came back.
 Post = Callable[[str, bytes, dict[str, str], float], tuple[int, bytes]]
+
+# What an endpoint's HTTP answer means for the attempt.
+Answer = Literal["accepted", "completed", "retry", "give up"]
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
+
+
+def signed_headers(secret: str, timestamp: str, body: bytes) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "opscore-webhook",
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign(secret, timestamp, body),
+    }
+
+
+def answer_meaning(status: int) -> Answer:
+    """202: the agent took the task and reports later; 200: the body is its result. 5xx, 408 and 429 are the
+    endpoint's passing trouble, worth another try; any other answer (4xx, and 3xx: redirects are not followed) would
+    come back the same."""
+    if status == 202:
+        return "accepted"
+    if status == 200:
+        return "completed"
+    return "retry" if status >= 500 or status in RETRIED_STATUSES else "give up"
+
+
+def private_endpoints_allowed(environment: Mapping[str, str]) -> bool:
+    """Only the exact opt-in lifts the guard: a deployed stack never sets it, so anything else keeps it."""
+    return environment.get(PRIVATE_ENDPOINTS_VARIABLE) == "allow"
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """An attempt that did not go through but may next time, and why."""
+
+    reason: str
 
 
 def verify_signature(  # noqa: PLR0917 - the receiver's four inputs, and its tolerance
@@ -126,35 +166,37 @@ class WebhookChannel:
             return Delivery("failed", reason="the agent has no webhook endpoint or secret registered")
         body = task.model_dump_json().encode()
         reason = ""
-        for attempt in range(ATTEMPTS):
-            if attempt:
-                self._sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
-            try:
-                if os.environ.get(PRIVATE_ENDPOINTS_VARIABLE) != "allow" and not self._public(target.endpoint):
-                    return Delivery("failed", reason="the endpoint resolves to a private address; it is not called")
-            except OSError as error:
-                reason = f"the endpoint's host did not resolve: {error}"
-                continue
-            timestamp = str(int(self._clock()))
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": "opscore-webhook",
-                TIMESTAMP_HEADER: timestamp,
-                SIGNATURE_HEADER: sign(target.secret, timestamp, body),
-            }
-            try:
-                status, answer = self._post(target.endpoint, body, headers, TIMEOUT_SECONDS)
-            except Exception as error:
-                reason = f"the endpoint could not be reached: {type(error).__name__}: {error}"
-                continue
-            if status == 202:
-                return Delivery("accepted")
-            if status == 200:
-                return _synchronous_result(answer)
-            reason = f"the endpoint answered {status}"
-            if status < 500 and status not in RETRIED_STATUSES:
-                break
+        for _ in attempts(ATTEMPTS, BACKOFF, sleep=self._sleep):
+            outcome = self._attempt(target.endpoint, target.secret, body)
+            if isinstance(outcome, Delivery):
+                return outcome
+            reason = outcome.reason
         return Delivery("failed", reason=reason)
+
+    def _attempt(self, endpoint: str, secret: str, body: bytes) -> Delivery | _Retry:
+        """One try: the delivery once it is decided, or why to try again."""
+        # Resolved on every attempt: a failed lookup is retried like a failed request, and the addresses may change.
+        try:
+            if not (private_endpoints_allowed(os.environ) or self._public(endpoint)):
+                return Delivery("failed", reason="the endpoint resolves to a private address; it is not called")
+        except OSError as error:
+            return _Retry(f"the endpoint's host did not resolve: {error}")
+        timestamp = str(int(self._clock()))
+        try:
+            status, answer = self._post(endpoint, body, signed_headers(secret, timestamp, body), TIMEOUT_SECONDS)
+        except Exception as error:  # anything the transport raises means nothing came back: worth another try
+            return _Retry(f"the endpoint could not be reached: {type(error).__name__}: {error}")
+        return _answered(status, answer)
+
+
+def _answered(status: int, answer: bytes) -> Delivery | _Retry:
+    meaning = answer_meaning(status)
+    if meaning == "accepted":
+        return Delivery("accepted")
+    if meaning == "completed":
+        return _synchronous_result(answer)
+    reason = f"the endpoint answered {status}"
+    return _Retry(reason) if meaning == "retry" else Delivery("failed", reason=reason)
 
 
 def _synchronous_result(answer: bytes) -> Delivery:
