@@ -1,0 +1,78 @@
+"""Which results an attempt takes: `known_answer`, the rule behind POST .../tasks/{taskId}/result's repeats."""
+
+from __future__ import annotations
+
+import pytest
+
+from opscore.core.errors import Conflict
+from opscore.dispatch.errors import AttemptRequired, ResultConflict, TaskNotOpen
+from opscore.dispatch.models import TaskResult
+from opscore.dispatch.results import KnownAnswer, known_answer
+from opscore.sessions.models import TaskStatus
+from opscore.sessions.records import TaskRecord
+
+SESSION = "0" * 32
+TASK = f"{SESSION}-000"
+DONE = TaskResult(status="succeeded", output={"n": 1})
+DONE_JSON = '{"output":{"n":1},"status":"succeeded"}'
+OTHER_JSON = '{"output":{"n":2},"status":"succeeded"}'
+
+
+def task(status: TaskStatus, attempts: int = 1, **fields: object) -> TaskRecord:
+    return TaskRecord(
+        session_id=SESSION,
+        index=0,
+        status=status,
+        attempts=attempts,
+        dispatch_seq=attempts + 1,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def kept(json: str, attempt: int = 1, for_current: bool = True) -> dict[str, object]:
+    return {"result_json": json, "result_attempt": attempt, "result_seq": (attempt + 1) if for_current else 1}
+
+
+@pytest.mark.parametrize(
+    ("record", "result", "answer"),
+    [
+        # a new result for the open attempt
+        (task(TaskStatus.LEASED), DONE, None),
+        (task(TaskStatus.LEASED), DONE.model_copy(update={"attempt": 1}), None),
+        # the same result again, while the runner may not have heard it: answered, and told again
+        (task(TaskStatus.LEASED, **kept(DONE_JSON)), DONE, KnownAnswer(1, tell_again=True)),
+        # the same result after the attempt ended with it
+        (task(TaskStatus.SUCCEEDED, **kept(DONE_JSON)), DONE, KnownAnswer(1)),
+        # a late repeat for an earlier attempt, named by its attempt
+        (
+            task(TaskStatus.LEASED, 2, **kept(DONE_JSON, 1, for_current=False)),
+            DONE.model_copy(update={"attempt": 1}),
+            KnownAnswer(1),
+        ),
+    ],
+)
+def test_results_that_are_taken_or_answered_again(
+    record: TaskRecord, result: TaskResult, answer: KnownAnswer | None
+) -> None:
+    assert known_answer(record, TASK, result, DONE_JSON) == answer
+
+
+@pytest.mark.parametrize(
+    ("record", "result", "refusal", "words"),
+    [
+        (task(TaskStatus.QUEUED), DONE, TaskNotOpen, "queued: lease it"),
+        (task(TaskStatus.RETRYING), DONE, TaskNotOpen, "retrying: it is not waiting"),
+        (
+            task(TaskStatus.LEASED, 2),
+            DONE.model_copy(update={"attempt": 1}),
+            TaskNotOpen,
+            "waiting for attempt 2, not 1",
+        ),
+        (task(TaskStatus.LEASED, **kept(OTHER_JSON)), DONE, ResultConflict, "a different result"),
+        # the open attempt 2 is sent attempt 1's result without saying which attempt it is for
+        (task(TaskStatus.LEASED, 2, **kept(DONE_JSON, 1, for_current=False)), DONE, AttemptRequired, '"attempt": 2'),
+    ],
+)
+def test_results_that_are_refused(record: TaskRecord, result: TaskResult, refusal: type[Conflict], words: str) -> None:
+    with pytest.raises(refusal, match=words):
+        known_answer(record, TASK, result, DONE_JSON)
