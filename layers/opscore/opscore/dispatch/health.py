@@ -31,6 +31,7 @@ from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.core.retry import Backoff, attempts
 from opscore.dispatch.queue import Counted, TaskQueue
 from opscore.sessions.errors import AGENT_OFFLINE_ERROR, AGENT_QUARANTINED_ERROR, LEASE_EXPIRED_ERROR
+from opscore.sessions.models import TaskStatus
 from opscore.sessions.records import TaskRecord, TaskRef
 from opscore.sessions.store import SessionStore
 
@@ -78,7 +79,7 @@ class AgentHealth:
         agent_id: str,
         ref: TaskRef,
         *,
-        status: str | None,
+        status: TaskStatus | None,
         error: str | None,
         cause: str = "",
         counted: Counted = "failure",
@@ -178,7 +179,7 @@ class AgentHealth:
         if task is None or task.queued_as_fallback:
             return
         token = task.task_token
-        if self._queue.withdraw(ref, "failed", format_timestamp(self._now())) and token is not None:
+        if self._queue.withdraw(ref, TaskStatus.FAILED, format_timestamp(self._now())) and token is not None:
             self._tell_runner(token, AGENT_QUARANTINED_ERROR, f"agent {agent_id} was quarantined")
             logger.info(
                 "queued task failed over: agent quarantined",
@@ -202,7 +203,7 @@ class AgentHealth:
                 ended = self.end_lease(
                     lease.agent_id,
                     lease.ref,
-                    status="timed_out",
+                    status=TaskStatus.TIMED_OUT,
                     error=LEASE_EXPIRED_ERROR,
                     cause=f"no heartbeat or result within the {lease.lease_seconds} s lease",
                     expired_only=True,
@@ -249,7 +250,7 @@ class AgentHealth:
             self.end_lease(
                 agent_id,
                 leased.ref,
-                status="timed_out",
+                status=TaskStatus.TIMED_OUT,
                 error=AGENT_OFFLINE_ERROR,
                 cause=f"agent {agent_id} went offline holding the lease",
                 counted=None,

@@ -22,7 +22,7 @@ from opscore.agents.store import DEADLINES_INDEX, agent_key
 from opscore.aws.dynamodb import run_transaction, translated_errors, update_if
 from opscore.aws.items import decode_item, n, s
 from opscore.sessions.items import task_key, task_record
-from opscore.sessions.models import task_id
+from opscore.sessions.models import TaskStatus, task_id
 from opscore.sessions.records import TaskRecord, TaskRef
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ class TaskQueue:
         agent_id: str,
         task: TaskRef,
         *,
-        status: str | None,
+        status: TaskStatus | None,
         counted: Counted,
         now: str,
         expired_only: bool = False,
@@ -243,7 +243,7 @@ class TaskQueue:
         ]
         return run_transaction(self._client, items) is None
 
-    def withdraw(self, task: TaskRef, status: str, now: str) -> bool:
+    def withdraw(self, task: TaskRef, status: TaskStatus, now: str) -> bool:
         """Take a queued attempt off the queue with `status`; False when it was no longer queued."""
         return update_if(
             self._client,

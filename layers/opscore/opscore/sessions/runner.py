@@ -175,7 +175,9 @@ class SessionRunner:
         failure = state.failure or Failure(error="States.Runtime", cause="unknown")
         problem = Problem(type=failure.error, message=(failure.cause or "")[:2048])
         stamp = format_timestamp(self._now())
-        self._store.end_open(state.session_id, SessionEnd("error", stamp, canonical_json(problem.model_dump())))
+        self._store.end_open(
+            state.session_id, SessionEnd(SessionStatus.ERROR, stamp, canonical_json(problem.model_dump()))
+        )
         logger.error("session runner failed", extra={"session_id": state.session_id, "error_type": failure.error})
         metrics.add_metric(name="SessionRunnerFailures", unit=MetricUnit.Count, value=1)
         return Step(kind="failed", failure=TaskError(error=problem.type, cause=problem.message))
@@ -236,14 +238,16 @@ class SessionRunner:
 
     def _end(self, state: RunnerState, step: Step, stamp: str) -> SessionEnd | None:
         if step.kind == "completed":
-            return SessionEnd(status="completed", ended_at=stamp)
+            return SessionEnd(status=SessionStatus.COMPLETED, ended_at=stamp)
         if step.kind == "failed" and step.failure is not None:
             problem = Problem(
                 type=step.failure.error,
                 message=step.failure.cause,
                 task_id=task_id(state.session_id, step.task_index or 0),
             )
-            return SessionEnd(status="error", ended_at=stamp, error_json=canonical_json(problem.model_dump()))
+            return SessionEnd(
+                status=SessionStatus.ERROR, ended_at=stamp, error_json=canonical_json(problem.model_dump())
+            )
         return None
 
     def _mark(self, state: RunnerState, step: Step, previous: Step | None, now: datetime) -> TaskMark | None:

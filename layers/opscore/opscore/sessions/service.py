@@ -120,7 +120,9 @@ class Sessions:
             problem = Problem(type="runner_not_started", message=f"the session runner did not start: {error}")
             self._store.end_open(
                 session_id,
-                SessionEnd(status="error", ended_at=format_timestamp(self._now()), error_json=_json(problem)),
+                SessionEnd(
+                    status=SessionStatus.ERROR, ended_at=format_timestamp(self._now()), error_json=_json(problem)
+                ),
             )
             raise
         logger.info(

@@ -23,7 +23,7 @@ from opscore.aws.pages import decode_page_token, encode_page_token
 from opscore.aws.updates import Update
 from opscore.dispatch.queue import LEASE_ATTRIBUTES, queue_entry, slot_release
 from opscore.sessions.items import SESSION_SK, TASK_PREFIX, session_key, session_record, task_key, task_record
-from opscore.sessions.models import SESSION_ID_PATTERN
+from opscore.sessions.models import SESSION_ID_PATTERN, SessionStatus, TaskStatus
 from opscore.sessions.records import SessionRecord, TaskRecord
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class TaskMark:
 
     index: int
     template_id: str
-    status: str
+    status: TaskStatus
     scheduled_for: str
 
 
@@ -65,7 +65,7 @@ class TaskOutcome:
     index: int
     sequence: int
     attempt: int
-    status: str
+    status: TaskStatus
     ended_at: str
     duration_ms: int
     attempt_record_json: str
@@ -76,7 +76,7 @@ class TaskOutcome:
 
 @dataclass(frozen=True)
 class SessionEnd:
-    status: str
+    status: SessionStatus
     ended_at: str
     error_json: str | None = None
 
@@ -414,7 +414,7 @@ class SessionStore:
             }
         )
 
-    def skip_task(self, session_id: str, index: int, status: str, now: str) -> None:
+    def skip_task(self, session_id: str, index: int, status: TaskStatus, now: str) -> None:
         """Close a task the cancel caught open (not leased), unless it moved on meanwhile (then its own end stands).
 
         The task token stays: a repeated cancel fails it again, in case the first stopped before it could.
