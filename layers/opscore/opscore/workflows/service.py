@@ -15,6 +15,7 @@ from opscore.aws.dynamodb import ConditionFailed
 from opscore.core.clock import format_timestamp
 from opscore.core.errors import Conflict, NotFound
 from opscore.core.observability import MetricUnit, logger, metrics
+from opscore.core.retry import attempts
 from opscore.workflows.models import WorkflowCreated, WorkflowPage, WorkflowSummary, WorkflowVersion
 from opscore.workflows.store import StoredWorkflow, WorkflowStore
 from opscore.workflows.templates import WorkflowTemplate, check_template
@@ -36,7 +37,7 @@ class Workflows:
     def create(self, template: WorkflowTemplate, created_by: str) -> CreateResult:
         check_template(template)
         content_hash = template.content_hash()
-        for _ in range(MAX_WRITE_ATTEMPTS):
+        for _ in attempts(MAX_WRITE_ATTEMPTS):
             existing = self._store.version_with_hash(template.name, content_hash)
             if existing is not None:
                 return CreateResult(WorkflowCreated(workflow_id=template.name, version=existing), new_version=False)
