@@ -6,7 +6,7 @@ pulls of one agent, never get the same task, and an agent never holds more than 
 
 Poll agents lease with `next_task`; for agents whose channel pushes (webhook), `serve` leases and delivers until
 the queue is empty or the agent is full. The lease lasts the task's `heartbeat_seconds` (else its
-`timeout_seconds`); each heartbeat renews it, and a lease that runs out fails the attempt (see opscore.agent_health).
+`timeout_seconds`); each heartbeat renews it, and a lease that runs out fails the attempt (see opscore.dispatch.health).
 """
 
 from __future__ import annotations

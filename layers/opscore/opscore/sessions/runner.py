@@ -5,7 +5,7 @@ The state machine carries `RunnerState` (the session, its plan and the current s
 - `dispatch` per attempt, with the task token: the attempt is queued on its agent (the agent leases it, then
   reports its result, which closes the token);
 - `succeeded` / `failed` when the attempt's wait ends: its outcome is recorded and the next step is returned.
-The next step comes from opscore.session_plan; here it is only recorded. Every write is guarded by the session's
+The next step comes from opscore.sessions.plan; here it is only recorded. Every write is guarded by the session's
 status (a cancelled session never moves again) and by the step's sequence number (a retried call writes nothing
 new), so Step Functions may retry any of these calls.
 """

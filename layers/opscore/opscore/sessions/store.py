@@ -6,7 +6,7 @@ Items:
 - `PK=SESSION#<id> SK=TASK#<3-digit index>`: one task of the template, written when the runner first reaches it:
   status, attempts, timings, the agent's last result and the runner's task token (never returned by the API).
   `dispatch_seq` is the runner step that dispatched the current attempt: it makes every runner write idempotent.
-  While an attempt is queued or leased the item is also in its agent's queue (see opscore.store.queue).
+  While an attempt is queued or leased the item is also in its agent's queue (see opscore.dispatch.queue).
 
 Every runner write is a transaction guarded by the session's status, so nothing moves once a session is cancelled.
 """
