@@ -10,8 +10,10 @@ from opscore import wiring
 from opscore.api.resolver import json_response
 from opscore.api.routes import PATH_AGENT, Api, Request
 from opscore.core.observability import logger, metrics, tracer
+from opscore.core.settings import TABLE_NAME, require_settings
 from opscore.dispatch.models import QUEUE_STATUSES
 
+SETTINGS = require_settings(TABLE_NAME)
 api = Api()
 
 

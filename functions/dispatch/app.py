@@ -9,7 +9,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore.core.observability import logger, metrics, tracer
+from opscore.core.settings import TABLE_NAME, require_settings
 from opscore.dispatch.invocations import handle_dispatch_event
+
+SETTINGS = require_settings(TABLE_NAME)
 
 
 @logger.inject_lambda_context(clear_state=True)

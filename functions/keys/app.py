@@ -10,8 +10,10 @@ from opscore import wiring
 from opscore.api.resolver import empty_response, json_response
 from opscore.api.routes import ADMIN, Api, Request
 from opscore.core.observability import logger, metrics, tracer
+from opscore.core.settings import TABLE_NAME, require_settings
 from opscore.keys.models import KeyRequest
 
+SETTINGS = require_settings(TABLE_NAME)
 api = Api()
 
 

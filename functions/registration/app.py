@@ -11,7 +11,9 @@ from opscore.agents.models import RegistrationRequest
 from opscore.api.resolver import json_response
 from opscore.api.routes import PATH_AGENT, Api, Request
 from opscore.core.observability import logger, metrics, tracer
+from opscore.core.settings import TABLE_NAME, require_settings
 
+SETTINGS = require_settings(TABLE_NAME)
 api = Api()
 
 

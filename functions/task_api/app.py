@@ -10,8 +10,10 @@ from opscore import wiring
 from opscore.api.resolver import empty_response, json_response
 from opscore.api.routes import PATH_AGENT, Api, Request
 from opscore.core.observability import logger, metrics, tracer
+from opscore.core.settings import DISPATCH_FUNCTION_ARN, TABLE_NAME, require_settings
 from opscore.dispatch.models import TaskResult
 
+SETTINGS = require_settings(TABLE_NAME, DISPATCH_FUNCTION_ARN)
 api = Api()
 
 
