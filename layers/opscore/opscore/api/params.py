@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from opscore.core.errors import FieldProblem, ValidationFailed
 from opscore.core.observability import logger
@@ -20,8 +19,7 @@ if TYPE_CHECKING:
 AGENT_ID = "agentId"
 
 
-@dataclass(frozen=True)
-class PathId:
+class PathId(NamedTuple):
     name: str  # as the route, template.yaml and the OpenAPI document spell it
     pattern: str | None  # None: checked by the service that owns it (a key id, which the CLI revokes by as well)
     log_key: str | None = None  # the key it is logged under from the moment it is read

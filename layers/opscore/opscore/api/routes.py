@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opscore.api.access import API_BASE_PATH, caller, require_admin, require_agent_access
 from opscore.api.bodies import read_json
@@ -51,8 +50,9 @@ PATH_AGENT = Allow.PATH_AGENT
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
-@dataclass(frozen=True)
-class Request:
+# NamedTuples rather than frozen dataclasses here and in params: defining a frozen dataclass takes about 0.7 ms of
+# every cold start, a NamedTuple about 0.1 ms.
+class Request(NamedTuple):
     """What a route is handed: the event, its caller (admitted) and its path's ids (decoded and checked)."""
 
     event: APIGatewayProxyEvent
@@ -106,8 +106,7 @@ class Request:
 type Endpoint = Callable[[Request], Response[str]]
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     method: str
     path: str  # under the base path, as the OpenAPI document spells it: /agent/{agentId}/sessions/{sessionId}
     allow: Allow

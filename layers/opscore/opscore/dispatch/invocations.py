@@ -11,8 +11,7 @@ Both serve within the time their invocation has left, less DELIVERY_RESERVE_SECO
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opscore import wiring
 from opscore.core.observability import logger
@@ -32,13 +31,12 @@ def serving_budget(remaining_ms: int) -> float:
     return max(0.0, remaining_ms / 1000 - DELIVERY_RESERVE_SECONDS)
 
 
-@dataclass(frozen=True)
-class ServeRequest:
+# NamedTuples: defining a frozen dataclass costs about 0.7 ms of a cold start, a NamedTuple about 0.1 ms.
+class ServeRequest(NamedTuple):
     agent_id: str
 
 
-@dataclass(frozen=True)
-class DispatchRequest:
+class DispatchRequest(NamedTuple):
     state: RunnerState
     token: str
 
@@ -81,8 +79,7 @@ def queue_and_serve(state: RunnerState, token: str, remaining_ms: RemainingMs) -
     return outcome
 
 
-@dataclass(frozen=True)
-class SweepOutcome:
+class SweepOutcome(NamedTuple):
     leases_expired: int
     agents_offline: int
     pushed: int
