@@ -11,6 +11,9 @@ from opscore import wiring
 from opscore.api.access import authorizer_response
 from opscore.core.errors import Unauthorized
 from opscore.core.observability import MetricUnit, logger, metrics, tracer
+from opscore.core.settings import TABLE_NAME, require_settings
+
+SETTINGS = require_settings(TABLE_NAME)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -2,20 +2,23 @@
 
 from typing import Any
 
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import __version__
-from opscore.api.access import API_BASE_PATH
-from opscore.api.http import build_resolver, json_response
+from opscore.api.resolver import json_response
+from opscore.api.routes import ANYONE, Api, Request
 from opscore.core.contracts import Health
 from opscore.core.observability import logger, metrics, tracer
+from opscore.core.settings import require_settings
 
-app = build_resolver()
+SETTINGS = require_settings()  # the health check reads nothing: it answers even where the table is misconfigured
+api = Api()
 
 
-@app.get(f"{API_BASE_PATH}/health")
-def health():  # type: ignore[no-untyped-def]
+@api.get("/health", allow=ANYONE)
+def health(request: Request) -> Response[str]:
     return json_response(200, Health(version=__version__))
 
 
@@ -23,4 +26,4 @@ def health():  # type: ignore[no-untyped-def]
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return api.resolve(event, context)

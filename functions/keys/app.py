@@ -7,27 +7,25 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
-from opscore.api.access import API_BASE_PATH
-from opscore.api.http import build_resolver, caller, empty_response, json_response, read_json, require_admin
+from opscore.api.resolver import empty_response, json_response
+from opscore.api.routes import ADMIN, Api, Request
 from opscore.core.observability import logger, metrics, tracer
+from opscore.core.settings import TABLE_NAME, require_settings
 from opscore.keys.models import KeyRequest
 
-app = build_resolver()
+SETTINGS = require_settings(TABLE_NAME)
+api = Api()
 
 
-@app.post(f"{API_BASE_PATH}/keys")
-def create_key() -> Response[str]:
-    admin = caller(app.current_event)
-    require_admin(admin)
-    created = wiring.api_keys().create(read_json(app.current_event, KeyRequest), created_by=admin.key_id)
+@api.post("/keys", allow=ADMIN)
+def create_key(request: Request) -> Response[str]:
+    created = wiring.api_keys().create(request.body(KeyRequest), created_by=request.caller.key_id)
     return json_response(201, created)
 
 
-@app.delete(f"{API_BASE_PATH}/keys/<key_id>")
-def revoke_key(key_id: str) -> Response[str]:
-    admin = caller(app.current_event)
-    require_admin(admin)
-    wiring.api_keys().revoke(key_id, revoked_by=admin.key_id)
+@api.delete("/keys/{keyId}", allow=ADMIN)
+def revoke_key(request: Request) -> Response[str]:
+    wiring.api_keys().revoke(request.key_id, revoked_by=request.caller.key_id)  # which checks the key id (400)
     return empty_response(204)
 
 
@@ -35,4 +33,4 @@ def revoke_key(key_id: str) -> Response[str]:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return api.resolve(event, context)

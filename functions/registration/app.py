@@ -8,17 +8,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
 from opscore.agents.models import RegistrationRequest
-from opscore.api.access import API_BASE_PATH
-from opscore.api.http import authorised_agent_id, build_resolver, json_response, read_json
+from opscore.api.resolver import json_response
+from opscore.api.routes import PATH_AGENT, Api, Request
 from opscore.core.observability import logger, metrics, tracer
+from opscore.core.settings import TABLE_NAME, require_settings
 
-app = build_resolver()
+SETTINGS = require_settings(TABLE_NAME)
+api = Api()
 
 
-@app.put(f"{API_BASE_PATH}/agent/<agent_id>")
-def register(agent_id: str) -> Response[str]:
-    agent_id = authorised_agent_id(app.current_event, agent_id)
-    registration = wiring.registry().register(agent_id, read_json(app.current_event, RegistrationRequest))
+@api.put("/agent/{agentId}", allow=PATH_AGENT)
+def register(request: Request) -> Response[str]:
+    registration = wiring.registry().register(request.agent_id, request.body(RegistrationRequest))
     return json_response(201 if registration.created else 200, registration.agent)
 
 
@@ -26,4 +27,4 @@ def register(agent_id: str) -> Response[str]:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return api.resolve(event, context)

@@ -10,7 +10,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
 from opscore.core.observability import logger, metrics, tracer
+from opscore.core.settings import DISPATCH_FUNCTION_ARN, TABLE_NAME, require_settings
 from opscore.sessions.runner import RunnerState
+
+SETTINGS = require_settings(TABLE_NAME, DISPATCH_FUNCTION_ARN)
 
 
 @logger.inject_lambda_context(correlation_id_path="state.session_id", clear_state=True)

@@ -8,17 +8,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
 from opscore.agents.models import StateReport
-from opscore.api.access import API_BASE_PATH
-from opscore.api.http import authorised_agent_id, build_resolver, json_response, read_json
+from opscore.api.resolver import json_response
+from opscore.api.routes import PATH_AGENT, Api, Request
 from opscore.core.observability import logger, metrics, tracer
+from opscore.core.settings import DISPATCH_FUNCTION_ARN, TABLE_NAME, require_settings
 
-app = build_resolver()
+SETTINGS = require_settings(TABLE_NAME, DISPATCH_FUNCTION_ARN)
+api = Api()
 
 
-@app.post(f"{API_BASE_PATH}/agent/<agent_id>/state")
-def set_state(agent_id: str) -> Response[str]:
-    agent_id = authorised_agent_id(app.current_event, agent_id)
-    accepted = wiring.registry().report_state(agent_id, read_json(app.current_event, StateReport))
+@api.post("/agent/{agentId}/state", allow=PATH_AGENT)
+def set_state(request: Request) -> Response[str]:
+    accepted = wiring.registry().report_state(request.agent_id, request.body(StateReport))
     wiring.waker().state_changed(accepted)  # idle, or back from paused: its queue is served now
     return json_response(200, accepted)
 
@@ -27,4 +28,4 @@ def set_state(agent_id: str) -> Response[str]:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return api.resolve(event, context)

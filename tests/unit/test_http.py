@@ -11,7 +11,8 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from opscore.agents.models import StateReport
-from opscore.api.http import MAX_BODY_BYTES, error_body, read_json, status_for
+from opscore.api.bodies import MAX_BODY_BYTES, read_json
+from opscore.api.resolver import error_body, status_for
 from opscore.aws.pages import decode_page_token, encode_page_token
 from opscore.core.errors import (
     Conflict,

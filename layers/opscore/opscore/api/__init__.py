@@ -1,2 +1,3 @@
-"""The HTTP edge: the resolver that maps domain errors to statuses, request bodies (JSON and YAML), path and
-query parameters, who may call a route (the access policy the authorizer returns), and idempotent requests."""
+"""The HTTP edge: routes that declare who may call them (routes), the resolver that maps domain errors to statuses
+(resolver), request bodies (bodies, yaml_bodies), path and query parameters (params), callers and the authorizer's
+policy (access), and idempotent requests (idempotency)."""

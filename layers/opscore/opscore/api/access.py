@@ -1,17 +1,21 @@
-"""Who may call what: the IAM policy the authorizer returns, and the same rule for handlers to check again.
+"""Who may call what: the IAM policy the authorizer returns, and the same rule for the routes to check again.
 
 An admin key may call every route; an agent key only the routes under its own /agent/{agentId}. API Gateway enforces
-the policy (403 for anything else); handlers check `Principal.may_act_for` as well, so a mistake in one layer is not a
-hole. The policy is built here rather than with Powertools' APIGatewayAuthorizerResponse because that helper refuses
-':' in paths, which agent ids may contain.
+the policy (403 for anything else); each route checks the caller again (`opscore.api.routes` declares how), so a
+mistake in one layer is not a hole. The policy is built here rather than with Powertools'
+APIGatewayAuthorizerResponse because that helper refuses ':' in paths, which agent ids may contain.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from opscore.core.errors import Forbidden, Unauthorized
 from opscore.keys.models import Principal, Role
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 API_BASE_PATH = "/v1/opscore"
 AGENT_ROUTE_METHODS = ("GET", "POST", "PUT", "DELETE")
@@ -68,3 +72,21 @@ def principal_from_authorizer_context(context: dict[str, Any] | None) -> Princip
     if not context or "key_id" not in context or "role" not in context:
         return None
     return Principal(key_id=context["key_id"], role=Role(context["role"]), agent_id=context.get("agent_id") or None)
+
+
+def caller(event: APIGatewayProxyEvent) -> Principal:
+    """The principal the authorizer resolved; API Gateway never reaches a keyed route without one."""
+    principal = principal_from_authorizer_context(event.request_context.authorizer.raw_event)
+    if principal is None:
+        raise Unauthorized("a valid X-API-Key header is required")
+    return principal
+
+
+def require_agent_access(principal: Principal, agent_id: str) -> None:
+    if not principal.may_act_for(agent_id):
+        raise Forbidden(f"this key may not act for agent {agent_id}")
+
+
+def require_admin(principal: Principal) -> None:
+    if principal.role is not Role.ADMIN:
+        raise Forbidden("this route needs an admin key")

@@ -1,4 +1,4 @@
-"""Domain errors. Each names a stable snake_case code; opscore.api maps the classes to HTTP statuses in one place."""
+"""Domain errors. Each names a stable snake_case code; opscore.api.resolver maps the classes to HTTP statuses."""
 
 from __future__ import annotations
 

@@ -1,11 +1,35 @@
-"""Typed settings read from the function's environment once, validated on first use."""
+"""Typed settings read from the function's environment, checked when the function starts.
+
+Each handler declares, at import, the variables its function needs (`require_settings`), so a function deployed
+without one fails its cold start, naming the variable, instead of its first request that happens to need it. The
+values themselves are read once, on first use (`settings()`), by the services opscore.wiring builds.
+"""
 
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+class Variable(StrEnum):
+    """The environment variables Ops-Core reads (template.yaml sets them per function)."""
+
+    TABLE_NAME = "TABLE_NAME"
+    HISTORY_RETENTION_DAYS = "HISTORY_RETENTION_DAYS"
+    MAX_CLOCK_SKEW_SECONDS = "MAX_CLOCK_SKEW_SECONDS"
+    STATE_MACHINE_ARN = "STATE_MACHINE_ARN"
+    IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"
+    DISPATCH_FUNCTION_ARN = "DISPATCH_FUNCTION_ARN"
+
+
+# The ones a function may require; the others have defaults.
+TABLE_NAME = Variable.TABLE_NAME
+STATE_MACHINE_ARN = Variable.STATE_MACHINE_ARN
+IDEMPOTENCY_TABLE = Variable.IDEMPOTENCY_TABLE
+DISPATCH_FUNCTION_ARN = Variable.DISPATCH_FUNCTION_ARN
 
 
 class Settings(BaseModel):
@@ -25,16 +49,28 @@ class Settings(BaseModel):
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        values = {
-            "table_name": env.get("TABLE_NAME"),
-            "history_retention_days": env.get("HISTORY_RETENTION_DAYS"),
-            "max_clock_skew_seconds": env.get("MAX_CLOCK_SKEW_SECONDS"),
-            "state_machine_arn": env.get("STATE_MACHINE_ARN"),
-            "idempotency_table": env.get("IDEMPOTENCY_TABLE"),
-            "dispatch_function_arn": env.get("DISPATCH_FUNCTION_ARN"),
-        }
+        values = {variable.lower(): env.get(variable) for variable in Variable}  # each field is its variable's name
         # Unset variables take the model's defaults; TABLE_NAME has none, so a missing one fails loudly here.
         return cls.model_validate({key: value for key, value in values.items() if value is not None})
+
+
+class MissingSettings(RuntimeError):
+    """A function started without a variable it needs; raised at import, Lambda reports it as the init error."""
+
+
+def require_settings(*variables: Variable) -> frozenset[Variable]:
+    """Fail now, at the handler's import, unless each of `variables` is set and every value Ops-Core reads is valid.
+
+    Cheap on purpose (it reads the environment and validates one small model; no client is built), and the returned
+    set is what the function declares it needs: tests hold it against template.yaml so the two cannot drift.
+    """
+    missing = [variable.value for variable in variables if not os.environ.get(variable)]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise MissingSettings(f"{', '.join(missing)} {verb} not set for this function")
+    if variables:
+        Settings.from_environ()  # the values as well: HISTORY_RETENTION_DAYS=abc fails the start too
+    return frozenset(variables)
 
 
 @cache

@@ -1,0 +1,74 @@
+"""Request bodies: which media types a route takes, how large a body may be, and which fields are wrong.
+
+`read_json` only strings together small decisions, each a function of its inputs that unit tests call directly:
+the media type a Content-Type header names, how a body of that type is read (or 415), whether its text may be read
+at all (413, or 400 when empty), and the field problems a failed validation names.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from opscore.core.errors import FieldProblem, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+
+MAX_BODY_BYTES = 64 * 1024
+JSON_MEDIA_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json$")
+YAML_MEDIA_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+
+BodyFormat = Literal["json", "yaml"]
+
+
+def media_type(content_type: str | None) -> str:
+    """`Application/JSON; charset=utf-8` -> `application/json`; '' when no Content-Type was sent."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def body_format(media: str, allow_yaml: bool) -> BodyFormat:
+    """How a body sent as `media` is read: JSON when no type is named or a JSON type is, YAML where a route takes
+    it; any other type is refused (415) before the body is looked at."""
+    if allow_yaml and media in YAML_MEDIA_TYPES:
+        return "yaml"
+    if not media or JSON_MEDIA_TYPE.match(media):
+        return "json"
+    accepted = "application/json or application/yaml" if allow_yaml else "application/json"
+    raise UnsupportedMediaType(f"send the body as {accepted}, not {media}")
+
+
+def readable_text(raw: str) -> str:
+    """The body's text, if it may be parsed: at most MAX_BODY_BYTES (counted in bytes, 413) and not blank (400)."""
+    if len(raw.encode()) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body must be at most {MAX_BODY_BYTES} bytes")
+    if not raw.strip():
+        raise ValidationFailed("a body is required", [FieldProblem("", "the body is empty", type="missing")])
+    return raw
+
+
+def field_problems(error: ValidationError) -> list[FieldProblem]:
+    """One problem per wrong field, named by its dotted path; never the input itself (it may hold secrets)."""
+    return [
+        FieldProblem(field=".".join(str(part) for part in problem["loc"]), message=problem["msg"], type=problem["type"])
+        for problem in error.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+def read_json[ModelT: BaseModel](event: APIGatewayProxyEvent, model: type[ModelT], allow_yaml: bool = False) -> ModelT:
+    """Parse the request body as `model`: 415 for other types, 413 over 64 KiB, 400 naming each wrong field.
+
+    With `allow_yaml`, a YAML body (application/yaml) is read too, into the same JSON types and checks.
+    """
+    form = body_format(media_type(event.headers.get("content-type")), allow_yaml)
+    text = readable_text(event.decoded_body or "")
+    if form == "yaml":
+        from opscore.api.yaml_bodies import yaml_as_json  # only the routes that take YAML pay for importing it
+
+        text = yaml_as_json(text)
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as error:
+        raise ValidationFailed("the request body is not valid", field_problems(error)) from None

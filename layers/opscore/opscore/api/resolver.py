@@ -1,0 +1,91 @@
+"""The resolver every API function answers through, and the one mapping from domain errors to HTTP statuses.
+
+Every error leaves the API as `{"error": {"code", "message", "details"?}, "request_id"}`; the mapping from domain
+errors to statuses lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from pydantic import BaseModel
+
+from opscore.core.errors import (
+    Conflict,
+    FieldProblem,
+    Forbidden,
+    NotFound,
+    OpsCoreError,
+    PayloadTooLarge,
+    Throttled,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from opscore.core.observability import MetricUnit, logger, metrics
+
+STATUS_BY_ERROR: dict[type[OpsCoreError], int] = {
+    ValidationFailed: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    Throttled: 429,
+}
+
+
+def status_for(error: OpsCoreError) -> int:
+    for error_class in type(error).__mro__:
+        if error_class in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[error_class]
+    return 500
+
+
+def error_body(code: str, message: str, request_id: str, details: list[FieldProblem] | None = None) -> str:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = [problem.as_dict() for problem in details]
+    return json.dumps({"error": error, "request_id": request_id})
+
+
+def build_resolver() -> APIGatewayRestResolver:
+    """A REST resolver whose every failure, expected or not, answers in the Ops-Core error envelope."""
+    app = APIGatewayRestResolver()
+
+    def respond(status: int, code: str, message: str, details: list[FieldProblem] | None = None) -> Response[str]:
+        request_id = app.current_event.request_context.request_id or ""
+        headers = {"Retry-After": "1"} if status == 429 else None
+        return Response(status, content_types.APPLICATION_JSON, error_body(code, message, request_id, details), headers)
+
+    def domain_error(error: OpsCoreError) -> Response[str]:
+        status = status_for(error)
+        logger.info("request refused", extra={"status": status, "error_code": error.code})
+        return respond(status, error.code, error.message, error.details)
+
+    def no_route(_: NotFoundError) -> Response[str]:
+        return respond(404, "not_found", "no such route")
+
+    def unexpected(error: Exception) -> Response[str]:
+        # The trace goes to the log (with the request id); the client only learns that it failed and where to look.
+        logger.exception("unhandled error", extra={"error_type": type(error).__name__})
+        metrics.add_metric(name="UnhandledErrors", unit=MetricUnit.Count, value=1)
+        return respond(500, "internal_error", "Ops-Core failed to handle the request; the request_id is in its logs")
+
+    # Registered by call, not as decorators: Powertools' decorators are untyped and would erase these signatures.
+    app.exception_handler(OpsCoreError)(domain_error)
+    app.not_found(no_route)
+    app.exception_handler(Exception)(unexpected)
+    return app
+
+
+def json_response(status: int, body: BaseModel) -> Response[str]:
+    return Response(status, content_types.APPLICATION_JSON, body.model_dump_json())
+
+
+def empty_response(status: int = 204) -> Response[str]:
+    return Response(status, None, "")

@@ -1,0 +1,64 @@
+"""YAML request bodies, read into JSON text so they pass the very checks a JSON body does.
+
+Only JSON's types, no anchors or aliases, at most MAX_YAML_DEPTH levels deep. Aliases can expand a few KiB into
+gigabytes and deep nesting makes parsers recurse for seconds: both are refused while the parser's events stream by,
+before any document is built. Values JSON lacks (dates, sets, binary, NaN) are refused rather than rewritten, so what
+is stored is what was meant. PyYAML is imported by this module alone, and only routes that take YAML import it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+from opscore.core.errors import FieldProblem, ValidationFailed
+
+MAX_YAML_DEPTH = 64
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it: much faster
+
+
+def yaml_as_json(raw: str) -> str:
+    try:
+        refuse_unsafe_structure(yaml.parse(raw, Loader=_LOADER))
+        document = yaml.load(raw, Loader=_LOADER)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError as error:
+        raise yaml_problem(str(error).splitlines()[0], "yaml_invalid") from None
+    return json_text(document)
+
+
+def refuse_unsafe_structure(events: Iterable[yaml.Event]) -> None:
+    """Walk the parser's events: the first anchor or alias, or nesting past MAX_YAML_DEPTH, is a 400."""
+    depth = 0
+    for event in events:
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml_problem("YAML anchors and aliases are not accepted", "yaml_alias")
+        depth += nesting_change(event)
+        if depth > MAX_YAML_DEPTH:
+            raise yaml_problem(f"YAML nested more than {MAX_YAML_DEPTH} levels deep", "yaml_depth")
+
+
+def nesting_change(event: yaml.Event) -> int:
+    """+1 as a mapping or sequence opens, -1 as one closes, 0 for anything else."""
+    if isinstance(event, yaml.CollectionStartEvent):
+        return 1
+    if isinstance(event, yaml.CollectionEndEvent):
+        return -1
+    return 0
+
+
+def json_text(document: Any) -> str:
+    """The document as JSON text, or a 400 when it holds a value JSON cannot carry."""
+    try:
+        return json.dumps(document, allow_nan=False)
+    except (TypeError, ValueError):
+        raise yaml_problem(
+            "YAML values must be JSON values: quote dates and times, and use no sets, binary, NaN or huge numbers",
+            "yaml_type",
+        ) from None
+
+
+def yaml_problem(message: str, kind: str) -> ValidationFailed:
+    return ValidationFailed(message, [FieldProblem("", message, type=kind)])
