@@ -1,0 +1,153 @@
+"""template.yaml: what deploys, checked as data (sam validate --lint runs in `make test` as well), and the API
+description that must match it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from opscore_tools.local.template import Template, _CfnLoader
+from tests.conftest import REPO, TEMPLATE_PATH
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load(TEMPLATE_PATH.read_text(), Loader=_CfnLoader)  # noqa: S506
+    return loaded
+
+
+def resources(document: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {name: resource for name, resource in document["Resources"].items() if resource["Type"] == kind}
+
+
+def test_functions_and_layer_share_runtime_and_architecture(document: dict[str, Any]) -> None:
+    globals_ = document["Globals"]["Function"]
+    assert (globals_["Runtime"], globals_["Architectures"], globals_["Tracing"]) == ("python3.13", ["arm64"], "Active")
+    for function in resources(document, "AWS::Serverless::Function").values():
+        assert "Runtime" not in function["Properties"]
+        assert "Architectures" not in function["Properties"]
+    (layer,) = resources(document, "AWS::Serverless::LayerVersion").values()
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+
+
+def test_every_function_has_a_log_group_with_retention(document: dict[str, Any]) -> None:
+    groups = resources(document, "AWS::Logs::LogGroup").values()
+    named = {group["Properties"]["LogGroupName"]["Fn::Sub"] for group in groups}
+    for name in resources(document, "AWS::Serverless::Function"):
+        assert f"/aws/lambda/${{{name}}}" in named
+    assert all(group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for group in groups)
+
+
+def test_table_is_on_demand_recoverable_encrypted_and_expiring(document: dict[str, Any]) -> None:
+    table = resources(document, "AWS::DynamoDB::Table")["OpsCoreTable"]
+    properties = table["Properties"]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["SSESpecification"]["SSEEnabled"] is True
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert table["DeletionPolicy"] == "Retain"
+    indexes = {index["IndexName"]: index for index in properties["GlobalSecondaryIndexes"]}
+    keys = {name: [key["AttributeName"] for key in index["KeySchema"]] for name, index in indexes.items()}
+    assert keys == {
+        "AgentSessions": ["session_agent", "session_id"],
+        "AgentTasks": ["agent_tasks", "agent_tasks_sk"],
+        "Deadlines": ["deadline_kind", "deadline_at"],
+    }
+    # Every index projects what its readers use, never the whole item (task inputs and histories stay out).
+    assert all(index["Projection"]["ProjectionType"] == "INCLUDE" for index in indexes.values())
+
+
+def test_idempotency_records_expire_in_their_own_table(document: dict[str, Any]) -> None:
+    properties = resources(document, "AWS::DynamoDB::Table")["IdempotencyTable"]["Properties"]
+    assert properties["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert properties["SSESpecification"]["SSEEnabled"] is True
+
+
+TABLE = {"Fn::GetAtt": ["OpsCoreTable", "Arn"]}
+KEY_PREFIXES = {"KEY#*", "AGENT#*", "WORKFLOW#*", "WORKFLOWS", "SESSION#*"}
+# Step Functions' task-token calls name no resource, so IAM takes no narrower Resource for them.
+TOKEN_ACTIONS = {"states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"}
+
+
+def test_policies_are_scoped_to_their_resources_and_key_prefixes(document: dict[str, Any]) -> None:
+    for name, function in resources(document, "AWS::Serverless::Function").items():
+        for policy in function["Properties"].get("Policies", []):
+            for statement in policy["Statement"]:
+                actions = statement["Action"]
+                assert all("*" not in action for action in actions), name
+                assert "dynamodb:Scan" not in actions, "every access pattern is a Query or GetItem"
+                if statement["Resource"] == TABLE:
+                    prefixes = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+                    assert set(prefixes) <= KEY_PREFIXES, name
+                elif statement["Resource"] == "*":
+                    assert set(actions) <= TOKEN_ACTIONS, name
+                elif actions == ["lambda:InvokeFunction"]:
+                    # Only the dispatch function is invoked, to serve an agent's queue.
+                    assert statement["Resource"] == {"Fn::GetAtt": ["DispatchFunction", "Arn"]}, name
+                else:
+                    assert all(action.split(":")[0] in {"dynamodb", "states"} for action in actions), name
+
+
+def test_the_session_runner_is_one_standard_state_machine_with_its_functions_substituted(
+    document: dict[str, Any],
+) -> None:
+    (machine,) = resources(document, "AWS::Serverless::StateMachine").values()
+    properties = machine["Properties"]
+    assert properties["Type"] == "STANDARD", "Express workflows cannot wait for a task token"
+    definition = (REPO / properties["DefinitionUri"]).read_text()
+    for name in properties["DefinitionSubstitutions"]:
+        assert "${" + name + "}" in definition
+    assert "JSONata" not in definition, "moto runs JSONPath only; the same definition must run locally and in AWS"
+
+
+def test_no_key_or_secret_is_baked_into_parameters_or_outputs(document: dict[str, Any]) -> None:
+    text = yaml.safe_dump({"Parameters": document["Parameters"], "Outputs": document["Outputs"]}).lower()
+    assert "opsk_" not in text
+    assert "apikey" not in text.replace("-", "").replace("_", "")
+
+
+def test_every_route_except_health_needs_the_authorizer(template: Template) -> None:
+    assert {(route.method, route.path) for route in template.routes if not route.authorized} == {
+        ("GET", "/v1/opscore/health")
+    }
+    assert template.authorizer is not None
+    assert template.authorizer.identity_headers == ("X-API-Key",)
+    assert all(route.path.startswith("/v1/opscore/") for route in template.routes)
+
+
+def test_every_function_has_a_handler_module_and_sample_events(template: Template) -> None:
+    for function in template.functions.values():
+        assert (function.code_dir / f"{function.module}.py").is_file()
+        folder = REPO / "events" / function.code_dir.name
+        assert list(folder.glob("*.json")), f"events/{function.code_dir.name}/ has no sample event"
+
+
+def test_openapi_describes_exactly_the_templates_routes(template: Template) -> None:
+    spec = yaml.safe_load((REPO / "docs" / "openapi.yaml").read_text())
+    documented = {
+        (method.upper(), "/v1/opscore" + path)
+        for path, operations in spec["paths"].items()
+        for method in operations
+        if method in ("get", "put", "post", "delete", "patch")
+    }
+    served = {(route.method, route.path) for route in template.routes}
+    assert documented == served
+    public = {
+        (method.upper(), "/v1/opscore" + path)
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if isinstance(operation, dict) and operation.get("security") == []
+    }
+    assert public == {(route.method, route.path) for route in template.routes if not route.authorized}
+
+
+def test_every_function_follows_the_stacks_tracing_mode(document: dict[str, Any], template: Template) -> None:
+    variables = document["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["OPSCORE_TRACING"] == {"Ref": "TracingMode"}
+    assert document["Parameters"]["TracingMode"]["AllowedValues"] == ["service", "sdk"]
+    assert {function.environment["OPSCORE_TRACING"] for function in template.functions.values()} == {"service"}
