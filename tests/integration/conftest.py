@@ -120,6 +120,9 @@ class Clock:
         """Run `seconds` ahead of the real time from now on; never back (Ops-Core's clock only moves forward)."""
         self.ahead = max(self.ahead, timedelta(seconds=seconds))
 
+    def advance(self, seconds: float) -> None:
+        self.ahead += timedelta(seconds=seconds)
+
 
 @pytest.fixture
 def clock(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Clock:
