@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from opscore_tools.local.emulation import function_environment
 from opscore_tools.local.events import with_path_parameters
@@ -27,6 +28,12 @@ for _name, _value in function_environment(load_template(TEMPLATE_PATH)).items():
         os.environ.setdefault(_name, _value)
 os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
 import opscore.core.observability  # noqa: E402, F401
+
+# Property tests: few examples, no deadline (the machine is shared), and the same examples on every run so a failure
+# reproduces. HYPOTHESIS_PROFILE=explore searches more widely, with fresh examples each run.
+settings.register_profile("opscore", max_examples=40, deadline=None, derandomize=True, database=None)
+settings.register_profile("explore", max_examples=500, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "opscore"))
 
 ADMIN_CONTEXT = {"key_id": "0123456789abcdef", "role": "admin", "principalId": "0123456789abcdef"}
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
@@ -13,6 +15,7 @@ from moto import mock_aws
 from pytest_socket import disable_socket, enable_socket
 
 from opscore import wiring
+from opscore.core.clock import utc_now
 from opscore_tools.local.emulation import (
     FAKE_AWS_ENVIRONMENT,
     LOCAL_ONLY_ENVIRONMENT,
@@ -102,3 +105,29 @@ def call(aws: Any, runtime: LambdaRuntime) -> Invoke:
         return response["statusCode"], json.loads(body) if body else None
 
     return invoke
+
+
+@dataclass
+class Clock:
+    """Ops-Core's clock in a test: the real time, moved on by `ahead` (deadlines are wall-clock times)."""
+
+    ahead: timedelta = timedelta(0)
+
+    def now(self) -> datetime:
+        return utc_now() + self.ahead
+
+    def move_to(self, seconds: float) -> None:
+        """Run `seconds` ahead of the real time from now on; never back (Ops-Core's clock only moves forward)."""
+        self.ahead = max(self.ahead, timedelta(seconds=seconds))
+
+    def advance(self, seconds: float) -> None:
+        self.ahead += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The clock every service built by `wiring` reads, for the rest of the test."""
+    moved = Clock()
+    monkeypatch.setattr(wiring, "utc_now", moved.now)
+    wiring.reset()  # the services are built again, on first use, with this clock
+    return moved

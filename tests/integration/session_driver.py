@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +25,8 @@ class SessionDriver:
     call: Invoke
     api_event: EventFactory
     agent_id: str = "agent-1"
+    # The time the agent stamps its state reports with: Ops-Core's own, when a test moves that on.
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def register(self, agent_id: str | None = None, **settings: Any) -> None:
         body = {"name": "triage bot", "capabilities": ["web.fetch"], **settings}
@@ -113,7 +115,7 @@ class SessionDriver:
     ) -> tuple[int, Any]:
         """POST .../state, stamped now (each report must be later than the last)."""
         agent_id = agent_id or self.agent_id
-        body = {"state": state, "timestamp": datetime.now(UTC).isoformat()}
+        body = {"state": state, "timestamp": self.now().isoformat()}
         event = self.api_event(
             "state_update/post.json", agent_id=agent_id, body=body, caller=caller or agent_context(agent_id)
         )

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from opscore import wiring
-from opscore.agents.store import AgentStore
-from opscore.aws.dynamodb import ConditionFailed
+from opscore_tools.local.lambdas import LambdaRuntime
 from tests.conftest import ADMIN_CONTEXT, EventFactory, agent_context
+from tests.integration.boundary import Answer, always, intercept
 from tests.integration.conftest import Invoke
 
 REGISTRATION = {"name": "Research agent", "version": "1.4.0", "capabilities": ["web.fetch"], "max_concurrency": 2}
@@ -322,21 +322,18 @@ def test_history_refuses_bad_limits_and_tokens(register: Any, report: Any, histo
 
 
 def test_a_failed_write_stores_nothing_so_its_retry_or_a_newer_update_leaves_no_gap(
-    register: Any, report: Any, history: Any, monkeypatch: pytest.MonkeyPatch
+    register: Any, report: Any, history: Any
 ) -> None:
     """The state and its history entry are written together: a failure in between cannot leave one without the other."""
     register()
     report({"state": "idle", "timestamp": ts(1)})
-    client = wiring.dynamodb()
-    real_transact = client.transact_write_items
     failures = iter([True, True])
 
-    def failing_once(**kwargs: Any) -> Any:
-        if next(failures, False):
-            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "TransactWriteItems")
-        return real_transact(**kwargs)
+    def failing_twice(request: dict[str, Any]) -> Answer | None:
+        failing = next(failures, False)
+        return Answer(500, {"Error": {"Code": "InternalServerError", "Message": "boom"}}) if failing else None
 
-    monkeypatch.setattr(client, "transact_write_items", failing_once)
+    intercept(wiring.dynamodb(), "TransactWriteItems", failing_twice)
     status, body = report({"state": "busy", "timestamp": ts(2)})
     assert (status, body["error"]["code"]) == (500, "internal_error")
     assert "Traceback" not in str(body)
@@ -365,10 +362,10 @@ def test_a_failed_write_stores_nothing_so_its_retry_or_a_newer_update_leaves_no_
 
 
 @pytest.mark.parametrize(
-    ("rival", "mine", "expected_status", "expected_history", "expected_reads"),
+    ("rival", "mine", "expected_status", "expected_history", "expected_transactions"),
     [
         # a newer update wins the race: mine reads again and is now stale
-        ({"state": "busy", "timestamp": ts(5)}, {"state": "idle", "timestamp": ts(3)}, 409, [(2, "busy")], 2),
+        ({"state": "busy", "timestamp": ts(5)}, {"state": "idle", "timestamp": ts(3)}, 409, [(2, "busy")], 1),
         # an older update wins the race: mine reads again, is still newer, and applies on top of it
         (
             {"state": "busy", "timestamp": ts(3)},
@@ -385,35 +382,30 @@ def test_an_update_that_loses_a_race_reads_again_and_decides_again(
     register: Any,
     report: Any,
     history: Any,
-    monkeypatch: pytest.MonkeyPatch,
     rival: dict[str, Any],
     mine: dict[str, Any],
     expected_status: int,
     expected_history: list[tuple[int, str]],
-    expected_reads: int,
+    expected_transactions: int,
 ) -> None:
     """Between this update's read and its write, another update to the same agent is applied."""
     register()
     report({"state": "initializing", "timestamp": ts(1)})
-    real_get = AgentStore.get
-    reads = 0
+    transactions = 0
 
-    def read_then_rival_writes(self: AgentStore, agent_id: str) -> Any:
-        nonlocal reads
-        reads += 1
-        item = real_get(self, agent_id)
-        if reads == 1:  # the rival lands after my read, before my transaction
-            monkeypatch.setattr(AgentStore, "get", real_get)
+    def rival_lands_first(request: dict[str, Any]) -> Answer | None:
+        nonlocal transactions
+        transactions += 1
+        if transactions == 1:  # the rival lands after my read, just before my transaction reaches DynamoDB
             assert report(rival)[0] == 200
-            monkeypatch.setattr(AgentStore, "get", read_then_rival_writes)
-        return item
+        return None
 
-    monkeypatch.setattr(AgentStore, "get", read_then_rival_writes)
+    intercept(wiring.dynamodb(), "TransactWriteItems", rival_lands_first)
     status, body = report(mine)
     assert status == expected_status, body
     if status == 200:
         assert body["version"] == expected_history[0][0]
-    assert reads == expected_reads
+    assert transactions == expected_transactions, "a second write only when the update is still newer"
     items = history()[1]["items"]
     assert [(entry["version"], entry["state"]) for entry in items[:-1]] == expected_history
     assert sorted(entry["version"] for entry in items) == list(range(1, len(items) + 1)), "no gap, no double"
@@ -454,32 +446,38 @@ def test_nan_details_and_trailing_newlines_in_ids_are_400(register: Any, call: I
     assert call("AgentReadFunction", event)[0] == 400
 
 
-def test_an_update_that_keeps_losing_races_is_a_409_to_retry(
-    register: Any, report: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_update_that_keeps_losing_races_is_a_409_to_retry(register: Any, report: Any, history: Any) -> None:
     register()
+    report({"state": "initializing", "timestamp": ts(1)})
+    lost = Answer.error(
+        "TransactionCanceledException",
+        "another writer's condition held",
+        CancellationReasons=[{"Code": "ConditionalCheckFailed"}, {"Code": "None"}],
+    )
+    attempts = 0
 
-    def always_losing(*_: Any) -> None:
-        raise ConditionFailed
+    def always_losing(request: dict[str, Any]) -> Answer:
+        nonlocal attempts
+        attempts += 1
+        return lost
 
-    monkeypatch.setattr(AgentStore, "write_state", always_losing)
-    status, body = report({"state": "idle", "timestamp": ts(1)})
+    losing = intercept(wiring.dynamodb(), "TransactWriteItems", always_losing)
+    status, body = report({"state": "idle", "timestamp": ts(2)})
     assert (status, body["error"]["code"]) == (409, "conflict")
+    assert attempts > 1, "it read again and tried again before giving up"
+    losing.remove()
+    assert [entry["version"] for entry in history()[1]["items"]] == [1], "nothing was written"
+    assert report({"state": "idle", "timestamp": ts(2)})[1]["version"] == 2, "the same update, sent again, applies"
 
 
-def test_transaction_cancellation_reasons_map_to_statuses(
-    register: Any, report: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_transaction_cancellation_reasons_map_to_statuses(register: Any, report: Any) -> None:
     register()
-    cancelled = {
-        "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
-        "CancellationReasons": [{"Code": "ThrottlingError"}, {"Code": "None"}],
-    }
-
-    def throttled(**kwargs: Any) -> Any:
-        raise ClientError(cancelled, "TransactWriteItems")  # type: ignore[arg-type]
-
-    monkeypatch.setattr(wiring.dynamodb(), "transact_write_items", throttled)
+    throttled = Answer.error(
+        "TransactionCanceledException",
+        "cancelled",
+        CancellationReasons=[{"Code": "ThrottlingError"}, {"Code": "None"}],
+    )
+    intercept(wiring.dynamodb(), "TransactWriteItems", always(throttled))
     status, body = report({"state": "idle", "timestamp": ts(1)})
     assert (status, body["error"]["code"]) == (429, "throttled")
 
@@ -493,13 +491,10 @@ def test_percent_encoded_agent_ids_name_the_same_agent(call: Invoke, api_event: 
     assert (status, body["agent_id"]) == (200, "org:a1")
 
 
-def test_throttling_is_429_with_retry_after(
-    register: Any, call: Invoke, api_event: EventFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def throttled(*args: Any, **kwargs: Any) -> None:
-        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "GetItem")
-
+def test_throttling_is_429_with_retry_after(register: Any, runtime: LambdaRuntime, api_event: EventFactory) -> None:
     register()
-    monkeypatch.setattr(wiring.dynamodb(), "get_item", throttled)
-    response_status, body = call("AgentReadFunction", api_event("agent_read/get_agent.json", caller=ADMIN_CONTEXT))
-    assert (response_status, body["error"]["code"]) == (429, "throttled")
+    slow = Answer.error("ProvisionedThroughputExceededException", "slow")
+    intercept(wiring.dynamodb(), "GetItem", always(slow))
+    response = runtime.invoke("AgentReadFunction", api_event("agent_read/get_agent.json", caller=ADMIN_CONTEXT))
+    assert (response["statusCode"], json.loads(response["body"])["error"]["code"]) == (429, "throttled")
+    assert response["multiValueHeaders"]["Retry-After"] == ["1"]

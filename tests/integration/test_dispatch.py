@@ -8,40 +8,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from opscore import wiring
-from opscore.dispatch.health import AgentHealth, SweepReport
+from opscore.dispatch.health import SweepReport
 from opscore_tools.local.lambdas import LambdaRuntime
 from tests.conftest import ADMIN_CONTEXT, EventFactory, agent_context
-from tests.integration.conftest import Invoke
+from tests.integration.conftest import Clock, Invoke
 from tests.integration.session_driver import SessionDriver, eventually, task
 
 
 @pytest.fixture
-def ops(call: Invoke, api_event: EventFactory) -> SessionDriver:
-    return SessionDriver(call, api_event)
+def ops(call: Invoke, api_event: EventFactory, clock: Clock) -> SessionDriver:
+    return SessionDriver(call, api_event, now=clock.now)
 
 
 @pytest.fixture
-def sweep(runtime: LambdaRuntime) -> Callable[[float], SweepReport]:
-    """Run the health sweep as if `seconds` had passed since now."""
+def sweep(runtime: LambdaRuntime, clock: Clock) -> Callable[[float], SweepReport]:
+    """Move Ops-Core's clock `seconds` ahead of the real time (it stays there), then run the health sweep."""
 
     def run(seconds: float) -> SweepReport:
-        later = wiring.utc_now() + timedelta(seconds=seconds)
-        health = AgentHealth(
-            wiring.agent_store(),
-            wiring.task_queue(),
-            wiring.session_store(),
-            wiring.registry(),
-            wiring.runner_control(),
-            lambda: later,
-        )
+        clock.move_to(seconds)
         with runtime.exclusive():  # moto is not thread-safe: hold off the runner's threads meanwhile
-            return health.sweep()
+            return wiring.agent_health().sweep()
 
     return run
 
@@ -202,7 +193,7 @@ def test_a_silent_agent_is_marked_offline_and_its_leases_end(
     assert history[0]["error"]["type"] == "OpsCore.AgentOffline"
     assert pull(ops) is None, "an offline agent is handed nothing"
     ops.register(offline_after_seconds=60)  # a re-sync starts the silence clock again, but stays offline
-    assert sweep(125).agents_offline == 0, "marked once"
+    assert sweep(250).agents_offline == 0, "silent again, but marked once"
     assert ops.agent()[1]["current_state"]["version"] == 2, "idle, offline: no second offline entry"
 
     assert ops.report_state("idle")[0] == 200
@@ -294,26 +285,32 @@ def test_the_queue_view_and_ad_hoc_tasks_check_their_input(ops: SessionDriver) -
     ops.wait_ended(started["session_id"])
 
 
-def test_a_lease_is_exclusive_and_every_lease_ends_once(ops: SessionDriver, runtime: LambdaRuntime) -> None:
-    """The store's guarantees, called directly as racing functions would (moto runs them one at a time)."""
+def test_a_lease_is_exclusive_and_every_lease_ends_once(
+    ops: SessionDriver, sweep: Callable[[float], SweepReport]
+) -> None:
     ops.register(max_concurrency=2)
-    started = [run_task(ops) for _ in range(3)]
+    started = [run_task(ops, timeout_seconds=600, heartbeat_seconds=30) for _ in range(3)]
     wait_queue(ops, 3)
-    queue, stamp, until = wiring.task_queue(), "2026-11-24T10:00:00.000000Z", "2099-01-01T00:00:00.000000Z"
-    with runtime.exclusive():
-        refs = [task.ref for task in queue.queued("agent-1", 10)]
-        assert queue.lease("agent-1", refs[0], stamp, until, 300) == "leased"
-        assert queue.lease("agent-1", refs[0], stamp, until, 300) == "taken", "a second pull of the same task"
-        assert queue.lease("agent-2", refs[1], stamp, until, 300) == "agent_unavailable", "not registered"
-        assert queue.lease("agent-1", refs[1], stamp, until, 300) == "leased"
-        assert queue.lease("agent-1", refs[2], stamp, until, 300) == "agent_unavailable", "at max_concurrency"
-        assert queue.release("agent-1", refs[0], status=None, counted="failure", now=stamp)
-        assert not queue.release("agent-1", refs[0], status=None, counted="failure", now=stamp), "ended once"
+    first, second = pull(ops), pull(ops)
+    assert first is not None
+    assert second is not None
+    assert first["task_id"] != second["task_id"], "a leased task is no longer in the queue"
+    assert pull(ops) is None, "at max_concurrency"
+    assert ops.next_task("agent-2")[0] == 404, "an agent that is not registered leases nothing"
+
+    # the first lease ends with its result, once: neither its repeat nor a later sweep ends it again
+    ops.fail(first["task_id"])
+    ops.fail(first["task_id"])
     _status, agent = ops.agent()
     assert (agent["queue"]["in_flight"], agent["failure_streak"]) == (1, 1), "one slot back, one failure counted"
+    assert sweep(31).leases_expired == 1, "only the second lease was still running"
+    status, body = ops.report(second["task_id"], {"status": "succeeded"})
+    assert (status, body["error"]["code"]) == (409, "task_not_open"), "the expired lease takes no result"
+    _status, agent = ops.agent()
+    assert (agent["queue"]["in_flight"], agent["failure_streak"]) == (0, 2), "each lease gave its slot back once"
     for answer in started:
-        assert ops.cancel(answer["session_id"])[0] == 200
-    assert ops.agent()[1]["queue"]["in_flight"] == 0, "the cancel ended the other lease"
+        ops.cancel(answer["session_id"])
+    assert ops.agent()[1]["queue"]["in_flight"] == 0
 
 
 def test_cancelling_a_leased_task_gives_the_slot_back_without_blaming_the_agent(ops: SessionDriver) -> None:

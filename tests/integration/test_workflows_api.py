@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from opscore import wiring
-from opscore.workflows.store import WorkflowStore
 from opscore.workflows.templates import WorkflowTemplate
 from tests.conftest import EventFactory, agent_context
+from tests.integration.boundary import Answer, intercept
 from tests.integration.conftest import Invoke
 
 TRIAGE = json.loads(
@@ -144,33 +144,28 @@ def test_list_is_paged_by_name(post: Any, call: Invoke, api_event: EventFactory)
 
 
 @pytest.mark.parametrize("same_template", [True, False])
-def test_a_post_that_loses_the_race_for_a_version_looks_again(
-    aws: Any, monkeypatch: pytest.MonkeyPatch, same_template: bool
-) -> None:
+def test_a_post_that_loses_the_race_for_a_version_looks_again(post: Any, get: Any, same_template: bool) -> None:
     """Between a post's reads and its transaction, another post stores a version of the same workflow."""
-    workflows = wiring.workflows()
-    mine = WorkflowTemplate.model_validate(TRIAGE)
-    rival = mine if same_template else WorkflowTemplate.model_validate({**TRIAGE, "description": "rival"})
-    real_latest = WorkflowStore.latest_version
-    calls = 0
+    rival = TRIAGE if same_template else {**TRIAGE, "description": "rival"}
+    transactions = 0
 
-    def latest_then_rival_posts(self: WorkflowStore, workflow_id: str) -> int:
-        nonlocal calls
-        calls += 1
-        latest = real_latest(self, workflow_id)
-        if calls == 1:
-            monkeypatch.setattr(WorkflowStore, "latest_version", real_latest)
-            workflows.create(rival, created_by="rival")
-            monkeypatch.setattr(WorkflowStore, "latest_version", latest_then_rival_posts)
-        return latest
+    def rival_posts_first(request: dict[str, Any]) -> Answer | None:
+        nonlocal transactions
+        transactions += 1
+        if transactions == 1:  # the rival's version lands after my reads, just before my transaction
+            assert post(rival) == (201, {"workflow_id": "triage", "version": 1})
+        return None
 
-    monkeypatch.setattr(WorkflowStore, "latest_version", latest_then_rival_posts)
-    result = workflows.create(mine, created_by="test")
+    intercept(wiring.dynamodb(), "TransactWriteItems", rival_posts_first)
     if same_template:
-        assert (result.created.version, result.new_version) == (1, False), "the rival stored this very template"
+        assert post() == (200, {"workflow_id": "triage", "version": 1}), "the rival stored this very template"
+        assert transactions == 1, "no second version of the same template"
     else:
-        assert (result.created.version, result.new_version) == (2, True)
-    assert workflows.get("triage", None).version == (1 if same_template else 2)
+        assert post() == (201, {"workflow_id": "triage", "version": 2})
+        assert transactions == 2, "it looked again and stored the next version"
+    status, latest = get()
+    assert (status, latest["version"]) == (200, 1 if same_template else 2)
+    assert get(version="1")[1]["template"].get("description") == rival.get("description"), "the rival's is version 1"
 
 
 def test_workflows_are_for_admins(call: Invoke, api_event: EventFactory) -> None:

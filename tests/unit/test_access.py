@@ -53,17 +53,6 @@ def test_context_round_trip() -> None:
     assert principal_from_authorizer_context({"role": "admin"}) is None
 
 
-def test_deny_wins_over_allow() -> None:
-    policy = {
-        "Statement": [
-            {"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": f"{BASE}/*"},
-            {"Effect": "Deny", "Action": "execute-api:Invoke", "Resource": f"{BASE}/POST/*"},
-        ]
-    }
-    assert policy_allows(policy, f"{BASE}/GET/v1/opscore/health")
-    assert not policy_allows(policy, f"{BASE}/POST/v1/opscore/keys")
-
-
 def test_a_malformed_method_arn_is_an_error() -> None:
     with pytest.raises(ValueError, match="method ARN"):
         authorizer_response(Principal(key_id="k", role=Role.ADMIN), "not-an-arn")

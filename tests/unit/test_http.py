@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,7 +12,6 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from opscore.agents.models import StateReport
 from opscore.api.bodies import MAX_BODY_BYTES, read_json
 from opscore.api.resolver import error_body, status_for
-from opscore.aws.pages import decode_page_token, encode_page_token
 from opscore.core.errors import (
     Conflict,
     FieldProblem,
@@ -89,24 +87,3 @@ def test_error_envelope() -> None:
         "request_id": "req-1",
     }
     assert "details" not in json.loads(error_body("not_found", "gone", "req-2"))["error"]
-
-
-def in_history_of(partition: str, prefix: str) -> Callable[[dict[str, str]], bool]:
-    return lambda key: set(key) == {"PK", "SK"} and key["PK"] == partition and key["SK"].startswith(prefix)
-
-
-def test_page_tokens_round_trip_and_stay_in_their_partition() -> None:
-    key = {"PK": "AGENT#a1", "SK": "STATE#2026-01-01T00:00:00.000000Z"}
-    token = encode_page_token(key)
-    assert decode_page_token(token, in_history_of("AGENT#a1", "STATE#")) == key
-    for bad_partition, bad_prefix in (("AGENT#a2", "STATE#"), ("AGENT#a1", "KEY#")):
-        with pytest.raises(ValidationFailed):
-            decode_page_token(token, in_history_of(bad_partition, bad_prefix))
-    for garbage in (
-        "",
-        "!!!",
-        base64.urlsafe_b64encode(b"[1]").decode(),
-        base64.urlsafe_b64encode(b'{"PK": 1}').decode(),
-    ):
-        with pytest.raises(ValidationFailed):
-            decode_page_token(garbage, in_history_of("AGENT#a1", "STATE#"))

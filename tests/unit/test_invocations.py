@@ -19,7 +19,7 @@ from opscore.dispatch.invocations import (
     serving_budget,
     sweep_and_serve,
 )
-from opscore.dispatch.queue import TaskRef
+from opscore.sessions.records import TaskRef
 from opscore.sessions.runner import RunnerState
 from tests.conftest import EVENTS
 

@@ -1,4 +1,4 @@
-"""The session API's contracts: triggers, results, ids and the Idempotency-Key header."""
+"""The session API's contracts: what a trigger and a result may say, session and task ids, the runner's events."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from opscore.api.idempotency import checked_key
-from opscore.core.errors import ValidationFailed
 from opscore.dispatch.models import TaskResult
 from opscore.sessions.models import TriggerRequest, split_task_id, task_id
 from opscore.sessions.service import new_session_id
-from opscore_tools.local.runner import function_name
 from tests.conftest import REPO
 
 
@@ -58,22 +55,6 @@ def test_session_ids_sort_by_creation_time_and_task_ids_lead_back_to_their_task(
     assert split_task_id(task_id(ids[0], 7)) == (ids[0], 7)
     for bad in ("", ids[0], f"{ids[0]}-7", f"{ids[0]}-0007", f"{ids[0].upper()}-007"):
         assert split_task_id(bad) is None
-
-
-def test_idempotency_keys_are_printable_ascii_without_spaces() -> None:
-    assert checked_key(None) is None
-    assert checked_key("order-42/retry:1") == "order-42/retry:1"
-    for bad in ("", "has space", "é", "x" * 256):
-        with pytest.raises(ValidationFailed) as refused:
-            checked_key(bad)
-        assert refused.value.details[0].field == "Idempotency-Key"
-        assert refused.value.details[0].location == "header"
-
-
-def test_the_local_lambda_hook_finds_the_function_by_name_or_arn() -> None:
-    arn = "arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3ADispatchFunction"
-    assert function_name(f"/2015-03-31/functions/{arn}/invocations") == "DispatchFunction"
-    assert function_name("/2015-03-31/functions/SessionEventsFunction/invocations") == "SessionEventsFunction"
 
 
 def test_the_sample_runner_events_are_runner_states() -> None:
