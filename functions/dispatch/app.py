@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore.core.observability import logger, metrics, tracer
 from opscore.core.settings import TABLE_NAME, require_settings
-from opscore.dispatch.invocations import handle_dispatch_event
+from opscore.invocations import handle_dispatch_event
 
 SETTINGS = require_settings(TABLE_NAME)
 

@@ -6,7 +6,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore.core.observability import logger, metrics, tracer
 from opscore.core.settings import TABLE_NAME, require_settings
-from opscore.dispatch.invocations import sweep_and_serve
+from opscore.invocations import sweep_and_serve
 
 SETTINGS = require_settings(TABLE_NAME)
 

@@ -6,6 +6,8 @@ run through the library with a clock moved forward (its deadlines are wall-clock
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -325,3 +327,46 @@ def test_cancelling_a_leased_task_gives_the_slot_back_without_blaming_the_agent(
     assert (agent["queue"], agent["failure_streak"]) == ({"queued": 0, "in_flight": 0, "queued_by_priority": {}}, 0)
     status, body = ops.heartbeat(started["task_id"])
     assert (status, body["error"]["code"]) == (409, "task_not_open")
+
+
+def test_the_queue_store_leases_each_attempt_once_and_gives_each_slot_back_once(
+    ops: SessionDriver, runtime: LambdaRuntime
+) -> None:
+    """The lease and release transactions themselves (opscore.dispatch.queue), below the routes that use them."""
+    ops.register(max_concurrency=2)
+    for _ in range(3):
+        run_task(ops, timeout_seconds=600)
+    wait_queue(ops, 3)
+    queue, stamp, until = wiring.task_queue(), "2026-11-24T10:00:00.000000Z", "2099-01-01T00:00:00.000000Z"
+    with runtime.exclusive():
+        refs = [task.ref for task in queue.queued("agent-1", 10)]
+        assert queue.lease("agent-1", refs[0], stamp, until, 300) == "leased"
+        assert queue.lease("agent-1", refs[0], stamp, until, 300) == "taken", "a second pull of the same attempt"
+        assert queue.lease("agent-2", refs[1], stamp, until, 300) == "agent_unavailable", "not registered"
+        assert queue.lease("agent-1", refs[1], stamp, until, 300) == "leased"
+        assert queue.lease("agent-1", refs[2], stamp, until, 300) == "agent_unavailable", "at max_concurrency"
+        assert queue.release("agent-1", refs[0], status=None, counted="failure", now=stamp)
+        assert not queue.release("agent-1", refs[0], status=None, counted="failure", now=stamp), "ended once"
+    _status, agent = ops.agent()
+    assert (agent["queue"]["in_flight"], agent["failure_streak"]) == (1, 1)
+
+
+def test_the_queue_view_pages_and_takes_back_tokens_issued_before_one_codec(ops: SessionDriver) -> None:
+    ops.register()
+    started = [run_task(ops, priority=9 - number) for number in range(3)]
+    wait_queue(ops, 3)
+    status, first = ops.queue(limit="2")
+    assert [item["task_id"] for item in first["items"]] == [answer["task_id"] for answer in started[:2]]
+    status, rest = ops.queue(limit="2", next_token=first["next_token"])
+    assert (status, [item["task_id"] for item in rest["items"]], "next_token" in rest) == (
+        200,
+        [started[2]["task_id"]],
+        False,
+    )
+    # Before page tokens had one codec, a queue token was the last entry's place in the index, bare.
+    padded = first["next_token"] + "=" * (-len(first["next_token"]) % 4)
+    bare = json.loads(base64.urlsafe_b64decode(padded))["after"]
+    status, legacy = ops.queue(limit="2", next_token=bare)
+    assert (status, legacy["items"]) == (200, rest["items"])
+    for answer in started:
+        ops.cancel(answer["session_id"])

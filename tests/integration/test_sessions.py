@@ -363,6 +363,9 @@ def test_sessions_are_listed_newest_first_in_pages(ops: SessionDriver) -> None:
     status, rest = ops.sessions(limit="2", next_token=page["next_token"])
     assert ([item["session_id"] for item in rest["items"]], "next_token" in rest) == ([started[0]], False)
     assert {"workflow_id", "version", "status", "created_at"} <= set(page["items"][0])
+    # A token issued before page tokens had one codec was the last session's id: it still pages.
+    status, legacy = ops.sessions(limit="2", next_token=started[1])
+    assert (status, [item["session_id"] for item in legacy["items"]]) == (200, [started[0]])
     status, body = ops.sessions(next_token="zz")
     assert (status, body["error"]["details"][0]["field"]) == (400, "next_token")
     for session_id in started:

@@ -85,7 +85,7 @@ def test_which_state_changes_make_a_queue_worth_serving(
     assert became_able_to_take_work(previous, state) is wakes
 
 
-def test_the_states_that_take_no_work_are_the_ones_a_lease_refuses() -> None:
+def test_paused_error_and_offline_agents_take_no_work() -> None:
     assert {state for state in AgentState if not takes_work(state)} == {
         AgentState.PAUSED,
         AgentState.ERROR,

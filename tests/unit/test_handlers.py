@@ -104,3 +104,38 @@ def test_each_handler_declares_exactly_its_template_routes_and_who_may_call_them
 
 def _powertools_rule(path: str) -> str:
     return path.replace("{", "<").replace("}", ">")
+
+
+# Who may call each route: the access matrix of the README and docs/openapi.yaml, one row per route.
+ACCESS = {
+    ("GET", "/health"): "anyone",
+    ("PUT", "/agent/{agentId}"): "path_agent",
+    ("POST", "/agent/{agentId}/state"): "path_agent",
+    ("GET", "/agent/{agentId}"): "path_agent",
+    ("GET", "/agent/{agentId}/state/history"): "path_agent",
+    ("GET", "/agent/{agentId}/sessions"): "path_agent",
+    ("GET", "/agent/{agentId}/sessions/{sessionId}"): "path_agent",
+    ("GET", "/agent/{agentId}/tasks"): "path_agent",
+    ("POST", "/agent/{agentId}/tasks/next"): "path_agent",
+    ("POST", "/agent/{agentId}/tasks/{taskId}/result"): "path_agent",
+    ("POST", "/agent/{agentId}/tasks/{taskId}/heartbeat"): "path_agent",
+    ("POST", "/keys"): "admin",
+    ("DELETE", "/keys/{keyId}"): "admin",
+    ("POST", "/workflows"): "admin",
+    ("GET", "/workflows"): "admin",
+    ("GET", "/workflows/{workflowId}"): "admin",
+    ("POST", "/agent/{agentId}/workflow"): "admin",
+    ("POST", "/agent/{agentId}/tasks"): "admin",
+    ("POST", "/agent/{agentId}/sessions/{sessionId}/cancel"): "admin",
+}
+
+
+def test_every_route_declares_the_access_the_matrix_gives_it(
+    template: Template, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    declared = {}
+    for logical_id in sorted({route.function for route in template.routes}):
+        for route in start(template.functions[logical_id], monkeypatch).api.routes:
+            path = route.rule.removeprefix("/v1/opscore").replace("<", "{").replace(">", "}")
+            declared[(route.method, path)] = route.allow.value
+    assert declared == ACCESS

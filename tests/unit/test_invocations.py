@@ -10,7 +10,7 @@ import pytest
 
 from opscore import wiring
 from opscore.dispatch.health import SweepReport
-from opscore.dispatch.invocations import (
+from opscore.invocations import (
     DELIVERY_RESERVE_SECONDS,
     DispatchRequest,
     ServeRequest,

@@ -82,3 +82,9 @@ def test_values_keep_their_types() -> None:
 def test_one_placeholder_never_stands_for_two_values() -> None:
     with pytest.raises(ValueError, match="another value"):
         Update({"PK": s("K")}).set("status", "queued").condition("#status = :status", status="leased")
+
+
+def test_numbers_sets_and_unknown_kinds() -> None:
+    assert decode_item({"ns": {"NS": ["3", "1"]}}) == {"ns": [1, 3]}
+    with pytest.raises(ValueError, match="no B attributes"):
+        decode_item({"blob": {"B": b"x"}})

@@ -219,7 +219,7 @@ class AgentStore:
                 ExpressionAttributeValues={":silence": s(SILENCE), ":now": s(now)},
                 Limit=limit,
             ).get("Items", [])
-        return [decode_item(item)["agent_id"] for item in items]
+        return [_agent_id(decode_item(item)) for item in items]
 
     def _history_item(self, agent_id: str, entry: StateHistoryEntry, expires_at: int) -> Item:
         item: Item = {
@@ -298,10 +298,15 @@ _PLAIN_FIELDS = (
 )
 
 
+def _agent_id(attributes: Attributes) -> str:
+    """The id the item is keyed by (its agent_id attribute says the same, unless a tool wrote the item by hand)."""
+    return str(attributes["PK"]).removeprefix("AGENT#")
+
+
 def _agent_record(attributes: Attributes, created: bool = False) -> AgentRecord:
     deadline = attributes.get("deadline_at") if attributes.get("deadline_kind") == SILENCE else None
     return AgentRecord(
-        agent_id=attributes.get("agent_id", ""),
+        agent_id=_agent_id(attributes),
         name=attributes.get("name", ""),
         capabilities=tuple(attributes.get("capabilities", ())),
         metadata=_json(attributes.get("metadata")) or {},
@@ -309,7 +314,8 @@ def _agent_record(attributes: Attributes, created: bool = False) -> AgentRecord:
         quarantined=bool(attributes.get("quarantined")),
         silent_at=deadline.split("#", 1)[0] if deadline else None,
         created=created,
-        **{name: attributes[name] for name in _PLAIN_FIELDS if attributes.get(name) is not None},
+        # Missing, or zero where Ops-Core never writes zero: the record's default, as when the item was read by hand.
+        **{name: attributes[name] for name in _PLAIN_FIELDS if attributes.get(name)},
     )
 
 

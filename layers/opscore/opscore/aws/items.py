@@ -1,16 +1,15 @@
 """The one item codec: DynamoDB's typed attribute values to plain Python values and back.
 
-Stores decode every item they read with `decode_item` (boto3's TypeDeserializer) and build the typed records the
-rules work with; nothing outside a store sees an attribute value. Ops-Core stores whole numbers only, so numbers come
-back as `int`; string sets come back as sorted lists.
+Stores decode every item they read with `decode_item` and build the typed records the rules work with; nothing outside
+a store sees an attribute value. Ops-Core stores whole numbers only, so numbers come back as `int`; string sets come
+back as sorted lists. (boto3's TypeDeserializer would do the same with Decimals, but importing it imports all of
+boto3, which a handler that has not built a client yet should not pay for at its cold start.)
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-from boto3.dynamodb.types import TypeDeserializer
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -18,24 +17,30 @@ if TYPE_CHECKING:
 Item = dict[str, "AttributeValueTypeDef"]
 Attributes = dict[str, Any]
 
-_DESERIALIZER = TypeDeserializer()
-
 
 def decode_item(item: Item) -> Attributes:
     """An item's attributes as plain values: str, int, bool, None, dict, list (sets sorted)."""
-    return {name: _plain(_DESERIALIZER.deserialize(value)) for name, value in item.items()}
+    return {name: decode_value(value) for name, value in item.items()}
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value)
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted(_plain(item) for item in value)
-    return value
+def decode_value(value: AttributeValueTypeDef | dict[str, Any]) -> Any:
+    (kind, raw), *_ = value.items()
+    decode = _DECODERS.get(kind)
+    if decode is None:
+        raise ValueError(f"Ops-Core stores no {kind} attributes")
+    return decode(raw)
+
+
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "S": lambda raw: raw,
+    "BOOL": lambda raw: raw,
+    "N": int,
+    "NULL": lambda _: None,
+    "M": lambda raw: {key: decode_value(entry) for key, entry in raw.items()},
+    "L": lambda raw: [decode_value(entry) for entry in raw],
+    "SS": sorted,
+    "NS": lambda raw: sorted(int(entry) for entry in raw),
+}
 
 
 def s(value: str) -> AttributeValueTypeDef:

@@ -40,7 +40,7 @@ CANDIDATES = 10
 LEASE_ROUNDS = 3
 # A queue page starts after an entry's place in the index: a rank or a lease expiry, then the task id.
 QUEUE_POSITION = re.compile(r"[0-9TZ:.-]{13,32}#[0-9a-f]{32}-[0-9]{3}")
-# Pause between rounds of leasing (after a lease met another one on the same agent, or every candidate was taken).
+# Pause after a lease met another one on the same agent (a round whose candidates were all taken reads again at once).
 LEASE_BACKOFF = Backoff(0.005, 0.02)
 # Tries to report a synchronous result while the table is busy.
 REPORT_ATTEMPTS = 3
@@ -79,14 +79,16 @@ class Dispatcher:
     def _lease_next(self, agent: AgentRecord, fresh: TaskRecord | None = None) -> tuple[LeasedTask, TaskRef] | None:
         """Lease the head of the agent's queue. `fresh` is a task just queued, read by its key: the index may not
         show it yet (it is eventually consistent), so it joins the candidates in its place."""
-        for _ in attempts(LEASE_ROUNDS, LEASE_BACKOFF):
+        for round_ in attempts(LEASE_ROUNDS):
             candidates = _with_fresh(self._queue.queued(agent.agent_id, CANDIDATES), fresh)
             if not candidates:
                 return None
             try:
                 outcome, leased = self._lease_first(agent, candidates)
             except Throttled:
-                continue  # another lease of this agent committed at the same moment: pause, then try again
+                # Another lease of this agent committed at the same moment: pause, then read the queue again.
+                time.sleep(LEASE_BACKOFF.pause(round_ + 1))
+                continue
             if outcome != "taken":
                 return leased
             fresh = None  # every candidate was taken meanwhile, the fresh one too: read the queue again
@@ -253,7 +255,9 @@ class Dispatcher:
         """One page of the agent's queued (dispatch order) or leased (soonest expiry first) tasks."""
         self._agent(agent_id)
         after = None
-        if next_token is not None:
+        if next_token is not None and QUEUE_POSITION.fullmatch(next_token):
+            after = next_token  # a token issued before page tokens had one codec (a bare position) still pages
+        elif next_token is not None:
             after = decode_page_token(
                 next_token, lambda key: set(key) == {"after"} and QUEUE_POSITION.fullmatch(key["after"]) is not None
             )["after"]

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from opscore.aws.items import Attributes, Item, s
-from opscore.sessions.models import AttemptRecord, Problem, SessionStatus, TaskStatus
+from opscore.sessions.models import Problem, SessionStatus, TaskStatus
 from opscore.sessions.records import DEFAULT_LEASE_SECONDS, SessionRecord, TaskRecord, TemplateTask
 
 SESSION_SK = "SESSION"
@@ -61,7 +61,7 @@ def task_record(attributes: Attributes) -> TaskRecord:
     status = attributes.get("status")
     return TaskRecord(
         session_id=attributes.get("session_id") or attributes["PK"].removeprefix("SESSION#"),
-        index=attributes.get("index", int(attributes.get("SK", "TASK#0").removeprefix(TASK_PREFIX))),
+        index=attributes["index"] if "index" in attributes else int(attributes["SK"].removeprefix(TASK_PREFIX)),
         template_id=attributes.get("id", ""),
         agent_id=attributes.get("agent_id", ""),
         status=TaskStatus(status) if status else None,
@@ -81,7 +81,7 @@ def task_record(attributes: Attributes) -> TaskRecord:
         scheduled_for=attributes.get("scheduled_for"),
         output=_json(attributes.get("output")),
         error=_problem(attributes.get("error")),
-        history=tuple(AttemptRecord.model_validate_json(history[key]) for key in sorted(history, key=int)),
+        attempt_records={int(attempt): record for attempt, record in history.items()},
         fallback_for=tuple(attributes.get("fallback_for", ())),
         queued_as_fallback=bool(attributes.get("queued_as_fallback")),
         task_token=attributes.get("task_token"),

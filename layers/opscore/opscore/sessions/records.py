@@ -81,7 +81,8 @@ class TaskRecord:
     scheduled_for: str | None = None
     output: dict[str, Any] | None = None
     error: Problem | None = None
-    history: tuple[AttemptRecord, ...] = ()
+    # Each ended attempt's record, as stored (JSON), by attempt number: parsed only by what shows it.
+    attempt_records: dict[int, str] = field(default_factory=dict)
     fallback_for: tuple[str, ...] = ()
     queued_as_fallback: bool = False
     task_token: str | None = field(default=None, repr=False)
@@ -117,8 +118,16 @@ class TaskRecord:
         """Why the lease of the attempt dispatched at `sequence` ended, if Ops-Core ended it."""
         return self.end_cause if self.end_cause_seq == sequence else None
 
+    @property
+    def history(self) -> list[AttemptRecord]:
+        """Every ended attempt, oldest first."""
+        return [
+            AttemptRecord.model_validate_json(self.attempt_records[number]) for number in sorted(self.attempt_records)
+        ]
+
     def attempt(self, number: int) -> AttemptRecord | None:
-        return next((entry for entry in self.history if entry.attempt == number), None)
+        stored = self.attempt_records.get(number)
+        return AttemptRecord.model_validate_json(stored) if stored is not None else None
 
     def queued_for(self, ref: TaskRef) -> bool:
         return self.status is TaskStatus.QUEUED and self.ref == ref

@@ -253,5 +253,5 @@ def _task_view(session_id: str, index: int, template: TemplateTask, task: TaskRe
         error=task.error,
         fallback_only=template.fallback_only,
         fallback_for=sorted(task.fallback_for),
-        history=list(task.history),
+        history=task.history,
     )

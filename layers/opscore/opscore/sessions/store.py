@@ -160,10 +160,7 @@ class SessionStore:
             "Limit": limit + 1,  # one more than asked tells "a full page" from "more follow"
         }
         if next_token is not None:
-            after = decode_page_token(
-                next_token,
-                lambda key: set(key) == {"session_id"} and SESSION_ID.fullmatch(key["session_id"]) is not None,
-            )["session_id"]
+            after = _session_after(next_token)
             query["ExclusiveStartKey"] = {**session_key(after), "session_agent": s(agent_id), "session_id": s(after)}
         with translated_errors():
             items = [decode_item(item) for item in self._client.query(**query).get("Items", [])]
@@ -500,3 +497,13 @@ class SessionStore:
 
     def _run(self, transaction: _Transaction) -> list[str] | None:
         return run_transaction(self._client, transaction.items)
+
+
+def _session_after(token: str) -> str:
+    """The session a page token says the next page starts after."""
+    if SESSION_ID.fullmatch(token):
+        return token  # a token issued before page tokens had one codec (a bare session id) still pages
+    position = decode_page_token(
+        token, lambda key: set(key) == {"session_id"} and SESSION_ID.fullmatch(key["session_id"]) is not None
+    )
+    return position["session_id"]

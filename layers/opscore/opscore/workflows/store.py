@@ -63,7 +63,7 @@ class WorkflowStore:
                 ConsistentRead=True,
             )
         item = response.get("Item")
-        return decode_item(item)["version"] if item else None
+        return decode_item(item).get("version") if item else None
 
     def latest_version(self, workflow_id: str) -> int:
         """The newest version number, 0 when the workflow does not exist yet."""

@@ -1,4 +1,5 @@
-"""What the dispatch and sweep functions do with an invocation, so their handlers only pass it on.
+"""What the dispatch and sweep functions do with an invocation, over the services `opscore.wiring` builds, so their
+handlers only pass it on. It sits beside wiring, not in a context: it joins the runner, dispatch and agent health.
 
 The dispatch function is invoked two ways: by the session runner (`lambda:invoke.waitForTaskToken`) with
 `{"state": <runner state>, "token": <task token>}`, to queue a task attempt and serve its agent; and asynchronously
