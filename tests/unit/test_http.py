@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
+from opscore.agents.errors import StaleState
 from opscore.agents.models import StateReport
 from opscore.api.bodies import MAX_BODY_BYTES, read_json
 from opscore.api.resolver import error_body, status_for
@@ -17,7 +18,6 @@ from opscore.core.errors import (
     FieldProblem,
     OpsCoreError,
     PayloadTooLarge,
-    StaleState,
     Throttled,
     UnsupportedMediaType,
     ValidationFailed,

@@ -81,6 +81,10 @@ class AgentRecord:
         """A slot free, a state that takes work, not quarantined: what a lease also checks in its transaction."""
         return self.in_flight < self.max_concurrency and takes_work(self.state) and not self.quarantined
 
+    def quarantine_lifted_by(self, state: AgentState) -> bool:
+        """An idle report (from the agent or an admin) lifts a quarantine: the agent says it can work again."""
+        return self.quarantined and state is AgentState.IDLE
+
     @property
     def due_for_quarantine(self) -> bool:
         return not self.quarantined and self.failure_streak >= self.quarantine_after

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from opscore.agents.errors import StaleState
 from opscore.agents.models import (
     Agent,
     AgentError,
@@ -33,7 +34,7 @@ from opscore.agents.store import AgentStore, StateWrite
 from opscore.aws.dynamodb import ConditionFailed
 from opscore.core.clock import format_timestamp
 from opscore.core.contracts import canonical_json
-from opscore.core.errors import Conflict, FieldProblem, NotFound, StaleState, ValidationFailed
+from opscore.core.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.core.retry import Backoff, attempts
 from opscore.core.settings import Settings
@@ -98,8 +99,7 @@ class Registry:
         _refuse_future(report.timestamp, now, self._settings.max_clock_skew_seconds)
         for _ in attempts(MAX_WRITE_ATTEMPTS, WRITE_BACKOFF):
             record = self.require(agent_id)
-            # An idle report from the agent (or an admin) lifts a quarantine.
-            lifts = report.state is AgentState.IDLE and record.quarantined
+            lifts = record.quarantine_lifted_by(report.state)
             write, entry = self._change(
                 record,
                 now=now,

@@ -14,7 +14,6 @@ lease), `failure_streak` and `quarantined`, and its silence deadline in the Dead
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,7 +23,7 @@ from opscore.aws.dynamodb import ConditionFailed, translated_errors, update_if
 from opscore.aws.items import Attributes, Item, decode_item, n, s
 from opscore.aws.pages import query_prefix_page
 from opscore.aws.updates import Update
-from opscore.core.contracts import canonical_json
+from opscore.core.contracts import canonical_json, parse_json
 from opscore.core.errors import Throttled
 
 if TYPE_CHECKING:
@@ -264,10 +263,6 @@ class AgentStore:
         return [_history_entry(decode_item(item)) for item in page], token
 
 
-def _json(raw: Any) -> Any:
-    return json.loads(raw) if isinstance(raw, str) else None
-
-
 def _current_state(attributes: Attributes) -> CurrentState | None:
     state = attributes.get("state")
     if state is None:
@@ -275,8 +270,8 @@ def _current_state(attributes: Attributes) -> CurrentState | None:
     return CurrentState(
         state=AgentState(state),
         timestamp=attributes.get("state_timestamp", ""),
-        details=_json(attributes.get("state_details")),
-        error=agent_error(_json(attributes.get("state_error"))),
+        details=parse_json(attributes.get("state_details")),
+        error=agent_error(parse_json(attributes.get("state_error"))),
         version=attributes.get("state_version", 0),
     )
 
@@ -309,7 +304,7 @@ def _agent_record(attributes: Attributes, created: bool = False) -> AgentRecord:
         agent_id=_agent_id(attributes),
         name=attributes.get("name", ""),
         capabilities=tuple(attributes.get("capabilities", ())),
-        metadata=_json(attributes.get("metadata")) or {},
+        metadata=parse_json(attributes.get("metadata")) or {},
         current=_current_state(attributes),
         quarantined=bool(attributes.get("quarantined")),
         silent_at=deadline.split("#", 1)[0] if deadline else None,
@@ -325,8 +320,8 @@ def _history_entry(attributes: Attributes) -> StateHistoryEntry:
         state=AgentState(attributes.get("state", "")),
         previous_state=AgentState(previous) if previous else None,
         timestamp=attributes.get("state_timestamp", ""),
-        details=_json(attributes.get("state_details")),
-        error=agent_error(_json(attributes.get("state_error"))),
+        details=parse_json(attributes.get("state_details")),
+        error=agent_error(parse_json(attributes.get("state_error"))),
         version=attributes.get("state_version", 0),
         recorded_at=attributes.get("recorded_at", ""),
     )

@@ -20,6 +20,11 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def parse_json(value: Any) -> Any:
+    """A stored JSON text back as its value; None for no text (an attribute never written)."""
+    return json.loads(value) if isinstance(value, str) else None
+
+
 def _finite(value: Any) -> Any:
     """Refuse NaN and Infinity anywhere inside a free-form JSON value: JSON has no such numbers."""
     if isinstance(value, float) and not math.isfinite(value):

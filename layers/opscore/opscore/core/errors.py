@@ -58,10 +58,6 @@ class Conflict(OpsCoreError):
     code = "conflict"
 
 
-class StaleState(Conflict):
-    code = "stale_state"
-
-
 class Throttled(OpsCoreError):
     """DynamoDB (or another AWS service) asked us to slow down; the caller may retry."""
 

@@ -6,10 +6,10 @@ items themselves.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from opscore.aws.items import Attributes, Item, s
+from opscore.core.contracts import parse_json
 from opscore.sessions.models import Problem, SessionStatus, TaskStatus
 from opscore.sessions.records import DEFAULT_LEASE_SECONDS, SessionRecord, TaskRecord, TemplateTask
 
@@ -25,12 +25,8 @@ def task_key(session_id: str, index: int) -> Item:
     return {"PK": s(f"SESSION#{session_id}"), "SK": s(f"{TASK_PREFIX}{index:03d}")}
 
 
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else None
-
-
 def _problem(value: Any) -> Problem | None:
-    decoded = _json(value)
+    decoded = parse_json(value)
     return Problem.model_validate(decoded) if decoded else None
 
 
@@ -46,10 +42,10 @@ def session_record(attributes: Attributes) -> SessionRecord:
         started_at=attributes.get("started_at"),
         ended_at=attributes.get("ended_at"),
         error=_problem(attributes.get("error")),
-        input=_json(attributes.get("input")) or {},
+        input=parse_json(attributes.get("input")) or {},
         tasks=tuple(
             TemplateTask(id=str(task["id"]), action=str(task["action"]), fallback_only=bool(task.get("fallback_only")))
-            for task in _json(attributes.get("tasks")) or []
+            for task in parse_json(attributes.get("tasks")) or []
         ),
         execution_arn=attributes.get("execution_arn", ""),
     )
@@ -68,8 +64,8 @@ def task_record(attributes: Attributes) -> TaskRecord:
         attempts=attributes.get("attempts", 0),
         dispatch_seq=attributes.get("dispatch_seq", 0),
         action=attributes.get("action", ""),
-        input=_json(attributes.get("input")),
-        session_input=_json(attributes.get("session_input")) or {},
+        input=parse_json(attributes.get("input")),
+        session_input=parse_json(attributes.get("session_input")) or {},
         priority=attributes.get("priority"),
         lease_seconds=attributes.get("lease_seconds") or DEFAULT_LEASE_SECONDS,
         lease_expires_at=attributes.get("lease_expires_at"),
@@ -79,7 +75,7 @@ def task_record(attributes: Attributes) -> TaskRecord:
         ended_at=attributes.get("ended_at"),
         duration_ms=attributes.get("duration_ms"),
         scheduled_for=attributes.get("scheduled_for"),
-        output=_json(attributes.get("output")),
+        output=parse_json(attributes.get("output")),
         error=_problem(attributes.get("error")),
         attempt_records={int(attempt): record for attempt, record in history.items()},
         fallback_for=tuple(attributes.get("fallback_for", ())),

@@ -12,7 +12,6 @@ new), so Step Functions may retry any of these calls.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from opscore.aws.dynamodb import ConditionFailed
 from opscore.aws.stepfunctions import RunnerControl
 from opscore.core.clock import format_timestamp
-from opscore.core.contracts import canonical_json
+from opscore.core.contracts import canonical_json, parse_json
 from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.core.retry import attempts
 from opscore.dispatch.models import TaskResult
@@ -155,7 +154,7 @@ class SessionRunner:
     def succeeded(self, state: RunnerState) -> Step:
         step = state.current()
         task = self._task(state, step)
-        result = _json(task.result_for(step.sequence))
+        result = parse_json(task.result_for(step.sequence))
         output = result.get("output") if isinstance(result, dict) else None
         return self._record(state, step, task=task, status=TaskStatus.SUCCEEDED, problem=None, output=output)
 
@@ -285,7 +284,7 @@ def failure_problem(failure: Failure, task: TaskRecord, sequence: int, timeout_s
     The agent's own error when it reported one; for Ops-Core's failures the cause Step Functions carried, else the
     one kept on the task, else a standard sentence; for a runner timeout, the attempt's timeout.
     """
-    reported = _json(task.result_for(sequence))
+    reported = parse_json(task.result_for(sequence))
     if failure.error == AGENT_FAILED_ERROR and isinstance(reported, dict) and reported.get("error"):
         return Problem(type=reported["error"]["type"], message=reported["error"].get("message", ""))
     if failure.error in OPSCORE_FAILURES:
@@ -363,7 +362,3 @@ def _log_recorded(
             "session ended", extra={"session_id": session_id, "old_status": "processing", "new_status": end.status}
         )
         metrics.add_metric(name=f"Sessions{end.status.title()}", unit=MetricUnit.Count, value=1)
-
-
-def _json(value: str | None) -> Any:
-    return json.loads(value) if value is not None else None
