@@ -5,11 +5,8 @@ The store builds an `AgentRecord` from each agent item it reads; everything else
 opscore.dispatch.queue), so the pre-check here and the guard in the table cannot disagree.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from opscore.agents.models import AgentError, AgentState, CurrentState
 from opscore.core.clock import format_timestamp
@@ -42,8 +39,7 @@ def silent_from(now: datetime, offline_after_seconds: int | None) -> str:
     return format_timestamp(rounded if rounded == due else rounded + timedelta(minutes=1))
 
 
-@dataclass(frozen=True)
-class AgentRecord:
+class AgentRecord(NamedTuple):
     """An agent item: the registration, the current state with its version, and what dispatch keeps on it."""
 
     agent_id: str
@@ -51,9 +47,9 @@ class AgentRecord:
     agent_version: str | None = None
     capabilities: tuple[str, ...] = ()
     endpoint: str | None = None
-    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = None
     max_concurrency: int = 1
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = {}  # noqa: RUF012 - shared and never written: records are read-only
     delivery: str = "poll"
     offline_after_seconds: int = DEFAULT_OFFLINE_AFTER_SECONDS
     quarantine_after: int = DEFAULT_QUARANTINE_AFTER
@@ -88,6 +84,9 @@ class AgentRecord:
     @property
     def due_for_quarantine(self) -> bool:
         return not self.quarantined and self.failure_streak >= self.quarantine_after
+
+    def __repr__(self) -> str:  # the webhook secret stays out of logs and tracebacks
+        return f"AgentRecord(agent_id={self.agent_id!r}, state={self.state}, in_flight={self.in_flight})"
 
     def silent_before(self, moment: str) -> bool:
         """Overdue: its silence deadline passed before `moment`, and it is not marked offline yet."""

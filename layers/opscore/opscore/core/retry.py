@@ -5,16 +5,13 @@ that answers 5xx are all retried the same way: `for attempt in attempts(n, backo
 `return` (or `break`) when done. What to retry on stays with the caller, which knows what the failure means.
 """
 
-from __future__ import annotations
-
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Backoff:
+class Backoff(NamedTuple):
     """The pause before attempt `n` (n >= 1): a draw from [low, high] seconds, times n (linear) or 2**(n-1)."""
 
     low: float

@@ -8,9 +8,8 @@ lease in the same transaction, so the agent's slot is free at once. If the runne
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from opscore.aws.dynamodb import ConditionFailed
 from opscore.aws.stepfunctions import RunnerControl
@@ -123,8 +122,7 @@ class TaskResults:
         return task
 
 
-@dataclass(frozen=True)
-class KnownAnswer:
+class KnownAnswer(NamedTuple):
     """A result said before: the attempt it answers, and whether the runner may not have heard it yet."""
 
     attempt: int

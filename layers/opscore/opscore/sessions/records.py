@@ -7,23 +7,22 @@ item; the questions asked of a task (is this the attempt, was a result kept for 
 answered here once.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from opscore.sessions.models import AttemptRecord, Problem, SessionStatus, TaskStatus, task_id
 
 # The lease when a task item carries none (items written before leases had their own length).
 DEFAULT_LEASE_SECONDS = 300
+# Records are NamedTuples, not frozen dataclasses: defining one costs a cold start about a third as much, and a record
+# is built only by a store and never changed. Their dict defaults are shared, so nothing may write into them.
+EMPTY: dict[str, Any] = {}
 
 
-@dataclass(frozen=True)
-class TaskRef:
+class TaskRef(NamedTuple):
     """One attempt of one task: the attempt is told apart by the runner step that dispatched it."""
 
     session_id: str
-    index: int
+    index: int  # type: ignore[assignment]  # the task's place in the template, not tuple.index
     sequence: int
 
     @property
@@ -31,8 +30,15 @@ class TaskRef:
         return task_id(self.session_id, self.index)
 
 
-@dataclass(frozen=True)
-class SessionRecord:
+class TemplateTask(NamedTuple):
+    """What the session keeps of each template task, in template order (its task items are written when reached)."""
+
+    id: str
+    action: str
+    fallback_only: bool = False
+
+
+class SessionRecord(NamedTuple):
     session_id: str
     agent_id: str
     workflow_id: str = ""
@@ -44,24 +50,14 @@ class SessionRecord:
     ended_at: str | None = None
     error: Problem | None = None
     # Not in the AgentSessions index: set by reads of the session item itself.
-    input: dict[str, Any] = field(default_factory=dict)
+    input: dict[str, Any] = EMPTY
     tasks: tuple[TemplateTask, ...] = ()
     execution_arn: str = ""
 
 
-@dataclass(frozen=True)
-class TemplateTask:
-    """What the session keeps of each template task, in template order (its task items are written when reached)."""
-
-    id: str
-    action: str
-    fallback_only: bool = False
-
-
-@dataclass(frozen=True)
-class TaskRecord:
+class TaskRecord(NamedTuple):
     session_id: str
-    index: int
+    index: int  # type: ignore[assignment]  # the task's place in the template, not tuple.index
     template_id: str = ""
     agent_id: str = ""
     status: TaskStatus | None = None  # None: the runner has not reached the task
@@ -69,7 +65,7 @@ class TaskRecord:
     dispatch_seq: int = 0
     action: str = ""
     input: dict[str, Any] | None = None
-    session_input: dict[str, Any] = field(default_factory=dict)
+    session_input: dict[str, Any] = EMPTY
     priority: int | None = None
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     lease_expires_at: str | None = None
@@ -82,10 +78,10 @@ class TaskRecord:
     output: dict[str, Any] | None = None
     error: Problem | None = None
     # Each ended attempt's record, as stored (JSON), by attempt number: parsed only by what shows it.
-    attempt_records: dict[int, str] = field(default_factory=dict)
+    attempt_records: dict[int, str] = {}  # noqa: RUF012 - shared and never written: records are read-only
     fallback_for: tuple[str, ...] = ()
     queued_as_fallback: bool = False
-    task_token: str | None = field(default=None, repr=False)
+    task_token: str | None = None
     # The agent's result as kept (canonical JSON), the runner step it answers and the attempt it was reported for.
     result_json: str | None = None
     result_seq: int | None = None
