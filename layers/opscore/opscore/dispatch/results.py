@@ -23,7 +23,8 @@ from opscore.dispatch.models import TaskResult, TaskResultAccepted
 from opscore.sessions.errors import AGENT_FAILED_ERROR
 from opscore.sessions.models import TaskStatus, split_task_id
 from opscore.sessions.records import TaskRecord
-from opscore.sessions.store import SavedResult, SessionStore
+from opscore.sessions.store import SessionStore
+from opscore.sessions.writes import SavedResult
 
 if TYPE_CHECKING:
     from opscore.dispatch.health import AgentHealth

@@ -38,7 +38,8 @@ from opscore.sessions.errors import (
 from opscore.sessions.models import AttemptRecord, Problem, SessionStatus, TaskStatus, task_id
 from opscore.sessions.plan import SessionPlan, Step, TaskError, after_failure, after_success, first_step
 from opscore.sessions.records import TaskRecord, TaskRef
-from opscore.sessions.store import Dispatch, SessionEnd, SessionStore, TaskMark, TaskOutcome
+from opscore.sessions.store import SessionStore
+from opscore.sessions.writes import Dispatch, SessionEnd, TaskMark, TaskOutcome
 
 if TYPE_CHECKING:
     from opscore.dispatch.health import AgentHealth

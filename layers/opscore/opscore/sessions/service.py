@@ -34,7 +34,8 @@ from opscore.sessions.models import (
 )
 from opscore.sessions.plan import build_plan
 from opscore.sessions.records import SessionRecord, TaskRecord, TemplateTask
-from opscore.sessions.store import NewSession, SessionEnd, SessionStore
+from opscore.sessions.store import SessionStore
+from opscore.sessions.writes import NewSession, SessionEnd
 from opscore.workflows.service import Workflows
 from opscore.workflows.templates import WorkflowTemplate, check_template
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from opscore.aws.dynamodb import ConditionFailed, run_transaction, translated_errors, update_if
 from opscore.aws.items import Item, decode_item, n, s
@@ -23,8 +23,9 @@ from opscore.aws.pages import decode_page_token, encode_page_token
 from opscore.aws.updates import Update
 from opscore.dispatch.queue import LEASE_ATTRIBUTES, queue_entry, slot_release
 from opscore.sessions.items import SESSION_SK, TASK_PREFIX, session_key, session_record, task_key, task_record
-from opscore.sessions.models import SESSION_ID_PATTERN, SessionStatus, TaskStatus
+from opscore.sessions.models import SESSION_ID_PATTERN, TaskStatus
 from opscore.sessions.records import SessionRecord, TaskRecord
+from opscore.sessions.writes import Dispatch, NewSession, SavedResult, SessionEnd, TaskMark, TaskOutcome
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -32,82 +33,6 @@ if TYPE_CHECKING:
 
 AGENT_SESSIONS_INDEX = "AgentSessions"
 SESSION_ID = re.compile(SESSION_ID_PATTERN)
-
-
-@dataclass(frozen=True)
-class NewSession:
-    session_id: str
-    agent_id: str
-    workflow_id: str
-    version: int
-    priority: int | None
-    input_json: str
-    tasks_json: str  # [{"id", "action", "fallback_only"}] in template order
-    created_at: str
-    execution_arn: str
-    triggered_by: str
-
-
-@dataclass(frozen=True)
-class TaskMark:
-    """A task the runner will dispatch after a wait: shown as scheduled (first run) or retrying (after a failure)."""
-
-    index: int
-    template_id: str
-    status: TaskStatus
-    scheduled_for: str
-
-
-@dataclass(frozen=True)
-class TaskOutcome:
-    """How one dispatched attempt ended, written once per attempt (a retried write repeats the same values)."""
-
-    index: int
-    sequence: int
-    attempt: int
-    status: TaskStatus
-    ended_at: str
-    duration_ms: int
-    attempt_record_json: str
-    output_json: str | None = None
-    error_json: str | None = None
-    scheduled_for: str | None = None
-
-
-@dataclass(frozen=True)
-class SessionEnd:
-    status: SessionStatus
-    ended_at: str
-    error_json: str | None = None
-
-
-@dataclass(frozen=True)
-class Dispatch:
-    index: int
-    template_id: str
-    agent_id: str
-    sequence: int
-    token: str
-    action: str
-    input_json: str
-    session_input_json: str
-    priority: int
-    fallback_for: str | None
-    now: str
-    queue_rank: int
-    lease_seconds: int
-
-
-@dataclass(frozen=True)
-class SavedResult:
-    session_id: str
-    index: int
-    sequence: int
-    attempt: int
-    agent_id: str
-    result_json: str
-    counted: Literal["success", "failure"]
-    now: str
 
 
 @dataclass

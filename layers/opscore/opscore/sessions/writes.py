@@ -1,0 +1,79 @@
+"""What the session store writes, as the runner and the services hand it over: one typed value per kind of write.
+
+NamedTuples with evaluated annotations (no `from __future__ import annotations` here): the cheapest records to define
+at a cold start.
+"""
+
+from typing import Literal, NamedTuple
+
+from opscore.sessions.models import SessionStatus, TaskStatus
+
+
+class NewSession(NamedTuple):
+    session_id: str
+    agent_id: str
+    workflow_id: str
+    version: int
+    priority: int | None
+    input_json: str
+    tasks_json: str  # [{"id", "action", "fallback_only"}] in template order
+    created_at: str
+    execution_arn: str
+    triggered_by: str
+
+
+class TaskMark(NamedTuple):
+    """A task the runner will dispatch after a wait: shown as scheduled (first run) or retrying (after a failure)."""
+
+    index: int  # type: ignore[assignment]  # the task's place in the template, not tuple.index
+    template_id: str
+    status: TaskStatus
+    scheduled_for: str
+
+
+class TaskOutcome(NamedTuple):
+    """How one dispatched attempt ended, written once per attempt (a retried write repeats the same values)."""
+
+    index: int  # type: ignore[assignment]  # the task's place in the template, not tuple.index
+    sequence: int
+    attempt: int
+    status: TaskStatus
+    ended_at: str
+    duration_ms: int
+    attempt_record_json: str
+    output_json: str | None = None
+    error_json: str | None = None
+    scheduled_for: str | None = None
+
+
+class SessionEnd(NamedTuple):
+    status: SessionStatus
+    ended_at: str
+    error_json: str | None = None
+
+
+class Dispatch(NamedTuple):
+    index: int  # type: ignore[assignment]  # the task's place in the template, not tuple.index
+    template_id: str
+    agent_id: str
+    sequence: int
+    token: str
+    action: str
+    input_json: str
+    session_input_json: str
+    priority: int
+    fallback_for: str | None
+    now: str
+    queue_rank: int
+    lease_seconds: int
+
+
+class SavedResult(NamedTuple):
+    session_id: str
+    index: int  # type: ignore[assignment]  # the task's place in the template, not tuple.index
+    sequence: int
+    attempt: int
+    agent_id: str
+    result_json: str
+    counted: Literal["success", "failure"]
+    now: str
