@@ -8,10 +8,7 @@ Items:
 A new version writes all three in one transaction, conditioned on the latest version read before it.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opscore.aws.dynamodb import translated_errors
 from opscore.aws.items import Attributes, decode_item, n, s
@@ -25,8 +22,7 @@ CATALOGUE_PREFIX = "WORKFLOW#"
 VERSION_PREFIX = "V#"
 
 
-@dataclass(frozen=True)
-class StoredWorkflow:
+class StoredWorkflow(NamedTuple):
     workflow_id: str
     version: int
     template_json: str
@@ -34,8 +30,7 @@ class StoredWorkflow:
     created_at: str
 
 
-@dataclass(frozen=True)
-class CatalogueEntry:
+class CatalogueEntry(NamedTuple):
     workflow_id: str
     latest_version: int
     description: str | None
@@ -51,7 +46,7 @@ def _version_sk(version: int) -> str:
 
 
 class WorkflowStore:
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+    def __init__(self, client: "DynamoDBClient", table_name: str) -> None:
         self._client = client
         self._table = table_name
 
