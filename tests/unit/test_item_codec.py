@@ -37,7 +37,6 @@ def test_an_update_names_every_attribute_and_value_through_placeholders() -> Non
         .set_if_absent("started_at", "t0")
         .increment("generation")
         .set_entry("history", "2", "{}")
-        .add("attempts", 1)
         .remove("error", "output")
         .condition("#status = :was AND attribute_exists(#PK)", was="leased")
         .request("table")
@@ -45,7 +44,7 @@ def test_an_update_names_every_attribute_and_value_through_placeholders() -> Non
     assert request["UpdateExpression"] == (
         "SET #status = :status, #started_at = if_not_exists(#started_at, :started_at), "
         "#generation = if_not_exists(#generation, :generation_start) + :generation_by, #history.#2 = :history_2 "
-        "REMOVE #error, #output ADD #attempts :attempts_add"
+        "REMOVE #error, #output"
     )
     assert request["ConditionExpression"] == "#status = :was AND attribute_exists(#PK)"
     assert request["ExpressionAttributeNames"] == {
@@ -54,7 +53,6 @@ def test_an_update_names_every_attribute_and_value_through_placeholders() -> Non
         "#generation": "generation",
         "#history": "history",
         "#2": "2",
-        "#attempts": "attempts",
         "#error": "error",
         "#output": "output",
         "#PK": "PK",
@@ -65,7 +63,6 @@ def test_an_update_names_every_attribute_and_value_through_placeholders() -> Non
         ":generation_start": n(0),
         ":generation_by": n(1),
         ":history_2": s("{}"),
-        ":attempts_add": n(1),
         ":was": s("leased"),
     }
 

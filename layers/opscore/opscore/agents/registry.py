@@ -75,11 +75,8 @@ class Registry:
     def get(self, agent_id: str) -> Agent:
         return self._view(self.require(agent_id))
 
-    def agent(self, agent_id: str) -> AgentRecord | None:
-        """The agent's record (registration, state and dispatch counters), without the queue counts."""
-        return self._store.get(agent_id)
-
     def require(self, agent_id: str) -> AgentRecord:
+        """The agent's record (registration, state and dispatch counters), without the queue counts; 404 if unknown."""
         record = self._store.get(agent_id)
         if record is None:
             raise NotFound(f"agent {agent_id} is not registered")

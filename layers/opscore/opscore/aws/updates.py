@@ -1,4 +1,4 @@
-"""The one update-expression builder: an UpdateItem's SET, ADD and REMOVE clauses with their placeholders.
+"""The one update-expression builder: an UpdateItem's SET and REMOVE clauses with their placeholders.
 
 Every attribute is named through `#name` (so reserved words such as status, state, input, output, error, index need
 no care) and every value through `:name`. Conditions are written by hand, as DynamoDB spells them, and refer to
@@ -7,7 +7,6 @@ attributes through the same `#name` placeholders; their own values are passed wi
 
 from __future__ import annotations
 
-import builtins
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -19,15 +18,13 @@ if TYPE_CHECKING:
     from opscore.aws.items import Item
 
 
-def value_of(value: str | int | bool | dict[str, Any] | list[str] | set[str]) -> AttributeValueTypeDef:
+def value_of(value: str | int | bool | dict[str, Any] | list[str]) -> AttributeValueTypeDef:
     if isinstance(value, bool):
         return {"BOOL": value}
     if isinstance(value, int):
         return n(value)
     if isinstance(value, str):
         return s(value)
-    if isinstance(value, set):
-        return {"SS": sorted(value)}
     if isinstance(value, list):
         return {"L": [s(item) for item in value]}
     if not value:
@@ -41,7 +38,6 @@ class Update:
     def __init__(self, key: Item) -> None:
         self._key = key
         self._set: list[str] = []
-        self._add: list[str] = []
         self._remove: list[str] = []
         self._names: dict[str, str] = {}
         self._values: dict[str, AttributeValueTypeDef] = {}
@@ -85,11 +81,6 @@ class Update:
         self._set.append(f"{placeholder} = {self._value(f'{attribute}_{entry}', value)}")
         return self
 
-    def add(self, attribute: str, value: int | builtins.set[str]) -> Update:
-        """ADD a number to a counter (created at 0), or strings to a string set."""
-        self._add.append(f"{self._name(attribute)} {self._value(f'{attribute}_add', value)}")
-        return self
-
     def remove(self, *attributes: str) -> Update:
         self._remove.extend(self._name(attribute) for attribute in attributes)
         return self
@@ -110,8 +101,6 @@ class Update:
             clauses.append("SET " + ", ".join(self._set))
         if self._remove:
             clauses.append("REMOVE " + ", ".join(self._remove))
-        if self._add:
-            clauses.append("ADD " + ", ".join(self._add))
         request: dict[str, Any] = {"TableName": table, "Key": self._key, "UpdateExpression": " ".join(clauses)}
         if self._condition is not None:
             request["ConditionExpression"] = self._condition

@@ -72,20 +72,16 @@ class Sessions:
         self._now = now
 
     def trigger(self, agent_id: str, request: TriggerRequest, triggered_by: str) -> SessionStarted:
-        self._require_agent(agent_id)
+        self._registry.require(agent_id)  # before anything is stored
         template, version = self._resolve(request, triggered_by)
         return self._start(agent_id, template, version, request.input, request.priority, triggered_by)
 
     def run_task(self, agent_id: str, task: AdHocTask, triggered_by: str) -> TaskStarted:
         """An ad-hoc task: a session of its own (workflow `ad-hoc`, version 0: no stored workflow has it)."""
-        self._require_agent(agent_id)
+        self._registry.require(agent_id)  # before anything is stored
         template = WorkflowTemplate(name=AD_HOC_WORKFLOW, tasks=[task])
         started = self._start(agent_id, template, 0, {}, None, triggered_by)
         return TaskStarted(**started.model_dump(), task_id=task_id(started.session_id, 0))
-
-    def _require_agent(self, agent_id: str) -> None:
-        if self._registry.agent(agent_id) is None:  # before anything is stored
-            raise NotFound(f"agent {agent_id} is not registered")
 
     def _start(  # noqa: PLR0917 - what one session is started from
         self,
@@ -140,7 +136,7 @@ class Sessions:
         return session_view(_owned(session, agent_id, session_id), tasks)
 
     def list(self, agent_id: str, limit: int, next_token: str | None) -> SessionPage:
-        self._require_agent(agent_id)
+        self._registry.require(agent_id)
         items, token = self._store.sessions_of(agent_id, limit, next_token)
         return SessionPage(items=[session_summary(record) for record in items], next_token=token)
 
