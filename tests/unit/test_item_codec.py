@@ -68,11 +68,11 @@ def test_an_update_names_every_attribute_and_value_through_placeholders() -> Non
 
 
 def test_values_keep_their_types() -> None:
-    request = Update({"PK": s("K")}).set("on", True).set("tags", ["a"]).set("empty", {}).request("t")
+    request = Update({"PK": s("K")}).set("on", True).set("tags", ["a"]).set("n", 0).request("t")
     assert request["ExpressionAttributeValues"] == {
         ":on": {"BOOL": True},
         ":tags": {"L": [s("a")]},
-        ":empty": {"M": {}},
+        ":n": n(0),
     }
 
 
@@ -85,3 +85,8 @@ def test_numbers_sets_and_unknown_kinds() -> None:
     assert decode_item({"ns": {"NS": ["3", "1"]}}) == {"ns": [1, 3]}
     with pytest.raises(ValueError, match="no B attributes"):
         decode_item({"blob": {"B": b"x"}})
+
+
+def test_a_value_of_another_kind_is_refused() -> None:
+    with pytest.raises(TypeError, match="no attribute value"):
+        Update({"PK": s("K")}).set("metadata", {"a": 1})

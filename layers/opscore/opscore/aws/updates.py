@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from opscore.aws.items import Item
 
 
-def value_of(value: str | int | bool | dict[str, Any] | list[str]) -> AttributeValueTypeDef:
+def value_of(value: str | int | bool | list[str]) -> AttributeValueTypeDef:
     if isinstance(value, bool):
         return {"BOOL": value}
     if isinstance(value, int):
@@ -27,8 +27,6 @@ def value_of(value: str | int | bool | dict[str, Any] | list[str]) -> AttributeV
         return s(value)
     if isinstance(value, list):
         return {"L": [s(item) for item in value]}
-    if not value:
-        return {"M": {}}
     raise TypeError(f"no attribute value for {value!r}")
 
 
