@@ -261,7 +261,8 @@ class Harness:
             raise RuntimeError(f"a block of agent contacts ran past its minute (over {seconds:.0f} s): rerun the bench")
 
     def transitions(self, session_id: str) -> int:
-        """State transitions Step Functions bills for the session's execution (states entered)."""
+        """State transitions Step Functions bills for the session's execution: each state entered, and each retry
+        of a state (Step Functions bills a retry as a transition)."""
         arn = self.item(session_id, "SESSION")["execution_arn"]["S"]
 
         def ended() -> bool:
@@ -271,4 +272,7 @@ class Harness:
         self.wait(ended, "the execution's end")
         with self.runtime.exclusive():
             events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-        return sum(1 for event in events if event["type"].endswith("StateEntered"))
+        entered = sum(1 for event in events if event["type"].endswith("StateEntered"))
+        task_entries = sum(1 for event in events if event["type"] == "TaskStateEntered")
+        scheduled = sum(1 for event in events if event["type"] in {"TaskScheduled", "LambdaFunctionScheduled"})
+        return entered + scheduled - task_entries

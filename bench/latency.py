@@ -18,8 +18,6 @@ from functools import partial
 from typing import Any
 
 from bench.harness import Harness
-from opscore.sessions.plan import build_plan
-from opscore.workflows.templates import WorkflowTemplate
 
 DELAYED = {"name": "bench-delayed", "tasks": [{"id": "a", "action": "x", "delay_seconds": 3600}]}
 
@@ -151,23 +149,23 @@ def measure(harness: Harness, runs: int) -> dict[str, Any]:
 
     results["state update"] = _pair(*alternated(harness, state_update, state_update_floor, runs))
 
-    # -- trigger: the session item, then StartExecution (the runner then waits out a long delay, idle)
+    # -- trigger: the session item (with its first task's mark: it waits out a long delay), then StartExecution of the
+    # workflow's runner (which then waits, idle)
     triggered: list[str] = []
 
     def trigger(_: int) -> None:
         triggered.append(harness.trigger(agent, "bench-delayed"))
 
-    def trigger_settled(run: int) -> None:
-        harness.wait(lambda: harness.status(triggered[run]) == "processing", "the runner's start")
-
-    # The floor starts the same runner for a session stored the same way, so the runner's first steps (on moto's
-    # threads, competing for the cores) weigh on both sides alike.
-    runner_arn = harness.template.functions["SessionControlFunction"].environment["STATE_MACHINE_ARN"]
-    plan = build_plan(WorkflowTemplate.model_validate(DELAYED), 1, {}, None).model_dump(mode="json")
+    # The floor starts the same runner with the same input for a session stored the same way, so the runner's first
+    # steps (on moto's threads, competing for the cores) weigh on both sides alike.
+    first = harness.trigger(agent, "bench-delayed")
+    execution_arn = harness.item(first, "SESSION")["execution_arn"]["S"]
+    runner_arn = execution_arn.rsplit(":", 1)[0].replace(":execution:", ":stateMachine:")
     tasks_json = json.dumps([{"id": "a", "action": "x", "fallback_only": False}])
 
     def trigger_floor(run: int) -> None:
-        # The trigger's own requests: the agent, the workflow's latest version, the session, the execution.
+        # The trigger's own requests: the agent, the workflow's latest version, the session and its first task's
+        # mark, the execution.
         agent_key = {"PK": {"S": f"AGENT#{agent}"}, "SK": {"S": "AGENT"}}
         dynamodb.get_item(TableName=table, Key=agent_key, ConsistentRead=True)
         dynamodb.query(
@@ -179,26 +177,33 @@ def measure(harness: Harness, runs: int) -> dict[str, Any]:
             ConsistentRead=True,
         )
         session_id = f"{run:032x}"
-        dynamodb.put_item(
-            TableName=table,
-            Item={
-                "PK": {"S": f"SESSION#{session_id}"},
-                "SK": {"S": "SESSION"},
-                "status": {"S": "waiting"},
-                "agent_id": {"S": agent},
-                "tasks": {"S": tasks_json},
-            },
+        session = {
+            "PK": {"S": f"SESSION#{session_id}"},
+            "SK": {"S": "SESSION"},
+            "status": {"S": "waiting"},
+            "agent_id": {"S": agent},
+            "tasks": {"S": tasks_json},
+        }
+        mark: dict[str, Any] = {
+            "TableName": table,
+            "Key": {"PK": {"S": f"SESSION#{session_id}"}, "SK": {"S": "TASK#000"}},
+            "UpdateExpression": "SET #status = :scheduled",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":scheduled": {"S": "scheduled"}},
+        }
+        dynamodb.transact_write_items(
+            TransactItems=[{"Put": {"TableName": table, "Item": session}}, {"Update": mark}]  # type: ignore[typeddict-item]
         )
-        runner_input = {"session_id": session_id, "agent_id": agent, "plan": plan}
+        runner_input = {
+            "session_id": session_id,
+            "agent_id": agent,
+            "input": {},
+            "tasks": [{"input": {}, "priority": 5}],
+        }
         sfn.start_execution(stateMachineArn=runner_arn, name=session_id, input=json.dumps(runner_input))
 
-    def floor_settled(run: int) -> None:
-        harness.wait(lambda: harness.status(f"{run:032x}") == "processing", "the runner's start")
-
     trigger_runs = max(10, runs // 4)
-    results["trigger"] = _pair(
-        *alternated(harness, trigger, trigger_floor, trigger_runs, settle=trigger_settled, floor_settle=floor_settled)
-    )
+    results["trigger"] = _pair(*alternated(harness, trigger, trigger_floor, trigger_runs))
 
     # -- an agent's work: lease (tasks/next), heartbeat, result; each agent holds many leases at once. The
     # floor works its own agent's queue, filled the same way, with the same requests.

@@ -142,12 +142,16 @@ def _sessions(harness: Harness, agent: str) -> dict[str, Any]:
     harness.work(agent, retried, 0, status="failed", attempt=1)
     harness.work(agent, retried, 0, attempts=2, attempt=2)
     with_retry = harness.transitions(retried)
+    failing = harness.trigger(agent, "bench-one")
+    harness.work(agent, failing, 0, status="failed", attempt=1)
+    failed = harness.transitions(failing)
 
     per_task = (three - single) / 2
     results["step functions transitions"] = {
         "per successful task attempt": per_task,
         "per retried attempt": with_retry - single,
         "per session (start and end)": single - per_task,
+        "per failed session's end": failed - single,
         "1-task session": single,
         "3-task session": three,
     }

@@ -1,7 +1,8 @@
 """dispatchTask: the runner queues a task attempt on its agent with its task token, and waits until the agent answers.
 
-Invoked by the state machine (lambda:invoke.waitForTaskToken) with {"state": <runner state>, "token": <task token>};
-and asynchronously with {"serve": <agent id>} when an agent whose channel pushes can take work again.
+Invoked by a workflow's session runner: by each Task state (lambda:invoke.waitForTaskToken) with the task's route, the
+session and a task token, and by its Record Failure state with {"runner_failed": ...}; and asynchronously with
+{"serve": <agent id>} when an agent whose channel pushes can take work again (see opscore.invocations).
 """
 
 from typing import Any

@@ -15,16 +15,10 @@ from opscore.api.idempotency import IDEMPOTENCY_HEADER, checked_key, run_once
 from opscore.api.resolver import json_response
 from opscore.api.routes import ADMIN, Api, Request
 from opscore.core.observability import logger, metrics, tracer
-from opscore.core.settings import (
-    DISPATCH_FUNCTION_ARN,
-    IDEMPOTENCY_TABLE,
-    STATE_MACHINE_ARN,
-    TABLE_NAME,
-    require_settings,
-)
+from opscore.core.settings import IDEMPOTENCY_TABLE, RUNNER_SETTINGS, TABLE_NAME, require_settings
 from opscore.sessions.models import AdHocTask, SessionStarted, TaskStarted, TriggerRequest
 
-SETTINGS = require_settings(TABLE_NAME, STATE_MACHINE_ARN, IDEMPOTENCY_TABLE, DISPATCH_FUNCTION_ARN)
+SETTINGS = require_settings(TABLE_NAME, IDEMPOTENCY_TABLE, *RUNNER_SETTINGS)
 api = Api()
 
 

@@ -10,10 +10,10 @@ from opscore import wiring
 from opscore.api.resolver import json_response
 from opscore.api.routes import ADMIN, Api, Request
 from opscore.core.observability import logger, metrics, tracer
-from opscore.core.settings import TABLE_NAME, require_settings
+from opscore.core.settings import RUNNER_SETTINGS, TABLE_NAME, require_settings
 from opscore.workflows.templates import WorkflowTemplate
 
-SETTINGS = require_settings(TABLE_NAME)
+SETTINGS = require_settings(TABLE_NAME, *RUNNER_SETTINGS)
 api = Api()
 
 

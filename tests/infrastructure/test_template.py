@@ -74,35 +74,78 @@ KEY_PREFIXES = {"KEY#*", "AGENT#*", "WORKFLOW#*", "WORKFLOWS", "SESSION#*"}
 TOKEN_ACTIONS = {"states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"}
 
 
+RUNNER_ARN = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${RunnerNamePrefix}-*"
+RUNNER_EXECUTIONS = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:${RunnerNamePrefix}-*:*"
+# Actions IAM cannot scope to a resource: task tokens, and the log delivery of a state machine being created.
+UNSCOPED_ACTIONS = TOKEN_ACTIONS | {
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+}
+
+
+def statements(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every policy statement of the functions and of the runners' role, with whose it is."""
+    found = [
+        (name, statement)
+        for name, function in resources(document, "AWS::Serverless::Function").items()
+        for policy in function["Properties"].get("Policies", [])
+        for statement in policy["Statement"]
+    ]
+    for name, role in resources(document, "AWS::IAM::Role").items():
+        found += [(name, s) for policy in role["Properties"]["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    return found
+
+
 def test_policies_are_scoped_to_their_resources_and_key_prefixes(document: dict[str, Any]) -> None:
-    for name, function in resources(document, "AWS::Serverless::Function").items():
-        for policy in function["Properties"].get("Policies", []):
-            for statement in policy["Statement"]:
-                actions = statement["Action"]
-                assert all("*" not in action for action in actions), name
-                assert "dynamodb:Scan" not in actions, "every access pattern is a Query or GetItem"
-                if statement["Resource"] == TABLE:
-                    prefixes = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-                    assert set(prefixes) <= KEY_PREFIXES, name
-                elif statement["Resource"] == "*":
-                    assert set(actions) <= TOKEN_ACTIONS, name
-                elif actions == ["lambda:InvokeFunction"]:
-                    # Only the dispatch function is invoked, to serve an agent's queue.
-                    assert statement["Resource"] == {"Fn::GetAtt": ["DispatchFunction", "Arn"]}, name
-                else:
-                    assert all(action.split(":")[0] in {"dynamodb", "states"} for action in actions), name
+    for name, statement in statements(document):
+        actions = statement["Action"]
+        resource = statement["Resource"]
+        assert all("*" not in action for action in actions), name
+        assert "dynamodb:Scan" not in actions, "every access pattern is a Query or GetItem"
+        if resource == TABLE:
+            prefixes = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+            assert set(prefixes) <= KEY_PREFIXES, name
+        elif resource == "*":
+            assert set(actions) <= UNSCOPED_ACTIONS, name
+        elif actions == ["lambda:InvokeFunction"]:
+            # Only the dispatch function is invoked: to serve an agent's queue, or by the runners' Task states.
+            invoked = resource if isinstance(resource, list) else [resource]
+            assert invoked[0] == {"Fn::GetAtt": ["DispatchFunction", "Arn"]}, name
+            assert invoked[1:] in ([], [{"Fn::Sub": "${DispatchFunction.Arn}:*"}]), name
+        elif actions == ["iam:PassRole"]:
+            # Only the runners' role, and only to Step Functions.
+            assert resource == {"Fn::GetAtt": ["SessionRunnerRole", "Arn"]}, name
+            assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "states.amazonaws.com"}}, name
+        elif any(action.startswith("states:") for action in actions):
+            # Session runners and their executions, by this stack's name prefix only.
+            assert resource in ({"Fn::Sub": RUNNER_ARN}, {"Fn::Sub": RUNNER_EXECUTIONS}), name
+            assert set(actions) <= {"states:CreateStateMachine", "states:StartExecution", "states:StopExecution"}
+        else:
+            assert all(action.split(":")[0] == "dynamodb" for action in actions), name
 
 
-def test_the_session_runner_is_one_standard_state_machine_with_its_functions_substituted(
-    document: dict[str, Any],
-) -> None:
-    (machine,) = resources(document, "AWS::Serverless::StateMachine").values()
-    properties = machine["Properties"]
-    assert properties["Type"] == "STANDARD", "Express workflows cannot wait for a task token"
-    definition = (REPO / properties["DefinitionUri"]).read_text()
-    for name in properties["DefinitionSubstitutions"]:
-        assert "${" + name + "}" in definition
-    assert "JSONata" not in definition, "moto runs JSONPath only; the same definition must run locally and in AWS"
+def test_session_runners_are_generated_not_declared_and_run_as_one_narrow_role(document: dict[str, Any]) -> None:
+    assert resources(document, "AWS::Serverless::StateMachine") == {}
+    assert resources(document, "AWS::StepFunctions::StateMachine") == {}
+    assert sorted(path.name for path in (REPO / "statemachines").iterdir()) == ["README.md"]
+    (role,) = resources(document, "AWS::IAM::Role").values()
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "states.amazonaws.com"}
+    assert trust["Condition"]["ArnLike"]["aws:SourceArn"] == {"Fn::Sub": RUNNER_ARN}
+    granted = {action for _name, s in statements(document) if _name == "SessionRunnerRole" for action in s["Action"]}
+    assert granted - UNSCOPED_ACTIONS == {"lambda:InvokeFunction", "dynamodb:UpdateItem"}
+    prefix = document["Parameters"]["RunnerNamePrefix"]
+    assert prefix["AllowedPattern"] == "^[A-Za-z0-9_-]{1,24}$", "a name of 80 characters leaves room for the hash"
 
 
 def test_no_key_or_secret_is_baked_into_parameters_or_outputs(document: dict[str, Any]) -> None:

@@ -345,8 +345,8 @@ def test_the_queue_store_leases_each_attempt_once_and_gives_each_slot_back_once(
         assert queue.lease("agent-2", refs[1], stamp, until, 300) == "agent_unavailable", "not registered"
         assert queue.lease("agent-1", refs[1], stamp, until, 300) == "leased"
         assert queue.lease("agent-1", refs[2], stamp, until, 300) == "agent_unavailable", "at max_concurrency"
-        assert queue.release("agent-1", refs[0], status=None, counted="failure", now=stamp)
-        assert not queue.release("agent-1", refs[0], status=None, counted="failure", now=stamp), "ended once"
+        assert queue.release("agent-1", refs[0], ended=None, counted="failure", now=stamp)
+        assert not queue.release("agent-1", refs[0], ended=None, counted="failure", now=stamp), "ended once"
     _status, agent = ops.agent()
     assert (agent["queue"]["in_flight"], agent["failure_streak"]) == (1, 1)
 

@@ -1,43 +1,49 @@
-"""Step Functions may run any Lambda task of the runner twice (a retry after a timeout that had already written).
+"""What the runner's states ask of Ops-Core, when Step Functions repeats, retries, times out or gives up.
 
 Here the test stands in for Step Functions: the trigger's StartExecution is answered at the client boundary (nothing
-executes), and the test makes the runner's calls itself, sending the session_events and dispatch functions the runner
-state the trigger started with, and repeating calls the way a retry would. Task tokens are the test's own; what
-Ops-Core tells Step Functions about them (SendTaskSuccess, SendTaskFailure) is answered and recorded at the boundary.
-Everything else is read through the session's view and the agent's task API.
+executes), and the test invokes the dispatch function as the workflow's generated Task states would (their own
+Payload, evaluated against the execution's input), repeating and retrying calls the way Step Functions does. Task
+tokens are the test's own; what Ops-Core tells Step Functions about them (SendTaskSuccess, SendTaskFailure) is
+answered and recorded at the boundary. Everything else is read through the session's view and the agent's APIs.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
 
 from opscore import wiring
-from opscore.sessions.plan import SessionPlan, Step, first_step
 from opscore_tools.local.lambdas import LambdaRuntime
 from tests.conftest import EventFactory
 from tests.integration.boundary import Answer, intercept
-from tests.integration.conftest import Invoke
+from tests.integration.conftest import Clock, Invoke
 from tests.integration.session_driver import SessionDriver, task
 
 TEMPLATE = {
     "name": "triage",
     "tasks": [
-        {"id": "fetch", "action": "web.fetch", "retry": {"max_retries": 1, "backoff_seconds": 5}},
-        {"id": "summarise", "action": "text.summarise", "delay_seconds": 30},
+        {
+            "id": "fetch",
+            "action": "web.fetch",
+            "timeout_seconds": 60,
+            "retry": {"max_retries": 1, "backoff_seconds": 5},
+        },
+        {"id": "summarise", "action": "text.summarise", "delay_seconds": 30, "fallback": "ask"},
+        {"id": "ask", "action": "human.ask", "fallback_only": True},
     ],
 }
 SESSION_CANCELLED = "OpsCore.SessionCancelled"
+ENTERED = "2026-11-30T12:00:00.000Z"
 
 
 @dataclass
 class StandInStepFunctions:
-    """Step Functions as the runner's functions and the task API meet it, played by the test.
+    """Step Functions as the dispatch function and the task API meet it, played by the test.
 
     Started executions are kept, not run. A task token is open until it is answered once or `closed`; every answer
     Ops-Core sends is recorded as (token, "success" | "failure", error name or None), open or not.
@@ -45,10 +51,9 @@ class StandInStepFunctions:
 
     runtime: LambdaRuntime
     started: list[dict[str, Any]] = field(default_factory=list)
+    machines: list[str] = field(default_factory=list)
     closed: set[str] = field(default_factory=set)
     answers: list[tuple[str, str, str | None]] = field(default_factory=list)
-    # Runs when an answer for a token arrives, before it is answered: what the runner does meanwhile.
-    meanwhile: Callable[[str], None] | None = None
 
     def install(self) -> None:
         client = wiring.stepfunctions()
@@ -59,54 +64,72 @@ class StandInStepFunctions:
 
     def _start(self, request: dict[str, Any]) -> Answer:
         self.started.append(json.loads(request["input"]))
+        self.machines.append(request["stateMachineArn"])
         return Answer.ok({"executionArn": f"{request['stateMachineArn']}:{request['name']}", "startDate": 0})
 
     def _answer(self, request: dict[str, Any], outcome: str) -> Answer:
         token = request["taskToken"]
         self.answers.append((token, outcome, request.get("error")))
-        if self.meanwhile is not None:
-            self.meanwhile(token)
         if token in self.closed:
             return Answer.error("TaskTimedOut", "the task token is closed")
         self.closed.add(token)
         return Answer.ok()
 
-    # The runner's calls, as the state machine makes them.
-    def event(self, name: str, state: dict[str, Any]) -> dict[str, Any]:
-        step: dict[str, Any] = self.runtime.invoke("SessionEventsFunction", {"event": name, "state": state})
-        return step
+    def state(self, name: str) -> dict[str, Any]:
+        """A state of the session's machine, as created when the template was stored."""
+        with self.runtime.exclusive():
+            described = boto3.client("stepfunctions").describe_state_machine(stateMachineArn=self.machines[-1])
+        return dict(json.loads(described["definition"])["States"][name])
 
-    def dispatch(self, state: dict[str, Any], token: str) -> str:
-        return str(self.runtime.invoke("DispatchFunction", {"state": state, "token": token})["dispatch"])
+    def dispatch(self, state_name: str, token: str, entered: str = ENTERED) -> str:
+        """Invoke the dispatch function as the Task state does: its Payload, evaluated."""
+        (execution_input,) = self.started
+        payload = self.state(state_name)["Parameters"]["Payload"]
+        route = payload["dispatch"]
+        event = {
+            "dispatch": route,
+            "session_id": execution_input["session_id"],
+            "agent_id": execution_input["agent_id"],
+            "session_input": execution_input["input"],
+            "given": execution_input["tasks"][route["index"]],
+            "run": entered,
+            "token": token,
+        }
+        return str(self.runtime.invoke("DispatchFunction", event)["dispatch"])
+
+    def record_failure(self, error: str) -> Any:
+        (execution_input,) = self.started
+        failure = {"session_id": execution_input["session_id"], "agent_id": execution_input["agent_id"]}
+        return self.runtime.invoke("DispatchFunction", {"runner_failed": {**failure, "failure": {"Error": error}}})
 
 
 @pytest.fixture
-def ops(call: Invoke, api_event: EventFactory) -> SessionDriver:
-    driver = SessionDriver(call, api_event)
+def ops(call: Invoke, api_event: EventFactory, clock: Clock) -> SessionDriver:
+    driver = SessionDriver(call, api_event, now=clock.now)
     driver.register()
     return driver
 
 
 @pytest.fixture
-def runner(aws: Any, runtime: LambdaRuntime) -> StandInStepFunctions:
+def runner(aws: Any, runtime: LambdaRuntime, clock: Clock) -> StandInStepFunctions:
     stand_in = StandInStepFunctions(runtime)
     stand_in.install()
     return stand_in
 
 
 @pytest.fixture
-def state(ops: SessionDriver, runner: StandInStepFunctions) -> dict[str, Any]:
-    """The runner state of a session triggered through the API: what its execution would have started with."""
-    session_id = ops.start(TEMPLATE)
-    (started,) = runner.started
-    assert started["session_id"] == session_id
+def session_id(ops: SessionDriver, runner: StandInStepFunctions) -> str:
+    """A session triggered through the API; its execution's input is what the trigger started it with."""
+    started = ops.start(TEMPLATE)
+    (execution_input,) = runner.started
+    assert execution_input["session_id"] == started
     return started
 
 
-def fetch_of(ops: SessionDriver, state: dict[str, Any]) -> dict[str, Any]:
-    status, view = ops.session(state["session_id"])
+def view_of(ops: SessionDriver, session_id: str) -> dict[str, Any]:
+    status, view = ops.session(session_id)
     assert status == 200, view
-    return task(view, "fetch")
+    return dict(view)
 
 
 def later(stamp: str, seconds: int) -> str:
@@ -114,116 +137,160 @@ def later(stamp: str, seconds: int) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def test_a_repeated_start_and_dispatch_count_one_attempt_and_keep_the_newest_token(
-    ops: SessionDriver, runner: StandInStepFunctions, state: dict[str, Any]
+def test_the_execution_input_carries_each_tasks_input_and_priority(
+    runner: StandInStepFunctions, session_id: str
 ) -> None:
-    step = runner.event("started", state)
-    assert runner.event("started", state) == step
-    assert Step.model_validate(step) == first_step(SessionPlan.model_validate(state["plan"]))
-    dispatched = {**state, "step": step}
+    (execution_input,) = runner.started
+    assert execution_input["tasks"] == [
+        {"input": {}, "priority": 5},
+        {"input": {}, "priority": 5},
+        {"input": {}, "priority": 5},
+    ]
+    assert runner.state("fetch")["Parameters"]["Payload"]["given.$"] == "$.tasks[0]"
 
-    assert runner.dispatch(dispatched, "token-1") == "queued"
-    assert runner.dispatch(dispatched, "token-2") == "repeated"
-    fetch = fetch_of(ops, state)
-    assert (fetch["status"], fetch["attempts"]) == ("queued", 1)
+
+def test_a_repeated_dispatch_counts_one_attempt_and_keeps_the_newest_token(
+    ops: SessionDriver, runner: StandInStepFunctions, session_id: str
+) -> None:
+    assert view_of(ops, session_id)["status"] == "waiting", "nothing queued yet"
+    assert runner.dispatch("fetch", "token-1") == "queued"
+    assert runner.dispatch("fetch", "token-2") == "repeated", "Lambda retried the invocation after it had queued"
+    view = view_of(ops, session_id)
+    fetch = task(view, "fetch")
+    assert (view["status"], fetch["status"], fetch["attempts"]) == ("processing", "queued", 1)
     queued = ops.queue(status="queued")[1]["items"]
     assert [item["task_id"] for item in queued] == [fetch["task_id"]], "queued once"
 
     # the agent's result goes to the newest token only
-    task_id = ops.wait_leased(state["session_id"], "fetch")
-    ops.succeed(task_id)
+    ops.succeed(ops.wait_leased(session_id, "fetch"))
     assert runner.answers == [("token-2", "success", None)]
 
 
-def test_a_repeated_record_writes_the_same_outcome_and_returns_the_same_step(
-    ops: SessionDriver, runner: StandInStepFunctions, state: dict[str, Any]
+def test_a_failed_attempt_is_recorded_retrying_and_the_retry_is_the_runs_next_attempt(
+    ops: SessionDriver, runner: StandInStepFunctions, session_id: str
 ) -> None:
-    dispatched = {**state, "step": runner.event("started", state)}
-    runner.dispatch(dispatched, "token-1")
-    failed = {**dispatched, "failure": {"Error": "States.Timeout"}}
-
-    retry = runner.event("failed", failed)
-    assert runner.event("failed", failed) == retry
-    assert (retry["kind"], retry["task_index"], retry["attempt"], retry["wait_seconds"]) == ("dispatch", 0, 2, 5)
-    fetch = fetch_of(ops, state)
+    runner.dispatch("fetch", "token-1")
+    ops.fail(ops.wait_leased(session_id, "fetch"), "UpstreamTimeout", "tickets did not answer")
+    assert runner.answers == [("token-1", "failure", "OpsCore.TaskFailed")]
+    fetch = task(view_of(ops, session_id), "fetch")
     assert fetch["status"] == "retrying"
-    (timed_out,) = fetch["history"]
-    assert (timed_out["attempt"], timed_out["status"]) == (1, "timed_out"), "one history entry for the one attempt"
-    assert fetch["scheduled_for"] == later(timed_out["ended_at"], 5), "retried after its backoff"
+    (failed,) = fetch["history"]
+    assert (failed["attempt"], failed["status"]) == (1, "failed")
+    assert fetch["scheduled_for"] == later(failed["ended_at"], 5), "Step Functions retries after the backoff"
 
-    second = {**failed, "step": retry, "failure": None}
-    runner.dispatch(second, "token-2")
-    following = runner.event("succeeded", second)
-    assert runner.event("succeeded", second) == following
-    assert (following["kind"], following["task_index"], following["wait_seconds"]) == ("dispatch", 1, 30)
-    status, view = ops.session(state["session_id"])
-    assert status == 200, view
+    # Step Functions' Retry: the same state, the same run, a new token
+    assert runner.dispatch("fetch", "token-2") == "queued"
+    ops.succeed(ops.wait_leased(session_id, "fetch", attempts=2), {"page": "<html>"})
+    view = view_of(ops, session_id)
     fetch, summarise = task(view, "fetch"), task(view, "summarise")
-    assert (fetch["status"], fetch["attempts"]) == ("succeeded", 2)
-    assert [(entry["attempt"], entry["status"]) for entry in fetch["history"]] == [(1, "timed_out"), (2, "succeeded")]
-    assert summarise["status"] == "scheduled", "a delayed next task shows as scheduled"
+    assert (fetch["status"], fetch["attempts"], fetch["output"]) == ("succeeded", 2, {"page": "<html>"})
+    assert [(entry["attempt"], entry["status"]) for entry in fetch["history"]] == [(1, "failed"), (2, "succeeded")]
+    assert summarise["status"] == "scheduled", "the next task waits out its delay, and shows it"
     assert summarise["scheduled_for"] == later(fetch["ended_at"], 30)
+    assert view["status"] == "processing", "the session goes on"
 
 
-def test_after_a_cancel_the_runner_records_nothing_more(
-    ops: SessionDriver, runner: StandInStepFunctions, state: dict[str, Any]
+def test_a_retry_after_the_attempts_time_ran_out_records_the_timeout_and_gives_the_slot_back(
+    ops: SessionDriver, runner: StandInStepFunctions, session_id: str, clock: Clock
 ) -> None:
-    dispatched = {**state, "step": runner.event("started", state)}
-    runner.dispatch(dispatched, "token-1")
-    assert ops.cancel(state["session_id"])[0] == 200
-    assert set(runner.answers) == {("token-1", "failure", SESSION_CANCELLED)}, "the cancel ends the runner's wait"
+    runner.dispatch("fetch", "token-1")
+    ops.wait_leased(session_id, "fetch")
+    assert ops.agent()[1]["queue"]["in_flight"] == 1
+    clock.advance(61)  # past the attempt's 60 s: Step Functions timed it out and retries it
 
-    assert runner.event("succeeded", dispatched)["kind"] == "cancelled"
-    fetch = fetch_of(ops, state)
-    assert (fetch["status"], fetch["history"], fetch["output"]) == ("skipped", [], None), "the outcome was not written"
-    again = {**dispatched, "step": {**dispatched["step"], "sequence": 2}}
-    assert runner.dispatch(again, "token-2") == "session_ended"
-    assert runner.answers[-1] == ("token-2", "failure", SESSION_CANCELLED), "the new wait is ended at once"
+    assert runner.dispatch("fetch", "token-2") == "queued"
+    fetch = task(view_of(ops, session_id), "fetch")
+    assert (fetch["status"], fetch["attempts"]) == ("queued", 2)
+    (timed_out,) = fetch["history"]
+    assert (timed_out["status"], timed_out["error"]["type"]) == ("timed_out", "States.Timeout")
+    assert timed_out["error"]["message"] == "no result within 60 s of being queued"
+    assert ops.agent()[1]["queue"]["in_flight"] == 0, "the agent's slot came back with the lease"
+    assert runner.answers == [], "a timed-out token is not answered"
 
 
-def test_a_closed_token_while_the_attempt_still_shows_leased_keeps_the_result(
-    ops: SessionDriver, runner: StandInStepFunctions, state: dict[str, Any]
+def test_a_result_after_the_attempts_time_ran_out_is_refused_and_changes_nothing(
+    ops: SessionDriver, runner: StandInStepFunctions, session_id: str, clock: Clock
 ) -> None:
-    # Two identical reports at once: the second may close the token before the first tells the runner.
-    dispatched = {**state, "step": runner.event("started", state)}
-    runner.dispatch(dispatched, "token-1")
-    task_id = ops.wait_leased(state["session_id"], "fetch")
+    runner.dispatch("fetch", "token-1")
+    task_id = ops.wait_leased(session_id, "fetch")
+    clock.advance(61)
+
+    status, body = ops.report(task_id, {"status": "succeeded", "output": {}})
+    assert (status, body["error"]["code"]) == (409, "task_not_open")
+    assert "timed out" in body["error"]["message"]
+    fetch = task(view_of(ops, session_id), "fetch")
+    assert (fetch["status"], fetch["history"], fetch["output"]) == ("leased", [], None)
+    assert runner.answers == []
+
+
+def test_a_success_the_runner_missed_is_passed_on_to_the_retry(
+    ops: SessionDriver, runner: StandInStepFunctions, session_id: str
+) -> None:
+    # The runner timed the attempt out just as its result was recorded: the result's token is closed.
+    runner.dispatch("fetch", "token-1")
+    task_id = ops.wait_leased(session_id, "fetch")
     runner.closed.add("token-1")
-
     status, accepted = ops.report(task_id, {"status": "succeeded", "output": {"n": 1}})
     assert (status, accepted["attempt"]) == (200, 1)
-    assert runner.answers == [("token-1", "success", None)]
-    # Kept for the runner: a retried dispatch (with a new token) hands it on, and the record shows its output.
-    assert runner.dispatch(dispatched, "token-2") == "repeated"
+
+    assert runner.dispatch("fetch", "token-2") == "repeated", "the retry finds the run succeeded"
     assert runner.answers[-1] == ("token-2", "success", None)
-    assert runner.event("succeeded", dispatched)["task_index"] == 1
-    fetch = fetch_of(ops, state)
-    assert (fetch["status"], fetch["output"]) == ("succeeded", {"n": 1})
+    fetch = task(view_of(ops, session_id), "fetch")
+    assert (fetch["status"], fetch["attempts"], fetch["output"]) == ("succeeded", 1, {"n": 1})
 
 
-def test_a_closed_token_after_the_attempt_timed_out_refuses_and_forgets_the_result(
-    ops: SessionDriver, runner: StandInStepFunctions, state: dict[str, Any]
+def test_after_a_cancel_a_dispatch_queues_nothing_and_ends_the_wait(
+    ops: SessionDriver, runner: StandInStepFunctions, session_id: str
 ) -> None:
-    dispatched = {**state, "step": runner.event("started", state)}
-    runner.dispatch(dispatched, "token-1")
-    task_id = ops.wait_leased(state["session_id"], "fetch")
-    timed_out = {**dispatched, "failure": {"Error": "States.Timeout"}}
-    recorded: list[dict[str, Any]] = []
+    runner.dispatch("fetch", "token-1")
+    assert ops.cancel(session_id)[0] == 200
+    assert set(runner.answers) == {("token-1", "failure", SESSION_CANCELLED)}, "the cancel ends the runner's wait"
 
-    def the_runner_records_the_timeout_first(token: str) -> None:
-        # The attempt times out between the result being kept and the runner being told: its token is closed.
-        runner.meanwhile = None
-        recorded.append(runner.event("failed", timed_out))
-        runner.closed.add(token)
+    assert runner.dispatch("fetch", "token-2", entered="2026-11-30T12:00:07.000Z") == "session_ended"
+    assert runner.answers[-1] == ("token-2", "failure", SESSION_CANCELLED), "the new wait is ended at once"
+    fetch = task(view_of(ops, session_id), "fetch")
+    assert (fetch["status"], fetch["attempts"], fetch["history"]) == ("skipped", 1, [])
 
-    runner.meanwhile = the_runner_records_the_timeout_first
-    status, body = ops.report(task_id, {"status": "succeeded"})
-    assert status == 409, body
-    assert body["error"]["code"] == "task_not_open"
-    assert [(step["kind"], step["attempt"]) for step in recorded] == [("dispatch", 2)], "the runner went on to a retry"
-    fetch = fetch_of(ops, state)
-    assert (fetch["status"], fetch["output"]) == ("retrying", None)
-    assert [entry["status"] for entry in fetch["history"]] == ["timed_out"]
-    status, body = ops.report(task_id, {"status": "succeeded"})
-    assert status == 409, f"forgotten, so not answered as a repeat: {body}"
-    assert body["error"]["code"] == "task_not_open"
+
+def test_the_fallbacks_dispatch_records_the_timeout_of_the_task_it_replaces(
+    ops: SessionDriver, runner: StandInStepFunctions, session_id: str, clock: Clock
+) -> None:
+    runner.dispatch("fetch", "token-1")
+    ops.succeed(ops.wait_leased(session_id, "fetch"))
+    runner.dispatch("summarise", "token-2")
+    ops.wait_leased(session_id, "summarise")
+    clock.advance(301)  # summarise's 300 s ran out, with no retry left: Step Functions catches it
+
+    assert runner.dispatch("ask (fallback for summarise)", "token-3") == "queued"
+    view = view_of(ops, session_id)
+    summarise, ask = task(view, "summarise"), task(view, "ask")
+    assert (summarise["status"], summarise["error"]["type"]) == ("timed_out", "States.Timeout")
+    assert (ask["status"], ask["fallback_for"]) == ("queued", ["summarise"])
+    ops.succeed(ops.wait_leased(session_id, "ask"))
+    view = view_of(ops, session_id)
+    assert view["status"] == "completed", "the fallback of the last task completes the session"
+
+
+def test_record_failure_ends_the_session_with_the_timeout_of_the_task_it_gave_up_on(
+    ops: SessionDriver, runner: StandInStepFunctions, session_id: str, clock: Clock
+) -> None:
+    runner.dispatch("fetch", "token-1")
+    task_id = ops.wait_leased(session_id, "fetch")
+    clock.advance(61)
+    runner.dispatch("fetch", "token-2")  # the retry
+    ops.wait_leased(session_id, "fetch", attempts=2)
+    clock.advance(61)  # the last attempt runs out too: no fallback, so Step Functions goes to Record Failure
+
+    runner.record_failure("States.Timeout")
+    runner.record_failure("States.Timeout")  # Lambda may run it twice: the session ends once
+    view = view_of(ops, session_id)
+    fetch = task(view, "fetch")
+    assert view["status"] == "error"
+    assert view["error"] == {
+        "type": "States.Timeout",
+        "message": "no result within 60 s of being queued",
+        "task_id": task_id,
+    }
+    assert [entry["status"] for entry in fetch["history"]] == ["timed_out", "timed_out"]
+    assert (fetch["status"], task(view, "summarise")["status"]) == ("timed_out", "skipped")
+    assert ops.agent()[1]["queue"]["in_flight"] == 0

@@ -130,9 +130,9 @@ def test_a_delay_is_waited_out_before_dispatch(ops: SessionDriver) -> None:
     fetch_id = ops.wait_leased(session_id, "fetch")
 
     view = ops.session(session_id)[1]
-    started_at = datetime.fromisoformat(view["started_at"])
+    created_at = datetime.fromisoformat(view["created_at"])
     dispatched_at = datetime.fromisoformat(task(view, "fetch")["started_at"])
-    assert dispatched_at - started_at >= timedelta(seconds=1), "dispatched only after its delay"
+    assert dispatched_at - created_at >= timedelta(seconds=1), "dispatched only after its delay"
     ops.succeed(fetch_id)
     ops.succeed(ops.wait_leased(session_id, "summarise"))
     assert ops.wait_ended(session_id)["status"] == "completed"

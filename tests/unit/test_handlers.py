@@ -66,12 +66,18 @@ def test_a_function_without_a_variable_it_requires_fails_to_start_naming_it(
             start(function, monkeypatch, without=variable)
 
 
-def test_the_session_control_function_needs_the_runner_and_the_idempotency_table(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("logical_id", ["SessionControlFunction", "WorkflowsFunction"])
+def test_the_functions_that_create_and_start_runners_need_the_runners_settings(
+    logical_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    function = TEMPLATE.functions[logical_id]
+    for variable in ("RUNNER_MACHINE_PREFIX", "RUNNER_ROLE_ARN", "RUNNER_LOG_GROUP_ARN", "DISPATCH_FUNCTION_ARN"):
+        with pytest.raises(MissingSettings, match=f"{variable} is not set"):
+            start(function, monkeypatch, without=variable)
+
+
+def test_the_session_control_function_needs_the_idempotency_table(monkeypatch: pytest.MonkeyPatch) -> None:
     function = TEMPLATE.functions["SessionControlFunction"]
-    with pytest.raises(MissingSettings, match="STATE_MACHINE_ARN is not set"):
-        start(function, monkeypatch, without="STATE_MACHINE_ARN")
     with pytest.raises(MissingSettings, match="IDEMPOTENCY_TABLE is not set"):
         start(function, monkeypatch, without="IDEMPOTENCY_TABLE")
 

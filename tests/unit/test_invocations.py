@@ -12,7 +12,6 @@ from opscore import wiring
 from opscore.dispatch.health import SweepReport
 from opscore.invocations import (
     DELIVERY_RESERVE_SECONDS,
-    DispatchRequest,
     ServeRequest,
     dispatch_request,
     handle_dispatch_event,
@@ -20,11 +19,12 @@ from opscore.invocations import (
     sweep_and_serve,
 )
 from opscore.sessions.records import TaskRef
-from opscore.sessions.runner import RunnerState
+from opscore.sessions.runner import Dispatched, DispatchRequest, RunnerFailure
 from tests.conftest import EVENTS
 
 DISPATCH_EVENT: dict[str, Any] = json.loads((EVENTS / "dispatch" / "dispatch.json").read_text())
 SERVE_EVENT: dict[str, Any] = json.loads((EVENTS / "dispatch" / "serve.json").read_text())
+RUNNER_FAILED_EVENT: dict[str, Any] = json.loads((EVENTS / "dispatch" / "runner_failed.json").read_text())
 
 
 @dataclass
@@ -48,10 +48,16 @@ class FakeDispatcher:
 class FakeRunner:
     outcome: str = "queued"
     dispatched: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[RunnerFailure] = field(default_factory=list)
+    freed: set[str] = field(default_factory=set)
 
-    def dispatch(self, state: RunnerState, token: str) -> str:
-        self.dispatched.append((state.session_id, token))
-        return self.outcome
+    def dispatch(self, request: DispatchRequest) -> Dispatched:
+        self.dispatched.append((request.session_id, request.token))
+        return Dispatched(self.outcome, TaskRef(request.session_id, request.dispatch.index, 1))
+
+    def runner_failed(self, request: RunnerFailure) -> set[str]:
+        self.failed.append(request)
+        return self.freed
 
 
 @dataclass
@@ -91,11 +97,24 @@ def test_serving_budget_keeps_the_delivery_reserve_back(remaining_ms: int, budge
     assert serving_budget(remaining_ms) == pytest.approx(budget)
 
 
-def test_a_dispatch_invocation_is_a_serve_or_a_runner_dispatch() -> None:
+def test_a_dispatch_invocation_is_a_serve_a_runner_dispatch_or_a_failed_session() -> None:
     assert dispatch_request(SERVE_EVENT) == ServeRequest("agent-1")
     request = dispatch_request(DISPATCH_EVENT)
     assert isinstance(request, DispatchRequest)
-    assert (request.state.session_id, request.token) == (DISPATCH_EVENT["state"]["session_id"], DISPATCH_EVENT["token"])
+    assert (request.session_id, request.token) == (DISPATCH_EVENT["session_id"], DISPATCH_EVENT["token"])
+    assert (request.dispatch.id, request.given.priority) == ("fetch", 7)
+    failed = dispatch_request(RUNNER_FAILED_EVENT)
+    assert isinstance(failed, RunnerFailure)
+    assert failed.failure.error == "States.Timeout"
+
+
+def test_a_failed_session_is_recorded_then_the_agents_it_freed_are_served(
+    dispatcher: FakeDispatcher, runner: FakeRunner
+) -> None:
+    runner.freed = {"agent-1"}
+    assert handle_dispatch_event(RUNNER_FAILED_EVENT, remaining(45_000)) == {"recorded": "session_failed"}
+    assert [request.session_id for request in runner.failed] == [RUNNER_FAILED_EVENT["runner_failed"]["session_id"]]
+    assert dispatcher.served == [("agent-1", 25.0)]
 
 
 def test_a_serve_invocation_serves_within_the_time_left(dispatcher: FakeDispatcher) -> None:
@@ -108,7 +127,7 @@ def test_a_dispatch_queues_the_attempt_then_serves_its_agent_with_the_time_left_
 ) -> None:
     answer = handle_dispatch_event(DISPATCH_EVENT, remaining(45_000))
     assert answer == {"dispatch": "queued"}
-    session_id = DISPATCH_EVENT["state"]["session_id"]
+    session_id = DISPATCH_EVENT["session_id"]
     assert runner.dispatched == [(session_id, DISPATCH_EVENT["token"])]
     assert dispatcher.enqueued_tasks == [("agent-1", TaskRef(session_id, 0, 1), 25.0)]
 

@@ -3,7 +3,6 @@ Gateway, and finds the function a Lambda invocation names."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -31,15 +30,18 @@ def test_template_loader_refuses_what_it_cannot_resolve(tmp_path: Path) -> None:
         load_template(tmp_path / "template.yaml")
 
 
-def test_the_local_runtime_resolves_the_state_machines_substitutions(template: Template) -> None:
-    (machine,) = template.state_machines
-    definition = json.loads(machine.definition())
-    dispatch = definition["States"]["Dispatch Task"]["Parameters"]["FunctionName"]
-    assert dispatch == "arn:aws:lambda:us-east-1:123456789012:function:DispatchFunction"
-    assert definition["States"]["Start Session"]["Resource"].endswith(":function:SessionEventsFunction")
+def test_the_local_runtime_resolves_what_the_runners_are_created_with(template: Template) -> None:
+    assert template.state_machines == [], "session runners are generated per workflow, not declared"
     environment = template.functions["SessionControlFunction"].environment
-    assert environment["STATE_MACHINE_ARN"].endswith(":stateMachine:opscore-local-SessionRunner")
+    assert environment["RUNNER_MACHINE_PREFIX"] == "arn:aws:states:us-east-1:123456789012:stateMachine:opscore"
+    assert environment["RUNNER_ROLE_ARN"] == "arn:aws:iam::123456789012:role/opscore-local-SessionRunnerRole"
+    assert environment["RUNNER_LOG_GROUP_ARN"].startswith("arn:aws:logs:us-east-1:123456789012:log-group:")
+    assert environment["DISPATCH_FUNCTION_ARN"] == "arn:aws:lambda:us-east-1:123456789012:function:DispatchFunction"
     assert environment["IDEMPOTENCY_TABLE"] == "opscore-local-IdempotencyTable"
+    assert (
+        template.functions["WorkflowsFunction"].environment["RUNNER_MACHINE_PREFIX"]
+        == (environment["RUNNER_MACHINE_PREFIX"])
+    )
 
 
 def test_the_local_runtime_runs_the_sweep_on_the_templates_schedule(template: Template, tmp_path: Path) -> None:
@@ -64,4 +66,4 @@ def test_deny_wins_over_allow() -> None:
 def test_the_local_lambda_hook_finds_the_function_by_name_or_arn() -> None:
     arn = "arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3ADispatchFunction"
     assert function_name(f"/2015-03-31/functions/{arn}/invocations") == "DispatchFunction"
-    assert function_name("/2015-03-31/functions/SessionEventsFunction/invocations") == "SessionEventsFunction"
+    assert function_name("/2015-03-31/functions/DispatchFunction/invocations") == "DispatchFunction"

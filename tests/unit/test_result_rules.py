@@ -16,6 +16,7 @@ TASK = f"{SESSION}-000"
 DONE = TaskResult(status="succeeded", output={"n": 1})
 DONE_JSON = '{"output":{"n":1},"status":"succeeded"}'
 OTHER_JSON = '{"output":{"n":2},"status":"succeeded"}'
+NOW = "2026-11-30T12:00:00.000000Z"
 
 
 def task(status: TaskStatus, attempts: int = 1, **fields: object) -> TaskRecord:
@@ -39,10 +40,13 @@ def kept(json: str, attempt: int = 1, for_current: bool = True) -> dict[str, obj
         # a new result for the open attempt
         (task(TaskStatus.LEASED), DONE, None),
         (task(TaskStatus.LEASED), DONE.model_copy(update={"attempt": 1}), None),
-        # the same result again, while the runner may not have heard it: answered, and told again
-        (task(TaskStatus.LEASED, **kept(DONE_JSON)), DONE, KnownAnswer(1, tell_again=True)),
-        # the same result after the attempt ended with it
-        (task(TaskStatus.SUCCEEDED, **kept(DONE_JSON)), DONE, KnownAnswer(1)),
+        # the same result again, once recorded: answered, and the runner told again (the first call may have stopped
+        # before it could; a closed token says it had heard)
+        (task(TaskStatus.SUCCEEDED, **kept(DONE_JSON)), DONE, KnownAnswer(1, tell_again=True)),
+        # the same result after the attempt moved on (its retry is queued)
+        (task(TaskStatus.QUEUED, 2, **kept(DONE_JSON, 1, for_current=False)), DONE, KnownAnswer(1)),
+        # a result in time
+        (task(TaskStatus.LEASED, attempt_deadline="2026-11-30T12:00:00.000001Z"), DONE, None),
         # a late repeat for an earlier attempt, named by its attempt
         (
             task(TaskStatus.LEASED, 2, **kept(DONE_JSON, 1, for_current=False)),
@@ -54,7 +58,7 @@ def kept(json: str, attempt: int = 1, for_current: bool = True) -> dict[str, obj
 def test_results_that_are_taken_or_answered_again(
     record: TaskRecord, result: TaskResult, answer: KnownAnswer | None
 ) -> None:
-    assert known_answer(record, TASK, result, DONE_JSON) == answer
+    assert known_answer(record, TASK, result, DONE_JSON, NOW) == answer
 
 
 @pytest.mark.parametrize(
@@ -68,11 +72,14 @@ def test_results_that_are_taken_or_answered_again(
             TaskNotOpen,
             "waiting for attempt 2, not 1",
         ),
-        (task(TaskStatus.LEASED, **kept(OTHER_JSON)), DONE, ResultConflict, "a different result"),
+        # a different result for an attempt already answered
+        (task(TaskStatus.SUCCEEDED, **kept(OTHER_JSON)), DONE, ResultConflict, "a different result"),
+        # the attempt's time in the runner ran out
+        (task(TaskStatus.LEASED, attempt_deadline=NOW), DONE, TaskNotOpen, "timed out"),
         # the open attempt 2 is sent attempt 1's result without saying which attempt it is for
         (task(TaskStatus.LEASED, 2, **kept(DONE_JSON, 1, for_current=False)), DONE, AttemptRequired, '"attempt": 2'),
     ],
 )
 def test_results_that_are_refused(record: TaskRecord, result: TaskResult, refusal: type[Conflict], words: str) -> None:
     with pytest.raises(refusal, match=words):
-        known_answer(record, TASK, result, DONE_JSON)
+        known_answer(record, TASK, result, DONE_JSON, NOW)

@@ -57,8 +57,8 @@ def test_session_ids_sort_by_creation_time_and_task_ids_lead_back_to_their_task(
         assert split_task_id(bad) is None
 
 
-def test_the_sample_runner_events_are_runner_states() -> None:
-    from opscore.sessions.runner import RunnerState
+def test_the_sample_runner_events_are_what_the_runner_sends() -> None:
+    from opscore.sessions.runner import DispatchRequest, RunnerFailure
 
-    for path in [*sorted((REPO / "events").glob("session_events/*.json")), REPO / "events/dispatch/dispatch.json"]:
-        RunnerState.model_validate(json.loads(path.read_text())["state"])
+    DispatchRequest.model_validate(json.loads((REPO / "events/dispatch/dispatch.json").read_text()))
+    RunnerFailure.model_validate(json.loads((REPO / "events/dispatch/runner_failed.json").read_text())["runner_failed"])

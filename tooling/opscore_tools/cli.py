@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -11,9 +12,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from opscore.keys.service import ApiKeys
+    from opscore.workflows.templates import WorkflowTemplate
 
 app = typer.Typer(help="Ops-Core: lifecycle and workflow service for AI agents.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys of a deployed Ops-Core stack.", no_args_is_help=True)
@@ -76,6 +79,76 @@ def local(
     stop.wait()
     runtime.stop()
     print("stopped", flush=True)
+
+
+# What `opscore asl` writes in place of the stack's ARNs, named as CloudFormation's substitutions name them.
+DISPATCH_FUNCTION_PLACEHOLDER = "${DispatchFunctionArn}"
+TABLE_PLACEHOLDER = "${TableName}"
+
+
+@app.command()
+def asl(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A workflow template, the body POST /v1/opscore/workflows takes: .json is read as JSON, "
+            "any other file as YAML."
+        ),
+    ],
+    dispatch_function_arn: Annotated[
+        str, typer.Option(help="The stack's dispatch function ARN.")
+    ] = DISPATCH_FUNCTION_PLACEHOLDER,
+    table_name: Annotated[str, typer.Option(help="The stack's table name.")] = TABLE_PLACEHOLDER,
+    name_prefix: Annotated[str, typer.Option(help="The stack's RunnerNamePrefix.")] = "opscore",
+) -> None:
+    """Print the state machine (Amazon States Language) a workflow template gets, to review it before storing it.
+
+    The template is checked as the API checks it. The definition goes to stdout as JSON, the machine's name to stderr.
+
+    The name's hash covers the ARNs: it is the deployed machine's name only with the stack's real values.
+    """
+    from opscore.core.errors import OpsCoreError
+    from opscore.sessions.definition import RunnerTargets, machine_name, runner_definition
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        console.print(f"[red]error:[/] cannot read {escape(str(file))}: {escape(reason)}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    try:
+        template = _workflow_template(text, yaml=file.suffix.lower() != ".json")
+    except OpsCoreError as error:
+        console.print(f"[red]error:[/] {escape(str(file))}: {escape(error.message)}", soft_wrap=True)
+        for problem in error.details:
+            if problem.field or problem.message != error.message:
+                where = f"{problem.field}: " if problem.field else ""
+                console.print(f"  {escape(where + problem.message)}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    definition = runner_definition(template, RunnerTargets(dispatch_function_arn, table_name))
+    print(json.dumps(definition, indent=2))
+    console.print(f"state machine: {escape(machine_name(name_prefix, template.name, definition))}", soft_wrap=True)
+
+
+def _workflow_template(text: str, *, yaml: bool) -> WorkflowTemplate:
+    """The template in `text`, read and checked as POST /v1/opscore/workflows reads and checks a body."""
+    from pydantic import ValidationError
+
+    from opscore.api.bodies import field_problems, readable_text
+    from opscore.core.errors import ValidationFailed
+    from opscore.workflows.templates import WorkflowTemplate, check_template
+
+    text = readable_text(text)
+    if yaml:
+        from opscore.api.yaml_bodies import yaml_as_json
+
+        text = yaml_as_json(text)
+    try:
+        template = WorkflowTemplate.model_validate_json(text)
+    except ValidationError as error:
+        raise ValidationFailed("the workflow template is not valid", field_problems(error)) from None
+    check_template(template)
+    return template
 
 
 def _key_service(stack: str | None, table: str | None, region: str | None) -> ApiKeys:

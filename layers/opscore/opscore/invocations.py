@@ -1,9 +1,10 @@
 """What the dispatch and sweep functions do with an invocation, over the services `opscore.wiring` builds, so their
 handlers only pass it on. It sits beside wiring, not in a context: it joins the runner, dispatch and agent health.
 
-The dispatch function is invoked two ways: by the session runner (`lambda:invoke.waitForTaskToken`) with
-`{"state": <runner state>, "token": <task token>}`, to queue a task attempt and serve its agent; and asynchronously
-with `{"serve": <agent id>}` when an agent whose channel pushes can take work again. The sweep, on its schedule,
+The dispatch function is invoked three ways: by a session runner's Task states (`lambda:invoke.waitForTaskToken`)
+with the task's route, the session and a task token, to queue a task attempt and serve its agent; by its `Record
+Failure` state with `{"runner_failed": ...}`, to end a failed session; and asynchronously with `{"serve": <agent
+id>}` when an agent whose channel pushes can take work again. The sweep, on its schedule,
 expires leases and marks silent agents offline, then serves the agents that got a slot back.
 
 Both serve within the time their invocation has left, less DELIVERY_RESERVE_SECONDS for the delivery last started.
@@ -19,7 +20,7 @@ from opscore.core.observability import logger
 
 if TYPE_CHECKING:
     # Imported where used: the sweep needs neither, and the services import them on the first invocation anyway.
-    from opscore.sessions.runner import RunnerState
+    from opscore.sessions.runner import DispatchRequest, RunnerFailure
 
 # Time kept back from the function's timeout: the last delivery started may take this long (3 tries of 5 s).
 DELIVERY_RESERVE_SECONDS = 20.0
@@ -37,18 +38,15 @@ class ServeRequest(NamedTuple):
     agent_id: str
 
 
-class DispatchRequest(NamedTuple):
-    state: RunnerState
-    token: str
-
-
-def dispatch_request(event: Mapping[str, Any]) -> ServeRequest | DispatchRequest:
-    """Which of its two jobs a dispatch invocation asks for."""
+def dispatch_request(event: Mapping[str, Any]) -> ServeRequest | DispatchRequest | RunnerFailure:
+    """Which of its jobs a dispatch invocation asks for."""
     if "serve" in event:
         return ServeRequest(str(event["serve"]))
-    from opscore.sessions.runner import RunnerState
+    from opscore.sessions.runner import DispatchRequest, RunnerFailure
 
-    return DispatchRequest(RunnerState.model_validate(event["state"]), event["token"])
+    if "runner_failed" in event:
+        return RunnerFailure.model_validate(event["runner_failed"])
+    return DispatchRequest.model_validate(event)
 
 
 def handle_dispatch_event(event: Mapping[str, Any], remaining_ms: RemainingMs) -> dict[str, Any]:
@@ -56,26 +54,31 @@ def handle_dispatch_event(event: Mapping[str, Any], remaining_ms: RemainingMs) -
     if isinstance(request, ServeRequest):
         logger.append_keys(agent_id=request.agent_id)
         return {"pushed": wiring.dispatcher().serve(request.agent_id, budget_seconds=serving_budget(remaining_ms()))}
-    return {"dispatch": queue_and_serve(request.state, request.token, remaining_ms)}
+    logger.set_correlation_id(request.session_id)
+    logger.append_keys(session_id=request.session_id, agent_id=request.agent_id)
+    from opscore.sessions.runner import DispatchRequest
+
+    if isinstance(request, DispatchRequest):
+        return {"dispatch": queue_and_serve(request, remaining_ms)}
+    for agent_id in sorted(wiring.session_runner().runner_failed(request)):
+        budget = serving_budget(remaining_ms())
+        if budget > 0:
+            wiring.dispatcher().serve(agent_id, budget_seconds=budget)
+    return {"recorded": "session_failed"}
 
 
-def queue_and_serve(state: RunnerState, token: str, remaining_ms: RemainingMs) -> str:
+def queue_and_serve(request: DispatchRequest, remaining_ms: RemainingMs) -> str:
     """Queue the runner's task attempt, then serve its agent; the outcome is what the runner is told."""
-    logger.set_correlation_id(state.session_id)
-    logger.append_keys(session_id=state.session_id, agent_id=state.agent_id)
-    outcome = wiring.session_runner().dispatch(state, token)
-    if outcome == "session_ended":
+    outcome, task = wiring.session_runner().dispatch(request)
+    if task is None or outcome == "session_ended":
         return outcome
     # A repeated dispatch serves too: the first may have stopped before it could.
-    from opscore.sessions.records import TaskRef
-
-    task = TaskRef(state.session_id, state.current().task_index or 0, state.current().sequence)
     try:
-        wiring.dispatcher().enqueued(state.agent_id, task, budget_seconds=serving_budget(remaining_ms()))
+        wiring.dispatcher().enqueued(request.agent_id, task, budget_seconds=serving_budget(remaining_ms()))
     except Exception:
         # Deliberately broad. The attempt is queued and stored by now: whatever serving raises (AWS errors, a
-        # throttle, a fault in a delivery channel), failing this invocation would fail or repeat the runner's
-        # Dispatch step for an attempt that is in fact waiting in its agent's queue. Logged with its trace instead.
+        # throttle, a fault in a delivery channel), failing this invocation would have the runner retry its Task
+        # state for an attempt that is in fact waiting in its agent's queue. Logged with its trace instead.
         logger.exception("serving the agent's queue failed; its next wake or pull takes the task")
     return outcome
 

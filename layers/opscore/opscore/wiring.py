@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from opscore.dispatch.results import TaskResults
     from opscore.dispatch.wake import Waker
     from opscore.keys.service import ApiKeys
+    from opscore.sessions.machines import RunnerMachines
     from opscore.sessions.runner import SessionRunner
     from opscore.sessions.service import Sessions
     from opscore.sessions.store import SessionStore
@@ -71,7 +72,11 @@ def workflows() -> Workflows:
     from opscore.workflows.service import Workflows
     from opscore.workflows.store import WorkflowStore
 
-    return Workflows(WorkflowStore(dynamodb(), settings().table_name), utc_now)
+    return Workflows(WorkflowStore(dynamodb(), settings().table_name), utc_now, prepare=_ready_runner)
+
+
+def _ready_runner(template: Any) -> str:
+    return runner_machines().ensure(template)
 
 
 @cache
@@ -85,7 +90,14 @@ def stepfunctions() -> SFNClient:
 def runner_control() -> RunnerControl:
     from opscore.aws.stepfunctions import RunnerControl
 
-    return RunnerControl(stepfunctions, settings().state_machine_arn)
+    return RunnerControl(stepfunctions)
+
+
+@cache
+def runner_machines() -> RunnerMachines:
+    from opscore.sessions.machines import RunnerMachines
+
+    return RunnerMachines(runner_control(), settings())
 
 
 @cache
@@ -99,7 +111,9 @@ def session_store() -> SessionStore:
 def sessions() -> Sessions:
     from opscore.sessions.service import Sessions
 
-    return Sessions(session_store(), registry(), workflows(), runner_control, agent_health, wake, utc_now)
+    return Sessions(
+        session_store(), registry(), workflows(), runner_control, runner_machines, agent_health, wake, utc_now
+    )
 
 
 @cache
@@ -113,7 +127,7 @@ def agent_health() -> AgentHealth:
 def session_runner() -> SessionRunner:
     from opscore.sessions.runner import SessionRunner
 
-    return SessionRunner(session_store(), runner_control(), agent_health(), wake, utc_now)
+    return SessionRunner(session_store(), runner_control(), agent_health(), utc_now)
 
 
 @cache
@@ -162,6 +176,7 @@ def reset() -> None:
         workflows,
         stepfunctions,
         runner_control,
+        runner_machines,
         session_store,
         sessions,
         session_runner,

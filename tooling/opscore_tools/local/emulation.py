@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from opscore_tools.local.runner import MOTO_CONFIG, Invoke, LambdaInvokeHook, create_state_machines
+from opscore_tools.local.runner import (
+    MOTO_CONFIG,
+    Invoke,
+    LambdaInvokeHook,
+    create_state_machines,
+    issue_a_token_per_attempt,
+)
 from opscore_tools.local.template import REGION, Template
 
 # Credentials that can only ever reach moto: set before any client exists, so nothing can sign a real AWS request.
@@ -64,6 +70,7 @@ def function_environment(template: Template) -> dict[str, str]:
 def create_resources(template: Template, invoke: Invoke) -> LambdaInvokeHook:
     """Inside a running mock: the template's tables and state machines, and Lambda calls routed to `invoke`."""
     create_tables(template)
+    issue_a_token_per_attempt()
     hook = LambdaInvokeHook(template, invoke)
     hook.install()
     create_state_machines(template)

@@ -24,6 +24,35 @@ MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}}
 Invoke = Callable[[str, dict[str, Any]], Any]
 
 
+def issue_a_token_per_attempt() -> None:
+    """Make moto give each attempt of a `.waitForTaskToken` state a task token of its own, as Step Functions does.
+
+    moto 5.2.5 makes the token once per state entry: a retry (the state's `Retry`) reuses it, and the token's answer
+    from the attempt before (the SendTaskFailure that caused the retry) ends the new attempt at once. Step Functions
+    issues a new token for every attempt, and Ops-Core's runners rely on that (a retried task is a new attempt).
+    """
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+        StateTaskServiceCallback,
+    )
+
+    original = StateTaskServiceCallback._eval_execution
+    if getattr(original, "issues_a_token_per_attempt", False):
+        return
+
+    def eval_execution(self: Any, env: Any) -> None:
+        waits_for_token = (
+            self._is_integration_pattern()
+            and ResourceCondition.WaitForTaskToken in self._supported_integration_patterns
+        )
+        if waits_for_token and env.states.context_object.context_object_data["State"].get("RetryCount", 0) > 0:
+            env.callback_pool_manager.add(env.states.context_object.update_task_token())
+        original(self, env)
+
+    eval_execution.issues_a_token_per_attempt = True  # type: ignore[attr-defined]
+    StateTaskServiceCallback._eval_execution = eval_execution  # type: ignore[method-assign]
+
+
 def create_state_machines(template: Template) -> None:
     import boto3
 

@@ -136,6 +136,16 @@ class Template:
         return {table.logical_id: local_table_name(table.logical_id) for table in self.tables}
 
 
+# What the pseudo parameters stand for locally (moto's account and region).
+PSEUDO_PARAMETERS = {
+    "AWS::Partition": "aws",
+    "AWS::Region": REGION,
+    "AWS::AccountId": ACCOUNT_ID,
+    "AWS::StackName": "opscore-local",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+
+
 def local_table_name(logical_id: str) -> str:
     return f"opscore-local-{logical_id}"
 
@@ -187,9 +197,31 @@ class _Resolver:
                 return str(self._parameters[name]["Default"])
         if isinstance(raw, dict) and set(raw) == {"Fn::GetAtt"}:
             name, attribute = raw["Fn::GetAtt"]
-            if self._type(name) == "AWS::Serverless::Function" and attribute == "Arn":
-                return local_function_arn(name)
+            return self._attribute(name, attribute, where)
+        if isinstance(raw, dict) and set(raw) == {"Fn::Sub"} and isinstance(raw["Fn::Sub"], str):
+            return re.sub(
+                r"\$\{([A-Za-z0-9:._]+)\}", lambda found: self._placeholder(found.group(1), where), raw["Fn::Sub"]
+            )
         raise TemplateError(f"{where}: the local runtime cannot resolve {raw!r}")
+
+    def _attribute(self, name: str, attribute: str, where: str) -> str:
+        kind = self._type(name)
+        if kind == "AWS::Serverless::Function" and attribute == "Arn":
+            return local_function_arn(name)
+        if kind == "AWS::IAM::Role" and attribute == "Arn":
+            return f"arn:aws:iam::{ACCOUNT_ID}:role/opscore-local-{name}"
+        if kind == "AWS::Logs::LogGroup" and attribute == "Arn":
+            return f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:opscore-local-{name}:*"
+        raise TemplateError(f"{where}: the local runtime cannot resolve {name}.{attribute}")
+
+    def _placeholder(self, name: str, where: str) -> str:
+        """One ${...} of a !Sub: a pseudo parameter, a parameter's default, or a resource's attribute."""
+        if name in PSEUDO_PARAMETERS:
+            return PSEUDO_PARAMETERS[name]
+        if "." in name:
+            resource, attribute = name.split(".", 1)
+            return self._attribute(resource, attribute, where)
+        return self.value({"Ref": name}, where)
 
     def _type(self, name: str) -> str | None:
         resource = self._resources.get(name)

@@ -1,4 +1,5 @@
-"""The Step Functions calls Ops-Core makes: start and stop a session's runner, and close or extend a task's wait.
+"""The Step Functions calls Ops-Core makes: create a workflow's runner, start and stop a session's execution, and close
+a task's wait.
 
 Every call that answers for a task token says whether the token was still open: a closed token (the attempt timed
 out, or the execution stopped) is an answer, not an error."""
@@ -33,25 +34,45 @@ def new_client() -> SFNClient:
     return boto3.client("stepfunctions")
 
 
+class MachineMissing(Exception):
+    """StartExecution named a state machine that does not exist (yet)."""
+
+
 class RunnerControl:
-    def __init__(self, client: Callable[[], SFNClient], state_machine_arn: str | None) -> None:
+    def __init__(self, client: Callable[[], SFNClient]) -> None:
         # The client is built on first use: most runner steps never call Step Functions.
         self._client = client
-        self._state_machine_arn = state_machine_arn
 
-    def execution_arn(self, session_id: str) -> str:
-        """The ARN StartExecution will give the session's execution (it is named after the session)."""
-        machine = self._require_machine()
-        prefix, _, name = machine.rpartition(":stateMachine:")
-        return f"{prefix}:execution:{name}:{session_id}"
+    def create_machine(self, name: str, definition: str, role_arn: str, log_group_arn: str | None) -> str:
+        """Create a Standard state machine; creating it again with the same definition returns the same one."""
+        request: dict[str, Any] = {
+            "name": name,
+            "definition": definition,
+            "roleArn": role_arn,
+            "type": "STANDARD",
+            "tracingConfiguration": {"enabled": True},
+        }
+        if log_group_arn:
+            request["loggingConfiguration"] = {
+                "level": "ERROR",
+                "includeExecutionData": False,
+                "destinations": [{"cloudWatchLogsLogGroup": {"logGroupArn": log_group_arn}}],
+            }
+        with _throttling():
+            return self._client().create_state_machine(**request)["stateMachineArn"]
 
-    def start(self, session_id: str, runner_input: dict[str, Any]) -> None:
+    def start(self, machine_arn: str, session_id: str, runner_input: dict[str, Any]) -> None:
         # Named after the session: Step Functions refuses a second execution of one name, so a retried start cannot
         # run a session twice.
-        with _throttling():
-            self._client().start_execution(
-                stateMachineArn=self._require_machine(), name=session_id, input=json.dumps(runner_input)
-            )
+        try:
+            with _throttling():
+                self._client().start_execution(
+                    stateMachineArn=machine_arn, name=session_id, input=json.dumps(runner_input)
+                )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "StateMachineDoesNotExist":
+                raise MachineMissing(machine_arn) from error
+            raise
 
     def stop(self, execution_arn: str, cause: str) -> None:
         try:
@@ -79,10 +100,11 @@ class RunnerControl:
             raise
         return True
 
-    def _require_machine(self) -> str:
-        if not self._state_machine_arn:
-            raise RuntimeError("STATE_MACHINE_ARN is not set for this function")
-        return self._state_machine_arn
+
+def execution_arn(machine_arn: str, session_id: str) -> str:
+    """The ARN StartExecution gives the session's execution (it is named after the session)."""
+    prefix, _, name = machine_arn.rpartition(":stateMachine:")
+    return f"{prefix}:execution:{name}:{session_id}"
 
 
 @contextmanager

@@ -20,14 +20,20 @@ class Variable(StrEnum):
     TABLE_NAME = "TABLE_NAME"
     HISTORY_RETENTION_DAYS = "HISTORY_RETENTION_DAYS"
     MAX_CLOCK_SKEW_SECONDS = "MAX_CLOCK_SKEW_SECONDS"
-    STATE_MACHINE_ARN = "STATE_MACHINE_ARN"
+    RUNNER_MACHINE_PREFIX = "RUNNER_MACHINE_PREFIX"
+    RUNNER_ROLE_ARN = "RUNNER_ROLE_ARN"
+    RUNNER_LOG_GROUP_ARN = "RUNNER_LOG_GROUP_ARN"
     IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"
     DISPATCH_FUNCTION_ARN = "DISPATCH_FUNCTION_ARN"
 
 
 # The ones a function may require; the others have defaults.
 TABLE_NAME = Variable.TABLE_NAME
-STATE_MACHINE_ARN = Variable.STATE_MACHINE_ARN
+RUNNER_MACHINE_PREFIX = Variable.RUNNER_MACHINE_PREFIX
+RUNNER_ROLE_ARN = Variable.RUNNER_ROLE_ARN
+RUNNER_LOG_GROUP_ARN = Variable.RUNNER_LOG_GROUP_ARN
+# What a function that creates and starts session runners needs.
+RUNNER_SETTINGS = (RUNNER_MACHINE_PREFIX, RUNNER_ROLE_ARN, RUNNER_LOG_GROUP_ARN, Variable.DISPATCH_FUNCTION_ARN)
 IDEMPOTENCY_TABLE = Variable.IDEMPOTENCY_TABLE
 DISPATCH_FUNCTION_ARN = Variable.DISPATCH_FUNCTION_ARN
 
@@ -37,7 +43,18 @@ class Settings(BaseModel):
 
     table_name: str = Field(min_length=3, description="The single Ops-Core table (TABLE_NAME).")
     history_retention_days: int = Field(default=30, ge=1, le=3650, description="TTL of state history entries.")
-    state_machine_arn: str | None = Field(default=None, description="The session runner (STATE_MACHINE_ARN).")
+    runner_machine_prefix: str | None = Field(
+        default=None,
+        pattern=r"^arn:[a-z-]+:states:[a-z0-9-]+:[0-9]{12}:stateMachine:[A-Za-z0-9_-]{1,24}$",
+        description=(
+            "The ARN every session runner's name starts with, up to the stack's own name prefix "
+            "(RUNNER_MACHINE_PREFIX): arn:<partition>:states:<region>:<account>:stateMachine:<prefix>."
+        ),
+    )
+    runner_role_arn: str | None = Field(default=None, description="The role session runners run as (RUNNER_ROLE_ARN).")
+    runner_log_group_arn: str | None = Field(
+        default=None, description="Where session runners log their errors (RUNNER_LOG_GROUP_ARN)."
+    )
     idempotency_table: str | None = Field(default=None, description="Powertools idempotency (IDEMPOTENCY_TABLE).")
     dispatch_function_arn: str | None = Field(
         default=None, description="Invoked to serve an agent's queue (DISPATCH_FUNCTION_ARN)."

@@ -30,7 +30,6 @@ from opscore.dispatch.models import LeasedTask, QueuedTask, QueuePage, TaskHeart
 from opscore.dispatch.queue import LeaseOutcome, TaskQueue
 from opscore.dispatch.results import TaskResults, locate_task
 from opscore.sessions.errors import DELIVERY_FAILED_ERROR
-from opscore.sessions.models import TaskStatus
 from opscore.sessions.records import TaskRecord, TaskRef
 from opscore.sessions.store import SessionStore
 
@@ -207,9 +206,7 @@ class Dispatcher:
         )
         metrics.add_metric(name=f"Deliveries{delivery.outcome.title()}", unit=MetricUnit.Count, value=1)
         if delivery.outcome == "failed":
-            self._health.end_lease(
-                agent_id, ref, status=TaskStatus.FAILED, error=DELIVERY_FAILED_ERROR, cause=delivery.reason
-            )
+            self._health.end_lease(agent_id, ref, error=DELIVERY_FAILED_ERROR, cause=delivery.reason)
             return
         self._health.heard_from(agent_id, agent.offline_after_seconds)  # it answered: it is alive
         if delivery.outcome == "completed" and delivery.result is not None:

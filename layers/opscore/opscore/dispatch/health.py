@@ -30,8 +30,9 @@ from opscore.core.errors import Throttled
 from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.core.retry import Backoff, attempts
 from opscore.dispatch.queue import Counted, TaskQueue
+from opscore.sessions.attempts import failed, opscore_problem
 from opscore.sessions.errors import AGENT_OFFLINE_ERROR, AGENT_QUARANTINED_ERROR, LEASE_EXPIRED_ERROR
-from opscore.sessions.models import TaskStatus
+from opscore.sessions.models import Problem, TaskStatus
 from opscore.sessions.records import TaskRecord, TaskRef
 from opscore.sessions.store import SessionStore
 
@@ -79,27 +80,30 @@ class AgentHealth:
         agent_id: str,
         ref: TaskRef,
         *,
-        status: TaskStatus | None,
-        error: str | None,
+        error: str,
         cause: str = "",
         counted: Counted = "failure",
         expired_only: bool = False,
+        problem: Problem | None = None,
+        final: bool = False,
+        tell: bool = True,
     ) -> bool:
-        """End a lease without a result: the attempt fails with `error` (the runner applies retry and fallback).
+        """End a lease without a result: the attempt fails with `error`, recorded as the runner will act on it.
 
-        With no `error` the runner already knows (the attempt timed out there). False when the attempt held no lease
-        any more (it ended some other way first).
+        The runner is told (unless `tell` is off: a timeout, which the runner saw first). False when the attempt held
+        no lease any more (it ended some other way first).
         """
-        now = format_timestamp(self._now())
-        released = self._queue.release(
-            agent_id, ref, status=status, counted=counted, now=now, expired_only=expired_only, cause=cause or None
-        )
-        if not released:
+        task = self._sessions.get_task(ref.session_id, ref.index)
+        if task is None or task.dispatch_seq != ref.sequence or task.status is not TaskStatus.LEASED:
             return False
-        if error is not None:  # the token stays on the task after the release
-            task = self._sessions.get_task(ref.session_id, ref.index)
-            if task is not None and task.task_token is not None:
-                self._tell_runner(task.task_token, error, cause)
+        now = self._now()
+        ended = failed(task, problem or opscore_problem(error, cause), error, now, final=final)
+        if not self._queue.release(
+            agent_id, ref, ended=ended, counted=counted, now=format_timestamp(now), expired_only=expired_only
+        ):
+            return False
+        if tell and task.task_token is not None:
+            self._tell_runner(task.task_token, error, cause)
         logger.info(
             "lease ended without a result",
             extra={
@@ -107,7 +111,7 @@ class AgentHealth:
                 "session_id": ref.session_id,
                 "task_id": ref.task_id,
                 "old_status": "leased",
-                "new_status": status,
+                "new_status": ended.outcome.status,
                 "error_type": error,
             },
         )
@@ -115,6 +119,19 @@ class AgentHealth:
         if counted == "failure":
             self.after_failure(agent_id)
         return True
+
+    def skip_lease(self, agent_id: str, ref: TaskRef) -> bool:
+        """A cancel ends the lease: the task is skipped, the agent's slot comes back, and nothing is counted."""
+        now = format_timestamp(self._now())
+        return self._queue.release(agent_id, ref, ended=None, status=TaskStatus.SKIPPED, counted=None, now=now)
+
+    def end_queued(self, ref: TaskRef, *, error: str, problem: Problem, final: bool = False) -> bool:
+        """End a queued attempt without a lease (a quarantine, a timeout): off the queue, recorded as it ended."""
+        task = self._sessions.get_task(ref.session_id, ref.index)
+        if task is None or not task.queued_for(ref):
+            return False
+        now = self._now()
+        return self._queue.withdraw(ref, failed(task, problem, error, now, final=final), format_timestamp(now))
 
     def _tell_runner(self, token: str, error: str, cause: str) -> None:
         """Fail the attempt's wait, trying again while Step Functions throttles: the lease is already gone, so
@@ -178,9 +195,10 @@ class AgentHealth:
         task = self._sessions.get_task(ref.session_id, ref.index)
         if task is None or task.queued_as_fallback:
             return
-        token = task.task_token
-        if self._queue.withdraw(ref, TaskStatus.FAILED, format_timestamp(self._now())) and token is not None:
-            self._tell_runner(token, AGENT_QUARANTINED_ERROR, f"agent {agent_id} was quarantined")
+        cause = f"agent {agent_id} was quarantined while the task waited in its queue"
+        problem = opscore_problem(AGENT_QUARANTINED_ERROR, cause)
+        if self.end_queued(ref, error=AGENT_QUARANTINED_ERROR, problem=problem) and task.task_token is not None:
+            self._tell_runner(task.task_token, AGENT_QUARANTINED_ERROR, cause)
             logger.info(
                 "queued task failed over: agent quarantined",
                 extra={
@@ -203,7 +221,6 @@ class AgentHealth:
                 ended = self.end_lease(
                     lease.agent_id,
                     lease.ref,
-                    status=TaskStatus.TIMED_OUT,
                     error=LEASE_EXPIRED_ERROR,
                     cause=f"no heartbeat or result within the {lease.lease_seconds} s lease",
                     expired_only=True,
@@ -250,7 +267,6 @@ class AgentHealth:
             self.end_lease(
                 agent_id,
                 leased.ref,
-                status=TaskStatus.TIMED_OUT,
                 error=AGENT_OFFLINE_ERROR,
                 cause=f"agent {agent_id} went offline holding the lease",
                 counted=None,

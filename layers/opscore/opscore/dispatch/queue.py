@@ -21,7 +21,8 @@ from opscore.agents.records import TAKES_NO_WORK
 from opscore.agents.store import DEADLINES_INDEX, agent_key
 from opscore.aws.dynamodb import run_transaction, translated_errors, update_if
 from opscore.aws.items import decode_item, n, s
-from opscore.sessions.items import task_key, task_record
+from opscore.aws.updates import Update
+from opscore.sessions.items import QUEUE_ATTRIBUTES, mark_request, outcome_update, task_key, task_record
 from opscore.sessions.models import TaskStatus, task_id
 from opscore.sessions.records import TaskRecord, TaskRef
 
@@ -29,12 +30,16 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
+    from opscore.sessions.attempts import AttemptEnd
+
 QUEUE_INDEX = "AgentTasks"
 LEASE = "LEASE"
 # Waiting this long is worth one priority level: a task enqueued this much earlier ranks with one a level more urgent.
 QUEUE_AGING_SECONDS = 120
 # Everything that marks a task as leased; removing them together ends the lease.
-LEASE_ATTRIBUTES = ("lease_expires_at", "agent_tasks", "agent_tasks_sk", "deadline_kind", "deadline_at")
+LEASE_ATTRIBUTES = QUEUE_ATTRIBUTES
+# A task whose time in the runner has run out is not leased or renewed: the runner no longer waits for it.
+IN_TIME = "(attribute_not_exists(attempt_deadline) OR attempt_deadline > :now)"
 
 Counted = Literal["success", "failure"] | None
 LeaseOutcome = Literal["leased", "taken", "agent_unavailable"]
@@ -156,7 +161,9 @@ class TaskQueue:
                         "agent_tasks = :partition, agent_tasks_sk = :position, "
                         "deadline_kind = :lease, deadline_at = :position, agent_offline_after = :offline_after"
                     ),
-                    "ConditionExpression": "#status = :queued AND dispatch_seq = :seq AND agent_id = :agent",
+                    "ConditionExpression": (
+                        f"#status = :queued AND dispatch_seq = :seq AND agent_id = :agent AND {IN_TIME}"
+                    ),
                     "ExpressionAttributeNames": {"#status": "status"},
                     "ExpressionAttributeValues": {
                         ":leased": s("leased"),
@@ -190,7 +197,9 @@ class TaskQueue:
                     "updated_at = :now"
                 ),
                 # A result ends the lease (its attributes go), so a heartbeat after it finds none to extend.
-                "ConditionExpression": "#status = :leased AND dispatch_seq = :seq AND lease_expires_at > :now",
+                "ConditionExpression": (
+                    f"#status = :leased AND dispatch_seq = :seq AND lease_expires_at > :now AND {IN_TIME}"
+                ),
                 "ExpressionAttributeNames": {"#status": "status"},
                 "ExpressionAttributeValues": {
                     ":expires": s(expires_at),
@@ -207,60 +216,45 @@ class TaskQueue:
         agent_id: str,
         task: TaskRef,
         *,
-        status: TaskStatus | None,
+        ended: AttemptEnd | None,
         counted: Counted,
         now: str,
+        status: TaskStatus | None = None,
         expired_only: bool = False,
-        cause: str | None = None,
     ) -> bool:
         """End the attempt's lease and give the agent its slot back; False when it held no lease (nothing written).
 
-        `status` also moves the task (an expired lease ends the attempt); `counted` adds the attempt to the agent's
-        failure streak, or resets the streak; `expired_only` spares a lease a heartbeat has just extended. `cause`
-        is kept for the runner's record (Step Functions may not carry it).
+        `ended` records how the attempt ended (a lease that ran out, an agent gone offline, a failed delivery, a
+        timeout); without it only `status` is set (a cancel skips the task). `counted` adds the attempt to the
+        agent's failure streak, or resets the streak; `expired_only` spares a lease a heartbeat has just extended.
         """
-        update = "SET updated_at = :now" + (", #status = :status" if status is not None else "")
-        values: dict[str, Any] = {":seq": n(task.sequence), ":now": s(now)}
-        if cause is not None:
-            update += ", end_cause = :cause, end_cause_seq = :seq"
-            values[":cause"] = s(cause[:2048])
-        names = {"#status": "status"} if status is not None else {}
-        if status is not None:
-            values[":status"] = s(status)
+        condition = "attribute_exists(#lease_expires_at) AND #dispatch_seq = :seq" + (
+            " AND #lease_expires_at <= :now" if expired_only else ""
+        )
+        if ended is not None:
+            update = outcome_update(task.session_id, ended.outcome, now)
+        else:
+            update = Update(task_key(task.session_id, task.index)).set("updated_at", now).remove(*LEASE_ATTRIBUTES)
+            if status is not None:
+                update.set("status", status)
+        update.condition(condition, seq=task.sequence, now=now)
         items: list[TransactWriteItemTypeDef] = [
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": task_key(task.session_id, task.index),
-                    "UpdateExpression": f"{update} REMOVE {', '.join(LEASE_ATTRIBUTES)}",
-                    "ConditionExpression": "attribute_exists(lease_expires_at) AND dispatch_seq = :seq"
-                    + (" AND lease_expires_at <= :now" if expired_only else ""),
-                    "ExpressionAttributeValues": values,
-                    **({"ExpressionAttributeNames": names} if names else {}),  # type: ignore[typeddict-item]
-                }
-            },
+            {"Update": update.request(self._table)},  # type: ignore[typeddict-item]
             slot_release(self._table, agent_id, counted),
         ]
+        if ended is not None and ended.mark is not None:
+            items.append({"Update": mark_request(self._table, task.session_id, ended.mark, now)})  # type: ignore[typeddict-item]
         return run_transaction(self._client, items) is None
 
-    def withdraw(self, task: TaskRef, status: TaskStatus, now: str) -> bool:
-        """Take a queued attempt off the queue with `status`; False when it was no longer queued."""
-        return update_if(
-            self._client,
-            {
-                "TableName": self._table,
-                "Key": task_key(task.session_id, task.index),
-                "UpdateExpression": "SET #status = :status, updated_at = :now REMOVE agent_tasks, agent_tasks_sk",
-                "ConditionExpression": "#status = :queued AND dispatch_seq = :seq",
-                "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": {
-                    ":status": s(status),
-                    ":now": s(now),
-                    ":queued": s("queued"),
-                    ":seq": n(task.sequence),
-                },
-            },
+    def withdraw(self, task: TaskRef, ended: AttemptEnd, now: str) -> bool:
+        """Take a queued attempt off the queue as it ended; False when it was no longer queued."""
+        update = outcome_update(task.session_id, ended.outcome, now).condition(
+            "#status = :queued AND #dispatch_seq = :seq", queued="queued", seq=task.sequence
         )
+        items: list[TransactWriteItemTypeDef] = [{"Update": update.request(self._table)}]  # type: ignore[typeddict-item]
+        if ended.mark is not None:
+            items.append({"Update": mark_request(self._table, task.session_id, ended.mark, now)})  # type: ignore[typeddict-item]
+        return run_transaction(self._client, items) is None
 
 
 def slot_release(table: str, agent_id: str, counted: Counted) -> TransactWriteItemTypeDef:

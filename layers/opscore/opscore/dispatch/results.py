@@ -1,9 +1,10 @@
 """An agent's answers for its leased tasks: the result of an attempt.
 
-A result is kept on the task before the runner hears of it (SendTaskSuccess/SendTaskFailure), so a repeat can be
-recognised: the same result again answers 200 and changes nothing, a different one answers 409. Keeping it ends the
-lease in the same transaction, so the agent's slot is free at once. If the runner no longer waits for that attempt
-(it timed out, or the session was cancelled), the result is withdrawn and refused."""
+A result is recorded on the task, with the attempt's end, before the runner hears of it (SendTaskSuccess or
+SendTaskFailure), so a repeat can be recognised: the same result again answers 200 and changes nothing, a different
+one answers 409. The same write ends the lease, so the agent's slot is free at once, and completes the session when
+the task was its last. A result is refused once the session has ended or the attempt's time in the runner has run
+out."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.core.retry import attempts
 from opscore.dispatch.errors import AttemptRequired, ResultConflict, TaskNotOpen
 from opscore.dispatch.models import TaskResult, TaskResultAccepted
+from opscore.sessions.attempts import AttemptEnd, agent_failure, failed, succeeded
 from opscore.sessions.errors import AGENT_FAILED_ERROR
 from opscore.sessions.models import TaskStatus, split_task_id
 from opscore.sessions.records import TaskRecord
@@ -47,73 +49,45 @@ class TaskResults:
         result_json = canonical_json(result.model_dump(mode="json", exclude={"attempt"}, exclude_none=True))
         for _ in attempts(MAX_ATTEMPTS):
             task = self._task(agent_id, task_id, session_id, index)
-            known = known_answer(task, task_id, result, result_json)
+            now = self._now()
+            known = known_answer(task, task_id, result, result_json, format_timestamp(now))
             if known is not None:
                 if known.tell_again and task.task_token is not None:
-                    # The first call may have stopped between keeping the result and telling the runner: tell it
+                    # The first call may have stopped between recording the result and telling the runner: tell it
                     # again (a closed token means it had heard).
                     tell_runner(self._runner, task.task_token, result)
                 return TaskResultAccepted(
                     task_id=task_id, session_id=session_id, status=result.status, attempt=known.attempt
                 )
-            attempt = task.attempts
-            sequence = task.dispatch_seq
             self._health.heard_from(agent_id, task.agent_offline_after)
-            saved_result = SavedResult(
-                session_id=session_id,
-                index=index,
-                sequence=sequence,
-                attempt=attempt,
-                agent_id=agent_id,
-                result_json=result_json,
-                counted="success" if result.status == "succeeded" else "failure",
-                now=format_timestamp(self._now()),
-            )
+            ended = attempt_ended(task, result, result_json, now)
             try:
-                saved = self._store.save_result(saved_result)
+                saved = self._store.save_result(saved_result(task, agent_id, result, result_json, now), ended)
             except ConditionFailed:
                 continue  # the task moved (a result, a timeout, a cancel) since it was read: decide again
             if not saved:
                 raise TaskNotOpen(f"the session of task {task_id} has ended; it takes no more results")
-            if not self._deliver(session_id, index, sequence, result):
-                self._store.withdraw_result(session_id, index, sequence)
-                raise TaskNotOpen(f"attempt {attempt} of {task_id} has already ended (timed out or cancelled)")
+            if task.task_token is not None:
+                # A token closed meanwhile (the runner's timeout came first) is healed by the runner's next dispatch
+                # of this task, which finds the run succeeded and passes the result on.
+                tell_runner(self._runner, task.task_token, result)
             logger.info(
                 "task result reported",
-                extra={"session_id": session_id, "task_id": task_id, "attempt": attempt, "result": result.status},
+                extra={
+                    "session_id": session_id,
+                    "task_id": task_id,
+                    "attempt": task.attempts,
+                    "result": result.status,
+                    "new_status": ended.outcome.status,
+                },
             )
             metrics.add_metric(name="TaskResultsReported", unit=MetricUnit.Count, value=1)
             if result.status == "failed":
                 self._health.after_failure(agent_id)
-            return TaskResultAccepted(task_id=task_id, session_id=session_id, status=result.status, attempt=attempt)
+            return TaskResultAccepted(
+                task_id=task_id, session_id=session_id, status=result.status, attempt=task.attempts
+            )
         raise Conflict(f"task {task_id} is changing too fast to take this result now; send it again")
-
-    def _deliver(self, session_id: str, index: int, sequence: int, result: TaskResult) -> bool:
-        """Tell the runner the kept result; False only when its attempt visibly ended without it.
-
-        A closed token is not proof of that: a concurrent identical report may have used it, or a retried dispatch
-        may have replaced it. So the task is read again each time, and the answer follows what it shows.
-        """
-        tried: set[str] = set()
-        for _ in attempts(MAX_ATTEMPTS):
-            task = self._store.get_task(session_id, index)
-            if task is None or task.dispatch_seq != sequence:
-                return False
-            if task.status is not TaskStatus.LEASED:
-                # The attempt ended: by this result (recorded with its status) or by a timeout or a cancel.
-                entry = task.attempt(task.attempts)
-                return entry is not None and entry.status == result.status
-            token = task.task_token
-            if token is None:
-                return False
-            if token in tried:
-                # Still shown leased with a closed token: a concurrent identical report told the runner, or
-                # the runner is recording a timeout right now. The result is kept; the session shows which.
-                return True
-            tried.add(token)
-            if tell_runner(self._runner, token, result):
-                return True
-        return True
 
     def _task(self, agent_id: str, task_id: str, session_id: str, index: int) -> TaskRecord:
         task = self._store.get_task(session_id, index)
@@ -123,6 +97,27 @@ class TaskResults:
         return task
 
 
+def saved_result(task: TaskRecord, agent_id: str, result: TaskResult, result_json: str, now: datetime) -> SavedResult:
+    """The result as kept on its task, for the attempt the task is waiting on."""
+    return SavedResult(
+        session_id=task.session_id,
+        index=task.index,
+        sequence=task.dispatch_seq,
+        attempt=task.attempts,
+        agent_id=agent_id,
+        result_json=result_json,
+        counted="success" if result.status == "succeeded" else "failure",
+        now=format_timestamp(now),
+    )
+
+
+def attempt_ended(task: TaskRecord, result: TaskResult, result_json: str, now: datetime) -> AttemptEnd:
+    """How the agent's result ends its attempt."""
+    if result.status == "succeeded":
+        return succeeded(task, result.output, now)
+    return failed(task, agent_failure(result_json), AGENT_FAILED_ERROR, now)
+
+
 class KnownAnswer(NamedTuple):
     """A result said before: the attempt it answers, and whether the runner may not have heard it yet."""
 
@@ -130,11 +125,12 @@ class KnownAnswer(NamedTuple):
     tell_again: bool = False
 
 
-def known_answer(task: TaskRecord, task_id: str, result: TaskResult, result_json: str) -> KnownAnswer | None:
+def known_answer(task: TaskRecord, task_id: str, result: TaskResult, result_json: str, now: str) -> KnownAnswer | None:
     """The attempt a repeated result answers for; None when the result is new for the open attempt.
 
-    Raises when the result cannot be taken: the task waits for no result (or another attempt's), a different
-    result was reported for this attempt, or the result could be a late repeat of an earlier attempt's.
+    Raises when the result cannot be taken: a different result was reported for this attempt, the task waits for
+    no result (or another attempt's), its time in the runner ran out, or the result could be a late repeat of an
+    earlier attempt's.
     """
     same = task.result_json == result_json
     reported = task.result_attempt or task.attempts
@@ -142,19 +138,25 @@ def known_answer(task: TaskRecord, task_id: str, result: TaskResult, result_json
         if same and result.attempt == reported:
             return KnownAnswer(reported)  # a late repeat for an earlier attempt
         raise TaskNotOpen(_not_open_message(task_id, task, result.attempt))
-    leased = task.status is TaskStatus.LEASED
-    if same and (task.has_result or not leased):
-        return KnownAnswer(reported, tell_again=leased)
-    _refuse_unless_open(task, task_id, result, same=same, reported=reported)
+    if same and (task.has_result or task.status is not TaskStatus.LEASED):
+        return KnownAnswer(reported, tell_again=task.has_result)
+    _refuse_unless_open(task, task_id, result, same=same, reported=reported, now=now)
     return None
 
 
-def _refuse_unless_open(task: TaskRecord, task_id: str, result: TaskResult, *, same: bool, reported: int) -> None:
-    """A new result is taken only by a leased attempt without one, and never as a bare repeat of an earlier one."""
-    if task.status is not TaskStatus.LEASED:
-        raise TaskNotOpen(_not_open_message(task_id, task, None))
+def _refuse_unless_open(
+    task: TaskRecord, task_id: str, result: TaskResult, *, same: bool, reported: int, now: str
+) -> None:
+    """A new result is taken only by a leased attempt without one, in time, and never as a bare repeat of an
+    earlier one."""
     if task.has_result:
         raise ResultConflict(f"a different result was already reported for attempt {task.attempts} of {task_id}")
+    if task.status is not TaskStatus.LEASED:
+        raise TaskNotOpen(_not_open_message(task_id, task, None))
+    if task.attempt_deadline is not None and task.attempt_deadline <= now:
+        raise TaskNotOpen(
+            f"attempt {task.attempts} of {task_id} has timed out: the runner no longer waits for its result"
+        )
     if same and result.attempt is None:
         raise AttemptRequired(
             f"this result repeats the one reported for attempt {reported} of {task_id}; to report it for the "

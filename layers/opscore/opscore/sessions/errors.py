@@ -16,3 +16,7 @@ LEASE_EXPIRED_ERROR = "OpsCore.LeaseExpired"  # no heartbeat or result before th
 AGENT_OFFLINE_ERROR = "OpsCore.AgentOffline"  # the agent went silent holding the lease
 DELIVERY_FAILED_ERROR = "OpsCore.DeliveryFailed"  # a push channel could not hand the task over
 AGENT_QUARANTINED_ERROR = "OpsCore.AgentQuarantined"  # queued for an agent put in error: straight to the fallback
+
+# What a template's retry policy retries: a failed result, a timeout, an expired lease, an agent gone offline holding
+# the lease, a failed delivery. A quarantine and a cancel are never retried.
+RETRIED_ERRORS = (AGENT_FAILED_ERROR, "States.Timeout", LEASE_EXPIRED_ERROR, AGENT_OFFLINE_ERROR, DELIVERY_FAILED_ERROR)

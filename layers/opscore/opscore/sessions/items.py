@@ -9,12 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from opscore.aws.items import Attributes, Item, s
+from opscore.aws.updates import Update
 from opscore.core.contracts import parse_json
 from opscore.sessions.models import Problem, SessionStatus, TaskStatus
 from opscore.sessions.records import DEFAULT_LEASE_SECONDS, SessionRecord, TaskRecord, TemplateTask
+from opscore.sessions.writes import SessionEnd, TaskMark, TaskOutcome
 
 SESSION_SK = "SESSION"
 TASK_PREFIX = "TASK#"
+# Everything that puts a task in its agent's queue or marks it leased; removing them all takes it off both.
+QUEUE_ATTRIBUTES = ("lease_expires_at", "agent_tasks", "agent_tasks_sk", "deadline_kind", "deadline_at")
 
 
 def session_key(session_id: str) -> Item:
@@ -87,5 +91,72 @@ def task_record(attributes: Attributes) -> TaskRecord:
         end_cause=attributes.get("end_cause"),
         end_cause_seq=attributes.get("end_cause_seq"),
         agent_offline_after=attributes.get("agent_offline_after"),
+        run=attributes.get("run"),
+        run_attempt=attributes.get("run_attempt", 0),
+        route_json=attributes.get("route"),
+        attempt_deadline=attributes.get("attempt_deadline"),
         queue_position=attributes.get("agent_tasks_sk", ""),
     )
+
+
+# ---------------------------------------------------------------------- writes shared by the stores
+
+
+def outcome_update(session_id: str, outcome: TaskOutcome, now: str) -> Update:
+    """How an attempt ended, on its task: status, timings, output or error, its history entry; off the queue.
+
+    Guarded by the attempt (`dispatch_seq`); callers add what else must hold. The task token stays: a repeated
+    result may need to tell the runner again, and a closed token only says it had heard.
+    """
+    update = (
+        Update(task_key(session_id, outcome.index))
+        .set("status", outcome.status)
+        .set("ended_at", outcome.ended_at)
+        .set("duration_ms", outcome.duration_ms)
+        .set_entry("history", str(outcome.attempt), outcome.attempt_record_json)
+        .set("updated_at", now)
+        .remove(*QUEUE_ATTRIBUTES)
+    )
+    for name, value in (
+        ("output", outcome.output_json),
+        ("error", outcome.error_json),
+        ("scheduled_for", outcome.scheduled_for),
+    ):
+        if value is None:
+            update.remove(name)
+        else:
+            update.set(name, value)
+    return update
+
+
+def mark_request(table: str, session_id: str, mark: TaskMark, now: str) -> dict[str, Any]:
+    """A task the runner dispatches after a delay shows as scheduled meanwhile."""
+    return {
+        "TableName": table,
+        "Key": task_key(session_id, mark.index),
+        "UpdateExpression": (
+            "SET #status = :status, scheduled_for = :when, updated_at = :now, #id = :id, "
+            "#index = :index, entity = :entity, history = if_not_exists(history, :no_history), "
+            "attempts = if_not_exists(attempts, :zero)"
+        ),
+        "ExpressionAttributeNames": {"#status": "status", "#id": "id", "#index": "index"},
+        "ExpressionAttributeValues": {
+            ":status": s(mark.status),
+            ":when": s(mark.scheduled_for),
+            ":now": s(now),
+            ":id": s(mark.template_id),
+            ":index": {"N": str(mark.index)},
+            ":entity": s("task"),
+            ":no_history": {"M": {}},
+            ":zero": {"N": "0"},
+        },
+    }
+
+
+def session_end_request(table: str, session_id: str, end: SessionEnd, condition: str, **values: str) -> dict[str, Any]:
+    """The update that ends a session (its status, end time and error), made only while `condition` holds."""
+    update = Update(session_key(session_id)).set("status", end.status).set("ended_at", end.ended_at)
+    update.set("updated_at", end.ended_at)
+    if end.error_json is not None:
+        update.set("error", end.error_json)
+    return update.condition(condition, **values).request(table)

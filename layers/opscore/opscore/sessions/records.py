@@ -90,6 +90,13 @@ class TaskRecord(NamedTuple):
     end_cause: str | None = None
     end_cause_seq: int | None = None
     agent_offline_after: int | None = None
+    # The run this attempt belongs to (its state in the runner, and when the state was entered), the attempt's number
+    # within that run, the run's route (JSON of opscore.sessions.plan.TaskRoute), and when the runner's timeout for
+    # the attempt runs out.
+    run: str | None = None
+    run_attempt: int = 0
+    route_json: str | None = None
+    attempt_deadline: str | None = None
     # The entry's place in its agent's queue index: a queue rank, or a lease expiry, then the task id.
     queue_position: str = ""
 

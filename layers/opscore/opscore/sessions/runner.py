@@ -1,58 +1,74 @@
-"""updateSession and dispatch: what the runner's Lambda tasks do at each transition of a session.
+"""What the session runner's states ask of Ops-Core: queue a task attempt, and record how a failed session ended.
 
-The state machine carries `RunnerState` (the session, its plan and the current step) and calls:
-- `started` once: the session goes processing, and the first step is returned;
-- `dispatch` per attempt, with the task token: the attempt is queued on its agent (the agent leases it, then
-  reports its result, which closes the token);
-- `succeeded` / `failed` when the attempt's wait ends: its outcome is recorded and the next step is returned.
-The next step comes from opscore.sessions.plan; here it is only recorded. Every write is guarded by the session's
-status (a cancelled session never moves again) and by the step's sequence number (a retried call writes nothing
-new), so Step Functions may retry any of these calls.
+Each Task state of a workflow's machine (see opscore.sessions.definition) invokes the dispatch function with its
+route and a task token; the attempt waits in its agent's queue until its result closes the token. Step Functions
+retries the state by its `Retry` (a new token, the same route), so a dispatch tells three cases apart by what the task
+shows:
+- the run's attempt is still open and its time has not run out: a repeated invocation of the same attempt (Lambda
+  retried it after it had queued); only the token is replaced;
+- the run's attempt is still open and its time has run out: the runner timed it out (only Step Functions sees that),
+  so it is recorded as timed out here, then the next attempt is queued;
+- otherwise the run's next attempt (or its first) is queued.
+A run that already succeeded (its result came as the runner timed it out) passes that success on to the new token.
+A fallback's dispatch also records the timeout of the attempt it replaces, if nobody recorded its end.
+
+`Record Failure` calls `runner_failed`: it closes an attempt the runner gave up on and ends the session in error with
+the failed task's error. Every write is guarded by the session's status, so nothing moves once a session is
+cancelled or ended.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from opscore.aws.dynamodb import ConditionFailed
 from opscore.aws.stepfunctions import RunnerControl
 from opscore.core.clock import format_timestamp
-from opscore.core.contracts import canonical_json, parse_json
+from opscore.core.contracts import canonical_json
 from opscore.core.observability import MetricUnit, logger, metrics
-from opscore.core.retry import attempts
-from opscore.dispatch.models import TaskResult
 from opscore.dispatch.queue import queue_rank
-from opscore.dispatch.results import tell_runner
-from opscore.sessions.errors import (
-    AGENT_FAILED_ERROR,
-    AGENT_OFFLINE_ERROR,
-    AGENT_QUARANTINED_ERROR,
-    DELIVERY_FAILED_ERROR,
-    LEASE_EXPIRED_ERROR,
-    SESSION_CANCELLED_ERROR,
-)
-from opscore.sessions.models import AttemptRecord, Problem, SessionStatus, TaskStatus, task_id
-from opscore.sessions.plan import SessionPlan, Step, TaskError, after_failure, after_success, first_step
+from opscore.sessions.attempts import route_of, timeout_problem
+from opscore.sessions.errors import SESSION_CANCELLED_ERROR
+from opscore.sessions.models import Problem, SessionStatus, TaskStatus, task_id
+from opscore.sessions.plan import TaskRoute
 from opscore.sessions.records import TaskRecord, TaskRef
 from opscore.sessions.store import SessionStore
-from opscore.sessions.writes import Dispatch, SessionEnd, TaskMark, TaskOutcome
+from opscore.sessions.writes import Dispatch, SessionEnd
 
 if TYPE_CHECKING:
     from opscore.dispatch.health import AgentHealth
 
-# Ends of a lease a record may meet before it can be written (one is the usual case: a runner timeout).
-MAX_LEASE_ENDINGS = 3
-# What Ops-Core's own failures say when Step Functions did not carry their cause (moto drops it).
-OPSCORE_FAILURES = {
-    LEASE_EXPIRED_ERROR: "no heartbeat or result before the lease ran out",
-    AGENT_OFFLINE_ERROR: "the agent went offline holding the lease",
-    DELIVERY_FAILED_ERROR: "the task could not be delivered to the agent",
-    AGENT_QUARANTINED_ERROR: "the agent was quarantined while the task waited in its queue",
-}
+TIMEOUT_ERROR = "States.Timeout"
+
+
+class Given(BaseModel):
+    """What the trigger settled for one task: its input and its queue priority."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    input: dict[str, Any] = Field(default_factory=dict)
+    priority: int = Field(ge=0, le=9)
+
+
+class DispatchRequest(BaseModel):
+    """A Task state's invocation: its route, the session, and the token the state waits on."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    dispatch: TaskRoute
+    session_id: str
+    agent_id: str
+    session_input: dict[str, Any] = Field(default_factory=dict)
+    given: Given
+    run: str = Field(description="When the state was entered: with its name, what tells one run from another.")
+    token: str
+
+    @property
+    def run_key(self) -> str:
+        return f"{self.dispatch.state}@{self.run}"
 
 
 class Failure(BaseModel):
@@ -64,19 +80,19 @@ class Failure(BaseModel):
     cause: str | None = Field(default=None, alias="Cause")  # moto drops the cause of SendTaskFailure
 
 
-class RunnerState(BaseModel):
+class RunnerFailure(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     session_id: str
     agent_id: str
-    plan: SessionPlan
-    step: Step | None = None
-    failure: Failure | None = None
+    failure: Failure
 
-    def current(self) -> Step:
-        if self.step is None or self.step.kind != "dispatch" or self.step.task_index is None:
-            raise ValueError("the runner state has no dispatched step")
-        return self.step
+
+class Dispatched(NamedTuple):
+    """What a dispatch did, and the attempt it concerns (None when nothing was queued)."""
+
+    outcome: str
+    task: TaskRef | None
 
 
 class SessionRunner:
@@ -85,281 +101,172 @@ class SessionRunner:
         store: SessionStore,
         runner: RunnerControl,
         health: AgentHealth,
-        wake: Callable[[str], object],
         now: Callable[[], datetime],
     ) -> None:
         self._store = store
         self._runner = runner
         self._health = health
-        self._wake = wake  # serves an agent's queue when a lease ending here frees its slot
         self._now = now
 
-    def started(self, state: RunnerState) -> Step:
-        step = first_step(state.plan)
-        now = self._now()
-        if not self._store.begin(state.session_id, format_timestamp(now), self._mark(state, step, None, now)):
-            session = self._store.get_session(state.session_id)
-            if session is None or session.status is not SessionStatus.PROCESSING:
-                return _cancelled(step)
-        logger.info("session processing", extra={"session_id": state.session_id, "old_status": "waiting"})
-        return step
+    def dispatch(self, request: DispatchRequest) -> Dispatched:
+        """Queue the state's attempt on its agent: "queued", "repeated" or "session_ended", and the attempt."""
+        route = request.dispatch
+        if route.fallback_for is not None:
+            # The task this one replaces timed out in the runner, unless its end was recorded already.
+            self._close_timed_out(request.session_id, route.fallback_for.index, final=True)
+        task = self._store.get_task(request.session_id, route.index)
+        move = next_move(task, request.run_key, self._now())
+        if move == "repeat":
+            assert task is not None
+            return self._repeated(request, task)
+        if move in {"close_run", "close_attempt"}:
+            self._close_timed_out(request.session_id, route.index, final=move == "close_run")
+            task = self._store.get_task(request.session_id, route.index)
+        same_run = task is not None and task.run == request.run_key
+        return self._queue(request, task, task.run_attempt + 1 if same_run and task is not None else 1)
 
-    def dispatch(self, state: RunnerState, token: str) -> str:
-        step = state.current()
-        task = state.plan.tasks[step.task_index or 0]
-        fallback_for = state.plan.tasks[step.fallback_for].id if step.fallback_for is not None else None
+    def _queue(self, request: DispatchRequest, task: TaskRecord | None, run_attempt: int) -> Dispatched:
+        route = request.dispatch
         now = self._now()
+        previous = task.dispatch_seq if task is not None else 0
         outcome = self._store.dispatch(
-            state.session_id,
+            request.session_id,
             Dispatch(
-                index=task.index,
-                template_id=task.id,
-                agent_id=state.agent_id,
-                sequence=step.sequence,
-                token=token,
-                action=task.action,
-                input_json=canonical_json(task.input),
-                session_input_json=canonical_json(state.plan.session_input),
-                priority=task.priority,
-                fallback_for=fallback_for,
+                index=route.index,
+                template_id=route.id,
+                agent_id=request.agent_id,
+                sequence=previous + 1,
+                previous_sequence=previous,
+                token=request.token,
+                action=route.action,
+                input_json=canonical_json(request.given.input),
+                session_input_json=canonical_json(request.session_input),
+                priority=request.given.priority,
+                fallback_for=route.fallback_for.id if route.fallback_for is not None else None,
                 now=format_timestamp(now),
-                queue_rank=queue_rank(now, task.priority),
-                # The lease is renewed by heartbeats when the task asks for them, else it lasts the whole attempt.
-                lease_seconds=task.heartbeat_seconds or task.timeout_seconds,
+                queue_rank=queue_rank(now, request.given.priority),
+                lease_seconds=route.lease_seconds,
+                run=request.run_key,
+                run_attempt=run_attempt,
+                route_json=route.model_dump_json(),
+                attempt_deadline=format_timestamp(now + timedelta(seconds=route.timeout_seconds)),
+                begins=route.begins,
             ),
         )
         if outcome == "session_ended":
             # Cancelled meanwhile: end the wait at once rather than let the attempt run into its timeout.
-            self._runner.fail(token, SESSION_CANCELLED_ERROR, "the session was cancelled")
-        elif outcome == "repeated":
-            self._forward_kept_result(state, step, token)
+            self._runner.fail(request.token, SESSION_CANCELLED_ERROR, "the session was cancelled")
         logger.info(
-            "task queued" if outcome != "session_ended" else "task not queued: session ended",
+            "task queued" if outcome == "queued" else "task not queued: session ended",
             extra={
-                "session_id": state.session_id,
-                "task_id": task_id(state.session_id, task.index),
-                "attempt": step.attempt,
-                "action": task.action,
-                "priority": task.priority,
+                "session_id": request.session_id,
+                "task_id": task_id(request.session_id, route.index),
+                "attempt": (task.attempts if task is not None else 0) + 1,
+                "action": route.action,
+                "priority": request.given.priority,
             },
         )
-        return outcome
+        return Dispatched(outcome, TaskRef(request.session_id, route.index, previous + 1))
 
-    def _forward_kept_result(self, state: RunnerState, step: Step, token: str) -> None:
-        """A retried dispatch replaced the token: a result the agent reported meanwhile goes to the new one."""
-        task = self._store.get_task(state.session_id, step.task_index or 0)
-        kept = task.result_for(step.sequence) if task is not None else None
-        if kept is not None:
-            tell_runner(self._runner, token, TaskResult.model_validate_json(kept))
+    def _repeated(self, request: DispatchRequest, task: TaskRecord) -> Dispatched:
+        """The same attempt again, with a new token: the runner now waits on that one. A result the agent reported
+        meanwhile is passed on to it."""
+        self._store.replace_token(request.session_id, task.index, task.dispatch_seq, request.token)
+        if task.status is TaskStatus.SUCCEEDED:
+            self._runner.succeed(request.token, {"status": "succeeded"})
+        elif task.status is TaskStatus.SKIPPED:
+            self._runner.fail(request.token, SESSION_CANCELLED_ERROR, "the session was cancelled")
+        return Dispatched("repeated", task.ref)
 
-    def succeeded(self, state: RunnerState) -> Step:
-        step = state.current()
-        task = self._task(state, step)
-        result = parse_json(task.result_for(step.sequence))
-        output = result.get("output") if isinstance(result, dict) else None
-        return self._record(state, step, task=task, status=TaskStatus.SUCCEEDED, problem=None, output=output)
+    def _close_timed_out(self, session_id: str, index: int, *, final: bool) -> None:
+        """Record that the runner timed out the task's open attempt (it ended no other way first)."""
+        task = self._store.get_task(session_id, index)
+        if task is None or not _in_queue(task):
+            return
+        problem = timeout_problem(route_of(task).timeout_seconds)
+        self._end_open(task, problem, TIMEOUT_ERROR, final=final)
 
-    def failed(self, state: RunnerState) -> Step:
-        step = state.current()
-        failure = state.failure or Failure(error="States.Runtime", cause="the runner lost the failure")
-        if failure.error == SESSION_CANCELLED_ERROR:
-            return _cancelled(step)
-        task = self._task(state, step)
-        timeout_seconds = state.plan.tasks[step.task_index or 0].timeout_seconds
-        problem = failure_problem(failure, task, step.sequence, timeout_seconds)
-        status = TaskStatus.TIMED_OUT if TaskError(error=failure.error).timed_out else TaskStatus.FAILED
-        return self._record(state, step, task=task, status=status, problem=problem, output=None)
-
-    def runner_failed(self, state: RunnerState) -> Step:
-        """The runner itself could not go on (a transition could not be recorded): end the session in error."""
-        failure = state.failure or Failure(error="States.Runtime", cause="unknown")
-        problem = Problem(type=failure.error, message=(failure.cause or "")[:2048])
-        stamp = format_timestamp(self._now())
-        self._store.end_open(
-            state.session_id, SessionEnd(SessionStatus.ERROR, stamp, canonical_json(problem.model_dump()))
-        )
-        logger.error("session runner failed", extra={"session_id": state.session_id, "error_type": failure.error})
-        metrics.add_metric(name="SessionRunnerFailures", unit=MetricUnit.Count, value=1)
-        return Step(kind="failed", failure=TaskError(error=problem.type, cause=problem.message))
-
-    def _record(
-        self,
-        state: RunnerState,
-        step: Step,
-        *,
-        task: TaskRecord,
-        status: TaskStatus,
-        problem: Problem | None,
-        output: dict[str, Any] | None,
-    ) -> Step:
-        if problem is None:
-            following = after_success(state.plan, step)
-        else:
-            following = after_failure(state.plan, step, TaskError(error=problem.type, cause=problem.message))
-        now = self._now()
-        outcome = attempt_outcome(task, step, following, status=status, problem=problem, output=output, now=now)
-        stamp = outcome.ended_at
-        end = self._end(state, following, stamp)
-        mark = None if outcome.status == TaskStatus.RETRYING else self._mark(state, following, step, now)
-        if not self._record_outcome(state, step, outcome, mark, end, stamp):
-            session = self._store.get_session(state.session_id)
-            if end is not None and session is not None and session.status == end.status:
-                return following  # a retried call of the one that ended the session
-            return _cancelled(following)
-        _log_recorded(state.session_id, task, outcome=outcome, status=status, problem=problem, end=end)
-        return following
-
-    def _record_outcome(  # noqa: PLR0917 - the parts of one transaction
-        self,
-        state: RunnerState,
-        step: Step,
-        outcome: TaskOutcome,
-        mark: TaskMark | None,
-        end: SessionEnd | None,
-        stamp: str,
-    ) -> bool:
-        """Write the outcome; an attempt that timed out in the runner while leased ends its lease first."""
-        for _ in attempts(MAX_LEASE_ENDINGS):
-            try:
-                return self._store.record(state.session_id, outcome, mark, end, stamp)
-            except ConditionFailed:
-                ref = TaskRef(state.session_id, outcome.index, step.sequence)
-                # The agent held it to the end: a failed attempt of that agent (and its slot comes back).
-                if not self._health.end_lease(state.agent_id, ref, status=None, error=None):
-                    raise
-                self._wake(state.agent_id)
-        raise ConditionFailed
-
-    def _task(self, state: RunnerState, step: Step) -> TaskRecord:
-        task = self._store.get_task(state.session_id, step.task_index or 0)
-        if task is None:
-            raise LookupError(f"session {state.session_id} has no record of task {step.task_index}")
-        return task
-
-    def _end(self, state: RunnerState, step: Step, stamp: str) -> SessionEnd | None:
-        if step.kind == "completed":
-            return SessionEnd(status=SessionStatus.COMPLETED, ended_at=stamp)
-        if step.kind == "failed" and step.failure is not None:
-            problem = Problem(
-                type=step.failure.error,
-                message=step.failure.cause,
-                task_id=task_id(state.session_id, step.task_index or 0),
+    def _end_open(self, task: TaskRecord, problem: Problem, error: str, *, final: bool) -> bool:
+        """End an attempt the runner no longer waits on; True when that ended a lease (the agent has a slot back)."""
+        if task.status is TaskStatus.LEASED:
+            # The agent held it to the end: a failed attempt of that agent.
+            return self._health.end_lease(
+                task.agent_id, task.ref, error=error, problem=problem, final=final, tell=False
             )
-            return SessionEnd(
-                status=SessionStatus.ERROR, ended_at=stamp, error_json=canonical_json(problem.model_dump())
-            )
-        return None
+        if task.status is TaskStatus.QUEUED:
+            self._health.end_queued(task.ref, error=error, problem=problem, final=final)
+        return False
 
-    def _mark(self, state: RunnerState, step: Step, previous: Step | None, now: datetime) -> TaskMark | None:
-        """A task that waits before its dispatch shows as scheduled meanwhile."""
-        if step.kind != "dispatch" or step.wait_seconds <= 0 or step.task_index is None:
-            return None
-        if previous is not None and previous.task_index == step.task_index:
-            # A retry (the outcome itself says retrying), or the same task's next run: one transaction may not
-            # write its item twice, so that run shows its last outcome until it is dispatched.
-            return None
-        return TaskMark(
-            index=step.task_index,
-            template_id=state.plan.tasks[step.task_index].id,
-            status=TaskStatus.SCHEDULED,
-            scheduled_for=format_timestamp(now + timedelta(seconds=step.wait_seconds)),
+    def runner_failed(self, request: RunnerFailure) -> set[str]:
+        """The session failed (a task without a fallback, or the runner itself): end it with the failed task's error.
+
+        Returns the agents given a slot back (worth serving)."""
+        freed: set[str] = set()
+        session, tasks = self._store.session_with_tasks(request.session_id)
+        if session is None or session.status.ended:
+            return freed
+        failure = request.failure
+        for task in tasks:
+            if _in_queue(task):
+                if failure.error == TIMEOUT_ERROR:
+                    problem = timeout_problem(route_of(task).timeout_seconds)
+                else:
+                    problem = Problem(type=failure.error, message=(failure.cause or "")[:2048])
+                if self._end_open(task, problem, failure.error, final=True):
+                    freed.add(task.agent_id)
+        problem = _session_problem(request, self._store.session_with_tasks(request.session_id)[1])
+        ended = self._store.end_open(
+            request.session_id,
+            SessionEnd(SessionStatus.ERROR, format_timestamp(self._now()), canonical_json(problem.model_dump())),
         )
+        if ended:
+            logger.info(
+                "session ended",
+                extra={"session_id": request.session_id, "old_status": "processing", "new_status": "error"},
+            )
+            metrics.add_metric(name="SessionsError", unit=MetricUnit.Count, value=1)
+            if problem.task_id is None:
+                logger.error(
+                    "session runner failed", extra={"session_id": request.session_id, "error_type": problem.type}
+                )
+                metrics.add_metric(name="SessionRunnerFailures", unit=MetricUnit.Count, value=1)
+        return freed
 
 
-def _cancelled(step: Step) -> Step:
-    return Step(kind="cancelled", sequence=step.sequence + 1)
+def _session_problem(request: RunnerFailure, tasks: list[TaskRecord]) -> Problem:
+    """The session's error: that of the task that failed last, else the runner's own."""
+    failed = [task for task in tasks if task.error is not None and task.attempt_started_at is not None]
+    if failed:
+        last = max(failed, key=lambda task: task.attempt_started_at or "")
+        assert last.error is not None
+        return last.error.model_copy(update={"task_id": last.task_id})
+    failure = request.failure
+    return Problem(type=failure.error, message=(failure.cause or "the session runner failed")[:2048])
 
 
-def _milliseconds(since: str, now: datetime) -> int:
-    started = datetime.fromisoformat(since.replace("Z", "+00:00"))
-    return max(0, int((now - started).total_seconds() * 1000))
+def next_move(task: TaskRecord | None, run_key: str, now: datetime) -> str:
+    """What a dispatch of the run `run_key` does with the task as it stands:
 
-
-def _timeout_message(timeout_seconds: int) -> str:
-    return f"no result within {timeout_seconds} s of being queued"
-
-
-def failure_problem(failure: Failure, task: TaskRecord, sequence: int, timeout_seconds: int) -> Problem:
-    """What went wrong with the attempt dispatched at `sequence`, as the session will show it.
-
-    The agent's own error when it reported one; for Ops-Core's failures the cause Step Functions carried, else the
-    one kept on the task, else a standard sentence; for a runner timeout, the attempt's timeout.
+    "repeat" - the same attempt again (its run's attempt is open and in time, or the run already succeeded);
+    "close_attempt" - the run's open attempt ran out of time: record its timeout, then queue the run's next attempt;
+    "close_run" - an earlier run's attempt is still open (the runner moved on without it): record its timeout, then
+    queue this run's first attempt;
+    "queue" - queue the run's next attempt (or its first).
     """
-    reported = parse_json(task.result_for(sequence))
-    if failure.error == AGENT_FAILED_ERROR and isinstance(reported, dict) and reported.get("error"):
-        return Problem(type=reported["error"]["type"], message=reported["error"].get("message", ""))
-    if failure.error in OPSCORE_FAILURES:
-        message = failure.cause or task.cause_for(sequence) or OPSCORE_FAILURES[failure.error]
-        return Problem(type=failure.error, message=message)
-    if TaskError(error=failure.error).timed_out:
-        return Problem(type=failure.error, message=_timeout_message(timeout_seconds))
-    return Problem(type=failure.error, message=failure.cause or "")
+    if task is None:
+        return "queue"
+    same_run = task.run == run_key
+    if _in_queue(task):
+        if not same_run:
+            return "close_run"
+        return "close_attempt" if _past(task.attempt_deadline, now) else "repeat"
+    return "repeat" if same_run and task.status is TaskStatus.SUCCEEDED else "queue"
 
 
-def is_retry(step: Step, following: Step, failed: bool) -> bool:
-    """A retry is the same run's next attempt; the same task next on the main line (after it ran as a fallback) is
-    a new run, not a retry."""
-    return (
-        failed
-        and following.kind == "dispatch"
-        and following.task_index == step.task_index
-        and following.attempt == step.attempt + 1
-    )
+def _in_queue(task: TaskRecord) -> bool:
+    """A dispatched attempt the runner may still wait on: queued, or leased by its agent."""
+    return task.status in {TaskStatus.QUEUED, TaskStatus.LEASED} and task.route_json is not None
 
 
-def attempt_outcome(
-    task: TaskRecord,
-    step: Step,
-    following: Step,
-    *,
-    status: TaskStatus,
-    problem: Problem | None,
-    output: dict[str, Any] | None,
-    now: datetime,
-) -> TaskOutcome:
-    """How the attempt ended, as written: `retrying` (with when) if the next step retries it, else `status`."""
-    stamp = format_timestamp(now)
-    retrying = is_retry(step, following, failed=problem is not None)
-    attempt = task.attempts or 1
-    attempt_started = task.attempt_started_at or stamp
-    record = AttemptRecord(attempt=attempt, status=status, started_at=attempt_started, ended_at=stamp, error=problem)
-    return TaskOutcome(
-        index=step.task_index or 0,
-        sequence=step.sequence,
-        attempt=attempt,
-        status=TaskStatus.RETRYING if retrying else status,
-        ended_at=stamp,
-        duration_ms=_milliseconds(task.started_at or attempt_started, now),
-        attempt_record_json=canonical_json(record.model_dump(mode="json")),
-        output_json=canonical_json(output) if output is not None else None,
-        error_json=canonical_json(problem.model_dump(mode="json")) if problem is not None else None,
-        scheduled_for=format_timestamp(now + timedelta(seconds=following.wait_seconds)) if retrying else None,
-    )
-
-
-def _log_recorded(
-    session_id: str,
-    task: TaskRecord,
-    *,
-    outcome: TaskOutcome,
-    status: TaskStatus,
-    problem: Problem | None,
-    end: SessionEnd | None,
-) -> None:
-    logger.info(
-        "task attempt ended",
-        extra={
-            "session_id": session_id,
-            "task_id": task_id(session_id, outcome.index),
-            "attempt": outcome.attempt,
-            "old_status": task.status.value if task.status is not None else None,
-            "new_status": outcome.status,
-            "error_type": problem.type if problem else None,
-        },
-    )
-    metrics.add_metric(name=f"Tasks{status.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
-    if end is not None:
-        logger.info(
-            "session ended", extra={"session_id": session_id, "old_status": "processing", "new_status": end.status}
-        )
-        metrics.add_metric(name=f"Sessions{end.status.title()}", unit=MetricUnit.Count, value=1)
+def _past(deadline: str | None, now: datetime) -> bool:
+    return deadline is not None and deadline <= format_timestamp(now)

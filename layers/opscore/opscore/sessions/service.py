@@ -1,8 +1,8 @@
 """startSession, the session reads, and cancel.
 
-A trigger resolves the workflow version, builds the session plan, stores the session as `waiting` and starts the
-runner's execution (named after the session). Everything after that is recorded by the runner; the reads here show
-it without asking Step Functions."""
+A trigger resolves the workflow version, stores the session as `waiting` and starts an execution of the version's
+runner (named after the session), with each task's input and priority settled. Everything after that is recorded as
+it happens (see opscore.sessions.attempts); the reads here show it without asking Step Functions."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from opscore.agents.registry import Registry
-from opscore.aws.stepfunctions import RunnerControl
+from opscore.aws.stepfunctions import RunnerControl, execution_arn
 from opscore.core.clock import format_timestamp
 from opscore.core.contracts import canonical_json
 from opscore.core.errors import NotFound
@@ -32,7 +32,7 @@ from opscore.sessions.models import (
     TriggerRequest,
     task_id,
 )
-from opscore.sessions.plan import build_plan
+from opscore.sessions.plan import first_mark, task_priorities
 from opscore.sessions.records import SessionRecord, TaskRecord, TemplateTask
 from opscore.sessions.store import SessionStore
 from opscore.sessions.writes import NewSession, SessionEnd
@@ -41,6 +41,7 @@ from opscore.workflows.templates import WorkflowTemplate, check_template
 
 if TYPE_CHECKING:
     from opscore.dispatch.health import AgentHealth
+    from opscore.sessions.machines import RunnerMachines
 
 
 AD_HOC_WORKFLOW = "ad-hoc"
@@ -58,6 +59,7 @@ class Sessions:
         registry: Registry,
         workflows: Workflows,
         runner: Callable[[], RunnerControl],
+        machines: Callable[[], RunnerMachines],
         health: Callable[[], AgentHealth],
         wake: Callable[[str], object],
         now: Callable[[], datetime],
@@ -67,6 +69,7 @@ class Sessions:
         self._registry = registry
         self._workflows = workflows
         self._runner = runner
+        self._machines = machines
         self._health = health
         self._wake = wake  # serves an agent's queue when a cancel frees its slot
         self._now = now
@@ -92,10 +95,11 @@ class Sessions:
         priority: int | None,
         triggered_by: str,
     ) -> SessionStarted:
-        plan = build_plan(template, version, session_input, priority)
+        machines = self._machines()
+        machine_arn = machines.arn(template)
         now = self._now()
         session_id = new_session_id(now)
-        tasks = [{"id": task.id, "action": task.action, "fallback_only": task.fallback_only} for task in plan.tasks]
+        tasks = [{"id": task.id, "action": task.action, "fallback_only": task.fallback_only} for task in template.tasks]
         self._store.create_session(
             NewSession(
                 session_id=session_id,
@@ -106,13 +110,22 @@ class Sessions:
                 input_json=canonical_json(session_input),
                 tasks_json=canonical_json(tasks),
                 created_at=format_timestamp(now),
-                execution_arn=self._runner().execution_arn(session_id),
+                execution_arn=execution_arn(machine_arn, session_id),
                 triggered_by=triggered_by,
-            )
+            ),
+            first_mark(template, now),
         )
-        runner_input = {"session_id": session_id, "agent_id": agent_id, "plan": plan.model_dump(mode="json")}
+        runner_input = {
+            "session_id": session_id,
+            "agent_id": agent_id,
+            "input": session_input,
+            "tasks": [
+                {"input": task.input, "priority": task_priority}
+                for task, task_priority in zip(template.tasks, task_priorities(template, priority), strict=True)
+            ],
+        }
         try:
-            self._runner().start(session_id, runner_input)
+            machines.start(template, machine_arn, session_id, runner_input)
         except Exception as error:
             problem = Problem(type="runner_not_started", message=f"the session runner did not start: {error}")
             self._store.end_open(
@@ -155,7 +168,7 @@ class Sessions:
         try:
             self._close_open_tasks(session_id, agent_id, now)
         finally:
-            self._runner().stop(session.execution_arn, cause=f"cancelled by key {cancelled_by}")
+            self._stop(session.execution_arn, cancelled_by)
         if cancelled_now:
             logger.info(
                 "session cancelled",
@@ -163,6 +176,18 @@ class Sessions:
             )
             metrics.add_metric(name="SessionsCancelled", unit=MetricUnit.Count, value=1)
         return self.get(agent_id, session_id)
+
+    def _stop(self, execution_arn: str, cancelled_by: str) -> None:
+        """Stop the session's execution, if Step Functions lets us now.
+
+        Deliberately broad: the cancel is recorded, and it holds without the stop. An execution that goes on ends at
+        its next dispatch (which finds the session cancelled and ends the wait it starts), so a stop refused here (a
+        throttle, or an execution the emulator has not finished starting) must not make the cancel an error.
+        """
+        try:
+            self._runner().stop(execution_arn, cause=f"cancelled by key {cancelled_by}")
+        except Exception:
+            logger.warning("the cancelled session's execution was not stopped; its next step ends it", exc_info=True)
 
     def _close_open_tasks(self, session_id: str, agent_id: str, now: str) -> None:
         # Twice: an agent may lease a task between this read and its skip; the second pass ends that lease.
@@ -174,7 +199,7 @@ class Sessions:
         for task in tasks:
             if task.status is TaskStatus.LEASED:
                 # The agent's slot comes back with the lease; the cancel is not the agent's failure.
-                if self._health().end_lease(agent_id, task.ref, status=TaskStatus.SKIPPED, error=None, counted=None):
+                if self._health().skip_lease(agent_id, task.ref):
                     self._store.skip_task(session_id, task.index, TaskStatus.SKIPPED, now)  # stamps its end
                     self._wake(agent_id)
             elif task.status is not None and task.status.open:

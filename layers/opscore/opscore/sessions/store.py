@@ -20,16 +20,27 @@ from typing import TYPE_CHECKING, Any, cast
 from opscore.aws.dynamodb import ConditionFailed, run_transaction, translated_errors, update_if
 from opscore.aws.items import Item, decode_item, n, s
 from opscore.aws.pages import decode_page_token, encode_page_token
-from opscore.aws.updates import Update
-from opscore.dispatch.queue import LEASE_ATTRIBUTES, queue_entry, slot_release
-from opscore.sessions.items import SESSION_SK, TASK_PREFIX, session_key, session_record, task_key, task_record
+from opscore.dispatch.queue import queue_entry, slot_release
+from opscore.sessions.items import (
+    SESSION_SK,
+    TASK_PREFIX,
+    mark_request,
+    outcome_update,
+    session_end_request,
+    session_key,
+    session_record,
+    task_key,
+    task_record,
+)
 from opscore.sessions.models import SESSION_ID_PATTERN, TaskStatus
 from opscore.sessions.records import SessionRecord, TaskRecord
-from opscore.sessions.writes import Dispatch, NewSession, SavedResult, SessionEnd, TaskMark, TaskOutcome
+from opscore.sessions.writes import Dispatch, NewSession, SavedResult, SessionEnd, TaskMark
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef, UpdateTypeDef
+
+    from opscore.sessions.attempts import AttemptEnd
 
 AGENT_SESSIONS_INDEX = "AgentSessions"
 SESSION_ID = re.compile(SESSION_ID_PATTERN)
@@ -94,7 +105,8 @@ class SessionStore:
         return page, token
 
     # ------------------------------------------------------------------ the trigger
-    def create_session(self, new: NewSession) -> None:
+    def create_session(self, new: NewSession, mark: TaskMark | None = None) -> None:
+        """Store the session as waiting (with its first task's mark, when that task waits out a delay first)."""
         item: Item = {
             **session_key(new.session_id),
             "entity": s("session"),
@@ -113,49 +125,47 @@ class SessionStore:
         }
         if new.priority is not None:
             item["priority"] = n(new.priority)
-        with translated_errors():
-            self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(PK)")
+        put: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(PK)",
+        }
+        if mark is None:
+            with translated_errors():
+                self._client.put_item(**put)
+            return
+        first_mark: dict[str, Any] = {"Update": mark_request(self._table, new.session_id, mark, new.created_at)}
+        transaction = _Transaction(
+            [cast("TransactWriteItemTypeDef", {"Put": put}), cast("TransactWriteItemTypeDef", first_mark)]
+        )
+        if self._run(transaction) is not None:
+            raise ConditionFailed
 
     def end_open(self, session_id: str, end: SessionEnd) -> bool:
         """End a session that has not ended yet (its runner did not start, or failed); False if it had ended."""
         return self._update_if(
-            self._end_request(
-                session_id, end, "#status IN (:waiting, :processing)", waiting="waiting", processing="processing"
+            session_end_request(
+                self._table,
+                session_id,
+                end,
+                "#status IN (:waiting, :processing)",
+                waiting="waiting",
+                processing="processing",
             )
         )
 
-    # ------------------------------------------------------------------ runner transitions
-    def begin(self, session_id: str, now: str, mark: TaskMark | None) -> bool:
-        """waiting -> processing; False when the session is no longer waiting (already begun, or cancelled)."""
-        transaction = _Transaction()
-        transaction.items.append(
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": session_key(session_id),
-                    "UpdateExpression": "SET #status = :processing, started_at = :now, updated_at = :now",
-                    "ConditionExpression": "#status = :waiting",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {
-                        ":processing": s("processing"),
-                        ":waiting": s("waiting"),
-                        ":now": s(now),
-                    },
-                }
-            }
-        )
-        if mark is not None:
-            self._mark(transaction, session_id, mark, now)
-        return self._run(transaction) is None
-
+    # ------------------------------------------------------------------ the runner's dispatch
     def dispatch(self, session_id: str, dispatch: Dispatch) -> str:
-        """Queue the attempt on its agent, with the runner's task token.
+        """Queue a new attempt on its agent, with the runner's task token.
 
-        Returns "queued", "repeated" (this step was dispatched before: only the token is replaced, since a
-        retried runner call carries a new one) or "session_ended" (cancelled meanwhile: nothing was written).
+        Returns "queued", or "session_ended" (cancelled meanwhile: nothing was written). ConditionFailed when the
+        task moved since it was read (its attempt is no longer `dispatch.previous_sequence`).
         """
         transaction = _Transaction()
-        self._require_processing(transaction, session_id)
+        if dispatch.begins:
+            self._begin(transaction, session_id, dispatch.now)
+        else:
+            self._require_processing(transaction, session_id)
         names = {"#status": "status", "#index": "index", "#id": "id", "#input": "input", "#output": "output"}
         names["#error"] = "error"
         values: dict[str, Any] = {
@@ -176,6 +186,10 @@ class SessionStore:
             ":session_input": s(dispatch.session_input_json),
             ":lease_seconds": n(dispatch.lease_seconds),
             ":as_fallback": {"BOOL": dispatch.fallback_for is not None},
+            ":run": s(dispatch.run),
+            ":run_attempt": n(dispatch.run_attempt),
+            ":route": s(dispatch.route_json),
+            ":deadline": s(dispatch.attempt_deadline),
             **{
                 f":{name}": value
                 for name, value in queue_entry(
@@ -187,6 +201,11 @@ class SessionStore:
         if dispatch.fallback_for is not None:
             values[":fallback_for"] = {"SS": [dispatch.fallback_for]}
             add += ", fallback_for :fallback_for"
+        if dispatch.previous_sequence:
+            condition = "dispatch_seq = :previous"
+            values[":previous"] = n(dispatch.previous_sequence)
+        else:
+            condition = "attribute_not_exists(dispatch_seq)"
         transaction.items.append(
             {
                 "Update": {
@@ -195,7 +214,8 @@ class SessionStore:
                     "UpdateExpression": (
                         "SET #status = :queued, task_token = :token, dispatch_seq = :seq, enqueued_at = :now, "
                         "session_input = :session_input, lease_seconds = :lease_seconds, "
-                        "queued_as_fallback = :as_fallback, "
+                        "queued_as_fallback = :as_fallback, run = :run, run_attempt = :run_attempt, "
+                        "route = :route, attempt_deadline = :deadline, "
                         "agent_tasks = :agent_tasks, agent_tasks_sk = :agent_tasks_sk, "
                         "attempt_started_at = :now, started_at = if_not_exists(started_at, :now), updated_at = :now, "
                         "agent_id = :agent, session_id = :session, #index = :index, #id = :id, #action = :action, "
@@ -203,7 +223,7 @@ class SessionStore:
                         "history = if_not_exists(history, :no_history) "
                         f"REMOVE scheduled_for, ended_at, duration_ms, #output, #error {add}"
                     ),
-                    "ConditionExpression": "attribute_not_exists(dispatch_seq) OR dispatch_seq < :seq",
+                    "ConditionExpression": condition,
                     "ExpressionAttributeNames": {**names, "#action": "action"},
                     "ExpressionAttributeValues": values,
                 }
@@ -214,107 +234,52 @@ class SessionStore:
             return "queued"
         if codes[0] == "ConditionalCheckFailed":
             return "session_ended"
-        with translated_errors():
-            self._client.update_item(
-                TableName=self._table,
-                Key=task_key(session_id, dispatch.index),
-                UpdateExpression="SET task_token = :token",
-                ConditionExpression="dispatch_seq = :seq",
-                ExpressionAttributeValues={":token": s(dispatch.token), ":seq": n(dispatch.sequence)},
-            )
-        return "repeated"
+        raise ConditionFailed
 
-    def record(
-        self,
-        session_id: str,
-        outcome: TaskOutcome,
-        mark: TaskMark | None,
-        end: SessionEnd | None,
-        now: str,
-    ) -> bool:
-        """Write how an attempt ended, the next task's mark and the session's end, together.
-
-        False when the session is no longer processing (cancelled): then nothing was written. Writing the same
-        outcome twice (a retried runner call) writes the same values again. ConditionFailed when the attempt still
-        holds a lease (end it first) or is not the dispatched one.
-        """
-        transaction = _Transaction()
-        if end is not None:
-            self._end_session(transaction, session_id, end, guard="processing")
-        else:
-            self._require_processing(transaction, session_id)
-        update = (
-            Update(task_key(session_id, outcome.index))
-            .set("status", outcome.status)
-            .set("ended_at", outcome.ended_at)
-            .set("duration_ms", outcome.duration_ms)
-            .set_entry("history", str(outcome.attempt), outcome.attempt_record_json)
-            .set("updated_at", now)
-            .remove("task_token", "agent_tasks", "agent_tasks_sk")  # off the queue, if it was still queued
-            .condition("#dispatch_seq = :seq AND attribute_not_exists(#lease_expires_at)", seq=outcome.sequence)
-        )
-        for name, value in (
-            ("output", outcome.output_json),
-            ("error", outcome.error_json),
-            ("scheduled_for", outcome.scheduled_for),
-        ):
-            if value is None:
-                update.remove(name)
-            else:
-                update.set(name, value)
-        transaction.items.append({"Update": update.request(self._table)})  # type: ignore[typeddict-item]
-        if mark is not None:
-            self._mark(transaction, session_id, mark, now)
-        return self._run_guarded(transaction)
-
-    # ------------------------------------------------------------------ agents' results
-    def save_result(self, result: SavedResult) -> bool:
-        """Keep the agent's result for the leased attempt of a processing session, and end the lease.
-
-        The lease ends with the result, so the agent's slot is free at once (and its failure streak moves).
-        False when the session is no longer processing (nothing written); ConditionFailed when the attempt holds
-        no lease any more (it ended, or has a result).
-        """
-        transaction = _Transaction()
-        self._require_processing(transaction, result.session_id)
-        transaction.items.append(
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": task_key(result.session_id, result.index),
-                    "UpdateExpression": (
-                        "SET #result = :result, result_seq = :seq, result_attempt = :attempt, updated_at = :now "
-                        f"REMOVE {', '.join(LEASE_ATTRIBUTES)}"
-                    ),
-                    "ConditionExpression": (
-                        "#status = :leased AND dispatch_seq = :seq AND attribute_exists(lease_expires_at)"
-                    ),
-                    "ExpressionAttributeNames": {"#status": "status", "#result": "result"},
-                    "ExpressionAttributeValues": {
-                        ":result": s(result.result_json),
-                        ":seq": n(result.sequence),
-                        ":attempt": n(result.attempt),
-                        ":leased": s("leased"),
-                        ":now": s(result.now),
-                    },
-                }
-            }
-        )
-        transaction.items.append(slot_release(self._table, result.agent_id, result.counted))
-        return self._run_guarded(transaction)
-
-    def withdraw_result(self, session_id: str, index: int, sequence: int) -> None:
-        """The runner no longer waited for that attempt: forget its result, so the task's record stays true."""
-        self._update_if(
+    def replace_token(self, session_id: str, index: int, sequence: int, token: str) -> bool:
+        """A repeated dispatch of the same attempt carries a new token: it is the one the runner waits on now."""
+        return self._update_if(
             {
                 "TableName": self._table,
                 "Key": task_key(session_id, index),
-                "UpdateExpression": "REMOVE #result, result_seq, result_attempt",
-                "ConditionExpression": "result_seq = :seq",
-                "ExpressionAttributeNames": {"#result": "result"},
-                "ExpressionAttributeValues": {":seq": n(sequence)},
+                "UpdateExpression": "SET task_token = :token",
+                "ConditionExpression": "dispatch_seq = :seq",
+                "ExpressionAttributeValues": {":token": s(token), ":seq": n(sequence)},
             }
         )
+
+    # ------------------------------------------------------------------ agents' results
+    def save_result(self, result: SavedResult, ended: AttemptEnd) -> bool:
+        """Record the agent's result for its leased attempt, and the attempt's end, and end the lease: one write.
+
+        The lease ends with the result, so the agent's slot is free at once (and its failure streak moves); the
+        session completes in the same write when this was its last task. False when the session is no longer
+        processing (nothing written); ConditionFailed when the attempt holds no lease any more (it ended, or has a
+        result) or its time in the runner has run out.
+        """
+        transaction = _Transaction()
+        if ended.end is not None:
+            self._end_session(transaction, result.session_id, ended.end, guard="processing")
+        else:
+            self._require_processing(transaction, result.session_id)
+        update = (
+            outcome_update(result.session_id, ended.outcome, result.now)
+            .set("result", result.result_json)
+            .set("result_seq", result.sequence)
+            .set("result_attempt", result.attempt)
+            .condition(
+                "#status = :leased AND #dispatch_seq = :seq AND attribute_exists(#lease_expires_at) "
+                "AND (attribute_not_exists(#attempt_deadline) OR #attempt_deadline > :now)",
+                leased="leased",
+                seq=result.sequence,
+                now=result.now,
+            )
+        )
+        transaction.items.append({"Update": update.request(self._table)})  # type: ignore[typeddict-item]
+        transaction.items.append(slot_release(self._table, result.agent_id, result.counted))
+        if ended.mark is not None:
+            transaction.items.append({"Update": mark_request(self._table, result.session_id, ended.mark, result.now)})  # type: ignore[typeddict-item]
+        return self._run_guarded(transaction)
 
     # ------------------------------------------------------------------ cancel
     def cancel(self, session_id: str, now: str, by: str) -> bool:
@@ -371,44 +336,31 @@ class SessionStore:
             }
         )
 
-    def _end_session(self, transaction: _Transaction, session_id: str, end: SessionEnd, guard: str) -> None:
-        """End the session in the transaction, if it still has the `guard` status."""
-        request = self._end_request(session_id, end, "#status = :guard", guard=guard)
-        transaction.items.append({"Update": cast("UpdateTypeDef", request)})
-
-    def _end_request(self, session_id: str, end: SessionEnd, condition: str, **values: str) -> dict[str, Any]:
-        """The update that ends a session (its status, end time and error), made only while `condition` holds."""
-        update = Update(session_key(session_id)).set("status", end.status).set("ended_at", end.ended_at)
-        update.set("updated_at", end.ended_at)
-        if end.error_json is not None:
-            update.set("error", end.error_json)
-        return update.condition(condition, **values).request(self._table)
-
-    def _mark(self, transaction: _Transaction, session_id: str, mark: TaskMark, now: str) -> None:
+    def _begin(self, transaction: _Transaction, session_id: str, now: str) -> None:
+        """waiting -> processing with the first dispatch (a repeat finds it processing already)."""
         transaction.items.append(
             {
                 "Update": {
                     "TableName": self._table,
-                    "Key": task_key(session_id, mark.index),
+                    "Key": session_key(session_id),
                     "UpdateExpression": (
-                        "SET #status = :status, scheduled_for = :when, updated_at = :now, #id = :id, "
-                        "#index = :index, entity = :entity, history = if_not_exists(history, :no_history), "
-                        "attempts = if_not_exists(attempts, :zero)"
+                        "SET #status = :processing, started_at = if_not_exists(started_at, :now), updated_at = :now"
                     ),
-                    "ExpressionAttributeNames": {"#status": "status", "#id": "id", "#index": "index"},
+                    "ConditionExpression": "#status IN (:waiting, :processing)",
+                    "ExpressionAttributeNames": {"#status": "status"},
                     "ExpressionAttributeValues": {
-                        ":status": s(mark.status),
-                        ":when": s(mark.scheduled_for),
+                        ":processing": s("processing"),
+                        ":waiting": s("waiting"),
                         ":now": s(now),
-                        ":id": s(mark.template_id),
-                        ":index": n(mark.index),
-                        ":entity": s("task"),
-                        ":no_history": {"M": {}},
-                        ":zero": n(0),
                     },
                 }
             }
         )
+
+    def _end_session(self, transaction: _Transaction, session_id: str, end: SessionEnd, guard: str) -> None:
+        """End the session in the transaction, if it still has the `guard` status."""
+        request = session_end_request(self._table, session_id, end, "#status = :guard", guard=guard)
+        transaction.items.append({"Update": cast("UpdateTypeDef", request)})
 
     def _run_guarded(self, transaction: _Transaction) -> bool:
         """Run a transaction whose first item guards the session: False when that guard failed (nothing written);

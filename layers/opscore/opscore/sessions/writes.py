@@ -53,10 +53,13 @@ class SessionEnd(NamedTuple):
 
 
 class Dispatch(NamedTuple):
+    """A new attempt, queued on its agent: `sequence` follows `previous_sequence` (0: the task's first attempt)."""
+
     index: int  # type: ignore[assignment]  # the task's place in the template, not tuple.index
     template_id: str
     agent_id: str
     sequence: int
+    previous_sequence: int
     token: str
     action: str
     input_json: str
@@ -66,6 +69,11 @@ class Dispatch(NamedTuple):
     now: str
     queue_rank: int
     lease_seconds: int
+    run: str
+    run_attempt: int
+    route_json: str
+    attempt_deadline: str
+    begins: bool
 
 
 class SavedResult(NamedTuple):

@@ -30,9 +30,17 @@ class CreateResult:
 
 
 class Workflows:
-    def __init__(self, store: WorkflowStore, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        store: WorkflowStore,
+        now: Callable[[], datetime],
+        prepare: Callable[[WorkflowTemplate], object] = lambda _template: None,
+    ) -> None:
         self._store = store
         self._now = now
+        # Readies what a new version runs on (its session runner) before the version is stored: a version that
+        # exists can be triggered.
+        self._prepare = prepare
 
     def create(self, template: WorkflowTemplate, created_by: str) -> CreateResult:
         check_template(template)
@@ -42,6 +50,7 @@ class Workflows:
             if existing is not None:
                 return CreateResult(WorkflowCreated(workflow_id=template.name, version=existing), new_version=False)
             latest = self._store.latest_version(template.name)
+            self._prepare(template)
             stored = StoredWorkflow(
                 workflow_id=template.name,
                 version=latest + 1,

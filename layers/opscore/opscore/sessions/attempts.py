@@ -1,0 +1,133 @@
+"""How an attempt's end is recorded: the task's new status, the next task's mark, and the session's completion.
+
+Ops-Core records an attempt's end where it learns of it: the agent's result, an expired lease, an agent gone
+offline, a failed delivery, a quarantine, and (for a timeout, which only Step Functions sees) the next dispatch of the
+session. The task's route (kept on the task when it was queued) says the rest, as the state machine will act on it:
+- a failure that the route's retry policy retries, with attempts left, leaves the task `retrying` until
+  `scheduled_for` (Step Functions' own backoff, see opscore.sessions.plan.retry_wait);
+- a success of the session's last run completes the session in the same write;
+- the task that runs next after a delay shows as `scheduled` meanwhile.
+A session that fails is ended by the runner's `Record Failure` state (see SessionRunner.runner_failed), so every way
+a session fails ends it in one place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from opscore.core.clock import format_timestamp
+from opscore.core.contracts import canonical_json, parse_json
+from opscore.sessions.errors import (
+    AGENT_FAILED_ERROR,
+    AGENT_OFFLINE_ERROR,
+    AGENT_QUARANTINED_ERROR,
+    DELIVERY_FAILED_ERROR,
+    LEASE_EXPIRED_ERROR,
+    RETRIED_ERRORS,
+)
+from opscore.sessions.models import AttemptRecord, Problem, SessionStatus, TaskStatus
+from opscore.sessions.plan import Follower, TaskRoute, retry_wait
+from opscore.sessions.records import TaskRecord
+from opscore.sessions.writes import SessionEnd, TaskMark, TaskOutcome
+
+# Errors that mean an attempt ran out of time: Step Functions' own, an expired lease, an agent gone offline.
+TIMEOUT_ERRORS = frozenset({"States.Timeout", LEASE_EXPIRED_ERROR, AGENT_OFFLINE_ERROR})
+# What Ops-Core's own failures say when no cause was kept.
+OPSCORE_FAILURES = {
+    LEASE_EXPIRED_ERROR: "no heartbeat or result before the lease ran out",
+    AGENT_OFFLINE_ERROR: "the agent went offline holding the lease",
+    DELIVERY_FAILED_ERROR: "the task could not be delivered to the agent",
+    AGENT_QUARANTINED_ERROR: "the agent was quarantined while the task waited in its queue",
+}
+
+
+class AttemptEnd(NamedTuple):
+    """One attempt's end, as written together: the task, the next task's mark, and the session's end if it came."""
+
+    outcome: TaskOutcome
+    mark: TaskMark | None = None
+    end: SessionEnd | None = None
+
+
+def route_of(task: TaskRecord) -> TaskRoute:
+    if task.route_json is None:
+        raise LookupError(f"task {task.task_id} was never dispatched: it has no route")
+    return TaskRoute.model_validate_json(task.route_json)
+
+
+def timeout_problem(timeout_seconds: int) -> Problem:
+    return Problem(type="States.Timeout", message=f"no result within {timeout_seconds} s of being queued")
+
+
+def opscore_problem(error: str, cause: str | None) -> Problem:
+    return Problem(type=error, message=cause or OPSCORE_FAILURES.get(error, ""))
+
+
+def succeeded(task: TaskRecord, output: dict[str, Any] | None, now: datetime) -> AttemptEnd:
+    route = route_of(task)
+    outcome = _outcome(task, TaskStatus.SUCCEEDED, None, output, now, retry_in=None)
+    end = SessionEnd(SessionStatus.COMPLETED, format_timestamp(now)) if route.then is None else None
+    return AttemptEnd(outcome, _mark(route, route.then, now), end)
+
+
+def failed(task: TaskRecord, problem: Problem, error: str, now: datetime, *, final: bool = False) -> AttemptEnd:
+    """Attempt `task.attempts` failed with `error` (a failure name the runner sees) and `problem` (what it shows)."""
+    route = route_of(task)
+    status = TaskStatus.TIMED_OUT if error in TIMEOUT_ERRORS else TaskStatus.FAILED
+    retry_in = None if final or error not in RETRIED_ERRORS else retry_wait(route.retry, task.run_attempt)
+    outcome = _outcome(task, status, problem, None, now, retry_in=retry_in)
+    mark = _mark(route, route.fallback, now) if retry_in is None else None
+    return AttemptEnd(outcome, mark)
+
+
+def agent_failure(result_json: str) -> Problem:
+    """The agent's own error, from its failed result."""
+    reported = parse_json(result_json) or {}
+    error = reported.get("error") or {}
+    return Problem(type=str(error.get("type", AGENT_FAILED_ERROR)), message=str(error.get("message", "")))
+
+
+def _outcome(  # noqa: PLR0917 - the parts of one outcome
+    task: TaskRecord,
+    status: TaskStatus,
+    problem: Problem | None,
+    output: dict[str, Any] | None,
+    now: datetime,
+    retry_in: int | None,
+) -> TaskOutcome:
+    stamp = format_timestamp(now)
+    attempt_started = task.attempt_started_at or stamp
+    record = AttemptRecord(
+        attempt=task.attempts or 1, status=status, started_at=attempt_started, ended_at=stamp, error=problem
+    )
+    return TaskOutcome(
+        index=task.index,
+        sequence=task.dispatch_seq,
+        attempt=task.attempts or 1,
+        status=TaskStatus.RETRYING if retry_in is not None else status,
+        ended_at=stamp,
+        duration_ms=_milliseconds(task.started_at or attempt_started, now),
+        attempt_record_json=canonical_json(record.model_dump(mode="json")),
+        output_json=canonical_json(output) if output is not None else None,
+        error_json=canonical_json(problem.model_dump(mode="json")) if problem is not None else None,
+        scheduled_for=format_timestamp(now + timedelta(seconds=retry_in)) if retry_in is not None else None,
+    )
+
+
+def _mark(route: TaskRoute, follower: Follower | None, now: datetime) -> TaskMark | None:
+    """The task that runs next after a delay shows as scheduled until then (one write may not touch an item twice,
+    so a task that follows itself shows its last outcome meanwhile)."""
+    if follower is None or follower.delay_seconds <= 0 or follower.index == route.index:
+        return None
+    return TaskMark(
+        index=follower.index,
+        template_id=follower.id,
+        status=TaskStatus.SCHEDULED,
+        scheduled_for=format_timestamp(now + timedelta(seconds=follower.delay_seconds)),
+    )
+
+
+def _milliseconds(since: str, now: datetime) -> int:
+    started = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    return max(0, int((now - started).total_seconds() * 1000))
