@@ -18,6 +18,8 @@ from functools import partial
 from typing import Any
 
 from bench.harness import Harness
+from opscore.sessions.definition import RunnerTargets, definition_text, runner_definition
+from opscore.workflows.templates import WorkflowTemplate
 
 DELAYED = {"name": "bench-delayed", "tasks": [{"id": "a", "action": "x", "delay_seconds": 3600}]}
 
@@ -215,7 +217,28 @@ def measure(harness: Harness, runs: int) -> dict[str, Any]:
     ours.sort(key=lambda session: harness.item(session, "TASK#000")["agent_tasks_sk"]["S"])
     floor = Floor(harness, floor_agent)
     results.update(_work(harness, agent, ours, floor=floor, floors=floors, runs=trigger_runs))
+    results["store a template (new runner)"] = _storing(harness, trigger_runs)
     return results
+
+
+def _storing(harness: Harness, runs: int) -> dict[str, Any]:
+    """Storing a version whose shape is new: the handler (its reads, CreateStateMachine, the version's write) beside
+    CreateStateMachine alone, for a definition of the same size."""
+    role = harness.template.functions["WorkflowsFunction"].environment["RUNNER_ROLE_ARN"]
+    sfn = harness.sfn
+
+    def store(run: int) -> None:
+        harness.create_workflow({"name": f"bench-store-{run}", "tasks": [{"id": "a", "action": f"x{run}"}]})
+
+    def create_alone(run: int) -> None:
+        shape = WorkflowTemplate.model_validate({"name": f"bench-floor-{run}", "tasks": [{"id": "a", "action": "y"}]})
+        targets = RunnerTargets(
+            harness.template.functions["WorkflowsFunction"].environment["DISPATCH_FUNCTION_ARN"], "t"
+        )
+        definition = definition_text(runner_definition(shape, targets))
+        sfn.create_state_machine(name=f"bench-floor-{run}", definition=definition, roleArn=role, type="STANDARD")
+
+    return _pair(*alternated(harness, store, create_alone, runs))
 
 
 def _work(

@@ -62,7 +62,16 @@ def measure(harness: Harness) -> dict[str, Any]:
 def _contacts(harness: Harness, agent: str, results: dict[str, Any]) -> None:
     """Registration, the authorizer and state updates, each update right after the agent's previous contact."""
     harness.register(agent)
-    for template in (ONE_TASK, ONE_TASK_RETRIED, THREE_TASKS):
+    results["store a template (new shape: its runner is created)"] = harness.measured(
+        lambda: harness.create_workflow(ONE_TASK)
+    )
+    harness.create_workflow({"name": "bench-versions", "tasks": [{"id": "a", "action": "x", "input": {"n": 1}}]})
+    same_shape = {"name": "bench-versions", "tasks": [{"id": "a", "action": "x", "input": {"n": 2}}]}
+    results["store a template (new version of a stored shape)"] = harness.measured(
+        lambda: harness.create_workflow(same_shape)
+    )
+    results["store a template (a version already stored)"] = harness.measured(lambda: harness.create_workflow(ONE_TASK))
+    for template in (ONE_TASK_RETRIED, THREE_TASKS):
         harness.create_workflow(template)
     results["registration (re-sync)"] = harness.measured(lambda: harness.register(agent))
 

@@ -152,7 +152,7 @@ def test_the_execution_input_carries_each_tasks_input_and_priority(
 def test_a_repeated_dispatch_counts_one_attempt_and_keeps_the_newest_token(
     ops: SessionDriver, runner: StandInStepFunctions, session_id: str
 ) -> None:
-    assert view_of(ops, session_id)["status"] == "waiting", "nothing queued yet"
+    assert view_of(ops, session_id)["status"] == "processing", "its runner has started"
     assert runner.dispatch("fetch", "token-1") == "queued"
     assert runner.dispatch("fetch", "token-2") == "repeated", "Lambda retried the invocation after it had queued"
     view = view_of(ops, session_id)

@@ -124,15 +124,16 @@ def test_retries_exhausted_without_a_fallback_end_the_session_in_error(ops: Sess
 def test_a_delay_is_waited_out_before_dispatch(ops: SessionDriver) -> None:
     session_id = ops.start(two_steps(delay_seconds=1))
 
-    scheduled = ops.wait_for(session_id, lambda view: task(view, "fetch")["status"] != "pending", "fetch scheduled")
+    scheduled = ops.session(session_id)[1]
     fetch = task(scheduled, "fetch")
-    assert fetch["status"] in {"scheduled", "dispatched"}
+    assert (scheduled["status"], fetch["status"]) == ("processing", "scheduled"), "the runner waits out the delay"
+    assert fetch["scheduled_for"] >= scheduled["started_at"]
     fetch_id = ops.wait_leased(session_id, "fetch")
 
     view = ops.session(session_id)[1]
-    created_at = datetime.fromisoformat(view["created_at"])
+    started_at = datetime.fromisoformat(view["started_at"])
     dispatched_at = datetime.fromisoformat(task(view, "fetch")["started_at"])
-    assert dispatched_at - created_at >= timedelta(seconds=1), "dispatched only after its delay"
+    assert dispatched_at - started_at >= timedelta(seconds=1), "dispatched only after its delay"
     ops.succeed(fetch_id)
     ops.succeed(ops.wait_leased(session_id, "summarise"))
     assert ops.wait_ended(session_id)["status"] == "completed"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from opscore.core.errors import Throttled
+from opscore.core.errors import Conflict, Throttled
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
@@ -32,6 +32,12 @@ def new_client() -> SFNClient:
     import boto3
 
     return boto3.client("stepfunctions")
+
+
+class RunnerLimitReached(Conflict):
+    """Step Functions' quota of state machines per account and Region is reached: no new runner can be created."""
+
+    code = "runner_limit_reached"
 
 
 class MachineMissing(Exception):
@@ -58,8 +64,16 @@ class RunnerControl:
                 "includeExecutionData": False,
                 "destinations": [{"cloudWatchLogsLogGroup": {"logGroupArn": log_group_arn}}],
             }
-        with _throttling():
-            return self._client().create_state_machine(**request)["stateMachineArn"]
+        try:
+            with _throttling():
+                return self._client().create_state_machine(**request)["stateMachineArn"]
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "StateMachineLimitExceeded":
+                raise RunnerLimitReached(
+                    "the account has as many Step Functions state machines as its quota allows; delete the runners of "
+                    "workflows no longer used, or raise the quota, then store this version again"
+                ) from error
+            raise
 
     def start(self, machine_arn: str, session_id: str, runner_input: dict[str, Any]) -> None:
         # Named after the session: Step Functions refuses a second execution of one name, so a retried start cannot

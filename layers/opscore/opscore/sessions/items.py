@@ -88,8 +88,6 @@ def task_record(attributes: Attributes) -> TaskRecord:
         result_json=attributes.get("result"),
         result_seq=attributes.get("result_seq"),
         result_attempt=attributes.get("result_attempt"),
-        end_cause=attributes.get("end_cause"),
-        end_cause_seq=attributes.get("end_cause_seq"),
         agent_offline_after=attributes.get("agent_offline_after"),
         run=attributes.get("run"),
         run_attempt=attributes.get("run_attempt", 0),

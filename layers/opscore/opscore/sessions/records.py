@@ -1,10 +1,10 @@
 """Sessions and tasks as the rules see them: typed records built by the stores, and the rules derived from them.
 
-A `TaskRecord` is one task item: the template task, its current attempt (told apart by `dispatch_seq`, the runner
-step that dispatched it), the lease while it has one, the agent's kept result and the attempt history. Reads of the
-agents' queue indexes give the same record with only the projected fields set. Nothing outside the stores sees an
-item; the questions asked of a task (is this the attempt, was a result kept for it, why did its lease end) are
-answered here once.
+A `TaskRecord` is one task item: the template task, its current attempt (told apart by `dispatch_seq`, which counts
+the task's dispatches), the run it belongs to and that run's route, the lease while it has one, the agent's result
+and the attempt history. Reads of the agents' queue indexes give the same record with only the projected fields set.
+Nothing outside the stores sees an item; the questions asked of a task (is this the attempt, was a result kept for
+it) are answered here once.
 """
 
 from typing import Any, NamedTuple
@@ -19,7 +19,7 @@ EMPTY: dict[str, Any] = {}
 
 
 class TaskRef(NamedTuple):
-    """One attempt of one task: the attempt is told apart by the runner step that dispatched it."""
+    """One attempt of one task: the attempt is told apart by its dispatch's number (`dispatch_seq`)."""
 
     session_id: str
     index: int  # type: ignore[assignment]  # the task's place in the template, not tuple.index
@@ -86,9 +86,6 @@ class TaskRecord(NamedTuple):
     result_json: str | None = None
     result_seq: int | None = None
     result_attempt: int | None = None
-    # Why the attempt's lease ended without a result, and for which step.
-    end_cause: str | None = None
-    end_cause_seq: int | None = None
     agent_offline_after: int | None = None
     # The run this attempt belongs to (its state in the runner, and when the state was entered), the attempt's number
     # within that run, the run's route (JSON of opscore.sessions.plan.TaskRoute), and when the runner's timeout for
@@ -112,14 +109,6 @@ class TaskRecord(NamedTuple):
     def has_result(self) -> bool:
         """The current attempt has a kept result."""
         return self.result_seq is not None and self.result_seq == self.dispatch_seq
-
-    def result_for(self, sequence: int) -> str | None:
-        """The result kept for the attempt dispatched at `sequence`, as canonical JSON."""
-        return self.result_json if self.result_seq == sequence else None
-
-    def cause_for(self, sequence: int) -> str | None:
-        """Why the lease of the attempt dispatched at `sequence` ended, if Ops-Core ended it."""
-        return self.end_cause if self.end_cause_seq == sequence else None
 
     @property
     def history(self) -> list[AttemptRecord]:

@@ -135,6 +135,9 @@ class Sessions:
                 ),
             )
             raise
+        # Processing from the moment its runner runs (its first task may wait out a delay first). The first dispatch
+        # may have marked it already: then this changes nothing.
+        self._store.mark_started(session_id, format_timestamp(self._now()))
         logger.info(
             "session started",
             extra={"session_id": session_id, "agent_id": agent_id, "workflow_id": template.name, "version": version},

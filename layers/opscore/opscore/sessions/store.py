@@ -4,11 +4,15 @@ Items:
 - `PK=SESSION#<id> SK=SESSION`: the session (agent, workflow version, status, trigger input, the template's task list).
   `session_agent`/`session_id` key the AgentSessions index, so an agent's sessions, newest first, are one Query.
 - `PK=SESSION#<id> SK=TASK#<3-digit index>`: one task of the template, written when the runner first reaches it:
-  status, attempts, timings, the agent's last result and the runner's task token (never returned by the API).
-  `dispatch_seq` is the runner step that dispatched the current attempt: it makes every runner write idempotent.
-  While an attempt is queued or leased the item is also in its agent's queue (see opscore.dispatch.queue).
+  status, attempts, timings, the agent's last result and the runner's task token (never returned by the API), the
+  run it belongs to (`run`: its state and when the state was entered), the attempt's number in that run
+  (`run_attempt`), the run's route (`route`, see opscore.sessions.plan.TaskRoute) and when the runner's timeout for
+  the attempt runs out (`attempt_deadline`). `dispatch_seq` counts the task's dispatches: every write about an
+  attempt is guarded by it. While an attempt is queued or leased the item is also in its agent's queue (see
+  opscore.dispatch.queue).
 
-Every runner write is a transaction guarded by the session's status, so nothing moves once a session is cancelled.
+Every write of the runner's dispatch and of an attempt's end is guarded by the session's status, so nothing moves
+once a session is cancelled.
 """
 
 from __future__ import annotations
@@ -152,6 +156,21 @@ class SessionStore:
                 waiting="waiting",
                 processing="processing",
             )
+        )
+
+    def mark_started(self, session_id: str, now: str) -> bool:
+        """waiting -> processing once its runner has started; False when its first dispatch (or a cancel) came first."""
+        return self._update_if(
+            {
+                "TableName": self._table,
+                "Key": session_key(session_id),
+                "UpdateExpression": (
+                    "SET #status = :processing, started_at = if_not_exists(started_at, :now), updated_at = :now"
+                ),
+                "ConditionExpression": "#status = :waiting",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":processing": s("processing"), ":waiting": s("waiting"), ":now": s(now)},
+            }
         )
 
     # ------------------------------------------------------------------ the runner's dispatch
@@ -337,7 +356,8 @@ class SessionStore:
         )
 
     def _begin(self, transaction: _Transaction, session_id: str, now: str) -> None:
-        """waiting -> processing with the first dispatch (a repeat finds it processing already)."""
+        """waiting -> processing with the first dispatch, should it come before the trigger marked the session started
+        (a repeat, or a dispatch after that mark, finds it processing already)."""
         transaction.items.append(
             {
                 "Update": {

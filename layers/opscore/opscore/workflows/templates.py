@@ -24,7 +24,9 @@ TaskId = Annotated[str, Field(pattern=TASK_ID_PATTERN, description="Unique withi
 
 class RetryPolicy(RequestModel):
     max_retries: int = Field(default=0, ge=0, le=10, description="Attempts after the first one.")
-    backoff_seconds: int = Field(default=1, ge=0, le=3600, description="Wait before the first retry.")
+    backoff_seconds: int = Field(
+        default=1, ge=0, le=3600, description="Wait before the first retry (Step Functions waits at least 1 s: 0 is 1)."
+    )
     backoff_rate: float = Field(default=2.0, ge=1.0, le=10.0, description="Each later wait is this times longer.")
 
 
