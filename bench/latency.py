@@ -151,8 +151,8 @@ def measure(harness: Harness, runs: int) -> dict[str, Any]:
 
     results["state update"] = _pair(*alternated(harness, state_update, state_update_floor, runs))
 
-    # -- trigger: the session item (with its first task's mark: it waits out a long delay), then StartExecution of the
-    # workflow's runner (which then waits, idle)
+    # -- trigger: the session item (with its first task's mark: it waits out a long delay), StartExecution of the
+    # workflow's runner (which then waits, idle), and the session marked processing
     triggered: list[str] = []
 
     def trigger(_: int) -> None:
@@ -265,7 +265,7 @@ def _work(
             harness, lambda run: harness.report(agent, f"{ours[run]}-000"), lambda run: floor.result(leased[run]), runs
         )
     )
-    for session in ours + floors:  # the runner records each result; then the queues are empty
+    for session in ours + floors:  # each result completed its session; then the queues are empty
         harness.wait(partial(_completed, harness, session), "the session's end")
     results["lease (tasks/next, nothing ready)"] = _pair(
         *alternated(harness, lambda _: harness.nothing_ready(agent), lambda _: floor.nothing_ready(), runs)
@@ -386,8 +386,8 @@ class Floor:
         )
 
     def result(self, task_id: str) -> None:
-        """Read the task, touch the agent, keep the result and end the lease (session guard, task, agent), tell the
-        runner, read the task again, read the agent's delivery channel."""
+        """Read the task, touch the agent; record the result with the attempt's end, end the lease and complete the
+        session (its last task) in one transaction; tell the runner; read the agent's delivery channel."""
         key = self._key(task_id)
         item = self._dynamodb.get_item(TableName=self._table, Key=key, ConsistentRead=True)["Item"]
         self._touch()
@@ -395,12 +395,17 @@ class Floor:
         self._dynamodb.transact_write_items(
             TransactItems=[
                 {
-                    "ConditionCheck": {
+                    "Update": {
                         "TableName": self._table,
                         "Key": {"PK": key["PK"], "SK": {"S": "SESSION"}},
+                        "UpdateExpression": "SET #status = :completed, ended_at = :now, updated_at = :now",
                         "ConditionExpression": "#status = :processing",
                         "ExpressionAttributeNames": {"#status": "status"},
-                        "ExpressionAttributeValues": {":processing": {"S": "processing"}},
+                        "ExpressionAttributeValues": {
+                            ":processing": {"S": "processing"},
+                            ":completed": {"S": "completed"},
+                            ":now": {"S": now},
+                        },
                     }
                 },
                 {
@@ -408,15 +413,35 @@ class Floor:
                         "TableName": self._table,
                         "Key": key,
                         "UpdateExpression": (
-                            "SET #result = :result, result_seq = :seq, result_attempt = :attempt, updated_at = :now "
-                            "REMOVE lease_expires_at, agent_tasks, agent_tasks_sk, deadline_kind, deadline_at"
+                            "SET #status = :succeeded, ended_at = :now, duration_ms = :ms, history.#n = :entry, "
+                            "#output = :output, #result = :result, result_seq = :seq, result_attempt = :attempt, "
+                            "updated_at = :now "
+                            "REMOVE lease_expires_at, agent_tasks, agent_tasks_sk, deadline_kind, deadline_at, "
+                            "#error, scheduled_for"
                         ),
                         "ConditionExpression": (
-                            "#status = :leased AND dispatch_seq = :seq AND attribute_exists(lease_expires_at)"
+                            "#status = :leased AND dispatch_seq = :seq AND attribute_exists(lease_expires_at) "
+                            "AND attempt_deadline > :now"
                         ),
-                        "ExpressionAttributeNames": {"#status": "status", "#result": "result"},
+                        "ExpressionAttributeNames": {
+                            "#status": "status",
+                            "#result": "result",
+                            "#output": "output",
+                            "#error": "error",
+                            "#n": "1",
+                        },
                         "ExpressionAttributeValues": {
-                            ":result": {"S": '{"status":"succeeded"}'},
+                            ":succeeded": {"S": "succeeded"},
+                            ":ms": {"N": "100"},
+                            ":entry": {
+                                "S": '{"attempt":1,"ended_at":"'
+                                + now
+                                + '","error":null,"started_at":"'
+                                + now
+                                + '","status":"succeeded"}'
+                            },
+                            ":output": {"S": "{}"},
+                            ":result": {"S": '{"output":{},"status":"succeeded"}'},
                             ":seq": item["dispatch_seq"],
                             ":attempt": item["attempts"],
                             ":leased": {"S": "leased"},
@@ -435,7 +460,6 @@ class Floor:
             ]
         )
         self._sfn.send_task_success(taskToken=item["task_token"]["S"], output='{"status": "succeeded"}')
-        self._dynamodb.get_item(TableName=self._table, Key=key, ConsistentRead=True)
         self._dynamodb.get_item(TableName=self._table, Key=self._agent_key, ProjectionExpression="delivery")
 
     def _read_queue(self) -> list[Any]:
