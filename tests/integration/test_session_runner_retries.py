@@ -38,7 +38,6 @@ TEMPLATE = {
     ],
 }
 SESSION_CANCELLED = "OpsCore.SessionCancelled"
-ENTERED = "2026-11-30T12:00:00.000Z"
 
 
 @dataclass
@@ -50,7 +49,10 @@ class StandInStepFunctions:
     """
 
     runtime: LambdaRuntime
+    clock: Clock
     started: list[dict[str, Any]] = field(default_factory=list)
+    # When each state was entered, as `$$.State.EnteredTime` says it (the same for every retry of one entry).
+    entered: dict[str, str] = field(default_factory=dict)
     machines: list[str] = field(default_factory=list)
     closed: set[str] = field(default_factory=set)
     answers: list[tuple[str, str, str | None]] = field(default_factory=list)
@@ -81,8 +83,11 @@ class StandInStepFunctions:
             described = boto3.client("stepfunctions").describe_state_machine(stateMachineArn=self.machines[-1])
         return dict(json.loads(described["definition"])["States"][name])
 
-    def dispatch(self, state_name: str, token: str, entered: str = ENTERED) -> str:
-        """Invoke the dispatch function as the Task state does: its Payload, evaluated."""
+    def dispatch(self, state_name: str, token: str, *, enter_again: bool = False) -> str:
+        """Invoke the dispatch function as the Task state does: its Payload, evaluated. The state is entered on its
+        first dispatch (or again, with `enter_again`); later dispatches are its retries."""
+        if enter_again or state_name not in self.entered:
+            self.entered[state_name] = self.clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
         (execution_input,) = self.started
         payload = self.state(state_name)["Parameters"]["Payload"]
         route = payload["dispatch"]
@@ -92,7 +97,7 @@ class StandInStepFunctions:
             "agent_id": execution_input["agent_id"],
             "session_input": execution_input["input"],
             "given": execution_input["tasks"][route["index"]],
-            "run": entered,
+            "run": self.entered[state_name],
             "token": token,
         }
         return str(self.runtime.invoke("DispatchFunction", event)["dispatch"])
@@ -112,7 +117,7 @@ def ops(call: Invoke, api_event: EventFactory, clock: Clock) -> SessionDriver:
 
 @pytest.fixture
 def runner(aws: Any, runtime: LambdaRuntime, clock: Clock) -> StandInStepFunctions:
-    stand_in = StandInStepFunctions(runtime)
+    stand_in = StandInStepFunctions(runtime, clock)
     stand_in.install()
     return stand_in
 
@@ -246,7 +251,7 @@ def test_after_a_cancel_a_dispatch_queues_nothing_and_ends_the_wait(
     assert ops.cancel(session_id)[0] == 200
     assert set(runner.answers) == {("token-1", "failure", SESSION_CANCELLED)}, "the cancel ends the runner's wait"
 
-    assert runner.dispatch("fetch", "token-2", entered="2026-11-30T12:00:07.000Z") == "session_ended"
+    assert runner.dispatch("fetch", "token-2", enter_again=True) == "session_ended"
     assert runner.answers[-1] == ("token-2", "failure", SESSION_CANCELLED), "the new wait is ended at once"
     fetch = task(view_of(ops, session_id), "fetch")
     assert (fetch["status"], fetch["attempts"], fetch["history"]) == ("skipped", 1, [])

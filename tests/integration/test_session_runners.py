@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from opscore import wiring
+from opscore.sessions.runner import SessionRunner
 from opscore_tools.local.lambdas import LambdaRuntime
 from tests.conftest import EventFactory
 from tests.integration.boundary import Answer, always, intercept
@@ -135,3 +136,26 @@ def test_a_template_too_large_for_one_state_machine_is_refused_naming_its_tasks(
     assert (status, body["error"]["code"]) == (400, "validation_error")
     (problem,) = body["error"]["details"]
     assert (problem["field"], problem["type"]) == ("tasks", "too_large")
+
+
+def test_when_record_failure_itself_fails_the_runner_ends_the_session_without_lambda(
+    ops: SessionDriver, runtime: LambdaRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(_self: SessionRunner, _request: Any) -> set[str]:
+        raise RuntimeError("the table is gone")
+
+    monkeypatch.setattr(SessionRunner, "runner_failed", broken)
+    session_id = ops.start(template(retry={"max_retries": 0}))
+    ops.fail(ops.wait_leased(session_id, "fetch"))
+
+    view = ops.wait_ended(session_id)
+    assert view["status"] == "error"
+    assert view["error"]["type"] == "OpsCore.RunnerFailed", "written by Record Runner Failure, a direct DynamoDB update"
+    assert view["ended_at"] is not None
+    client = boto3.client("stepfunctions")
+    with runtime.exclusive():
+        (listed,) = client.list_state_machines()["stateMachines"]
+        (execution,) = client.list_executions(stateMachineArn=listed["stateMachineArn"])["executions"]
+        history = client.get_execution_history(executionArn=execution["executionArn"])["events"]
+    entered = [event["stateEnteredEventDetails"]["name"] for event in history if "stateEnteredEventDetails" in event]
+    assert entered == ["fetch", "Record Failure", "Record Runner Failure", "Runner Failed"]

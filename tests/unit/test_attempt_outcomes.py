@@ -240,9 +240,13 @@ def test_a_task_that_follows_itself_shows_no_mark() -> None:
     assert failed(first, problem(AGENT_FAILED_ERROR), AGENT_FAILED_ERROR, NOW).mark == scheduled(1, "b", 20)
 
 
-def test_a_task_never_dispatched_has_no_route() -> None:
-    with pytest.raises(LookupError, match="never dispatched"):
-        succeeded(TaskRecord(session_id="s-3", index=0), {}, NOW)
+def test_a_task_dispatched_before_routes_were_kept_ends_without_retry_mark_or_completion() -> None:
+    # Dispatched by the runner that came before generated runners: its item has no route.
+    legacy = TaskRecord(session_id="s-3", index=0, attempts=1, run_attempt=1, attempt_started_at="2030-05-17T08:29:00Z")
+    done = succeeded(legacy, {}, NOW)
+    assert (done.outcome.status, done.mark, done.end) == (TaskStatus.SUCCEEDED, None, None)
+    lost = failed(legacy, Problem(type="OpsCore.LeaseExpired", message="m"), "OpsCore.LeaseExpired", NOW)
+    assert (lost.outcome.status, lost.outcome.scheduled_for, lost.mark) == (TaskStatus.TIMED_OUT, None, None)
 
 
 def test_the_first_task_shows_as_scheduled_while_it_waits_out_its_delay() -> None:

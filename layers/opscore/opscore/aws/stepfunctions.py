@@ -49,8 +49,8 @@ class RunnerControl:
         # The client is built on first use: most runner steps never call Step Functions.
         self._client = client
 
-    def create_machine(self, name: str, definition: str, role_arn: str, log_group_arn: str | None) -> str:
-        """Create a Standard state machine; creating it again with the same definition returns the same one."""
+    def create_machine(self, arn: str, name: str, definition: str, role_arn: str, log_group_arn: str | None) -> str:
+        """Create the Standard state machine `name` (whose ARN is `arn`) unless it exists; its ARN either way."""
         request: dict[str, Any] = {
             "name": name,
             "definition": definition,
@@ -68,7 +68,12 @@ class RunnerControl:
             with _throttling():
                 return self._client().create_state_machine(**request)["stateMachineArn"]
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "StateMachineLimitExceeded":
+            code = error.response.get("Error", {}).get("Code")
+            if code == "StateMachineAlreadyExists":
+                # The name is the definition's hash: a machine of that name runs this definition, whatever its
+                # logging settings (CreateStateMachine calls a repeat with other settings a conflict).
+                return arn
+            if code == "StateMachineLimitExceeded":
                 raise RunnerLimitReached(
                     "the account has as many Step Functions state machines as its quota allows; delete the runners of "
                     "workflows no longer used, or raise the quota, then store this version again"

@@ -30,7 +30,7 @@ from opscore.core.errors import Throttled
 from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.core.retry import Backoff, attempts
 from opscore.dispatch.queue import Counted, TaskQueue
-from opscore.sessions.attempts import failed, opscore_problem
+from opscore.sessions.attempts import count, failed, opscore_problem
 from opscore.sessions.errors import AGENT_OFFLINE_ERROR, AGENT_QUARANTINED_ERROR, LEASE_EXPIRED_ERROR
 from opscore.sessions.models import Problem, TaskStatus
 from opscore.sessions.records import TaskRecord, TaskRef
@@ -102,6 +102,7 @@ class AgentHealth:
             agent_id, ref, ended=ended, counted=counted, now=format_timestamp(now), expired_only=expired_only
         ):
             return False
+        count(ended)
         if tell and task.task_token is not None:
             self._tell_runner(task.task_token, error, cause)
         logger.info(
@@ -131,7 +132,11 @@ class AgentHealth:
         if task is None or not task.queued_for(ref):
             return False
         now = self._now()
-        return self._queue.withdraw(ref, failed(task, problem, error, now, final=final), format_timestamp(now))
+        ended = failed(task, problem, error, now, final=final)
+        if not self._queue.withdraw(ref, ended, format_timestamp(now)):
+            return False
+        count(ended)
+        return True
 
     def _tell_runner(self, token: str, error: str, cause: str) -> None:
         """Fail the attempt's wait, trying again while Step Functions throttles: the lease is already gone, so

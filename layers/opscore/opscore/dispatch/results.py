@@ -21,7 +21,7 @@ from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.core.retry import attempts
 from opscore.dispatch.errors import AttemptRequired, ResultConflict, TaskNotOpen
 from opscore.dispatch.models import TaskResult, TaskResultAccepted
-from opscore.sessions.attempts import AttemptEnd, agent_failure, failed, succeeded
+from opscore.sessions.attempts import AttemptEnd, agent_failure, count, failed, succeeded
 from opscore.sessions.errors import AGENT_FAILED_ERROR
 from opscore.sessions.models import TaskStatus, split_task_id
 from opscore.sessions.records import TaskRecord
@@ -67,6 +67,7 @@ class TaskResults:
                 continue  # the task moved (a result, a timeout, a cancel) since it was read: decide again
             if not saved:
                 raise TaskNotOpen(f"the session of task {task_id} has ended; it takes no more results")
+            count(ended)
             if task.task_token is not None:
                 # A token closed meanwhile (the runner's timeout came first) is healed by the runner's next dispatch
                 # of this task, which finds the run succeeded and passes the result on.

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from opscore.core.clock import format_timestamp
 from opscore.core.contracts import canonical_json, parse_json
+from opscore.core.observability import MetricUnit, metrics
 from opscore.sessions.errors import (
     AGENT_FAILED_ERROR,
     AGENT_OFFLINE_ERROR,
@@ -42,6 +43,14 @@ OPSCORE_FAILURES = {
 }
 
 
+def count(ended: AttemptEnd) -> None:
+    """The metrics of a recorded end: the attempt's outcome, and the session's completion."""
+    status = ended.outcome.status
+    metrics.add_metric(name=f"Tasks{status.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
+    if ended.end is not None:
+        metrics.add_metric(name=f"Sessions{ended.end.status.value.title()}", unit=MetricUnit.Count, value=1)
+
+
 class AttemptEnd(NamedTuple):
     """One attempt's end, as written together: the task, the next task's mark, and the session's end if it came."""
 
@@ -51,8 +60,15 @@ class AttemptEnd(NamedTuple):
 
 
 def route_of(task: TaskRecord) -> TaskRoute:
+    """The route the task's current run was dispatched with.
+
+    A task dispatched before runners were generated per workflow has none: it gets one that neither retries nor leads
+    anywhere, so its end is still recorded (its session, whose runner is gone, is for an operator to cancel).
+    """
     if task.route_json is None:
-        raise LookupError(f"task {task.task_id} was never dispatched: it has no route")
+        return TaskRoute(
+            state="", index=task.index, id=task.template_id, action=task.action, timeout_seconds=1, legacy=True
+        )
     return TaskRoute.model_validate_json(task.route_json)
 
 
@@ -67,7 +83,8 @@ def opscore_problem(error: str, cause: str | None) -> Problem:
 def succeeded(task: TaskRecord, output: dict[str, Any] | None, now: datetime) -> AttemptEnd:
     route = route_of(task)
     outcome = _outcome(task, TaskStatus.SUCCEEDED, None, output, now, retry_in=None)
-    end = SessionEnd(SessionStatus.COMPLETED, format_timestamp(now)) if route.then is None else None
+    last = route.then is None and not route.legacy
+    end = SessionEnd(SessionStatus.COMPLETED, format_timestamp(now)) if last else None
     return AttemptEnd(outcome, _mark(route, route.then, now), end)
 
 

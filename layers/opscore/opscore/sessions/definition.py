@@ -188,7 +188,7 @@ def _ending_states(targets: RunnerTargets) -> dict[str, Any]:
                 }
             },
             "ResultPath": None,
-            "Retry": [{**LAMBDA_RETRY, "ErrorEquals": [*LAMBDA_TRANSIENT_ERRORS, "States.TaskFailed"]}],
+            "Retry": [LAMBDA_RETRY],
             "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.record_failure", "Next": RECORD_RUNNER_FAILURE}],
             "Next": SESSION_FAILED,
         },

@@ -39,7 +39,9 @@ class RunnerMachines:
         """The template's machine, created now unless it exists."""
         definition = self.definition(template)
         name = self._name(template, definition)
-        arn = self._control.create_machine(name, definition_text(definition), self._role_arn, self._log_group_arn)
+        arn = self._control.create_machine(
+            f"{self._arn_prefix}:{name}", name, definition_text(definition), self._role_arn, self._log_group_arn
+        )
         logger.info("session runner ready", extra={"workflow_id": template.name, "state_machine": name})
         return arn
 

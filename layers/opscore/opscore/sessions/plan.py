@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from opscore.core.clock import format_timestamp
 from opscore.sessions.models import TaskStatus
@@ -67,6 +67,8 @@ class TaskRoute(RouteModel):
     fallback: Follower | None = None
     # The session's first task: its dispatch moves the session from waiting to processing.
     begins: bool = False
+    # Stands in for a task dispatched before runners were generated per workflow (it kept no route).
+    legacy: bool = Field(default=False, exclude=True)
 
     @property
     def lease_seconds(self) -> int:

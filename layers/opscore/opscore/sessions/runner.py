@@ -13,8 +13,8 @@ A run that already succeeded (its result came as the runner timed it out) passes
 A fallback's dispatch also records the timeout of the attempt it replaces, if nobody recorded its end.
 
 `Record Failure` calls `runner_failed`: it closes an attempt the runner gave up on and ends the session in error with
-the failed task's error. Every write is guarded by the session's status, so nothing moves once a session is
-cancelled or ended.
+the failed task's error. The dispatch's write is guarded by the session's status, so a cancelled session queues
+nothing more; the session's end only ever moves a session that has not ended.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from opscore.dispatch.health import AgentHealth
 
 TIMEOUT_ERROR = "States.Timeout"
+# What a retry's dispatch may run after Step Functions scheduled it (a tenth of the timeout at most).
+DEADLINE_MARGIN_SECONDS = 1.0
 
 
 class Given(BaseModel):
@@ -148,8 +150,8 @@ class SessionRunner:
                 lease_seconds=route.lease_seconds,
                 run=request.run_key,
                 run_attempt=run_attempt,
-                route_json=route.model_dump_json(),
-                attempt_deadline=format_timestamp(now + timedelta(seconds=route.timeout_seconds)),
+                route_json=route.model_dump_json(exclude_defaults=True),
+                attempt_deadline=format_timestamp(attempt_deadline(now, request.run, route, first=run_attempt == 1)),
                 begins=route.begins,
             ),
         )
@@ -174,8 +176,6 @@ class SessionRunner:
         self._store.replace_token(request.session_id, task.index, task.dispatch_seq, request.token)
         if task.status is TaskStatus.SUCCEEDED:
             self._runner.succeed(request.token, {"status": "succeeded"})
-        elif task.status is TaskStatus.SKIPPED:
-            self._runner.fail(request.token, SESSION_CANCELLED_ERROR, "the session was cancelled")
         return Dispatched("repeated", task.ref)
 
     def _close_timed_out(self, session_id: str, index: int, *, final: bool) -> None:
@@ -261,6 +261,26 @@ def next_move(task: TaskRecord | None, run_key: str, now: datetime) -> str:
             return "close_run"
         return "close_attempt" if _past(task.attempt_deadline, now) else "repeat"
     return "repeat" if same_run and task.status is TaskStatus.SUCCEEDED else "queue"
+
+
+def attempt_deadline(now: datetime, entered: str, route: TaskRoute, *, first: bool) -> datetime:
+    """When Ops-Core stops taking the attempt's result: no later than the runner's own timeout.
+
+    Step Functions counts `TimeoutSeconds` from when it scheduled the attempt, a little before this dispatch ran (more
+    on a cold start). A run's first attempt was scheduled when its state was entered; a retry's, by a margin before
+    now. A result Ops-Core takes is then one the runner still waits for.
+    """
+    timeout = timedelta(seconds=route.timeout_seconds)
+    margin = min(timedelta(seconds=DEADLINE_MARGIN_SECONDS), timeout / 10)
+    deadline = now + timeout - margin
+    if first:
+        try:
+            entered_at = datetime.fromisoformat(entered)
+        except ValueError:
+            return deadline
+        if entered_at.tzinfo is not None:
+            deadline = min(deadline, entered_at + timeout)
+    return deadline
 
 
 def _in_queue(task: TaskRecord) -> bool:

@@ -11,8 +11,9 @@ Items:
   attempt is guarded by it. While an attempt is queued or leased the item is also in its agent's queue (see
   opscore.dispatch.queue).
 
-Every write of the runner's dispatch and of an attempt's end is guarded by the session's status, so nothing moves
-once a session is cancelled.
+The runner's dispatch and an agent's result are guarded by the session's status, so neither moves a cancelled session;
+an attempt Ops-Core ends itself (opscore.dispatch.queue: an expired lease, an agent gone offline, a quarantine, a
+timeout) is guarded by the attempt (`dispatch_seq`), and a cancel closes what it finds open first.
 """
 
 from __future__ import annotations
