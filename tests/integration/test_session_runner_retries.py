@@ -51,8 +51,10 @@ class StandInStepFunctions:
     runtime: LambdaRuntime
     clock: Clock
     started: list[dict[str, Any]] = field(default_factory=list)
-    # When each state was entered, as `$$.State.EnteredTime` says it (the same for every retry of one entry).
+    # When each state was entered, as `$$.State.EnteredTime` says it (the same for every retry of one entry), and
+    # its retries so far (`$$.State.RetryCount`).
     entered: dict[str, str] = field(default_factory=dict)
+    retries: dict[str, int] = field(default_factory=dict)
     machines: list[str] = field(default_factory=list)
     closed: set[str] = field(default_factory=set)
     answers: list[tuple[str, str, str | None]] = field(default_factory=list)
@@ -77,17 +79,38 @@ class StandInStepFunctions:
         self.closed.add(token)
         return Answer.ok()
 
-    def state(self, name: str) -> dict[str, Any]:
-        """A state of the session's machine, as created when the template was stored."""
+    def state(self, name: str, number: int = -1) -> dict[str, Any]:
+        """A state of a session's machine (the last one started, by default), as created when its template was
+        stored."""
         with self.runtime.exclusive():
-            described = boto3.client("stepfunctions").describe_state_machine(stateMachineArn=self.machines[-1])
+            described = boto3.client("stepfunctions").describe_state_machine(stateMachineArn=self.machines[number])
         return dict(json.loads(described["definition"])["States"][name])
 
+    def dispatch_session(self, number: int, state_name: str, token: str) -> str:
+        """The first dispatch of a state of the `number`th session started."""
+        execution_input = self.started[number]
+        payload = self.state(state_name, number)["Parameters"]["Payload"]
+        route = payload["dispatch"]
+        event = {
+            "dispatch": route,
+            "session_id": execution_input["session_id"],
+            "agent_id": execution_input["agent_id"],
+            "session_input": execution_input["input"],
+            "given": execution_input["tasks"][route["index"]],
+            "run": self.clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "retry_count": 0,
+            "token": token,
+        }
+        return str(self.runtime.invoke("DispatchFunction", event)["dispatch"])
+
     def dispatch(self, state_name: str, token: str, *, enter_again: bool = False) -> str:
-        """Invoke the dispatch function as the Task state does: its Payload, evaluated. The state is entered on its
-        first dispatch (or again, with `enter_again`); later dispatches are its retries."""
+        """Invoke the dispatch function as the only session's Task state does: its Payload, evaluated. The state is
+        entered on its first dispatch (or again, with `enter_again`); later dispatches are its retries."""
         if enter_again or state_name not in self.entered:
             self.entered[state_name] = self.clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            self.retries[state_name] = 0
+        else:
+            self.retries[state_name] += 1
         (execution_input,) = self.started
         payload = self.state(state_name)["Parameters"]["Payload"]
         route = payload["dispatch"]
@@ -98,6 +121,7 @@ class StandInStepFunctions:
             "session_input": execution_input["input"],
             "given": execution_input["tasks"][route["index"]],
             "run": self.entered[state_name],
+            "retry_count": self.retries[state_name],
             "token": token,
         }
         return str(self.runtime.invoke("DispatchFunction", event)["dispatch"])
@@ -299,3 +323,80 @@ def test_record_failure_ends_the_session_with_the_timeout_of_the_task_it_gave_up
     assert [entry["status"] for entry in fetch["history"]] == ["timed_out", "timed_out"]
     assert (fetch["status"], task(view, "summarise")["status"]) == ("timed_out", "skipped")
     assert ops.agent()[1]["queue"]["in_flight"] == 0
+
+
+SLOW = {
+    "name": "slow",
+    "tasks": [
+        {
+            "id": "work",
+            "action": "web.fetch",
+            "timeout_seconds": 60,
+            "retry": {"max_retries": 1, "backoff_seconds": 3600},
+        }
+    ],
+}
+
+
+def test_attempts_the_runner_timed_out_leave_the_queue_at_the_next_pull_or_sweep(
+    ops: SessionDriver, runner: StandInStepFunctions, clock: Clock, runtime: LambdaRuntime
+) -> None:
+    stale = []
+    for number in range(11):
+        stale.append(ops.start(SLOW))
+        assert runner.dispatch_session(number, "work", f"token-{number}") == "queued"
+    clock.advance(61)  # the runner timed all of them out; their retries come in an hour
+    fresh = ops.start(SLOW)
+    assert runner.dispatch_session(11, "work", "token-fresh") == "queued"
+
+    status, leased = ops.next_task()
+    assert (status, leased["session_id"]) == (200, fresh), "timed-out attempts never block the queue's head"
+    recorded = [task(view_of(ops, session_id), "work") for session_id in stale]
+    assert {entry["status"] for entry in recorded[:10]} == {"retrying"}, "those the pull met are recorded at once"
+    runtime.invoke("SweepFunction", {})
+    last = task(view_of(ops, stale[10]), "work")
+    assert (last["status"], last["history"][0]["error"]["type"]) == ("retrying", "States.Timeout"), (
+        "the sweep: the rest"
+    )
+    assert [item["session_id"] for item in ops.queue(status="queued")[1]["items"]] == []
+    assert runner.answers == [], "a token the runner timed out is not answered"
+
+
+def test_a_lease_ends_with_the_attempts_time_and_the_sweep_gives_the_slot_back(
+    ops: SessionDriver, runner: StandInStepFunctions, clock: Clock, runtime: LambdaRuntime
+) -> None:
+    ops.register(max_concurrency=1)
+    first = ops.start(SLOW)
+    runner.dispatch_session(0, "work", "token-1")
+    clock.advance(50)  # leased after 50 s in the queue: 10 s are left of its 60 s
+    task_id = ops.wait_leased(first, "work")
+    assert task(view_of(ops, first), "work")["status"] == "leased"
+    second = ops.start(SLOW)
+    runner.dispatch_session(1, "work", "token-2")
+    clock.advance(15)
+
+    assert ops.heartbeat(task_id)[0] == 409, "no renewal past the attempt's time"
+    runtime.invoke("SweepFunction", {})
+    work = task(view_of(ops, first), "work")
+    assert (work["status"], work["history"][0]["error"]["type"]) == ("retrying", "States.Timeout")
+    assert ops.agent()[1]["queue"]["in_flight"] == 0
+    status, leased = ops.next_task()
+    assert (status, leased["session_id"]) == (200, second)
+
+
+def test_a_trigger_whose_processing_mark_fails_still_answers_for_its_session(
+    ops: SessionDriver, runner: StandInStepFunctions
+) -> None:
+    def conflict(request: dict[str, Any]) -> Answer | None:
+        if request.get("ConditionExpression") == "#status = :waiting" and request["Key"]["SK"]["S"] == "SESSION":
+            return Answer.error("TransactionConflictException", "ongoing transaction for the item")
+        return None
+
+    hook = intercept(wiring.dynamodb(), "UpdateItem", conflict)
+    status, started = ops.trigger({"template": SLOW}, key="ticket-7")
+    hook.remove()
+    assert status == 202, started
+    assert ops.trigger({"template": SLOW}, key="ticket-7") == (202, started), "its retry is the same session"
+    assert len(runner.started) == 1
+    assert runner.dispatch_session(0, "work", "token-1") == "queued"
+    assert view_of(ops, started["session_id"])["status"] == "processing", "its first dispatch marked it"

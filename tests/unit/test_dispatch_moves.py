@@ -1,5 +1,5 @@
-"""What a dispatch does with the task as it finds it (`next_move`), and when it stops taking the attempt's result
-(`attempt_deadline`): the runner's side of repeats, retries and timeouts, without AWS."""
+"""What a dispatch does with the task as it finds it (`next_move`), and from when its attempt's deadline counts
+(`scheduled_at`): the runner's side of repeats, retries and timeouts, without AWS."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import pytest
 
 from opscore.core.clock import format_timestamp
 from opscore.sessions.models import TaskStatus
-from opscore.sessions.plan import TaskRoute
 from opscore.sessions.records import TaskRecord
-from opscore.sessions.runner import attempt_deadline, next_move
+from opscore.sessions.runner import DispatchRequest, next_move, scheduled_at
 
 NOW = datetime(2030, 5, 17, 8, 30, tzinfo=UTC)
 RUN = "fetch@2030-05-17T08:29:00.000Z"
@@ -51,21 +50,52 @@ def test_what_a_dispatch_does_with_the_task_it_finds(found: TaskRecord | None, m
     assert next_move(found, RUN, NOW) == move
 
 
-def route(timeout_seconds: int) -> TaskRoute:
-    return TaskRoute(state="fetch", index=0, id="fetch", action="web.fetch", timeout_seconds=timeout_seconds)
+def request(retry_count: int, *, timeout_seconds: int = 60, run: str = "2030-05-17T08:29:58.500Z") -> DispatchRequest:
+    return DispatchRequest.model_validate(
+        {
+            "dispatch": {
+                "state": "fetch",
+                "index": 0,
+                "id": "fetch",
+                "action": "web.fetch",
+                "timeout_seconds": timeout_seconds,
+                "retry": {"max_retries": 3, "backoff_seconds": 10, "backoff_rate": 2.0},
+            },
+            "session_id": "s-1",
+            "agent_id": "agent-1",
+            "given": {"priority": 5},
+            "run": run,
+            "retry_count": retry_count,
+            "token": "t",
+        }
+    )
 
 
-def test_a_runs_first_attempt_ends_no_later_than_its_state_was_entered_plus_the_timeout() -> None:
-    entered = "2030-05-17T08:29:58.500Z"  # the dispatch ran 1.5 s after the state was entered (a cold start)
-    deadline = attempt_deadline(NOW, entered, route(60), first=True)
-    assert deadline == datetime(2030, 5, 17, 8, 30, 58, 500_000, tzinfo=UTC)
+def test_a_states_first_attempt_was_scheduled_as_the_state_was_entered() -> None:
+    # the dispatch ran 1.5 s after the state was entered (a cold start): the deadline counts from the entry
+    assert scheduled_at(None, request(0), NOW) == datetime(2030, 5, 17, 8, 29, 58, 500_000, tzinfo=UTC)
 
 
-def test_a_retry_ends_a_margin_before_its_timeout_counted_from_now() -> None:
-    entered = "2030-05-17T08:00:00.000Z"  # entered long ago: the run's first attempt, not this retry
-    assert attempt_deadline(NOW, entered, route(60), first=False) == NOW + timedelta(seconds=59)
-    assert attempt_deadline(NOW, entered, route(5), first=False) == NOW + timedelta(seconds=4.5), "a tenth at most"
+def test_a_retry_after_a_recorded_failure_was_scheduled_when_the_failure_said() -> None:
+    failed = TaskRecord(
+        session_id="s-1",
+        index=0,
+        status=TaskStatus.RETRYING,
+        run=RUN.replace("08:29:00.000Z", "08:29:58.500Z"),
+        run_attempt=1,
+        scheduled_for=format_timestamp(NOW - timedelta(seconds=3)),  # this dispatch ran 3 s late
+    )
+    assert scheduled_at(failed, request(1), NOW) == NOW - timedelta(seconds=3)
 
 
-def test_an_entry_time_that_is_not_a_timestamp_leaves_the_margin_alone() -> None:
-    assert attempt_deadline(NOW, "soon", route(60), first=True) == NOW + timedelta(seconds=59)
+def test_a_retry_after_a_timeout_was_scheduled_after_the_deadline_and_the_retriers_wait() -> None:
+    open_attempt = task(TaskStatus.LEASED, run="fetch@2030-05-17T08:29:58.500Z", deadline=-timedelta(seconds=25))
+    open_attempt = open_attempt._replace(run_attempt=2)
+    # attempt 2 timed out at its deadline (25 s ago); the retrier waited 10 * 2 = 20 s, so it was scheduled 5 s ago
+    assert scheduled_at(open_attempt, request(2), NOW) == NOW - timedelta(seconds=5)
+
+
+def test_a_retry_of_lambdas_own_counts_from_a_margin_before_now() -> None:
+    assert scheduled_at(None, request(1), NOW) == NOW - timedelta(seconds=1)
+    assert scheduled_at(None, request(1, timeout_seconds=5), NOW) == NOW - timedelta(seconds=0.5), "a tenth at most"
+    assert scheduled_at(None, request(0, run="soon"), NOW) == NOW - timedelta(seconds=1), "no entry time to go by"

@@ -149,9 +149,9 @@ def test_a_failed_serve_never_fails_the_attempt_it_queued(
 def test_the_sweep_serves_freed_agents_in_order_while_time_is_left(
     dispatcher: FakeDispatcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    report = SweepReport(leases_expired=3, agents_offline=1, agents_freed={"c", "a", "b"})
+    report = SweepReport(attempts_timed_out=2, leases_expired=3, agents_offline=1, agents_freed={"c", "a", "b"})
     monkeypatch.setattr(wiring, "agent_health", lambda: FakeHealth(report))
     # a, then b with 1 s of budget left, then c when only the reserve is left
     outcome = sweep_and_serve(remaining(100_000, 21_000, 20_000))
     assert dispatcher.served == [("a", 80.0), ("b", 1.0)]
-    assert outcome.as_dict() == {"leases_expired": 3, "agents_offline": 1, "pushed": 2}
+    assert outcome.as_dict() == {"attempts_timed_out": 2, "leases_expired": 3, "agents_offline": 1, "pushed": 2}

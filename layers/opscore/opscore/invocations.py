@@ -84,12 +84,13 @@ def queue_and_serve(request: DispatchRequest, remaining_ms: RemainingMs) -> str:
 
 
 class SweepOutcome(NamedTuple):
+    attempts_timed_out: int
     leases_expired: int
     agents_offline: int
     pushed: int
 
     def as_dict(self) -> dict[str, int]:
-        return {"leases_expired": self.leases_expired, "agents_offline": self.agents_offline, "pushed": self.pushed}
+        return self._asdict()
 
 
 def sweep_and_serve(remaining_ms: RemainingMs) -> SweepOutcome:
@@ -101,6 +102,6 @@ def sweep_and_serve(remaining_ms: RemainingMs) -> SweepOutcome:
         if budget == 0:
             break  # the rest is served when those agents next report, or by the next sweep
         pushed += wiring.dispatcher().serve(agent_id, budget_seconds=budget)
-    outcome = SweepOutcome(report.leases_expired, report.agents_offline, pushed)
+    outcome = SweepOutcome(report.attempts_timed_out, report.leases_expired, report.agents_offline, pushed)
     logger.info("sweep done", extra=outcome.as_dict())
     return outcome

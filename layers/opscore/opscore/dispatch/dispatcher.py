@@ -29,7 +29,8 @@ from opscore.dispatch.health import AgentHealth
 from opscore.dispatch.models import LeasedTask, QueuedTask, QueuePage, TaskHeartbeat, TaskResult
 from opscore.dispatch.queue import LeaseOutcome, TaskQueue
 from opscore.dispatch.results import TaskResults, locate_task
-from opscore.sessions.errors import DELIVERY_FAILED_ERROR
+from opscore.sessions.attempts import route_of, timeout_problem
+from opscore.sessions.errors import DELIVERY_FAILED_ERROR, TIMEOUT_ERROR
 from opscore.sessions.records import TaskRecord, TaskRef
 from opscore.sessions.store import SessionStore
 
@@ -99,20 +100,27 @@ class Dispatcher:
         """Lease the first candidate still queued; "taken" when every one was taken, "agent_unavailable" when the
         agent may take nothing now."""
         for candidate in candidates:
+            # Read first (the index may be behind): a task still queued for this attempt, and in time.
+            task = self._sessions.get_task(candidate.session_id, candidate.index)
+            if task is None or not task.queued_for(candidate.ref):
+                continue
             now = self._now()
-            expires_at = format_timestamp(now + timedelta(seconds=candidate.lease_seconds))
+            if task.attempt_deadline is not None and task.attempt_deadline <= format_timestamp(now):
+                # The runner timed it out: record it, so it leaves the queue now rather than block its head.
+                self._health.end_queued(task.ref, error=TIMEOUT_ERROR, problem=timeout_problem(route_of(task)))
+                continue
+            expires_at = lease_expiry(task, now)
             outcome = self._queue.lease(
                 agent.agent_id, candidate.ref, format_timestamp(now), expires_at, agent.offline_after_seconds
             )
             if outcome == "agent_unavailable":
                 return outcome, None
             if outcome == "leased":
-                return outcome, (self._leased(agent.agent_id, candidate, now, expires_at), candidate.ref)
+                return outcome, (self._leased(agent.agent_id, task, now, expires_at), candidate.ref)
         return "taken", None
 
-    def _leased(self, agent_id: str, candidate: TaskRecord, now: datetime, expires_at: str) -> LeasedTask:
-        ref = candidate.ref
-        task = self._sessions.get_task(ref.session_id, ref.index) or candidate
+    def _leased(self, agent_id: str, task: TaskRecord, now: datetime, expires_at: str) -> LeasedTask:
+        ref = task.ref
         logger.info(
             "task leased",
             extra={
@@ -242,7 +250,7 @@ class Dispatcher:
             raise NotFound(f"agent {agent_id} has no task {task_id}")
         self._health.heard_from(agent_id, task.agent_offline_after)
         now = self._now()
-        expires_at = format_timestamp(now + timedelta(seconds=task.lease_seconds))
+        expires_at = lease_expiry(task, now)
         if not self._queue.extend(task.ref, format_timestamp(now), expires_at):
             status = task.status.value if task.status is not None else None
             raise TaskNotOpen(f"task {task_id} is {status} and holds no live lease: it is not waiting for a heartbeat")
@@ -269,6 +277,15 @@ class Dispatcher:
         if agent is None:
             raise NotFound(f"agent {agent_id} is not registered")
         return agent
+
+
+def lease_expiry(task: TaskRecord, now: datetime) -> str:
+    """A lease lasts the task's lease_seconds, and never past the attempt's deadline (the runner stops waiting
+    then: the agent's slot comes back at the deadline, by the sweep)."""
+    expires_at = format_timestamp(now + timedelta(seconds=task.lease_seconds))
+    if task.attempt_deadline is not None:
+        return min(expires_at, task.attempt_deadline)
+    return expires_at
 
 
 def _with_fresh(candidates: list[TaskRecord], fresh: TaskRecord | None) -> list[TaskRecord]:

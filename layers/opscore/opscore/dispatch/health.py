@@ -30,8 +30,8 @@ from opscore.core.errors import Throttled
 from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.core.retry import Backoff, attempts
 from opscore.dispatch.queue import Counted, TaskQueue
-from opscore.sessions.attempts import count, failed, opscore_problem
-from opscore.sessions.errors import AGENT_OFFLINE_ERROR, AGENT_QUARANTINED_ERROR, LEASE_EXPIRED_ERROR
+from opscore.sessions.attempts import AttemptEnd, count, failed, opscore_problem, route_of, timeout_problem
+from opscore.sessions.errors import AGENT_OFFLINE_ERROR, AGENT_QUARANTINED_ERROR, LEASE_EXPIRED_ERROR, TIMEOUT_ERROR
 from opscore.sessions.models import Problem, TaskStatus
 from opscore.sessions.records import TaskRecord, TaskRef
 from opscore.sessions.store import SessionStore
@@ -47,6 +47,7 @@ QUEUE_PAGE = 100
 
 @dataclass
 class SweepReport:
+    attempts_timed_out: int = 0  # queued attempts the runner timed out, recorded here (they leave the queue)
     leases_expired: int = 0
     agents_offline: int = 0
     agents_freed: set[str] = field(default_factory=set)  # agents with a slot given back: worth serving
@@ -94,9 +95,12 @@ class AgentHealth:
         no lease any more (it ended some other way first).
         """
         task = self._sessions.get_task(ref.session_id, ref.index)
-        if task is None or task.dispatch_seq != ref.sequence or task.status is not TaskStatus.LEASED:
+        if task is None or not task.leased_for(ref):
             return False
         now = self._now()
+        if error == LEASE_EXPIRED_ERROR and _past(task.attempt_deadline, now):
+            # The lease ran out at the attempt's deadline: the runner timed the attempt out (and heard of it first).
+            error, problem, tell = TIMEOUT_ERROR, timeout_problem(route_of(task)), False
         ended = failed(task, problem or opscore_problem(error, cause), error, now, final=final)
         if not self._queue.release(
             agent_id, ref, ended=ended, counted=counted, now=format_timestamp(now), expired_only=expired_only
@@ -105,6 +109,11 @@ class AgentHealth:
         count(ended)
         if tell and task.task_token is not None:
             self._tell_runner(task.task_token, error, cause)
+        self._lease_ended(agent_id, ref, ended, error, counted)
+        return True
+
+    def _lease_ended(self, agent_id: str, ref: TaskRef, ended: AttemptEnd, error: str, counted: Counted) -> None:
+        """Log and count a lease ended without a result; a failure may quarantine its agent."""
         logger.info(
             "lease ended without a result",
             extra={
@@ -119,7 +128,6 @@ class AgentHealth:
         metrics.add_metric(name="LeasesEnded", unit=MetricUnit.Count, value=1)
         if counted == "failure":
             self.after_failure(agent_id)
-        return True
 
     def skip_lease(self, agent_id: str, ref: TaskRef) -> bool:
         """A cancel ends the lease: the task is skipped, the agent's slot comes back, and nothing is counted."""
@@ -221,6 +229,16 @@ class AgentHealth:
     def sweep(self) -> SweepReport:
         report = SweepReport()
         now = format_timestamp(self._now())
+        for entry in self._queue.expired_attempts(now, SWEEP_LIMIT):
+            try:
+                task = self._sessions.get_task(entry.session_id, entry.index)
+                timed_out = task is not None and self.end_queued(
+                    entry.ref, error=TIMEOUT_ERROR, problem=timeout_problem(route_of(task))
+                )
+            except Exception:
+                logger.exception("timeout not recorded; the next sweep tries again", extra={"task_id": entry.task_id})
+                continue
+            report.attempts_timed_out += timed_out
         for lease in self._queue.expired_leases(now, SWEEP_LIMIT):
             try:
                 ended = self.end_lease(
@@ -277,3 +295,7 @@ class AgentHealth:
                 counted=None,
             )
         return True
+
+
+def _past(deadline: str | None, now: datetime) -> bool:
+    return deadline is not None and deadline <= format_timestamp(now)

@@ -4,8 +4,9 @@ A task the runner hands over is queued on its agent; an agent (or its delivery c
 with the agent's result, an expiry, a timeout or a cancel. Two sparse indexes make every lookup a Query:
 - AgentTasks: `agent_tasks=<agent>#queued`, `agent_tasks_sk=<rank>#<task id>` while queued (lowest rank first, see
   `queue_rank`); `agent_tasks=<agent>#leased`, `agent_tasks_sk=<lease expiry>#<task id>` while leased;
-- Deadlines: `deadline_kind=LEASE`, `deadline_at=<lease expiry>#<task id>` while leased (the sweep's query), beside
-  the agents' silence deadlines.
+- Deadlines: `deadline_kind=ATTEMPT`, `deadline_at=<attempt deadline>#<task id>` while queued (when the runner's
+  timeout for the attempt runs out), then `deadline_kind=LEASE`, `deadline_at=<lease expiry>#<task id>` while leased
+  (a lease never outlasts the attempt's deadline): the sweep's queries, beside the agents' silence deadlines.
 
 The agent's `in_flight` moves only in the same transaction as a task's lease, so it counts leases exactly: a lease
 takes a slot only while the agent is dispatchable and below `max_concurrency`, and every way a lease ends gives the
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 QUEUE_INDEX = "AgentTasks"
 LEASE = "LEASE"
+ATTEMPT = "ATTEMPT"  # a queued attempt, by when the runner's timeout for it runs out (see SessionStore.dispatch)
 # Waiting this long is worth one priority level: a task enqueued this much earlier ranks with one a level more urgent.
 QUEUE_AGING_SECONDS = 120
 # Everything that marks a task as leased; removing them together ends the lease.
@@ -116,12 +118,19 @@ class TaskQueue:
 
     def expired_leases(self, now: str, limit: int) -> list[TaskRecord]:
         """Leases that ended before `now`, the oldest first (one Query of the Deadlines index's projection)."""
+        return self._past_deadlines(LEASE, now, limit)
+
+    def expired_attempts(self, now: str, limit: int) -> list[TaskRecord]:
+        """Queued attempts whose time in the runner ran out before `now`, the oldest first."""
+        return self._past_deadlines(ATTEMPT, now, limit)
+
+    def _past_deadlines(self, kind: str, now: str, limit: int) -> list[TaskRecord]:
         with translated_errors():
             items = self._client.query(
                 TableName=self._table,
                 IndexName=DEADLINES_INDEX,
-                KeyConditionExpression="deadline_kind = :lease AND deadline_at < :now",
-                ExpressionAttributeValues={":lease": s(LEASE), ":now": s(now)},
+                KeyConditionExpression="deadline_kind = :kind AND deadline_at < :now",
+                ExpressionAttributeValues={":kind": s(kind), ":now": s(now)},
                 Limit=limit,
             ).get("Items", [])
         return [task_record(decode_item(item)) for item in items]

@@ -26,6 +26,7 @@ from opscore.sessions.errors import (
     DELIVERY_FAILED_ERROR,
     LEASE_EXPIRED_ERROR,
     RETRIED_ERRORS,
+    TIMEOUT_ERROR,
 )
 from opscore.sessions.models import AttemptRecord, Problem, SessionStatus, TaskStatus
 from opscore.sessions.plan import Follower, TaskRoute, retry_wait
@@ -33,7 +34,7 @@ from opscore.sessions.records import TaskRecord
 from opscore.sessions.writes import SessionEnd, TaskMark, TaskOutcome
 
 # Errors that mean an attempt ran out of time: Step Functions' own, an expired lease, an agent gone offline.
-TIMEOUT_ERRORS = frozenset({"States.Timeout", LEASE_EXPIRED_ERROR, AGENT_OFFLINE_ERROR})
+TIMEOUT_ERRORS = frozenset({TIMEOUT_ERROR, LEASE_EXPIRED_ERROR, AGENT_OFFLINE_ERROR})
 # What Ops-Core's own failures say when no cause was kept.
 OPSCORE_FAILURES = {
     LEASE_EXPIRED_ERROR: "no heartbeat or result before the lease ran out",
@@ -72,8 +73,8 @@ def route_of(task: TaskRecord) -> TaskRoute:
     return TaskRoute.model_validate_json(task.route_json)
 
 
-def timeout_problem(timeout_seconds: int) -> Problem:
-    return Problem(type="States.Timeout", message=f"no result within {timeout_seconds} s of being queued")
+def timeout_problem(route: TaskRoute) -> Problem:
+    return Problem(type=TIMEOUT_ERROR, message=f"no result within {route.timeout_seconds} s of being queued")
 
 
 def opscore_problem(error: str, cause: str | None) -> Problem:

@@ -135,6 +135,7 @@ def _task_states(run: TaskRun, targets: RunnerTargets) -> dict[str, Any]:
                 "session_input.$": "$.input",
                 "given.$": f"$.tasks[{route.index}]",
                 "run.$": "$$.State.EnteredTime",
+                "retry_count.$": "$$.State.RetryCount",
                 "token.$": "$$.Task.Token",
             },
         },

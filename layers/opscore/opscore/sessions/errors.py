@@ -15,6 +15,7 @@ SESSION_CANCELLED_ERROR = "OpsCore.SessionCancelled"
 LEASE_EXPIRED_ERROR = "OpsCore.LeaseExpired"  # no heartbeat or result before the lease ran out
 AGENT_OFFLINE_ERROR = "OpsCore.AgentOffline"  # the agent went silent holding the lease
 DELIVERY_FAILED_ERROR = "OpsCore.DeliveryFailed"  # a push channel could not hand the task over
+TIMEOUT_ERROR = "States.Timeout"  # the runner's own: no result within the task's timeout_seconds of being queued
 AGENT_QUARANTINED_ERROR = "OpsCore.AgentQuarantined"  # queued for an agent put in error: straight to the fallback
 
 # What a template's retry policy retries: a failed result, a timeout, an expired lease, an agent gone offline holding

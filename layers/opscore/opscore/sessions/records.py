@@ -123,3 +123,6 @@ class TaskRecord(NamedTuple):
 
     def queued_for(self, ref: TaskRef) -> bool:
         return self.status is TaskStatus.QUEUED and self.ref == ref
+
+    def leased_for(self, ref: TaskRef) -> bool:
+        return self.status is TaskStatus.LEASED and self.ref == ref

@@ -31,9 +31,9 @@ from opscore.core.contracts import canonical_json
 from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.dispatch.queue import queue_rank
 from opscore.sessions.attempts import route_of, timeout_problem
-from opscore.sessions.errors import SESSION_CANCELLED_ERROR
+from opscore.sessions.errors import SESSION_CANCELLED_ERROR, TIMEOUT_ERROR
 from opscore.sessions.models import Problem, SessionStatus, TaskStatus, task_id
-from opscore.sessions.plan import TaskRoute
+from opscore.sessions.plan import TaskRoute, retry_wait
 from opscore.sessions.records import TaskRecord, TaskRef
 from opscore.sessions.store import SessionStore
 from opscore.sessions.writes import Dispatch, SessionEnd
@@ -41,8 +41,8 @@ from opscore.sessions.writes import Dispatch, SessionEnd
 if TYPE_CHECKING:
     from opscore.dispatch.health import AgentHealth
 
-TIMEOUT_ERROR = "States.Timeout"
-# What a retry's dispatch may run after Step Functions scheduled it (a tenth of the timeout at most).
+# How long before now a dispatch assumes its attempt was scheduled, when nothing tells it better (a tenth of the
+# timeout at most).
 DEADLINE_MARGIN_SECONDS = 1.0
 
 
@@ -66,6 +66,7 @@ class DispatchRequest(BaseModel):
     session_input: dict[str, Any] = Field(default_factory=dict)
     given: Given
     run: str = Field(description="When the state was entered: with its name, what tells one run from another.")
+    retry_count: int = Field(default=0, ge=0, description="The state's retries so far (`$$.State.RetryCount`).")
     token: str
 
     @property
@@ -117,17 +118,22 @@ class SessionRunner:
             # The task this one replaces timed out in the runner, unless its end was recorded already.
             self._close_timed_out(request.session_id, route.fallback_for.index, final=True)
         task = self._store.get_task(request.session_id, route.index)
-        move = next_move(task, request.run_key, self._now())
+        now = self._now()
+        move = next_move(task, request.run_key, now)
         if move == "repeat":
             assert task is not None
             return self._repeated(request, task)
+        scheduled = scheduled_at(task, request, now)  # read before a timeout closes the attempt
         if move in {"close_run", "close_attempt"}:
             self._close_timed_out(request.session_id, route.index, final=move == "close_run")
             task = self._store.get_task(request.session_id, route.index)
         same_run = task is not None and task.run == request.run_key
-        return self._queue(request, task, task.run_attempt + 1 if same_run and task is not None else 1)
+        run_attempt = task.run_attempt + 1 if same_run and task is not None else 1
+        return self._queue(request, task, run_attempt, scheduled + timedelta(seconds=route.timeout_seconds))
 
-    def _queue(self, request: DispatchRequest, task: TaskRecord | None, run_attempt: int) -> Dispatched:
+    def _queue(
+        self, request: DispatchRequest, task: TaskRecord | None, run_attempt: int, deadline: datetime
+    ) -> Dispatched:
         route = request.dispatch
         now = self._now()
         previous = task.dispatch_seq if task is not None else 0
@@ -151,7 +157,7 @@ class SessionRunner:
                 run=request.run_key,
                 run_attempt=run_attempt,
                 route_json=route.model_dump_json(exclude_defaults=True),
-                attempt_deadline=format_timestamp(attempt_deadline(now, request.run, route, first=run_attempt == 1)),
+                attempt_deadline=format_timestamp(deadline),
                 begins=route.begins,
             ),
         )
@@ -183,7 +189,7 @@ class SessionRunner:
         task = self._store.get_task(session_id, index)
         if task is None or not _in_queue(task):
             return
-        problem = timeout_problem(route_of(task).timeout_seconds)
+        problem = timeout_problem(route_of(task))
         self._end_open(task, problem, TIMEOUT_ERROR, final=final)
 
     def _end_open(self, task: TaskRecord, problem: Problem, error: str, *, final: bool) -> bool:
@@ -209,7 +215,7 @@ class SessionRunner:
         for task in tasks:
             if _in_queue(task):
                 if failure.error == TIMEOUT_ERROR:
-                    problem = timeout_problem(route_of(task).timeout_seconds)
+                    problem = timeout_problem(route_of(task))
                 else:
                     problem = Problem(type=failure.error, message=(failure.cause or "")[:2048])
                 if self._end_open(task, problem, failure.error, final=True):
@@ -263,24 +269,44 @@ def next_move(task: TaskRecord | None, run_key: str, now: datetime) -> str:
     return "repeat" if same_run and task.status is TaskStatus.SUCCEEDED else "queue"
 
 
-def attempt_deadline(now: datetime, entered: str, route: TaskRoute, *, first: bool) -> datetime:
-    """When Ops-Core stops taking the attempt's result: no later than the runner's own timeout.
+def scheduled_at(task: TaskRecord | None, request: DispatchRequest, now: datetime) -> datetime:
+    """When Step Functions scheduled the attempt this dispatch queues, or a moment no later: its timeout counts from
+    there, so the attempt's deadline in Ops-Core (this plus `timeout_seconds`) is never later than the runner's.
 
-    Step Functions counts `TimeoutSeconds` from when it scheduled the attempt, a little before this dispatch ran (more
-    on a cold start). A run's first attempt was scheduled when its state was entered; a retry's, by a margin before
-    now. A result Ops-Core takes is then one the runner still waits for.
+    - a state's first attempt (`$$.State.RetryCount` 0) was scheduled as the state was entered;
+    - a retry after a failure Ops-Core recorded, when the failure's `scheduled_for` said (the retrier waits that long
+      from when it heard of the failure, which was after the record);
+    - a retry after a timeout, the attempt's deadline (the runner's timeout came no sooner) plus the retrier's wait;
+    - otherwise (a retry of Lambda's own, or nothing to go by) a margin before now.
     """
-    timeout = timedelta(seconds=route.timeout_seconds)
-    margin = min(timedelta(seconds=DEADLINE_MARGIN_SECONDS), timeout / 10)
-    deadline = now + timeout - margin
-    if first:
-        try:
-            entered_at = datetime.fromisoformat(entered)
-        except ValueError:
-            return deadline
-        if entered_at.tzinfo is not None:
-            deadline = min(deadline, entered_at + timeout)
-    return deadline
+    margin = min(timedelta(seconds=DEADLINE_MARGIN_SECONDS), timedelta(seconds=request.dispatch.timeout_seconds) / 10)
+    fallback = now - margin
+    if request.retry_count == 0:
+        return min(now, _instant(request.run) or fallback)
+    if task is None or task.run != request.run_key:
+        return fallback
+    return min(now, _retry_scheduled(task, request.dispatch) or fallback)
+
+
+def _retry_scheduled(task: TaskRecord, route: TaskRoute) -> datetime | None:
+    """When the retrier scheduled this retry of the run, as far as the task's last attempt tells."""
+    if task.status is TaskStatus.RETRYING:
+        return _instant(task.scheduled_for)  # the failure's record said when
+    deadline = _instant(task.attempt_deadline)
+    wait = retry_wait(route.retry, task.run_attempt)
+    if _in_queue(task) and deadline is not None and wait is not None:
+        return deadline + timedelta(seconds=wait)  # timed out no sooner than its deadline, then the retrier's wait
+    return None
+
+
+def _instant(stamp: str | None) -> datetime | None:
+    if stamp is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _in_queue(task: TaskRecord) -> bool:

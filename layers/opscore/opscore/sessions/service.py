@@ -135,9 +135,7 @@ class Sessions:
                 ),
             )
             raise
-        # Processing from the moment its runner runs (its first task may wait out a delay first). The first dispatch
-        # may have marked it already: then this changes nothing.
-        self._store.mark_started(session_id, format_timestamp(self._now()))
+        self._mark_started(session_id)
         logger.info(
             "session started",
             extra={"session_id": session_id, "agent_id": agent_id, "workflow_id": template.name, "version": version},
@@ -146,6 +144,16 @@ class Sessions:
         return SessionStarted(
             session_id=session_id, status=SessionStatus.WAITING, workflow_id=template.name, version=version
         )
+
+    def _mark_started(self, session_id: str) -> None:
+        """Processing from the moment its runner runs (its first task may wait out a delay first).
+
+        Deliberately broad: the session runs whatever this write does (its first dispatch marks it too, should it come
+        first), and an error here would answer the trigger with one for a session that runs, inviting a second."""
+        try:
+            self._store.mark_started(session_id, format_timestamp(self._now()))
+        except Exception:
+            logger.warning("session not marked processing; its first dispatch marks it", exc_info=True)
 
     def get(self, agent_id: str, session_id: str) -> SessionView:
         session, tasks = self._store.session_with_tasks(session_id)
@@ -166,7 +174,7 @@ class Sessions:
             status = now_stored.status if now_stored is not None else None
             if status is not SessionStatus.CANCELLED:
                 raise SessionEnded(f"session {session_id} has already ended ({status})")
-        # The session is cancelled from here on, and every runner write is guarded by its status. Closing what was
+        # The session is cancelled from here on: every dispatch and result is guarded by its status. Closing what was
         # open and stopping the execution is repeated by a repeated cancel, so a cancel cut short is finished.
         try:
             self._close_open_tasks(session_id, agent_id, now)

@@ -37,7 +37,7 @@ from opscore.sessions.items import (
     task_key,
     task_record,
 )
-from opscore.sessions.models import SESSION_ID_PATTERN, TaskStatus
+from opscore.sessions.models import SESSION_ID_PATTERN, TaskStatus, task_id
 from opscore.sessions.records import SessionRecord, TaskRecord
 from opscore.sessions.writes import Dispatch, NewSession, SavedResult, SessionEnd, TaskMark
 
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from opscore.sessions.attempts import AttemptEnd
 
 AGENT_SESSIONS_INDEX = "AgentSessions"
+# A queued attempt's entry in the Deadlines index: when the runner's timeout for it runs out (the sweep records it).
+ATTEMPT_DEADLINE = "ATTEMPT"
 SESSION_ID = re.compile(SESSION_ID_PATTERN)
 
 
@@ -210,6 +212,8 @@ class SessionStore:
             ":run_attempt": n(dispatch.run_attempt),
             ":route": s(dispatch.route_json),
             ":deadline": s(dispatch.attempt_deadline),
+            ":attempt_kind": s(ATTEMPT_DEADLINE),
+            ":attempt_position": s(f"{dispatch.attempt_deadline}#{task_id(session_id, dispatch.index)}"),
             **{
                 f":{name}": value
                 for name, value in queue_entry(
@@ -236,6 +240,7 @@ class SessionStore:
                         "session_input = :session_input, lease_seconds = :lease_seconds, "
                         "queued_as_fallback = :as_fallback, run = :run, run_attempt = :run_attempt, "
                         "route = :route, attempt_deadline = :deadline, "
+                        "deadline_kind = :attempt_kind, deadline_at = :attempt_position, "
                         "agent_tasks = :agent_tasks, agent_tasks_sk = :agent_tasks_sk, "
                         "attempt_started_at = :now, started_at = if_not_exists(started_at, :now), updated_at = :now, "
                         "agent_id = :agent, session_id = :session, #index = :index, #id = :id, #action = :action, "
@@ -331,7 +336,8 @@ class SessionStore:
                 "TableName": self._table,
                 "Key": task_key(session_id, index),
                 "UpdateExpression": (
-                    "SET #status = :skipped, ended_at = :now, updated_at = :now REMOVE agent_tasks, agent_tasks_sk"
+                    "SET #status = :skipped, ended_at = :now, updated_at = :now "
+                    "REMOVE agent_tasks, agent_tasks_sk, deadline_kind, deadline_at"
                 ),
                 "ConditionExpression": "#status = :was",
                 "ExpressionAttributeNames": {"#status": "status"},
