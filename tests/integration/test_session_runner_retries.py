@@ -400,3 +400,21 @@ def test_a_trigger_whose_processing_mark_fails_still_answers_for_its_session(
     assert len(runner.started) == 1
     assert runner.dispatch_session(0, "work", "token-1") == "queued"
     assert view_of(ops, started["session_id"])["status"] == "processing", "its first dispatch marked it"
+
+
+def test_record_failure_after_lambda_kept_failing_blames_the_runner_not_a_task_stood_in_for(
+    ops: SessionDriver, runner: StandInStepFunctions, session_id: str
+) -> None:
+    runner.dispatch("fetch", "token-1")
+    ops.succeed(ops.wait_leased(session_id, "fetch"))
+    runner.dispatch("summarise", "token-2")
+    ops.fail(ops.wait_leased(session_id, "summarise"), "ToolError", "no summary")
+    assert task(view_of(ops, session_id), "summarise")["status"] == "failed", "no retry: its fallback comes next"
+    # The fallback's dispatch never ran: Lambda kept failing, and the state's Catch went to Record Failure.
+    runner.record_failure("Lambda.ServiceException")
+    view = view_of(ops, session_id)
+    assert (view["status"], view["error"]["type"], view["error"]["task_id"]) == (
+        "error",
+        "Lambda.ServiceException",
+        None,
+    )

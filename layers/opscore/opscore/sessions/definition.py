@@ -108,12 +108,15 @@ def definition_text(definition: dict[str, Any]) -> str:
     return json.dumps(definition, sort_keys=True, separators=(",", ":"))
 
 
-def machine_name(prefix: str, workflow: str, definition: dict[str, Any]) -> str:
+def machine_name(prefix: str, workflow: str, definition: dict[str, Any], role_arn: str = "") -> str:
     """`<prefix>-<workflow>-<hash>`: content-addressed, so one definition has one machine and a name one definition.
 
-    The workflow's name is cut short when the whole would pass Step Functions' 80 characters; the hash is never cut.
+    The hash covers the role the machine runs as too: CreateStateMachine answers an existing name with the existing
+    machine, whatever role it asked for, so a replaced role gets machines of its own. The workflow's name is cut short
+    when the whole would pass Step Functions' 80 characters; the hash is never cut.
     """
-    digest = hashlib.sha256(definition_text(definition).encode()).hexdigest()[:HASH_CHARS]
+    content = definition_text(definition) + (f"\n{role_arn}" if role_arn else "")
+    digest = hashlib.sha256(content.encode()).hexdigest()[:HASH_CHARS]
     room = MACHINE_NAME_LIMIT - len(prefix) - len(digest) - 2
     readable = re.sub(r"[^A-Za-z0-9_-]", "-", workflow)[: max(room, 0)].rstrip("-")
     return "-".join(part for part in (prefix, readable, digest) if part)

@@ -55,4 +55,4 @@ class RunnerMachines:
             self._control.start(machine_arn, session_id, runner_input)
 
     def _name(self, template: WorkflowTemplate, definition: dict[str, Any]) -> str:
-        return machine_name(self._name_prefix, template.name, definition)
+        return machine_name(self._name_prefix, template.name, definition, self._role_arn)

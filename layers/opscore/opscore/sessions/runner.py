@@ -25,13 +25,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from opscore.aws.dynamodb import ConditionFailed
 from opscore.aws.stepfunctions import RunnerControl
 from opscore.core.clock import format_timestamp
 from opscore.core.contracts import canonical_json
+from opscore.core.errors import Throttled
 from opscore.core.observability import MetricUnit, logger, metrics
+from opscore.core.retry import attempts
 from opscore.dispatch.queue import queue_rank
 from opscore.sessions.attempts import route_of, timeout_problem
-from opscore.sessions.errors import SESSION_CANCELLED_ERROR, TIMEOUT_ERROR
+from opscore.sessions.errors import AGENT_QUARANTINED_ERROR, RETRIED_ERRORS, SESSION_CANCELLED_ERROR, TIMEOUT_ERROR
 from opscore.sessions.models import Problem, SessionStatus, TaskStatus, task_id
 from opscore.sessions.plan import TaskRoute, retry_wait
 from opscore.sessions.records import TaskRecord, TaskRef
@@ -41,6 +44,10 @@ from opscore.sessions.writes import Dispatch, SessionEnd
 if TYPE_CHECKING:
     from opscore.dispatch.health import AgentHealth
 
+# Reads and decisions of one dispatch before it gives up to Lambda's retry (its error is then `Throttled`).
+DISPATCH_ATTEMPTS = 3
+# The failures of a task itself (as opposed to the runner's): what the session's error then names.
+TASK_FAILURES = frozenset({*RETRIED_ERRORS, AGENT_QUARANTINED_ERROR})
 # How long before now a dispatch assumes its attempt was scheduled, when nothing tells it better (a tenth of the
 # timeout at most).
 DEADLINE_MARGIN_SECONDS = 1.0
@@ -112,7 +119,19 @@ class SessionRunner:
         self._now = now
 
     def dispatch(self, request: DispatchRequest) -> Dispatched:
-        """Queue the state's attempt on its agent: "queued", "repeated" or "session_ended", and the attempt."""
+        """Queue the state's attempt on its agent: "queued", "repeated" or "session_ended", and the attempt.
+
+        A task that moved between the read and the write (a result, a sweep, a concurrent invocation of this same
+        dispatch) is read again and decided anew, rather than failing the state into its fallback.
+        """
+        for _ in attempts(DISPATCH_ATTEMPTS):
+            try:
+                return self._dispatch(request)
+            except ConditionFailed:
+                continue
+        raise Throttled(f"task {task_id(request.session_id, request.dispatch.index)} kept changing; dispatch it again")
+
+    def _dispatch(self, request: DispatchRequest) -> Dispatched:
         route = request.dispatch
         if route.fallback_for is not None:
             # The task this one replaces timed out in the runner, unless its end was recorded already.
@@ -240,9 +259,10 @@ class SessionRunner:
 
 
 def _session_problem(request: RunnerFailure, tasks: list[TaskRecord]) -> Problem:
-    """The session's error: that of the task that failed last, else the runner's own."""
+    """The session's error: that of the task that failed last when a task's failure ended it, else the runner's own
+    (a dispatch that kept failing is not the fault of a task that failed earlier and was stood in for)."""
     failed = [task for task in tasks if task.error is not None and task.attempt_started_at is not None]
-    if failed:
+    if failed and request.failure.error in TASK_FAILURES:
         last = max(failed, key=lambda task: task.attempt_started_at or "")
         assert last.error is not None
         return last.error.model_copy(update={"task_id": last.task_id})
