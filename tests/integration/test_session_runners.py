@@ -159,3 +159,10 @@ def test_when_record_failure_itself_fails_the_runner_ends_the_session_without_la
         history = client.get_execution_history(executionArn=execution["executionArn"])["events"]
     entered = [event["stateEnteredEventDetails"]["name"] for event in history if "stateEnteredEventDetails" in event]
     assert entered == ["fetch", "Record Failure", "Record Runner Failure", "Runner Failed"]
+
+
+def test_an_inline_template_too_large_for_one_state_machine_is_named_where_the_body_has_it(ops: SessionDriver) -> None:
+    chain = [{"id": f"t{i}", "action": "x", "fallback": f"t{i + 1}" if i < 99 else None} for i in range(100)]
+    status, body = ops.trigger({"template": {"name": "chain", "tasks": chain}})
+    assert (status, [problem["field"] for problem in body["error"]["details"]]) == (400, ["template.tasks"])
+    assert ops.sessions()[1]["items"] == [], "nothing started"

@@ -266,3 +266,28 @@ def test_the_first_task_shows_as_scheduled_while_it_waits_out_its_delay() -> Non
 def test_routes_round_trip_through_the_task_item() -> None:
     for route in ROUTES.values():
         assert TaskRoute.model_validate_json(route.model_dump_json()) == route
+
+
+def test_a_runner_timeout_recorded_late_is_retried_after_the_wait_counted_from_its_deadline() -> None:
+    route = TaskRoute(
+        state="fetch",
+        index=0,
+        id="fetch",
+        action="web.fetch",
+        timeout_seconds=60,
+        retry={"max_retries": 2, "backoff_seconds": 10},
+    )
+    deadline = NOW - timedelta(seconds=45)  # the sweep records it 45 s after the runner timed it out
+    record = TaskRecord(
+        session_id="s-9",
+        index=0,
+        attempts=1,
+        run_attempt=1,
+        route_json=route.model_dump_json(),
+        attempt_started_at=format_timestamp(deadline - timedelta(seconds=60)),
+        attempt_deadline=format_timestamp(deadline),
+    )
+    problem = Problem(type="States.Timeout", message="no result within 60 s of being queued")
+    ended = failed(record, problem, "States.Timeout", NOW)
+    assert ended.outcome.status == TaskStatus.RETRYING
+    assert ended.outcome.scheduled_for == format_timestamp(deadline + timedelta(seconds=10))

@@ -13,6 +13,7 @@ from opscore.sessions.definition import RunnerTargets, machine_name, runner_defi
 from opscore.workflows.templates import WorkflowTemplate
 from opscore_tools.cli import app
 
+ROLE_ARN = "arn:aws:iam::123456789012:role/opscore-SessionRunnerRole-AbC123"
 runner = CliRunner()  # typer's runner keeps stdout and stderr apart
 
 TRIAGE_YAML = """\
@@ -84,6 +85,8 @@ def test_the_stacks_values_fill_the_definition_and_name_the_machine(tmp_path: Pa
             "opscore-prod",
             "--name-prefix",
             "ops-prod",
+            "--role-arn",
+            ROLE_ARN,
         ],
     )
 
@@ -93,9 +96,19 @@ def test_the_stacks_values_fill_the_definition_and_name_the_machine(tmp_path: Pa
     assert printed["States"] == definition["States"]
     assert printed["States"]["Record Failure"]["Resource"] == DISPATCH_ARN
     assert "${" not in result.stdout
-    name = machine_name("ops-prod", "triage", definition)
+    name = machine_name("ops-prod", "triage", definition, ROLE_ARN)
     assert name.startswith("ops-prod-triage-")
+    assert name != machine_name("ops-prod", "triage", definition), "the role is part of the name's hash"
     assert result.stderr.splitlines() == [f"state machine: {name}"]
+
+
+def test_a_template_too_large_for_one_state_machine_is_refused_as_the_api_refuses_it(tmp_path: Path) -> None:
+    chain = [{"id": f"t{i}", "action": "x", "fallback": f"t{i + 1}" if i < 99 else None} for i in range(100)]
+    result = runner.invoke(app, ["asl", str(write(tmp_path, "chain.json", json.dumps({"name": "c", "tasks": chain})))])
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "tasks: its session runner would be" in result.stderr
 
 
 def test_an_invalid_template_names_each_problem_by_path(tmp_path: Path) -> None:

@@ -100,12 +100,14 @@ def asl(
     ] = DISPATCH_FUNCTION_PLACEHOLDER,
     table_name: Annotated[str, typer.Option(help="The stack's table name.")] = TABLE_PLACEHOLDER,
     name_prefix: Annotated[str, typer.Option(help="The stack's RunnerNamePrefix.")] = "opscore",
+    role_arn: Annotated[str, typer.Option(help="The stack's SessionRunnerRole ARN (its name's hash covers it).")] = "",
 ) -> None:
     """Print the state machine (Amazon States Language) a workflow template gets, to review it before storing it.
 
     The template is checked as the API checks it. The definition goes to stdout as JSON, the machine's name to stderr.
 
-    The name's hash covers the ARNs: it is the deployed machine's name only with the stack's real values.
+    The name's hash covers the ARNs and the runners' role: it is the deployed machine's name only with all of the
+    stack's real values.
     """
     from opscore.core.errors import OpsCoreError
     from opscore.sessions.definition import RunnerTargets, machine_name, runner_definition
@@ -118,6 +120,7 @@ def asl(
         raise typer.Exit(2) from None
     try:
         template = _workflow_template(text, yaml=file.suffix.lower() != ".json")
+        definition = runner_definition(template, RunnerTargets(dispatch_function_arn, table_name))
     except OpsCoreError as error:
         console.print(f"[red]error:[/] {escape(str(file))}: {escape(error.message)}", soft_wrap=True)
         for problem in error.details:
@@ -125,9 +128,9 @@ def asl(
                 where = f"{problem.field}: " if problem.field else ""
                 console.print(f"  {escape(where + problem.message)}", soft_wrap=True)
         raise typer.Exit(2) from None
-    definition = runner_definition(template, RunnerTargets(dispatch_function_arn, table_name))
     print(json.dumps(definition, indent=2))
-    console.print(f"state machine: {escape(machine_name(name_prefix, template.name, definition))}", soft_wrap=True)
+    name = machine_name(name_prefix, template.name, definition, role_arn)
+    console.print(f"state machine: {escape(name)}", soft_wrap=True)
 
 
 def _workflow_template(text: str, *, yaml: bool) -> WorkflowTemplate:

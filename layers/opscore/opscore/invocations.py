@@ -5,7 +5,8 @@ The dispatch function is invoked three ways: by a session runner's Task states (
 with the task's route, the session and a task token, to queue a task attempt and serve its agent; by its `Record
 Failure` state with `{"runner_failed": ...}`, to end a failed session; and asynchronously with `{"serve": <agent
 id>}` when an agent whose channel pushes can take work again. The sweep, on its schedule,
-expires leases and marks silent agents offline, then serves the agents that got a slot back.
+records attempts the runner timed out, expires leases and marks silent agents offline, then serves the agents that
+got a slot back.
 
 Both serve within the time their invocation has left, less DELIVERY_RESERVE_SECONDS for the delivery last started.
 """

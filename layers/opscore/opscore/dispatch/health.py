@@ -2,7 +2,9 @@
 
 The rules:
 - a lease that runs out (no heartbeat or result in time) fails its attempt with OpsCore.LeaseExpired, so the
-  template's retry and fallback apply; the agent's slot comes back;
+  template's retry and fallback apply; the agent's slot comes back. A lease never outlasts its attempt's deadline: one
+  that reaches it is the runner's own timeout (States.Timeout), which the runner saw first;
+- a queued attempt whose deadline passed is recorded as the runner's timeout and leaves the queue;
 - an agent silent (no state report, heartbeat, result or pull) for longer than its `offline_after_seconds` is marked
   `offline`, and every lease it holds fails its attempt with OpsCore.AgentOffline;
 - `quarantine_after` failed attempts in a row (failed results, expired leases, timeouts, failed deliveries) put the
@@ -10,8 +12,8 @@ The rules:
   with OpsCore.AgentQuarantined, which skips their retries and goes to their fallback; fallback tasks themselves
   wait in the queue, so a session can still finish once the agent recovers. A state report of `idle` (from the
   agent or an admin) lifts the quarantine.
-Each transition is logged and counted. `sweep` runs on a schedule and finds both kinds of deadline with one Query
-each.
+Each transition is logged and counted. `sweep` runs on a schedule and finds each kind of deadline (a queued
+attempt's, a lease's, an agent's silence) with one Query each.
 """
 
 from __future__ import annotations

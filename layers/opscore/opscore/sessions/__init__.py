@@ -1,2 +1,2 @@
-"""Sessions: the trigger, the plan built from a template, the runner's record of each transition, cancel, and
-the session and task records in the table."""
+"""Sessions: the trigger, the session runner generated from a template (its graph, its ASL, its machine), the
+dispatch and the record of each attempt's end, cancel, and the session and task records in the table."""

@@ -1,8 +1,9 @@
 """How an attempt's end is recorded: the task's new status, the next task's mark, and the session's completion.
 
 Ops-Core records an attempt's end where it learns of it: the agent's result, an expired lease, an agent gone
-offline, a failed delivery, a quarantine, and (for a timeout, which only Step Functions sees) the next dispatch of the
-session. The task's route (kept on the task when it was queued) says the rest, as the state machine will act on it:
+offline, a failed delivery, a quarantine, and, for a runner timeout (which only Step Functions sees), whichever comes
+first of a pull that meets the attempt, the sweep, the run's next dispatch, the fallback's dispatch and Record
+Failure. The task's route (kept on the task when it was queued) says the rest, as the state machine will act on it:
 - a failure that the route's retry policy retries, with attempts left, leaves the task `retrying` until
   `scheduled_for` (Step Functions' own backoff, see opscore.sessions.plan.retry_wait);
 - a success of the session's last run completes the session in the same write;
@@ -94,7 +95,10 @@ def failed(task: TaskRecord, problem: Problem, error: str, now: datetime, *, fin
     route = route_of(task)
     status = TaskStatus.TIMED_OUT if error in TIMEOUT_ERRORS else TaskStatus.FAILED
     retry_in = None if final or error not in RETRIED_ERRORS else retry_wait(route.retry, task.run_attempt)
-    outcome = _outcome(task, status, problem, None, now, retry_in=retry_in)
+    # A runner timeout recorded late (by the sweep, a pull, the next dispatch) happened at the attempt's deadline or
+    # soon after: the retrier's wait counts from there, not from the record.
+    since = _deadline_of(task, now) if error == TIMEOUT_ERROR else now
+    outcome = _outcome(task, status, problem, None, now, retry_in=retry_in, since=since)
     mark = _mark(route, route.fallback, now) if retry_in is None else None
     return AttemptEnd(outcome, mark)
 
@@ -113,6 +117,7 @@ def _outcome(  # noqa: PLR0917 - the parts of one outcome
     output: dict[str, Any] | None,
     now: datetime,
     retry_in: int | None,
+    since: datetime | None = None,
 ) -> TaskOutcome:
     stamp = format_timestamp(now)
     attempt_started = task.attempt_started_at or stamp
@@ -129,7 +134,7 @@ def _outcome(  # noqa: PLR0917 - the parts of one outcome
         attempt_record_json=canonical_json(record.model_dump(mode="json")),
         output_json=canonical_json(output) if output is not None else None,
         error_json=canonical_json(problem.model_dump(mode="json")) if problem is not None else None,
-        scheduled_for=format_timestamp(now + timedelta(seconds=retry_in)) if retry_in is not None else None,
+        scheduled_for=format_timestamp((since or now) + timedelta(seconds=retry_in)) if retry_in is not None else None,
     )
 
 
@@ -144,6 +149,17 @@ def _mark(route: TaskRoute, follower: Follower | None, now: datetime) -> TaskMar
         status=TaskStatus.SCHEDULED,
         scheduled_for=format_timestamp(now + timedelta(seconds=follower.delay_seconds)),
     )
+
+
+def _deadline_of(task: TaskRecord, now: datetime) -> datetime:
+    """The attempt's deadline, when it is known and past; else now."""
+    if task.attempt_deadline is None:
+        return now
+    try:
+        deadline = datetime.fromisoformat(task.attempt_deadline)
+    except ValueError:
+        return now
+    return min(deadline, now) if deadline.tzinfo is not None else now
 
 
 def _milliseconds(since: str, now: datetime) -> int:

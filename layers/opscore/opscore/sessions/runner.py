@@ -2,19 +2,22 @@
 
 Each Task state of a workflow's machine (see opscore.sessions.definition) invokes the dispatch function with its
 route and a task token; the attempt waits in its agent's queue until its result closes the token. Step Functions
-retries the state by its `Retry` (a new token, the same route), so a dispatch tells three cases apart by what the task
-shows:
+retries the state by its `Retry` (a new token, the same route), so a dispatch tells these cases apart by what the
+task shows (`next_move`):
 - the run's attempt is still open and its time has not run out: a repeated invocation of the same attempt (Lambda
   retried it after it had queued); only the token is replaced;
 - the run's attempt is still open and its time has run out: the runner timed it out (only Step Functions sees that),
   so it is recorded as timed out here, then the next attempt is queued;
+- an earlier run's attempt is still open (the runner moved on without it): it is recorded as timed out, then this
+  run's first attempt is queued;
 - otherwise the run's next attempt (or its first) is queued.
 A run that already succeeded (its result came as the runner timed it out) passes that success on to the new token.
 A fallback's dispatch also records the timeout of the attempt it replaces, if nobody recorded its end.
 
 `Record Failure` calls `runner_failed`: it closes an attempt the runner gave up on and ends the session in error with
-the failed task's error. The dispatch's write is guarded by the session's status, so a cancelled session queues
-nothing more; the session's end only ever moves a session that has not ended.
+the failed task's error when a task's failure ended it, else with the runner's own (a dispatch Lambda kept failing).
+The dispatch's write is guarded by the session's status, so a cancelled session queues nothing more; the session's
+end only ever moves a session that has not ended.
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
 """startSession, the session reads, and cancel.
 
-A trigger resolves the workflow version, stores the session as `waiting` and starts an execution of the version's
-runner (named after the session), with each task's input and priority settled. Everything after that is recorded as
-it happens (see opscore.sessions.attempts); the reads here show it without asking Step Functions."""
+A trigger resolves the workflow version, stores the session as `waiting`, starts an execution of the version's
+runner (named after the session) with each task's input and priority settled, and marks the session `processing`.
+Everything after that is recorded as it happens (see opscore.sessions.attempts); the reads here show it without
+asking Step Functions."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +17,7 @@ from opscore.agents.registry import Registry
 from opscore.aws.stepfunctions import RunnerControl, execution_arn
 from opscore.core.clock import format_timestamp
 from opscore.core.contracts import canonical_json
-from opscore.core.errors import NotFound
+from opscore.core.errors import NotFound, ValidationFailed
 from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.sessions.errors import SESSION_CANCELLED_ERROR, SessionEnded
 from opscore.sessions.models import (
@@ -224,7 +226,11 @@ class Sessions:
     def _resolve(self, request: TriggerRequest, triggered_by: str) -> tuple[WorkflowTemplate, int]:
         if request.template is not None:
             check_template(request.template, prefix="template.")
-            created = self._workflows.create(request.template, created_by=triggered_by).created
+            try:
+                created = self._workflows.create(request.template, created_by=triggered_by).created
+            except ValidationFailed as refused:  # its runner would be too large: named where the body has it
+                problems = [replace(problem, field=f"template.{problem.field}") for problem in refused.details]
+                raise ValidationFailed(refused.message, problems) from refused
             return request.template, created.version
         assert request.workflow_id is not None  # the model allows only one of the two
         stored = self._workflows.get(request.workflow_id, request.version)

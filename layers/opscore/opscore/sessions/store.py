@@ -3,9 +3,9 @@
 Items:
 - `PK=SESSION#<id> SK=SESSION`: the session (agent, workflow version, status, trigger input, the template's task list).
   `session_agent`/`session_id` key the AgentSessions index, so an agent's sessions, newest first, are one Query.
-- `PK=SESSION#<id> SK=TASK#<3-digit index>`: one task of the template, written when the runner first reaches it:
-  status, attempts, timings, the agent's last result and the runner's task token (never returned by the API), the
-  run it belongs to (`run`: its state and when the state was entered), the attempt's number in that run
+- `PK=SESSION#<id> SK=TASK#<3-digit index>`: one task of the template, written when it is first queued (or marked
+  `scheduled`): status, attempts, timings, the agent's last result and the runner's task token (never returned by the
+  API), the run it belongs to (`run`: its state and when the state was entered), the attempt's number in that run
   (`run_attempt`), the run's route (`route`, see opscore.sessions.plan.TaskRoute) and when the runner's timeout for
   the attempt runs out (`attempt_deadline`). `dispatch_seq` counts the task's dispatches: every write about an
   attempt is guarded by it. While an attempt is queued or leased the item is also in its agent's queue (see
