@@ -88,43 +88,37 @@ class StandInStepFunctions:
 
     def dispatch_session(self, number: int, state_name: str, token: str) -> str:
         """The first dispatch of a state of the `number`th session started."""
-        execution_input = self.started[number]
-        payload = self.state(state_name, number)["Parameters"]["Payload"]
-        route = payload["dispatch"]
-        event = {
-            "dispatch": route,
-            "session_id": execution_input["session_id"],
-            "agent_id": execution_input["agent_id"],
-            "session_input": execution_input["input"],
-            "given": execution_input["tasks"][route["index"]],
-            "run": self.clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "retry_count": 0,
-            "token": token,
-        }
-        return str(self.runtime.invoke("DispatchFunction", event)["dispatch"])
+        return self._invoke(number, state_name, self._now(), 0, token)
 
     def dispatch(self, state_name: str, token: str, *, enter_again: bool = False) -> str:
         """Invoke the dispatch function as the only session's Task state does: its Payload, evaluated. The state is
         entered on its first dispatch (or again, with `enter_again`); later dispatches are its retries."""
         if enter_again or state_name not in self.entered:
-            self.entered[state_name] = self.clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            self.entered[state_name] = self._now()
             self.retries[state_name] = 0
         else:
             self.retries[state_name] += 1
-        (execution_input,) = self.started
-        payload = self.state(state_name)["Parameters"]["Payload"]
-        route = payload["dispatch"]
+        assert len(self.started) == 1
+        return self._invoke(0, state_name, self.entered[state_name], self.retries[state_name], token)
+
+    def _invoke(self, number: int, state_name: str, entered: str, retry_count: int, token: str) -> str:
+        execution_input = self.started[number]
+        route = self.state(state_name, number)["Parameters"]["Payload"]["dispatch"]
         event = {
             "dispatch": route,
             "session_id": execution_input["session_id"],
             "agent_id": execution_input["agent_id"],
             "session_input": execution_input["input"],
             "given": execution_input["tasks"][route["index"]],
-            "run": self.entered[state_name],
-            "retry_count": self.retries[state_name],
+            "run": entered,
+            "retry_count": retry_count,
             "token": token,
         }
         return str(self.runtime.invoke("DispatchFunction", event)["dispatch"])
+
+    def _now(self) -> str:
+        """`$$.State.EnteredTime`'s format."""
+        return self.clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def record_failure(self, error: str) -> Any:
         (execution_input,) = self.started
