@@ -91,8 +91,14 @@ def test_higher_priority_first_and_first_in_first_out_within_a_priority(ops: Ses
         "priority",
         "attempt",
         "lease_expires_at",
+        "heartbeat_seconds",
+        "timeout_seconds",
+        "attempt_deadline",
     }
     assert (order[0]["task_id"], order[0]["attempt"]) == (started[1]["task_id"], 1)
+    # the lease's terms: no heartbeat asked for, so the lease lasts the attempt (300 s from being queued)
+    assert (order[0]["heartbeat_seconds"], order[0]["timeout_seconds"]) == (None, 300)
+    assert order[0]["lease_expires_at"] == order[0]["attempt_deadline"]
     status, agent = ops.agent()
     assert (status, agent["queue"]) == (200, {"queued": 0, "in_flight": 4, "queued_by_priority": {}})
     for leased in order:

@@ -288,6 +288,8 @@ def test_a_heartbeat_renews_the_lease_while_the_task_is_leased(ops: SessionDrive
     assert (status, body["error"]["code"]) == (409, "task_not_open"), "a queued task holds no lease yet"
     status, leased = ops.next_task()
     assert (status, leased["task_id"]) == (200, fetch_id)
+    assert (leased["heartbeat_seconds"], leased["timeout_seconds"]) == (30, 60), "the lease says its terms"
+    assert leased["lease_expires_at"] < leased["attempt_deadline"], "a lease of 30 s, within the attempt's 60 s"
 
     status, beat = ops.heartbeat(fetch_id)
     assert (status, beat["task_id"], beat["attempt"]) == (200, fetch_id, 1)

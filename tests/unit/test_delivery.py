@@ -32,6 +32,9 @@ TASK = LeasedTask(
     priority=5,
     attempt=1,
     lease_expires_at="2026-11-24T10:05:00.000000Z",
+    heartbeat_seconds=None,
+    timeout_seconds=300,
+    attempt_deadline="2026-11-24T10:05:00.000000Z",
 )
 TARGET = Target(agent_id="agent-1", endpoint="https://agent.example.com/tasks", secret="s3cret-s3cret-s3cret")
 NOW = 1_795_500_000.0

@@ -121,6 +121,7 @@ class Dispatcher:
 
     def _leased(self, agent_id: str, task: TaskRecord, now: datetime, expires_at: str) -> LeasedTask:
         ref = task.ref
+        route = route_of(task)
         logger.info(
             "task leased",
             extra={
@@ -147,6 +148,9 @@ class Dispatcher:
             priority=task.priority or 0,
             attempt=task.attempts or 1,
             lease_expires_at=expires_at,
+            heartbeat_seconds=route.heartbeat_seconds,
+            timeout_seconds=route.timeout_seconds,
+            attempt_deadline=task.attempt_deadline,
         )
 
     # ------------------------------------------------------------------ push

@@ -59,6 +59,13 @@ class LeasedTask(ResponseModel):
     priority: int
     attempt: int = Field(description="Send it back with the result.")
     lease_expires_at: str = Field(description="Heartbeat before then, or the attempt counts as failed.")
+    heartbeat_seconds: int | None = Field(
+        description="Each heartbeat renews the lease for this long; null: the lease lasts the attempt, no heartbeat."
+    )
+    timeout_seconds: int = Field(description="The attempt's time, from being queued (queue wait and work).")
+    attempt_deadline: str | None = Field(
+        description="When the attempt's time runs out: no lease, heartbeat or result counts after it."
+    )
 
 
 QUEUE_STATUSES = ("queued", "leased")
