@@ -113,6 +113,23 @@ def test_yaml_bodies(post: Any, raw: str, content_type: str, status: int, type_:
         assert body["error"]["details"][0]["type"] == type_
 
 
+def test_a_yaml_error_says_where_it_is(post: Any) -> None:
+    raw = "name: triage\ntasks:\n  - id: fetch\n    action: web.fetch\n   - id: summarise\n"
+    status, body = post(raw=raw, content_type="application/yaml")
+    (problem,) = body["error"]["details"]
+    assert (status, problem["type"]) == (400, "yaml_invalid")
+    assert problem["message"].startswith("not valid YAML at line 5, column 4: "), problem["message"]
+
+
+def test_yaml_sent_as_json_is_told_to_say_so(post: Any) -> None:
+    status, body = post(raw="name: triage\ntasks:\n  - {id: fetch, action: web.fetch}\n")
+    (problem,) = body["error"]["details"]
+    assert (status, problem["type"]) == (400, "json_invalid")
+    assert "send it with Content-Type: application/yaml" in problem["message"]
+    status, body = post(raw="{not json, nor yaml: [")
+    assert "application/yaml" not in body["error"]["details"][0]["message"], "only a body that reads as YAML"
+
+
 def test_nan_and_infinity_are_not_json(post: Any) -> None:
     status, body = post(raw='{"name": "x", "tasks": [{"id": "a", "action": "x", "input": {"n": NaN}}]}')
     assert (status, body["error"]["details"][0]["field"]) == (400, "tasks.0.input")

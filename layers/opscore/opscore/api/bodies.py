@@ -71,4 +71,15 @@ def read_json[ModelT: BaseModel](event: APIGatewayProxyEvent, model: type[ModelT
     try:
         return model.model_validate_json(text)
     except ValidationError as error:
-        raise ValidationFailed("the request body is not valid", field_problems(error)) from None
+        problems = field_problems(error)
+        if form == "json" and allow_yaml and _not_json(problems):
+            from opscore.api.yaml_bodies import reads_as_yaml  # only a body that is not JSON pays for it
+
+            if reads_as_yaml(text):
+                hint = "the body is not JSON but reads as YAML: send it with Content-Type: application/yaml"
+                problems = [FieldProblem("", hint, type="json_invalid")]
+        raise ValidationFailed("the request body is not valid", problems) from None
+
+
+def _not_json(problems: list[FieldProblem]) -> bool:
+    return any(problem.type == "json_invalid" for problem in problems)

@@ -25,8 +25,29 @@ def yaml_as_json(raw: str) -> str:
         refuse_unsafe_structure(yaml.parse(raw, Loader=_LOADER))
         document = yaml.load(raw, Loader=_LOADER)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as error:
-        raise yaml_problem(str(error).splitlines()[0], "yaml_invalid") from None
+        raise yaml_problem(yaml_error_message(error), "yaml_invalid") from None
     return json_text(document)
+
+
+def yaml_error_message(error: yaml.YAMLError) -> str:
+    """What the parser found wrong, and where: `not valid YAML at line 3, column 5: expected <block end>, but found
+    '-' (while parsing a block mapping)`. Lines and columns count from 1, as editors do."""
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return f"not valid YAML: {str(error).splitlines()[0]}"
+    mark = error.problem_mark or error.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    what = error.problem or error.context or "cannot be parsed"
+    context = f" ({error.context})" if error.problem and error.context else ""
+    return f"not valid YAML{where}: {what}{context}"
+
+
+def reads_as_yaml(raw: str) -> bool:
+    """Whether a body that is not JSON is a YAML mapping (so its sender meant YAML): a hint for the 400, no more."""
+    try:
+        refuse_unsafe_structure(yaml.parse(raw, Loader=_LOADER))
+        return isinstance(yaml.load(raw, Loader=_LOADER), dict)  # noqa: S506 - a SafeLoader
+    except (yaml.YAMLError, ValidationFailed):
+        return False
 
 
 def refuse_unsafe_structure(events: Iterable[yaml.Event]) -> None:
