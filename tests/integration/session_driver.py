@@ -29,7 +29,7 @@ class SessionDriver:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def register(self, agent_id: str | None = None, **settings: Any) -> None:
-        body = {"name": "triage bot", "capabilities": ["web.fetch"], **settings}
+        body = {"name": "triage bot", **settings}  # no capabilities declared: the agent takes any action
         event = self.api_event(
             "registration/put.json", agent_id=agent_id or self.agent_id, body=body, caller=ADMIN_CONTEXT
         )

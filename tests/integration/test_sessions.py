@@ -410,3 +410,26 @@ def test_a_task_that_ran_as_a_fallback_runs_again_in_its_own_place(ops: SessionD
     assert (view["status"], ask["status"], ask["attempts"], ask["output"]) == ("completed", "succeeded", 2, {"run": 2})
     assert ask["fallback_for"] == ["fetch"]
     assert [entry["status"] for entry in ask["history"]] == ["succeeded", "succeeded"]
+
+
+def test_an_agent_that_declares_capabilities_is_given_only_those_actions(ops: SessionDriver) -> None:
+    ops.register(capabilities=["web.fetch", "text.summarise"])
+    assert ops.trigger({"template": two_steps()})[0] == 202, "both actions declared"
+
+    asks = {"name": "asks", "tasks": [{"id": "fetch", "action": "web.fetch"}, {"id": "ask", "action": "human.ask"}]}
+    status, body = ops.trigger({"template": asks})
+    assert (status, body["error"]["code"]) == (400, "validation_error")
+    (problem,) = body["error"]["details"]
+    assert (problem["field"], problem["type"]) == ("template.tasks.1.action", "capability_undeclared")
+    assert "'human.ask'" in problem["message"]
+    event = ops.api_event("workflows/get.json", path={"workflowId": "asks"})
+    assert ops.call("WorkflowsFunction", event)[0] == 404, "an inline template refused is not stored"
+
+    assert ops.create_workflow(asks)[0] == 201, "storing a workflow is not about an agent"
+    status, body = ops.trigger({"workflow_id": "asks"})
+    assert (status, body["error"]["details"][0]["field"]) == (400, "tasks.1.action")
+    event = ops.api_event("session_control/run_task.json", body={"action": "human.ask"})
+    del event["headers"]["Idempotency-Key"]
+    status, body = ops.call("SessionControlFunction", event)
+    assert (status, body["error"]["details"][0]["field"]) == (400, "action")
+    assert len(ops.sessions()[1]["items"]) == 1, "only the first trigger started a session"

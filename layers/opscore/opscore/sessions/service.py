@@ -17,7 +17,7 @@ from opscore.agents.registry import Registry
 from opscore.aws.stepfunctions import RunnerControl, execution_arn
 from opscore.core.clock import format_timestamp
 from opscore.core.contracts import canonical_json
-from opscore.core.errors import NotFound, ValidationFailed
+from opscore.core.errors import FieldProblem, NotFound, ValidationFailed
 from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.sessions.errors import SESSION_CANCELLED_ERROR, SessionEnded
 from opscore.sessions.models import (
@@ -42,6 +42,7 @@ from opscore.workflows.service import Workflows
 from opscore.workflows.templates import WorkflowTemplate, check_template
 
 if TYPE_CHECKING:
+    from opscore.agents.records import AgentRecord
     from opscore.dispatch.health import AgentHealth
     from opscore.sessions.machines import RunnerMachines
 
@@ -77,14 +78,19 @@ class Sessions:
         self._now = now
 
     def trigger(self, agent_id: str, request: TriggerRequest, triggered_by: str) -> SessionStarted:
-        self._registry.require(agent_id)  # before anything is stored
+        agent = self._registry.require(agent_id)  # before anything is stored
+        if request.template is not None:  # refused before it is stored as a version
+            refuse_undeclared(agent, request.template, lambda index: f"template.tasks.{index}.action")
         template, version = self._resolve(request, triggered_by)
+        if request.template is None:
+            refuse_undeclared(agent, template, lambda index: f"tasks.{index}.action")
         return self._start(agent_id, template, version, request.input, request.priority, triggered_by)
 
     def run_task(self, agent_id: str, task: AdHocTask, triggered_by: str) -> TaskStarted:
         """An ad-hoc task: a session of its own (workflow `ad-hoc`, version 0: no stored workflow has it)."""
-        self._registry.require(agent_id)  # before anything is stored
+        agent = self._registry.require(agent_id)  # before anything is stored
         template = WorkflowTemplate(name=AD_HOC_WORKFLOW, tasks=[task])
+        refuse_undeclared(agent, template, lambda _index: "action")
         started = self._start(agent_id, template, 0, {}, None, triggered_by)
         return TaskStarted(**started.model_dump(), task_id=task_id(started.session_id, 0))
 
@@ -235,6 +241,24 @@ class Sessions:
         assert request.workflow_id is not None  # the model allows only one of the two
         stored = self._workflows.get(request.workflow_id, request.version)
         return WorkflowTemplate.model_validate(stored.template), stored.version
+
+
+def refuse_undeclared(agent: AgentRecord, template: WorkflowTemplate, field: Callable[[int], str]) -> None:
+    """A 400 naming each task whose action the agent does not declare, unless it declares none (then it takes any)."""
+    if not agent.capabilities:
+        return
+    problems = [
+        FieldProblem(
+            field(index),
+            f"agent {agent.agent_id} does not declare {task.action!r} among its capabilities "
+            f"({', '.join(agent.capabilities)})",
+            type="capability_undeclared",
+        )
+        for index, task in enumerate(template.tasks)
+        if task.action not in agent.capabilities
+    ]
+    if problems:
+        raise ValidationFailed(f"agent {agent.agent_id} cannot run every task of this workflow", problems)
 
 
 def _owned(session: SessionRecord | None, agent_id: str, session_id: str) -> SessionRecord:
