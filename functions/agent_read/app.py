@@ -24,12 +24,14 @@ def get_agent(request: Request) -> Response[str]:
 
 @api.get("/agent/{agentId}/state/history", allow=PATH_AGENT)
 def get_history(request: Request) -> Response[str]:
+    request.takes_query("limit", "next_token")
     limit = request.query_int("limit", default=20, minimum=1, maximum=100)
     return json_response(200, wiring.registry().history(request.agent_id, limit, request.query("next_token")))
 
 
 @api.get("/agent/{agentId}/sessions", allow=PATH_AGENT)
 def list_sessions(request: Request) -> Response[str]:
+    request.takes_query("limit", "next_token")
     limit = request.query_int("limit", default=20, minimum=1, maximum=100)
     return json_response(200, wiring.sessions().list(request.agent_id, limit, request.query("next_token")))
 
@@ -41,6 +43,7 @@ def get_session(request: Request) -> Response[str]:
 
 @api.get("/agent/{agentId}/tasks", allow=PATH_AGENT)
 def list_tasks(request: Request) -> Response[str]:
+    request.takes_query("status", "limit", "next_token")
     status = request.query_choice("status", QUEUE_STATUSES, default="queued")
     limit = request.query_int("limit", default=50, minimum=1, maximum=100)
     return json_response(200, wiring.dispatcher().queue(request.agent_id, status, limit, request.query("next_token")))

@@ -26,12 +26,14 @@ def create_workflow(request: Request) -> Response[str]:
 
 @api.get("/workflows", allow=ADMIN)
 def list_workflows(request: Request) -> Response[str]:
+    request.takes_query("limit", "next_token")
     limit = request.query_int("limit", default=20, minimum=1, maximum=100)
     return json_response(200, wiring.workflows().list(limit, request.query("next_token")))
 
 
 @api.get("/workflows/{workflowId}", allow=ADMIN)
 def get_workflow(request: Request) -> Response[str]:
+    request.takes_query("version")
     version = request.optional_query_int("version", minimum=1, maximum=9_999_999_999)
     return json_response(200, wiring.workflows().get(request.workflow_id, version))
 

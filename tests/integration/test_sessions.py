@@ -433,3 +433,26 @@ def test_an_agent_that_declares_capabilities_is_given_only_those_actions(ops: Se
     status, body = ops.call("SessionControlFunction", event)
     assert (status, body["error"]["details"][0]["field"]) == (400, "action")
     assert len(ops.sessions()[1]["items"]) == 1, "only the first trigger started a session"
+
+
+@pytest.mark.parametrize(
+    ("sample", "path", "known"),
+    [
+        ("agent_read/list_sessions.json", None, "limit, next_token"),
+        ("agent_read/get_history.json", None, "limit, next_token"),
+        ("agent_read/list_tasks.json", None, "status, limit, next_token"),
+        ("workflows/list.json", None, "limit, next_token"),
+        ("workflows/get.json", {"workflowId": "triage"}, "version"),
+    ],
+)
+def test_list_routes_refuse_a_query_parameter_they_do_not_take(
+    ops: SessionDriver, sample: str, path: dict[str, str] | None, known: str
+) -> None:
+    query = {"limt": "1", "limit": "1"} if "workflows/get" not in sample else {"limt": "1"}
+    event = ops.api_event(sample, path=path, query=query)
+    function = "WorkflowsFunction" if sample.startswith("workflows") else "AgentReadFunction"
+    status, body = ops.call(function, event)
+    assert (status, body["error"]["code"]) == (400, "validation_error")
+    (problem,) = body["error"]["details"]
+    assert (problem["field"], problem["in"], problem["type"]) == ("limt", "query", "unknown")
+    assert problem["message"].endswith(f"(it takes: {known})")

@@ -90,6 +90,21 @@ def optional_query_int(event: APIGatewayProxyEvent, name: str, minimum: int, max
     return int(raw)
 
 
+def refuse_unknown_query(event: APIGatewayProxyEvent, known: tuple[str, ...]) -> None:
+    """A 400 naming each query parameter the route does not take (a misspelt `limt` is not silently ignored)."""
+    sent = set(event.query_string_parameters or {}) | set(event.multi_value_query_string_parameters or {})
+    unknown = sorted(sent - set(known))
+    if unknown:
+        takes = ", ".join(known) or "none"
+        raise ValidationFailed(
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+            [
+                FieldProblem(name, f"this route takes no such parameter (it takes: {takes})", "query", "unknown")
+                for name in unknown
+            ],
+        )
+
+
 def query_choice(event: APIGatewayProxyEvent, name: str, choices: tuple[str, ...], default: str) -> str:
     raw = (event.query_string_parameters or {}).get(name)
     if raw is None:

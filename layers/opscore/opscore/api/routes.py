@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opscore.api.access import API_BASE_PATH, caller, require_admin, require_agent_access
 from opscore.api.bodies import read_json
-from opscore.api.params import AGENT_ID, PathId, optional_query_int, path_id, query_choice, query_int
+from opscore.api.params import (
+    AGENT_ID,
+    PathId,
+    optional_query_int,
+    path_id,
+    query_choice,
+    query_int,
+    refuse_unknown_query,
+)
 from opscore.api.resolver import build_resolver
 
 if TYPE_CHECKING:
@@ -89,6 +97,10 @@ class Request(NamedTuple):
 
     def query(self, name: str) -> str | None:
         return self.event.get_query_string_value(name)
+
+    def takes_query(self, *known: str) -> None:
+        """Refuse (400) any query parameter but `known`, naming each."""
+        refuse_unknown_query(self.event, known)
 
     def query_int(self, name: str, *, default: int, minimum: int, maximum: int) -> int:
         return query_int(self.event, name, default, minimum, maximum)
