@@ -229,7 +229,9 @@ def test_a_repeated_result_is_200_and_a_different_one_409(ops: SessionDriver) ->
     assert ops.report(fetch_id, result) == first, "a repeat answers the same"
     assert ops.report(fetch_id, {**result, "attempt": 1}) == first
     status, body = ops.report(fetch_id, {"status": "succeeded", "output": {"page": "other"}})
-    assert (status, body["error"]["code"]) in {(409, "result_conflict"), (409, "task_not_open")}
+    assert (status, body["error"]["code"]) == (409, "result_conflict"), "a different result for the answered attempt"
+    status, body = ops.report(fetch_id, {"status": "failed", "error": {"type": "X", "message": "m"}, "attempt": 1})
+    assert (status, body["error"]["code"]) == (409, "result_conflict")
 
     summarise_id = ops.wait_leased(session_id, "summarise")
     assert ops.report(fetch_id, result) == first, "still a repeat after the runner moved on"
