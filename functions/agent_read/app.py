@@ -24,9 +24,11 @@ def get_agent(request: Request) -> Response[str]:
 
 @api.get("/agent/{agentId}/state/history", allow=PATH_AGENT)
 def get_history(request: Request) -> Response[str]:
-    request.takes_query("limit", "next_token")
+    request.takes_query("limit", "next_token", "since", "until")
     limit = request.query_int("limit", default=20, minimum=1, maximum=100)
-    return json_response(200, wiring.registry().history(request.agent_id, limit, request.query("next_token")))
+    since, until = request.query_window()
+    history = wiring.registry().history(request.agent_id, limit, request.query("next_token"), since, until)
+    return json_response(200, history)
 
 
 @api.get("/agent/{agentId}/sessions", allow=PATH_AGENT)

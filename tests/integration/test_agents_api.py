@@ -498,3 +498,29 @@ def test_throttling_is_429_with_retry_after(register: Any, runtime: LambdaRuntim
     response = runtime.invoke("AgentReadFunction", api_event("agent_read/get_agent.json", caller=ADMIN_CONTEXT))
     assert (response["statusCode"], json.loads(response["body"])["error"]["code"]) == (429, "throttled")
     assert response["multiValueHeaders"]["Retry-After"] == ["1"]
+
+
+def test_state_history_reads_a_time_window_and_refuses_a_bad_one(register: Any, report: Any, history: Any) -> None:
+    register()
+    for seconds, state in ((0, "idle"), (60, "busy"), (120, "idle"), (180, "busy")):
+        assert report({"state": state, "timestamp": ts(seconds)})[0] == 200
+
+    status, page = history(since=ts(60), until=ts(120))
+    assert status == 200, page
+    assert [entry["timestamp"] for entry in page["items"]] == [
+        ts(120).replace("Z", ".000000Z"),
+        ts(60).replace("Z", ".000000Z"),
+    ]
+    status, page = history(since=ts(61), limit="1")
+    assert [entry["state"] for entry in page["items"]] == ["busy"]
+    status, rest = history(since=ts(61), limit="1", next_token=page["next_token"])
+    assert ([entry["state"] for entry in rest["items"]], "next_token" in rest) == (["idle"], False)
+    assert len(history(until=ts(0))[1]["items"]) == 1
+
+    for query, field in (({"since": "yesterday"}, "since"), ({"since": ts(120), "until": ts(60)}, "since")):
+        status, body = history(**query)
+        assert (status, body["error"]["details"][0]["field"], body["error"]["details"][0]["in"]) == (
+            400,
+            field,
+            "query",
+        )

@@ -441,7 +441,7 @@ def test_an_agent_that_declares_capabilities_is_given_only_those_actions(ops: Se
     ("sample", "path", "known"),
     [
         ("agent_read/list_sessions.json", None, "limit, next_token"),
-        ("agent_read/get_history.json", None, "limit, next_token"),
+        ("agent_read/get_history.json", None, "limit, next_token, since, until"),
         ("agent_read/list_tasks.json", None, "status, limit, next_token"),
         ("workflows/list.json", None, "limit, next_token"),
         ("workflows/get.json", {"workflowId": "triage"}, "version"),

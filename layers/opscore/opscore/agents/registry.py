@@ -12,7 +12,7 @@ read: both or neither are stored, and a writer that lost a race reads again and 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from opscore.agents.errors import StaleState
@@ -40,6 +40,10 @@ from opscore.core.retry import Backoff, attempts
 from opscore.core.settings import Settings
 from opscore.dispatch.delivery import CHANNELS, channel
 from opscore.dispatch.queue import TaskQueue
+
+# The widest window of state timestamps a history read may ask for (either end left open).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
 
 # Attempts to apply one update while other updates to the same agent keep winning the race; each attempt is a read
 # and a transaction (after a short jittered pause), and only concurrent writers to one agent need a second one.
@@ -242,8 +246,20 @@ class Registry:
             logger.info("agent quarantine lifted", extra={"agent_id": agent_id, "new_state": entry.state.value})
             metrics.add_metric(name="QuarantinesLifted", unit=MetricUnit.Count, value=1)
 
-    def history(self, agent_id: str, limit: int, next_token: str | None) -> HistoryPage:
-        items, token = self._store.list_history(agent_id, limit, next_token)
+    def history(
+        self,
+        agent_id: str,
+        limit: int,
+        next_token: str | None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> HistoryPage:
+        """A page of the agent's state history, newest first; `since` and `until` (both included) bound the states'
+        timestamps."""
+        window = None
+        if since is not None or until is not None:
+            window = (format_timestamp(since or EARLIEST), format_timestamp(until or LATEST))
+        items, token = self._store.list_history(agent_id, limit, next_token, window)
         if not items and next_token is None and self._store.get(agent_id) is None:
             raise NotFound(f"agent {agent_id} is not registered")
         return HistoryPage(items=items, next_token=token)

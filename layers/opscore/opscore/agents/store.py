@@ -248,9 +248,10 @@ class AgentStore:
         return _history_entry(decode_item(item)) if item else None
 
     def list_history(
-        self, agent_id: str, limit: int, next_token: str | None
+        self, agent_id: str, limit: int, next_token: str | None, window: tuple[str, str] | None = None
     ) -> tuple[list[StateHistoryEntry], str | None]:
-        """One page, newest first; the token is returned only when at least one more entry follows."""
+        """One page, newest first (within `window`: the first and last timestamps taken, as stored); the token is
+        returned only when at least one more entry follows."""
         page, token = query_prefix_page(
             self._client,
             self._table,
@@ -259,6 +260,7 @@ class AgentStore:
             limit=limit,
             next_token=next_token,
             newest_first=True,
+            between=window,
         )
         return [_history_entry(decode_item(item)) for item in page], token
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from opscore.core.errors import FieldProblem, ValidationFailed
@@ -103,6 +104,31 @@ def refuse_unknown_query(event: APIGatewayProxyEvent, known: tuple[str, ...]) ->
                 for name in unknown
             ],
         )
+
+
+def query_time(event: APIGatewayProxyEvent, name: str) -> datetime | None:
+    """An RFC 3339 date-time with its offset (`2026-11-30T12:00:00Z`), or None when the parameter is absent."""
+    raw = (event.query_string_parameters or {}).get(name)
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.upper().replace(" ", "+"))  # a raw `+` in a query string reads as a space
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        message = "must be an RFC 3339 date-time with its offset, such as 2026-11-30T12:00:00Z"
+        raise ValidationFailed(f"{name} {message}", [FieldProblem(name, message, location="query")])
+    return moment
+
+
+def query_window(event: APIGatewayProxyEvent) -> tuple[datetime | None, datetime | None]:
+    """`since` and `until`, each optional; `since` after `until` is a 400."""
+    since, until = query_time(event, "since"), query_time(event, "until")
+    if since is not None and until is not None and since > until:
+        raise ValidationFailed(
+            "since must not be after until", [FieldProblem("since", "must not be after until", location="query")]
+        )
+    return since, until
 
 
 def query_choice(event: APIGatewayProxyEvent, name: str, choices: tuple[str, ...], default: str) -> str:

@@ -32,11 +32,14 @@ from opscore.api.params import (
     path_id,
     query_choice,
     query_int,
+    query_window,
     refuse_unknown_query,
 )
 from opscore.api.resolver import build_resolver
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from aws_lambda_powertools.event_handler import Response
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -97,6 +100,10 @@ class Request(NamedTuple):
 
     def query(self, name: str) -> str | None:
         return self.event.get_query_string_value(name)
+
+    def query_window(self) -> tuple[datetime | None, datetime | None]:
+        """The `since` and `until` query parameters (RFC 3339), each optional."""
+        return query_window(self.event)
 
     def takes_query(self, *known: str) -> None:
         """Refuse (400) any query parameter but `known`, naming each."""

@@ -64,12 +64,19 @@ def query_prefix_page(
     limit: int,
     next_token: str | None,
     newest_first: bool = False,
+    between: tuple[str, str] | None = None,
 ) -> tuple[list[Item], str | None]:
-    """One page of a partition's items whose sort key starts with `sort_prefix`, and a token only if more follow."""
+    """One page of a partition's items whose sort key starts with `sort_prefix` (and, with `between`, lies between
+    `sort_prefix + low` and `sort_prefix + high`, both included), and a token only if more follow."""
+    condition = "PK = :pk AND begins_with(SK, :prefix)"
+    values = {":pk": s(partition), ":prefix": s(sort_prefix)}
+    if between is not None:
+        condition = "PK = :pk AND SK BETWEEN :low AND :high"
+        values = {":pk": s(partition), ":low": s(sort_prefix + between[0]), ":high": s(sort_prefix + between[1])}
     query: dict[str, Any] = {
         "TableName": table,
-        "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
-        "ExpressionAttributeValues": {":pk": s(partition), ":prefix": s(sort_prefix)},
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeValues": values,
         "ScanIndexForward": not newest_first,
         # One more than asked: DynamoDB hands back a LastEvaluatedKey whenever the limit is reached, even when
         # nothing follows; the extra item tells the two apart.
