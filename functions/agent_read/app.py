@@ -33,9 +33,21 @@ def get_history(request: Request) -> Response[str]:
 
 @api.get("/agent/{agentId}/sessions", allow=PATH_AGENT)
 def list_sessions(request: Request) -> Response[str]:
-    request.takes_query("limit", "next_token")
+    request.takes_query("limit", "next_token", "status", "workflow_id", "since", "until")
     limit = request.query_int("limit", default=20, minimum=1, maximum=100)
-    return json_response(200, wiring.sessions().list(request.agent_id, limit, request.query("next_token")))
+    since, until = request.query_window()
+    # Imported here: only this route reads them (the others' cold start stays as it was).
+    from opscore.sessions.models import SessionStatus
+    from opscore.sessions.store import SessionFilter
+    from opscore.workflows.templates import WORKFLOW_NAME_PATTERN
+
+    only = SessionFilter(
+        status=request.optional_query_choice("status", tuple(status.value for status in SessionStatus)),
+        workflow_id=request.query_matching("workflow_id", WORKFLOW_NAME_PATTERN),
+        since=since,
+        until=until,
+    )
+    return json_response(200, wiring.sessions().list(request.agent_id, limit, request.query("next_token"), only))
 
 
 @api.get("/agent/{agentId}/sessions/{sessionId}", allow=PATH_AGENT)

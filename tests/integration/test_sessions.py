@@ -440,7 +440,7 @@ def test_an_agent_that_declares_capabilities_is_given_only_those_actions(ops: Se
 @pytest.mark.parametrize(
     ("sample", "path", "known"),
     [
-        ("agent_read/list_sessions.json", None, "limit, next_token"),
+        ("agent_read/list_sessions.json", None, "limit, next_token, status, workflow_id, since, until"),
         ("agent_read/get_history.json", None, "limit, next_token, since, until"),
         ("agent_read/list_tasks.json", None, "status, limit, next_token"),
         ("workflows/list.json", None, "limit, next_token"),
@@ -458,3 +458,34 @@ def test_list_routes_refuse_a_query_parameter_they_do_not_take(
     (problem,) = body["error"]["details"]
     assert (problem["field"], problem["in"], problem["type"]) == ("limt", "query", "unknown")
     assert problem["message"].endswith(f"(it takes: {known})")
+
+
+def test_sessions_are_filtered_by_status_workflow_and_time_window(ops: SessionDriver) -> None:
+    quick = {"name": "quick", "tasks": [{"id": "only", "action": "x"}]}
+    other = {"name": "other", "tasks": [{"id": "only", "action": "x"}]}
+    done = ops.start(quick)
+    ops.succeed(ops.wait_leased(done, "only"))
+    ops.wait_ended(done)
+    running = [ops.start(quick) for _ in range(3)]
+    elsewhere = ops.start(other)
+
+    def listed(**query: str) -> list[str]:
+        status, page = ops.sessions(**query)
+        assert status == 200, page
+        return [item["session_id"] for item in page["items"]]
+
+    assert listed(status="completed") == [done]
+    assert listed(workflow_id="other") == [elsewhere]
+    assert listed(status="processing", workflow_id="quick") == running[::-1]
+    status, page = ops.sessions(status="processing", workflow_id="quick", limit="2")
+    assert [item["session_id"] for item in page["items"]] == running[::-1][:2]
+    assert listed(status="processing", workflow_id="quick", limit="2", next_token=page["next_token"]) == [running[0]]
+
+    created = {item["session_id"]: item["created_at"] for item in ops.sessions()[1]["items"]}
+    assert listed(since=created[running[0]], until=created[running[2]]) == running[::-1]
+    assert listed(until=created[done]) == [done]
+    for query, field in (({"status": "done"}, "status"), ({"workflow_id": "Not_A_Name"}, "workflow_id")):
+        status, body = ops.sessions(**query)
+        assert (status, body["error"]["details"][0]["field"]) == (400, field)
+    for session_id in [*running, elsewhere]:
+        ops.cancel(session_id)

@@ -131,6 +131,14 @@ def query_window(event: APIGatewayProxyEvent) -> tuple[datetime | None, datetime
     return since, until
 
 
+def query_matching(event: APIGatewayProxyEvent, name: str, pattern: str) -> str | None:
+    """The parameter when it matches `pattern`; None when absent; a 400 naming it otherwise."""
+    raw = (event.query_string_parameters or {}).get(name)
+    if raw is not None and re.fullmatch(pattern, raw) is None:
+        raise ValidationFailed(f"{name} is not valid", [FieldProblem(name, f"must match {pattern}", location="query")])
+    return raw
+
+
 def query_choice(event: APIGatewayProxyEvent, name: str, choices: tuple[str, ...], default: str) -> str:
     raw = (event.query_string_parameters or {}).get(name)
     if raw is None:

@@ -32,6 +32,7 @@ from opscore.api.params import (
     path_id,
     query_choice,
     query_int,
+    query_matching,
     query_window,
     refuse_unknown_query,
 )
@@ -100,6 +101,13 @@ class Request(NamedTuple):
 
     def query(self, name: str) -> str | None:
         return self.event.get_query_string_value(name)
+
+    def optional_query_choice(self, name: str, choices: tuple[str, ...]) -> str | None:
+        """One of `choices`, or None when the parameter is absent; a 400 naming it otherwise."""
+        return query_choice(self.event, name, choices, "") or None
+
+    def query_matching(self, name: str, pattern: str) -> str | None:
+        return query_matching(self.event, name, pattern)
 
     def query_window(self) -> tuple[datetime | None, datetime | None]:
         """The `since` and `until` query parameters (RFC 3339), each optional."""

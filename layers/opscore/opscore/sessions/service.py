@@ -36,7 +36,7 @@ from opscore.sessions.models import (
 )
 from opscore.sessions.plan import first_mark, task_priorities
 from opscore.sessions.records import SessionRecord, TaskRecord, TemplateTask
-from opscore.sessions.store import SessionStore
+from opscore.sessions.store import NO_FILTER, SessionFilter, SessionStore
 from opscore.sessions.writes import NewSession, SessionEnd
 from opscore.workflows.service import Workflows
 from opscore.workflows.templates import WorkflowTemplate, check_template
@@ -167,9 +167,9 @@ class Sessions:
         session, tasks = self._store.session_with_tasks(session_id)
         return session_view(_owned(session, agent_id, session_id), tasks)
 
-    def list(self, agent_id: str, limit: int, next_token: str | None) -> SessionPage:
+    def list(self, agent_id: str, limit: int, next_token: str | None, only: SessionFilter = NO_FILTER) -> SessionPage:
         self._registry.require(agent_id)
-        items, token = self._store.sessions_of(agent_id, limit, next_token)
+        items, token = self._store.sessions_of(agent_id, limit, next_token, only)
         return SessionPage(items=[session_summary(record) for record in items], next_token=token)
 
     def cancel(self, agent_id: str, session_id: str, cancelled_by: str) -> SessionView:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from opscore.aws.dynamodb import ConditionFailed, run_transaction, translated_errors, update_if
 from opscore.aws.items import Item, decode_item, n, s
@@ -48,6 +49,23 @@ if TYPE_CHECKING:
     from opscore.sessions.attempts import AttemptEnd
 
 AGENT_SESSIONS_INDEX = "AgentSessions"
+# Queries one page of a filtered session listing may take before it answers with what it found.
+FILTERED_QUERIES = 10
+# A session id's creation time: 13 hex digits of microseconds, then 19 random ones.
+ID_TIME_DIGITS = 13
+ID_RANDOM_DIGITS = 19
+
+
+class SessionFilter(NamedTuple):
+    """Which of an agent's sessions a listing shows: each field that is set must match."""
+
+    status: str | None = None
+    workflow_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+NO_FILTER = SessionFilter()
 # A queued attempt's entry in the Deadlines index: when the runner's timeout for it runs out (the sweep records it).
 ATTEMPT_DEADLINE = "ATTEMPT"
 SESSION_ID = re.compile(SESSION_ID_PATTERN)
@@ -92,8 +110,15 @@ class SessionStore:
         session = next((session_record(item) for item in items if item["SK"] == SESSION_SK), None)
         return session, [task_record(item) for item in items if item["SK"].startswith(TASK_PREFIX)]
 
-    def sessions_of(self, agent_id: str, limit: int, next_token: str | None) -> tuple[list[SessionRecord], str | None]:
-        """One page of an agent's sessions, newest first (the AgentSessions index's projection of each)."""
+    def sessions_of(
+        self, agent_id: str, limit: int, next_token: str | None, only: SessionFilter = NO_FILTER
+    ) -> tuple[list[SessionRecord], str | None]:
+        """One page of an agent's sessions, newest first (the AgentSessions index's projection of each).
+
+        A time window is a range of session ids (they begin with their creation time); a status or a workflow is a
+        filter, so a page may take several Queries (at most FILTERED_QUERIES; then the token resumes after the last
+        session looked at, and the page may be short).
+        """
         query: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": AGENT_SESSIONS_INDEX,
@@ -102,14 +127,25 @@ class SessionStore:
             "ScanIndexForward": False,
             "Limit": limit + 1,  # one more than asked tells "a full page" from "more follow"
         }
+        _filtered(query, only)
         if next_token is not None:
             after = _session_after(next_token)
             query["ExclusiveStartKey"] = {**session_key(after), "session_agent": s(agent_id), "session_id": s(after)}
-        with translated_errors():
-            items = [decode_item(item) for item in self._client.query(**query).get("Items", [])]
-        page = [session_record(item) for item in items[:limit]]
-        token = encode_page_token({"session_id": page[-1].session_id}) if len(items) > limit else None
-        return page, token
+        found: list[Item] = []
+        last: str | None = None
+        for _ in range(FILTERED_QUERIES):
+            with translated_errors():
+                answer = self._client.query(**query)
+            found += [decode_item(item) for item in answer.get("Items", [])]
+            examined = answer.get("LastEvaluatedKey")
+            last = decode_item(examined)["session_id"] if examined else None
+            if len(found) > limit or last is None:
+                break
+            query["ExclusiveStartKey"] = examined
+        page = [session_record(item) for item in found[:limit]]
+        if len(found) > limit:
+            return page, encode_page_token({"session_id": page[-1].session_id})
+        return page, encode_page_token({"session_id": last}) if last is not None else None
 
     # ------------------------------------------------------------------ the trigger
     def create_session(self, new: NewSession, mark: TaskMark | None = None) -> None:
@@ -401,6 +437,31 @@ class SessionStore:
 
     def _run(self, transaction: _Transaction) -> list[str] | None:
         return run_transaction(self._client, transaction.items)
+
+
+def _filtered(query: dict[str, Any], only: SessionFilter) -> None:
+    """The query's key range for a time window, and its filter for a status or a workflow."""
+    values = query["ExpressionAttributeValues"]
+    if only.since is not None or only.until is not None:
+        low = _id_time(only.since) + "0" * ID_RANDOM_DIGITS if only.since is not None else "0"
+        high = _id_time(only.until) + "f" * ID_RANDOM_DIGITS if only.until is not None else "g"
+        query["KeyConditionExpression"] += " AND session_id BETWEEN :low AND :high"
+        values.update({":low": s(low), ":high": s(high)})
+    conditions = []
+    if only.status is not None:
+        conditions.append("#status = :status")
+        query["ExpressionAttributeNames"] = {"#status": "status"}
+        values[":status"] = s(only.status)
+    if only.workflow_id is not None:
+        conditions.append("workflow_id = :workflow")
+        values[":workflow"] = s(only.workflow_id)
+    if conditions:
+        query["FilterExpression"] = " AND ".join(conditions)
+
+
+def _id_time(moment: datetime) -> str:
+    """The first digits of the ids of sessions created at `moment` (as new_session_id writes them)."""
+    return f"{max(0, int(moment.timestamp() * 1_000_000)):0{ID_TIME_DIGITS}x}"
 
 
 def _session_after(token: str) -> str:
