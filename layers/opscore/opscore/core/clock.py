@@ -14,3 +14,15 @@ def format_timestamp(moment: datetime) -> str:
     utc = moment.astimezone(UTC)
     # strftime's %Y does not pad years before 1000; reports are refused before EARLIEST_TIMESTAMP anyway.
     return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(stamp: str | None) -> datetime | None:
+    """A stored timestamp (or Step Functions' `$$.State.EnteredTime`) as a moment; None when absent, malformed or
+    without an offset."""
+    if stamp is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None

@@ -105,9 +105,9 @@ class Dispatcher:
             if task is None or not task.queued_for(candidate.ref):
                 continue
             now = self._now()
-            if task.attempt_deadline is not None and task.attempt_deadline <= format_timestamp(now):
+            if task.past_deadline(format_timestamp(now)):
                 # The runner timed it out: record it, so it leaves the queue now rather than block its head.
-                self._health.end_queued(task.ref, error=TIMEOUT_ERROR, problem=timeout_problem(route_of(task)))
+                self._health.end_queued(task, error=TIMEOUT_ERROR, problem=timeout_problem(route_of(task)))
                 continue
             expires_at = lease_expiry(task, now)
             outcome = self._queue.lease(

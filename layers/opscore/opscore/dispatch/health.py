@@ -100,7 +100,7 @@ class AgentHealth:
         if task is None or not task.leased_for(ref):
             return False
         now = self._now()
-        if error == LEASE_EXPIRED_ERROR and _past(task.attempt_deadline, now):
+        if error == LEASE_EXPIRED_ERROR and task.past_deadline(format_timestamp(now)):
             # The lease ran out at the attempt's deadline: the runner timed the attempt out (and heard of it first).
             error, problem, tell = TIMEOUT_ERROR, timeout_problem(route_of(task)), False
         ended = failed(task, problem or opscore_problem(error, cause), error, now, final=final)
@@ -136,14 +136,14 @@ class AgentHealth:
         now = format_timestamp(self._now())
         return self._queue.release(agent_id, ref, ended=None, status=TaskStatus.SKIPPED, counted=None, now=now)
 
-    def end_queued(self, ref: TaskRef, *, error: str, problem: Problem, final: bool = False) -> bool:
-        """End a queued attempt without a lease (a quarantine, a timeout): off the queue, recorded as it ended."""
-        task = self._sessions.get_task(ref.session_id, ref.index)
-        if task is None or not task.queued_for(ref):
+    def end_queued(self, task: TaskRecord, *, error: str, problem: Problem, final: bool = False) -> bool:
+        """End a queued attempt without a lease (a quarantine, a timeout), as `task` (the caller's read of it) shows
+        it: off the queue, recorded as it ended. False when it was no longer queued for that attempt."""
+        if task.status is not TaskStatus.QUEUED:
             return False
         now = self._now()
         ended = failed(task, problem, error, now, final=final)
-        if not self._queue.withdraw(ref, ended, format_timestamp(now)):
+        if not self._queue.withdraw(task.ref, ended, format_timestamp(now)):
             return False
         count(ended)
         return True
@@ -208,11 +208,11 @@ class AgentHealth:
 
     def _fail_over(self, agent_id: str, ref: TaskRef) -> None:
         task = self._sessions.get_task(ref.session_id, ref.index)
-        if task is None or task.queued_as_fallback:
+        if task is None or task.queued_as_fallback or not task.queued_for(ref):
             return
         cause = f"agent {agent_id} was quarantined while the task waited in its queue"
         problem = opscore_problem(AGENT_QUARANTINED_ERROR, cause)
-        if self.end_queued(ref, error=AGENT_QUARANTINED_ERROR, problem=problem) and task.task_token is not None:
+        if self.end_queued(task, error=AGENT_QUARANTINED_ERROR, problem=problem) and task.task_token is not None:
             self._tell_runner(task.task_token, AGENT_QUARANTINED_ERROR, cause)
             logger.info(
                 "queued task failed over: agent quarantined",
@@ -234,8 +234,10 @@ class AgentHealth:
         for entry in self._queue.expired_attempts(now, SWEEP_LIMIT):
             try:
                 task = self._sessions.get_task(entry.session_id, entry.index)
-                timed_out = task is not None and self.end_queued(
-                    entry.ref, error=TIMEOUT_ERROR, problem=timeout_problem(route_of(task))
+                timed_out = (
+                    task is not None
+                    and task.queued_for(entry.ref)
+                    and self.end_queued(task, error=TIMEOUT_ERROR, problem=timeout_problem(route_of(task)))
                 )
             except Exception:
                 logger.exception("timeout not recorded; the next sweep tries again", extra={"task_id": entry.task_id})
@@ -297,7 +299,3 @@ class AgentHealth:
                 counted=None,
             )
         return True
-
-
-def _past(deadline: str | None, now: datetime) -> bool:
-    return deadline is not None and deadline <= format_timestamp(now)

@@ -154,7 +154,7 @@ def _refuse_unless_open(
         raise ResultConflict(f"a different result was already reported for attempt {task.attempts} of {task_id}")
     if task.status is not TaskStatus.LEASED:
         raise TaskNotOpen(_not_open_message(task_id, task, None))
-    if task.attempt_deadline is not None and task.attempt_deadline <= now:
+    if task.past_deadline(now):
         raise TaskNotOpen(
             f"attempt {task.attempts} of {task_id} has timed out: the runner no longer waits for its result"
         )

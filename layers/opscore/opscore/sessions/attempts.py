@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from opscore.core.clock import format_timestamp
+from opscore.core.clock import format_timestamp, parse_timestamp
 from opscore.core.contracts import canonical_json, parse_json
 from opscore.core.observability import MetricUnit, metrics
 from opscore.sessions.errors import (
@@ -153,13 +153,7 @@ def _mark(route: TaskRoute, follower: Follower | None, now: datetime) -> TaskMar
 
 def _deadline_of(task: TaskRecord, now: datetime) -> datetime:
     """The attempt's deadline, when it is known and past; else now."""
-    if task.attempt_deadline is None:
-        return now
-    try:
-        deadline = datetime.fromisoformat(task.attempt_deadline)
-    except ValueError:
-        return now
-    return min(deadline, now) if deadline.tzinfo is not None else now
+    return min(parse_timestamp(task.attempt_deadline) or now, now)
 
 
 def _milliseconds(since: str, now: datetime) -> int:

@@ -121,6 +121,10 @@ class TaskRecord(NamedTuple):
         stored = self.attempt_records.get(number)
         return AttemptRecord.model_validate_json(stored) if stored is not None else None
 
+    def past_deadline(self, now: str) -> bool:
+        """The attempt's time in the runner has run out by `now` (a stored timestamp): the runner no longer waits."""
+        return self.attempt_deadline is not None and self.attempt_deadline <= now
+
     def queued_for(self, ref: TaskRef) -> bool:
         return self.status is TaskStatus.QUEUED and self.ref == ref
 

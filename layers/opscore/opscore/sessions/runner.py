@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from opscore.aws.dynamodb import ConditionFailed
 from opscore.aws.stepfunctions import RunnerControl
-from opscore.core.clock import format_timestamp
+from opscore.core.clock import format_timestamp, parse_timestamp
 from opscore.core.contracts import canonical_json
 from opscore.core.errors import Throttled
 from opscore.core.observability import MetricUnit, logger, metrics
@@ -222,7 +222,7 @@ class SessionRunner:
                 task.agent_id, task.ref, error=error, problem=problem, final=final, tell=False
             )
         if task.status is TaskStatus.QUEUED:
-            self._health.end_queued(task.ref, error=error, problem=problem, final=final)
+            self._health.end_queued(task, error=error, problem=problem, final=final)
         return False
 
     def runner_failed(self, request: RunnerFailure) -> set[str]:
@@ -288,7 +288,7 @@ def next_move(task: TaskRecord | None, run_key: str, now: datetime) -> str:
     if _in_queue(task):
         if not same_run:
             return "close_run"
-        return "close_attempt" if _past(task.attempt_deadline, now) else "repeat"
+        return "close_attempt" if task.past_deadline(format_timestamp(now)) else "repeat"
     return "repeat" if same_run and task.status is TaskStatus.SUCCEEDED else "queue"
 
 
@@ -305,7 +305,7 @@ def scheduled_at(task: TaskRecord | None, request: DispatchRequest, now: datetim
     margin = min(timedelta(seconds=DEADLINE_MARGIN_SECONDS), timedelta(seconds=request.dispatch.timeout_seconds) / 10)
     fallback = now - margin
     if request.retry_count == 0:
-        return min(now, _instant(request.run) or fallback)
+        return min(now, parse_timestamp(request.run) or fallback)
     if task is None or task.run != request.run_key:
         return fallback
     return min(now, _retry_scheduled(task, request.dispatch) or fallback)
@@ -314,28 +314,14 @@ def scheduled_at(task: TaskRecord | None, request: DispatchRequest, now: datetim
 def _retry_scheduled(task: TaskRecord, route: TaskRoute) -> datetime | None:
     """When the retrier scheduled this retry of the run, as far as the task's last attempt tells."""
     if task.status is TaskStatus.RETRYING:
-        return _instant(task.scheduled_for)  # the failure's record said when
-    deadline = _instant(task.attempt_deadline)
+        return parse_timestamp(task.scheduled_for)  # the failure's record said when
+    deadline = parse_timestamp(task.attempt_deadline)
     wait = retry_wait(route.retry, task.run_attempt)
     if _in_queue(task) and deadline is not None and wait is not None:
         return deadline + timedelta(seconds=wait)  # timed out no sooner than its deadline, then the retrier's wait
     return None
 
 
-def _instant(stamp: str | None) -> datetime | None:
-    if stamp is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(stamp)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
-
-
 def _in_queue(task: TaskRecord) -> bool:
     """A dispatched attempt the runner may still wait on: queued, or leased by its agent."""
     return task.status in {TaskStatus.QUEUED, TaskStatus.LEASED} and task.route_json is not None
-
-
-def _past(deadline: str | None, now: datetime) -> bool:
-    return deadline is not None and deadline <= format_timestamp(now)

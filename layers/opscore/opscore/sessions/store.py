@@ -199,18 +199,7 @@ class SessionStore:
 
     def mark_started(self, session_id: str, now: str) -> bool:
         """waiting -> processing once its runner has started; False when its first dispatch (or a cancel) came first."""
-        return self._update_if(
-            {
-                "TableName": self._table,
-                "Key": session_key(session_id),
-                "UpdateExpression": (
-                    "SET #status = :processing, started_at = if_not_exists(started_at, :now), updated_at = :now"
-                ),
-                "ConditionExpression": "#status = :waiting",
-                "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": {":processing": s("processing"), ":waiting": s("waiting"), ":now": s(now)},
-            }
-        )
+        return self._update_if(self._start_request(session_id, now, "#status = :waiting"))
 
     # ------------------------------------------------------------------ the runner's dispatch
     def dispatch(self, session_id: str, dispatch: Dispatch) -> str:
@@ -401,24 +390,21 @@ class SessionStore:
     def _begin(self, transaction: _Transaction, session_id: str, now: str) -> None:
         """waiting -> processing with the first dispatch, should it come before the trigger marked the session started
         (a repeat, or a dispatch after that mark, finds it processing already)."""
-        transaction.items.append(
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": session_key(session_id),
-                    "UpdateExpression": (
-                        "SET #status = :processing, started_at = if_not_exists(started_at, :now), updated_at = :now"
-                    ),
-                    "ConditionExpression": "#status IN (:waiting, :processing)",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {
-                        ":processing": s("processing"),
-                        ":waiting": s("waiting"),
-                        ":now": s(now),
-                    },
-                }
-            }
-        )
+        request = self._start_request(session_id, now, "#status IN (:waiting, :processing)")
+        transaction.items.append({"Update": cast("UpdateTypeDef", request)})
+
+    def _start_request(self, session_id: str, now: str, condition: str) -> dict[str, Any]:
+        """The update that marks a session processing (its start time kept once set), while `condition` holds."""
+        return {
+            "TableName": self._table,
+            "Key": session_key(session_id),
+            "UpdateExpression": (
+                "SET #status = :processing, started_at = if_not_exists(started_at, :now), updated_at = :now"
+            ),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":processing": s("processing"), ":waiting": s("waiting"), ":now": s(now)},
+        }
 
     def _end_session(self, transaction: _Transaction, session_id: str, end: SessionEnd, guard: str) -> None:
         """End the session in the transaction, if it still has the `guard` status."""
