@@ -71,7 +71,7 @@ def handle_dispatch_event(event: Mapping[str, Any], remaining_ms: RemainingMs) -
 def queue_and_serve(request: DispatchRequest, remaining_ms: RemainingMs) -> str:
     """Queue the runner's task attempt, then serve its agent; the outcome is what the runner is told."""
     outcome, task = wiring.session_runner().dispatch(request)
-    if task is None or outcome == "session_ended":
+    if task is None or outcome in {"session_ended", "input_unresolved"}:
         return outcome
     # A repeated dispatch serves too: the first may have stopped before it could.
     try:

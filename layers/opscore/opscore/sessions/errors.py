@@ -17,7 +17,17 @@ AGENT_OFFLINE_ERROR = "OpsCore.AgentOffline"  # the agent went silent holding th
 DELIVERY_FAILED_ERROR = "OpsCore.DeliveryFailed"  # a push channel could not hand the task over
 TIMEOUT_ERROR = "States.Timeout"  # the runner's own: no result within the task's timeout_seconds of being queued
 AGENT_QUARANTINED_ERROR = "OpsCore.AgentQuarantined"  # queued for an agent put in error: straight to the fallback
+INPUT_MISSING_ERROR = "OpsCore.InputMissing"  # a reference in the task's input found no value when it was queued
+INPUT_TOO_LARGE_ERROR = "OpsCore.InputTooLarge"  # the input, its references resolved, is over the limit
 
 # What a template's retry policy retries: a failed result, a timeout, an expired lease, an agent gone offline holding
-# the lease, a failed delivery. A quarantine and a cancel are never retried.
-RETRIED_ERRORS = (AGENT_FAILED_ERROR, "States.Timeout", LEASE_EXPIRED_ERROR, AGENT_OFFLINE_ERROR, DELIVERY_FAILED_ERROR)
+# the lease, a failed delivery, an input reference that found nothing. A quarantine, a cancel and an input too large
+# (resolving it again gives the same) are never retried.
+RETRIED_ERRORS = (
+    AGENT_FAILED_ERROR,
+    "States.Timeout",
+    LEASE_EXPIRED_ERROR,
+    AGENT_OFFLINE_ERROR,
+    DELIVERY_FAILED_ERROR,
+    INPUT_MISSING_ERROR,
+)

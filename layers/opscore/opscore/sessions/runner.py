@@ -37,12 +37,20 @@ from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.core.retry import attempts
 from opscore.dispatch.queue import queue_rank
 from opscore.sessions.attempts import route_of, timeout_problem
-from opscore.sessions.errors import AGENT_QUARANTINED_ERROR, RETRIED_ERRORS, SESSION_CANCELLED_ERROR, TIMEOUT_ERROR
+from opscore.sessions.errors import (
+    AGENT_QUARANTINED_ERROR,
+    INPUT_MISSING_ERROR,
+    INPUT_TOO_LARGE_ERROR,
+    RETRIED_ERRORS,
+    SESSION_CANCELLED_ERROR,
+    TIMEOUT_ERROR,
+)
 from opscore.sessions.models import Problem, SessionStatus, TaskStatus, task_id
 from opscore.sessions.plan import TaskRoute, retry_wait
 from opscore.sessions.records import TaskRecord, TaskRef
 from opscore.sessions.store import SessionStore
 from opscore.sessions.writes import Dispatch, SessionEnd
+from opscore.workflows.references import Sources, Unresolved, has_references, resolve
 
 if TYPE_CHECKING:
     from opscore.dispatch.health import AgentHealth
@@ -50,10 +58,14 @@ if TYPE_CHECKING:
 # Reads and decisions of one dispatch before it gives up to Lambda's retry (its error is then `Throttled`).
 DISPATCH_ATTEMPTS = 3
 # The failures of a task itself (as opposed to the runner's): what the session's error then names.
-TASK_FAILURES = frozenset({*RETRIED_ERRORS, AGENT_QUARANTINED_ERROR})
+TASK_FAILURES = frozenset({*RETRIED_ERRORS, AGENT_QUARANTINED_ERROR, INPUT_TOO_LARGE_ERROR})
 # How long before now a dispatch assumes its attempt was scheduled, when nothing tells it better (a tenth of the
 # timeout at most).
 DEADLINE_MARGIN_SECONDS = 1.0
+# An input, its references resolved, is at most what a request body may be: the lease answer stays one small read, and
+# the task's item (input, the session's input, output and error, each within this) stays far below DynamoDB's 400 KB.
+MAX_INPUT_BYTES = 64 * 1024
+PROBLEM_CHARS = 2048
 
 
 class Given(BaseModel):
@@ -151,10 +163,59 @@ class SessionRunner:
             task = self._store.get_task(request.session_id, route.index)
         same_run = task is not None and task.run == request.run_key
         run_attempt = task.run_attempt + 1 if same_run and task is not None else 1
-        return self._queue(request, task, run_attempt, scheduled + timedelta(seconds=route.timeout_seconds))
+        deadline = scheduled + timedelta(seconds=route.timeout_seconds)
+        input_json, unresolved = self._input(request)
+        if unresolved is not None:
+            return self._refuse(request, task, run_attempt, deadline, unresolved)
+        return self._queue(request, task, run_attempt, deadline, input_json)
+
+    def _input(self, request: DispatchRequest) -> tuple[str, Problem | None]:
+        """The attempt's input with its references resolved, or why it cannot have one (the input as given then)."""
+        given = request.given.input
+        if not has_references(given):
+            return canonical_json(given), None
+        _, tasks = self._store.session_with_tasks(request.session_id)
+        try:
+            resolved = canonical_json(resolve(given, reference_sources(request, tasks)))
+        except Unresolved as missing:
+            return canonical_json(given), Problem(type=INPUT_MISSING_ERROR, message=str(missing)[:PROBLEM_CHARS])
+        size = len(resolved.encode())
+        if size > MAX_INPUT_BYTES:
+            message = f"the input is {size} bytes with its references resolved, over the {MAX_INPUT_BYTES} allowed"
+            return canonical_json(given), Problem(type=INPUT_TOO_LARGE_ERROR, message=message)
+        return resolved, None
+
+    def _refuse(
+        self, request: DispatchRequest, task: TaskRecord | None, run_attempt: int, deadline: datetime, problem: Problem
+    ) -> Dispatched:
+        """Record the attempt, out of the agent's reach, and fail it at once: its retries and fallback apply."""
+        queued = self._queue(request, task, run_attempt, deadline, canonical_json(request.given.input), leasable=False)
+        if queued.outcome != "queued" or queued.task is None:
+            return queued
+        recorded = self._store.get_task(request.session_id, request.dispatch.index)
+        if recorded is not None and recorded.queued_for(queued.task):
+            self._health.end_queued(recorded, error=problem.type, problem=problem)
+        logger.warning(
+            "task input not resolved",
+            extra={
+                "session_id": request.session_id,
+                "task_id": queued.task.task_id,
+                "error_type": problem.type,
+                "error_message": problem.message,
+            },
+        )
+        self._runner.fail(request.token, problem.type, problem.message)
+        return Dispatched("input_unresolved", queued.task)
 
     def _queue(
-        self, request: DispatchRequest, task: TaskRecord | None, run_attempt: int, deadline: datetime
+        self,
+        request: DispatchRequest,
+        task: TaskRecord | None,
+        run_attempt: int,
+        deadline: datetime,
+        input_json: str,
+        *,
+        leasable: bool = True,
     ) -> Dispatched:
         route = request.dispatch
         now = self._now()
@@ -169,7 +230,7 @@ class SessionRunner:
                 previous_sequence=previous,
                 token=request.token,
                 action=route.action,
-                input_json=canonical_json(request.given.input),
+                input_json=input_json,
                 session_input_json=canonical_json(request.session_input),
                 priority=request.given.priority,
                 fallback_for=route.fallback_for.id if route.fallback_for is not None else None,
@@ -181,11 +242,14 @@ class SessionRunner:
                 route_json=route.model_dump_json(exclude_defaults=True),
                 attempt_deadline=format_timestamp(deadline),
                 begins=route.begins,
+                leasable=leasable,
             ),
         )
         if outcome == "session_ended":
             # Cancelled meanwhile: end the wait at once rather than let the attempt run into its timeout.
             self._runner.fail(request.token, SESSION_CANCELLED_ERROR, "the session was cancelled")
+        if not leasable and outcome == "queued":
+            return Dispatched(outcome, TaskRef(request.session_id, route.index, previous + 1))
         logger.info(
             "task queued" if outcome == "queued" else "task not queued: session ended",
             extra={
@@ -259,6 +323,19 @@ class SessionRunner:
                 )
                 metrics.add_metric(name="SessionRunnerFailures", unit=MetricUnit.Count, value=1)
         return freed
+
+
+def reference_sources(request: DispatchRequest, tasks: list[TaskRecord]) -> Sources:
+    """What the references of the request's input read: the session's input, the outputs kept on its tasks, and,
+    for a fallback, the task it stands in for."""
+    failed = None
+    stands_in_for = request.dispatch.fallback_for
+    if stands_in_for is not None:
+        replaced = next((task for task in tasks if task.index == stands_in_for.index), None)
+        error = replaced.error.model_dump(include={"type", "message"}) if replaced and replaced.error else None
+        failed = {"task": stands_in_for.id, **({"error": error} if error is not None else {})}
+    outputs = {task.template_id: task.output for task in tasks if task.output is not None}
+    return Sources(request.session_input, outputs, failed)
 
 
 def _session_problem(request: RunnerFailure, tasks: list[TaskRecord]) -> Problem:

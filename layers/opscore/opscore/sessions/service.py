@@ -38,6 +38,7 @@ from opscore.sessions.plan import first_mark, task_priorities
 from opscore.sessions.records import SessionRecord, TaskRecord, TemplateTask
 from opscore.sessions.store import NO_FILTER, SessionFilter, SessionStore
 from opscore.sessions.writes import NewSession, SessionEnd
+from opscore.workflows.references import reference_problems
 from opscore.workflows.service import Workflows
 from opscore.workflows.templates import WorkflowTemplate, check_template
 
@@ -91,6 +92,9 @@ class Sessions:
         agent = self._registry.require(agent_id)  # before anything is stored
         template = WorkflowTemplate(name=AD_HOC_WORKFLOW, tasks=[task])
         refuse_undeclared(agent, template, lambda _index: "action")
+        problems = reference_problems(template.tasks, lambda _index: "input")
+        if problems:  # an ad-hoc task runs alone: it may read only the (empty) session input
+            raise ValidationFailed("the task's input has references that cannot be resolved", problems)
         started = self._start(agent_id, template, 0, {}, None, triggered_by)
         return TaskStarted(**started.model_dump(), task_id=task_id(started.session_id, 0))
 

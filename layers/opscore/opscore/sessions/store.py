@@ -239,13 +239,13 @@ class SessionStore:
             ":deadline": s(dispatch.attempt_deadline),
             ":attempt_kind": s(ATTEMPT_DEADLINE),
             ":attempt_position": s(f"{dispatch.attempt_deadline}#{task_id(session_id, dispatch.index)}"),
-            **{
-                f":{name}": value
-                for name, value in queue_entry(
-                    dispatch.agent_id, dispatch.queue_rank, session_id, dispatch.index
-                ).items()
-            },
         }
+        queue_set, queue_remove = "agent_tasks = :agent_tasks, agent_tasks_sk = :agent_tasks_sk, ", ""
+        if dispatch.leasable:
+            entry = queue_entry(dispatch.agent_id, dispatch.queue_rank, session_id, dispatch.index)
+            values.update({f":{name}": value for name, value in entry.items()})
+        else:  # recorded as an attempt, out of every agent's reach: it is ended at once (its input did not resolve)
+            queue_set, queue_remove = "", "agent_tasks, agent_tasks_sk, "
         add = "ADD attempts :one"
         if dispatch.fallback_for is not None:
             values[":fallback_for"] = {"SS": [dispatch.fallback_for]}
@@ -266,12 +266,12 @@ class SessionStore:
                         "queued_as_fallback = :as_fallback, run = :run, run_attempt = :run_attempt, "
                         "route = :route, attempt_deadline = :deadline, "
                         "deadline_kind = :attempt_kind, deadline_at = :attempt_position, "
-                        "agent_tasks = :agent_tasks, agent_tasks_sk = :agent_tasks_sk, "
+                        f"{queue_set}"
                         "attempt_started_at = :now, started_at = if_not_exists(started_at, :now), updated_at = :now, "
                         "agent_id = :agent, session_id = :session, #index = :index, #id = :id, #action = :action, "
                         "#input = :input, priority = :priority, entity = :entity, "
                         "history = if_not_exists(history, :no_history) "
-                        f"REMOVE scheduled_for, ended_at, duration_ms, #output, #error {add}"
+                        f"REMOVE {queue_remove}scheduled_for, ended_at, duration_ms, #output, #error {add}"
                     ),
                     "ConditionExpression": condition,
                     "ExpressionAttributeNames": {**names, "#action": "action"},

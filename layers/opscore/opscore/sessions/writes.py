@@ -74,6 +74,7 @@ class Dispatch(NamedTuple):
     route_json: str
     attempt_deadline: str
     begins: bool
+    leasable: bool = True  # False: recorded, never queued (the attempt fails at once: its input did not resolve)
 
 
 class SavedResult(NamedTuple):

@@ -14,6 +14,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from opscore.core.contracts import JsonObject, RequestModel, canonical_json
 from opscore.core.errors import FieldProblem, ValidationFailed
+from opscore.workflows.references import reference_problems
 
 WORKFLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 TASK_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -35,7 +36,15 @@ class TaskTemplate(RequestModel):
     action: str = Field(
         min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", description="What the agent does."
     )
-    input: JsonObject = Field(default_factory=dict, description="Static input; the trigger's input goes beside it.")
+    input: JsonObject = Field(
+        default_factory=dict,
+        description=(
+            'The task\'s input. Any value in it may be a reference, {"$from": PATH} (or a list of paths, the first '
+            'with a value winning) with an optional "default", replaced when the task is queued by the value at '
+            "PATH: input.KEY... (the session's input), tasks.ID.output.KEY... (the output of a task that runs before "
+            "this one), failed.error.type|message or failed.task (in a fallback: the task it stands in for)."
+        ),
+    )
     priority: int | None = Field(
         default=None, ge=0, le=9, description="9 most urgent; default: the trigger's priority, else 5."
     )
@@ -80,7 +89,8 @@ class WorkflowTemplate(RequestModel):
 
 
 def check_template(template: WorkflowTemplate, prefix: str = "") -> None:
-    """Refuse what the model alone cannot see: duplicate ids, unknown or circular fallbacks, nothing to run.
+    """Refuse what the model alone cannot see: duplicate ids, unknown or circular fallbacks, nothing to run, references
+    to tasks that do not run before the task that reads them.
 
     `prefix` places the paths inside a larger body (a template sent inline with a trigger, say).
     """
@@ -88,6 +98,7 @@ def check_template(template: WorkflowTemplate, prefix: str = "") -> None:
     for index, task in enumerate(template.tasks):
         first_index.setdefault(task.id, index)
     problems = _duplicate_ids(template, first_index, prefix) + _fallback_problems(template, first_index, prefix)
+    problems += reference_problems(template.tasks, lambda index: f"{prefix}tasks.{index}.input")
     if all(task.fallback_only for task in template.tasks):
         problems.append(
             FieldProblem(f"{prefix}tasks", "at least one task must not be fallback_only", type="nothing_to_run")
