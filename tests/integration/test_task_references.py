@@ -3,6 +3,7 @@ is queued, with the session runner executed on moto."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
+from opscore import wiring
 from tests.conftest import EventFactory
+from tests.integration.boundary import Answer, intercept
 from tests.integration.conftest import Invoke
-from tests.integration.session_driver import SessionDriver, task
+from tests.integration.session_driver import SessionDriver, eventually, task
 
 
 @pytest.fixture
@@ -118,7 +121,7 @@ def test_a_reference_that_finds_nothing_fails_its_attempt_then_its_retries_and_f
     fetch = lease(ops, session_id, "fetch")
     ops.succeed(fetch["task_id"], {"status": 404})  # no body: summarise's reference finds nothing
 
-    explain = lease(ops, session_id, "explain")
+    explain = pull_until(ops, "explain")  # pulling all along: no attempt of summarise is ever handed out
     assert explain["input"]["failed_task"] == "summarise"
     assert explain["input"]["why"] == "OpsCore.InputMissing"
     assert "tasks.fetch.output" in explain["input"]["detail"]
@@ -131,8 +134,64 @@ def test_a_reference_that_finds_nothing_fails_its_attempt_then_its_retries_and_f
     assert (summarise["status"], summarise["attempts"]) == ("failed", 2), "its retry applied"
     assert [entry["error"]["type"] for entry in summarise["history"]] == ["OpsCore.InputMissing"] * 2
     assert summarise["input"] == {"text": {"$from": "tasks.fetch.output.body"}}, "it shows what it asked for"
-    status, queue = ops.queue()
-    assert (status, queue["items"]) == (200, []), "no agent ever saw the attempts that could not run"
+
+
+def pull_until(ops: SessionDriver, template_id: str) -> dict[str, Any]:
+    """Pull as the agent does until the task `template_id` is leased; any other task leased meanwhile fails."""
+    leased: dict[str, Any] = {}
+
+    def got_it() -> bool:
+        status, answer = ops.next_task()
+        if status == 204:
+            return False
+        assert status == 200, answer
+        leased.update(answer)
+        return True
+
+    eventually(got_it, f"{template_id} leased")
+    assert leased["task_id"].endswith(f"-{TEMPLATE_PLACES[template_id]:03d}"), f"leased {leased} before {template_id}"
+    return leased
+
+
+# Where the tasks named above sit in their templates (a task id ends with its place).
+TEMPLATE_PLACES = {"fetch": 0, "summarise": 1, "explain": 2}
+
+
+def test_a_refusal_cut_short_is_finished_by_lambdas_retry_and_no_agent_ever_gets_the_task(
+    ops: SessionDriver,
+) -> None:
+    """The dispatch records the attempt, then ends it: a failure in between (here, DynamoDB throttling the end) fails
+    the invocation, and Lambda's retry finds the attempt still refused and ends it. Meanwhile nobody can lease it."""
+    ended = []
+
+    def throttle_the_first_end(request: dict[str, Any]) -> Answer | None:
+        text = json.dumps(request)
+        if "OpsCore.InputMissing" in text and "#dispatch_seq = :seq" in text and not ended:
+            ended.append(request)
+            return Answer(400, {"Error": {"Code": "ThrottlingException", "Message": "slow down"}})
+        return None
+
+    intercept(wiring.dynamodb(), "TransactWriteItems", throttle_the_first_end)
+    template = {
+        "name": "research",
+        "tasks": [
+            {"id": "fetch", "action": "web.fetch"},
+            {"id": "summarise", "action": "text.summarise", "input": {"text": {"$from": "tasks.fetch.output.body"}}},
+        ],
+    }
+    session_id = ops.start(template)
+    ops.succeed(lease(ops, session_id, "fetch")["task_id"], {})
+
+    def ended_with_nothing_leased() -> bool:
+        assert ops.next_task()[0] == 204, "the refused attempt was handed out"
+        return ops.session(session_id)[1]["status"] == "error"
+
+    eventually(ended_with_nothing_leased, "the session's end")
+    view = ops.wait_ended(session_id)
+    summarise = task(view, "summarise")
+    assert ended, "the end was cut short once"
+    assert (summarise["status"], summarise["attempts"]) == ("failed", 1), "one attempt, ended once"
+    assert view["error"]["type"] == "OpsCore.InputMissing"
 
 
 def test_a_reference_that_finds_nothing_without_a_fallback_ends_the_session_in_error(ops: SessionDriver) -> None:
@@ -195,6 +254,8 @@ def test_an_input_too_large_once_resolved_fails_without_retries(ops: SessionDriv
         ({"text": {"$from": []}}, "tasks.1.input.text.$from", "malformed_reference"),
         ({"text": {"$from": "input.x", "fallback": 1}}, "tasks.1.input.text.fallback", "malformed_reference"),
         ({"text": {"$from": "failed.error.message"}}, "tasks.1.input.text.$from", "not_fallback"),
+        ({"$from": "input"}, "tasks.1.input.$from", "malformed_reference"),
+        ({"t": {"$from": "input.a", "default": {"$from": "x"}}}, "tasks.1.input.t.default", "malformed_reference"),
     ],
 )
 def test_a_template_whose_references_cannot_resolve_is_refused_naming_the_field(
@@ -238,7 +299,30 @@ def test_an_ad_hoc_task_may_not_read_other_tasks(ops: SessionDriver) -> None:
     status, answer = ops.call("SessionControlFunction", event)
 
     assert status == 400, answer
-    assert [(p["field"], p["type"]) for p in answer["error"]["details"]] == [("input.x.$from", "unknown_task")]
+    assert [(p["field"], p["type"]) for p in answer["error"]["details"]] == [("input.x.$from", "nothing_to_reference")]
+
+
+def test_a_fallback_may_not_read_the_output_of_the_tasks_that_failed_before_it(ops: SessionDriver) -> None:
+    template = {
+        "name": "research",
+        "tasks": [
+            {"id": "fetch", "action": "web.fetch", "fallback": "retry_elsewhere"},
+            {"id": "retry_elsewhere", "action": "web.fetch", "fallback_only": True, "fallback": "ask"},
+            {
+                "id": "ask",
+                "action": "human.ask",
+                "fallback_only": True,
+                "input": {"a": {"$from": "tasks.fetch.output"}, "b": {"$from": "tasks.retry_elsewhere.output"}},
+            },
+        ],
+    }
+    status, answer = ops.create_workflow(template)
+
+    assert status == 400, answer
+    assert [(p["field"], p["type"]) for p in answer["error"]["details"]] == [
+        ("tasks.2.input.a.$from", "not_before"),
+        ("tasks.2.input.b.$from", "not_before"),
+    ]
 
 
 def test_a_fallback_may_read_a_task_that_ran_before_the_task_it_stands_in_for(ops: SessionDriver) -> None:

@@ -31,7 +31,7 @@ REFERENCE_SCHEMA: dict[str, Any] = {
                 {"type": "array", "items": {"type": "string", "pattern": PATH_PATTERN}, "minItems": 1},
             ]
         },
-        "default": {"description": "The value when no path has one (any JSON value, taken as it is)."},
+        "default": {"description": "The value when no path has one (any JSON value without a reference, as it is)."},
     },
     "required": ["$from"],
     "additionalProperties": False,
@@ -47,9 +47,19 @@ def workflow_template_schema() -> dict[str, Any]:
     schema["$defs"]["Reference"] = REFERENCE_SCHEMA
     task_input = schema["$defs"]["TaskTemplate"]["properties"]["input"]
     task_input["additionalProperties"] = {"$ref": "#/$defs/ReferenceOrValue"}
+    task_input["not"] = {"required": ["$from"]}  # a reference stands for a value inside the input, not the input
     schema["$defs"]["ReferenceOrValue"] = {
         "description": "Any JSON value; an object with the key `$from`, at any depth, is a Reference.",
-        "anyOf": [{"$ref": "#/$defs/Reference"}, {"not": {"type": "object", "required": ["$from"]}}],
+        "anyOf": [
+            {"$ref": "#/$defs/Reference"},
+            {
+                "type": "object",
+                "not": {"required": ["$from"]},
+                "additionalProperties": {"$ref": "#/$defs/ReferenceOrValue"},
+            },
+            {"type": "array", "items": {"$ref": "#/$defs/ReferenceOrValue"}},
+            {"type": ["string", "number", "boolean", "null"]},
+        ],
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

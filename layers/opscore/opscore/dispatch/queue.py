@@ -171,7 +171,9 @@ class TaskQueue:
                         "deadline_kind = :lease, deadline_at = :position, agent_offline_after = :offline_after"
                     ),
                     "ConditionExpression": (
-                        f"#status = :queued AND dispatch_seq = :seq AND agent_id = :agent AND {IN_TIME}"
+                        # An attempt recorded without a queue entry (its input did not resolve) is never leased.
+                        "#status = :queued AND attribute_exists(agent_tasks) AND dispatch_seq = :seq "
+                        f"AND agent_id = :agent AND {IN_TIME}"
                     ),
                     "ExpressionAttributeNames": {"#status": "status"},
                     "ExpressionAttributeValues": {

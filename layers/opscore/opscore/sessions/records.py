@@ -125,6 +125,11 @@ class TaskRecord(NamedTuple):
         """The attempt's time in the runner has run out by `now` (a stored timestamp): the runner no longer waits."""
         return self.attempt_deadline is not None and self.attempt_deadline <= now
 
+    @property
+    def refused(self) -> bool:
+        """An attempt recorded with its error and no queue entry (its input did not resolve), not yet ended."""
+        return self.status is TaskStatus.QUEUED and self.error is not None and not self.queue_position
+
     def queued_for(self, ref: TaskRef) -> bool:
         return self.status is TaskStatus.QUEUED and self.ref == ref
 

@@ -34,7 +34,7 @@ from opscore.core.clock import format_timestamp, parse_timestamp
 from opscore.core.contracts import canonical_json
 from opscore.core.errors import Throttled
 from opscore.core.observability import MetricUnit, logger, metrics
-from opscore.core.retry import attempts
+from opscore.core.retry import Backoff, attempts
 from opscore.dispatch.queue import queue_rank
 from opscore.sessions.attempts import route_of, timeout_problem
 from opscore.sessions.errors import (
@@ -50,7 +50,7 @@ from opscore.sessions.plan import TaskRoute, retry_wait
 from opscore.sessions.records import TaskRecord, TaskRef
 from opscore.sessions.store import SessionStore
 from opscore.sessions.writes import Dispatch, SessionEnd
-from opscore.workflows.references import Sources, Unresolved, has_references, resolve
+from opscore.workflows.references import Sources, Unresolved, has_references, resolve_input
 
 if TYPE_CHECKING:
     from opscore.dispatch.health import AgentHealth
@@ -66,6 +66,9 @@ DEADLINE_MARGIN_SECONDS = 1.0
 # the task's item (input, the session's input, output and error, each within this) stays far below DynamoDB's 400 KB.
 MAX_INPUT_BYTES = 64 * 1024
 PROBLEM_CHARS = 2048
+# Tries to fail a refused attempt's wait while Step Functions throttles.
+RUNNER_ATTEMPTS = 3
+RUNNER_BACKOFF = Backoff(0.05, 0.2)
 
 
 class Given(BaseModel):
@@ -176,7 +179,7 @@ class SessionRunner:
             return canonical_json(given), None
         _, tasks = self._store.session_with_tasks(request.session_id)
         try:
-            resolved = canonical_json(resolve(given, reference_sources(request, tasks)))
+            resolved = canonical_json(resolve_input(given, reference_sources(request, tasks)))
         except Unresolved as missing:
             return canonical_json(given), Problem(type=INPUT_MISSING_ERROR, message=str(missing)[:PROBLEM_CHARS])
         size = len(resolved.encode())
@@ -188,24 +191,43 @@ class SessionRunner:
     def _refuse(
         self, request: DispatchRequest, task: TaskRecord | None, run_attempt: int, deadline: datetime, problem: Problem
     ) -> Dispatched:
-        """Record the attempt, out of the agent's reach, and fail it at once: its retries and fallback apply."""
-        queued = self._queue(request, task, run_attempt, deadline, canonical_json(request.given.input), leasable=False)
+        """Record the attempt with its error and out of the agent's reach, then end it: retries and fallback apply."""
+        given = canonical_json(request.given.input)
+        queued = self._queue(request, task, run_attempt, deadline, given, refusal=problem)
         if queued.outcome != "queued" or queued.task is None:
             return queued
         recorded = self._store.get_task(request.session_id, request.dispatch.index)
-        if recorded is not None and recorded.queued_for(queued.task):
-            self._health.end_queued(recorded, error=problem.type, problem=problem)
+        assert recorded is not None  # just written, read consistently
+        return self._end_refused(request, recorded)
+
+    def _end_refused(self, request: DispatchRequest, task: TaskRecord) -> Dispatched:
+        """End a refused attempt, then fail the runner's wait with its error.
+
+        A dispatch cut short between the record and the end is repeated by Lambda's retry, which finds the attempt
+        still refused (`next_move` "repeat") and ends it here. One cut short after the end, while Step Functions kept
+        throttling the answer, is retried too, and records one more refused attempt than the runner counts.
+        """
+        assert task.error is not None
+        problem = task.error
+        self._health.end_queued(task, error=problem.type, problem=problem)
         logger.warning(
             "task input not resolved",
             extra={
                 "session_id": request.session_id,
-                "task_id": queued.task.task_id,
+                "task_id": task.task_id,
+                "attempt": task.attempts,
                 "error_type": problem.type,
                 "error_message": problem.message,
             },
         )
-        self._runner.fail(request.token, problem.type, problem.message)
-        return Dispatched("input_unresolved", queued.task)
+        for attempt in attempts(RUNNER_ATTEMPTS, RUNNER_BACKOFF):
+            try:
+                self._runner.fail(request.token, problem.type, problem.message)
+                break
+            except Throttled:
+                if attempt == RUNNER_ATTEMPTS - 1:
+                    raise
+        return Dispatched("input_unresolved", task.ref)
 
     def _queue(
         self,
@@ -215,7 +237,7 @@ class SessionRunner:
         deadline: datetime,
         input_json: str,
         *,
-        leasable: bool = True,
+        refusal: Problem | None = None,
     ) -> Dispatched:
         route = request.dispatch
         now = self._now()
@@ -242,13 +264,13 @@ class SessionRunner:
                 route_json=route.model_dump_json(exclude_defaults=True),
                 attempt_deadline=format_timestamp(deadline),
                 begins=route.begins,
-                leasable=leasable,
+                refusal_json=canonical_json(refusal.model_dump(mode="json")) if refusal is not None else None,
             ),
         )
         if outcome == "session_ended":
             # Cancelled meanwhile: end the wait at once rather than let the attempt run into its timeout.
             self._runner.fail(request.token, SESSION_CANCELLED_ERROR, "the session was cancelled")
-        if not leasable and outcome == "queued":
+        if refusal is not None and outcome == "queued":
             return Dispatched(outcome, TaskRef(request.session_id, route.index, previous + 1))
         logger.info(
             "task queued" if outcome == "queued" else "task not queued: session ended",
@@ -264,7 +286,9 @@ class SessionRunner:
 
     def _repeated(self, request: DispatchRequest, task: TaskRecord) -> Dispatched:
         """The same attempt again, with a new token: the runner now waits on that one. A result the agent reported
-        meanwhile is passed on to it."""
+        meanwhile is passed on to it; a refused attempt the first dispatch did not end is ended now."""
+        if task.refused:
+            return self._end_refused(request, task)
         self._store.replace_token(request.session_id, task.index, task.dispatch_seq, request.token)
         if task.status is TaskStatus.SUCCEEDED:
             self._runner.succeed(request.token, {"status": "succeeded"})

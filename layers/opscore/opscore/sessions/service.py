@@ -38,7 +38,7 @@ from opscore.sessions.plan import first_mark, task_priorities
 from opscore.sessions.records import SessionRecord, TaskRecord, TemplateTask
 from opscore.sessions.store import NO_FILTER, SessionFilter, SessionStore
 from opscore.sessions.writes import NewSession, SessionEnd
-from opscore.workflows.references import reference_problems
+from opscore.workflows.references import input_problems
 from opscore.workflows.service import Workflows
 from opscore.workflows.templates import WorkflowTemplate, check_template
 
@@ -92,9 +92,7 @@ class Sessions:
         agent = self._registry.require(agent_id)  # before anything is stored
         template = WorkflowTemplate(name=AD_HOC_WORKFLOW, tasks=[task])
         refuse_undeclared(agent, template, lambda _index: "action")
-        problems = reference_problems(template.tasks, lambda _index: "input")
-        if problems:  # an ad-hoc task runs alone: it may read only the (empty) session input
-            raise ValidationFailed("the task's input has references that cannot be resolved", problems)
+        refuse_references(task)
         started = self._start(agent_id, template, 0, {}, None, triggered_by)
         return TaskStarted(**started.model_dump(), task_id=task_id(started.session_id, 0))
 
@@ -263,6 +261,20 @@ def refuse_undeclared(agent: AgentRecord, template: WorkflowTemplate, field: Cal
     ]
     if problems:
         raise ValidationFailed(f"agent {agent.agent_id} cannot run every task of this workflow", problems)
+
+
+def refuse_references(task: AdHocTask) -> None:
+    """An ad-hoc task runs alone, with no session input: a reference in its input would have nothing to read."""
+    problems = [
+        FieldProblem(
+            f"{found.where}.$from",
+            "an ad-hoc task runs alone, without a session input or tasks before it: it has nothing to reference",
+            type="nothing_to_reference",
+        )
+        for found in input_problems(task.input, "input")
+    ]
+    if problems:
+        raise ValidationFailed("an ad-hoc task's input holds no references", problems)
 
 
 def _owned(session: SessionRecord | None, agent_id: str, session_id: str) -> SessionRecord:

@@ -240,12 +240,13 @@ class SessionStore:
             ":attempt_kind": s(ATTEMPT_DEADLINE),
             ":attempt_position": s(f"{dispatch.attempt_deadline}#{task_id(session_id, dispatch.index)}"),
         }
-        queue_set, queue_remove = "agent_tasks = :agent_tasks, agent_tasks_sk = :agent_tasks_sk, ", ""
-        if dispatch.leasable:
+        queue_set, queue_remove = "agent_tasks = :agent_tasks, agent_tasks_sk = :agent_tasks_sk, ", "#error, "
+        if dispatch.refusal_json is None:
             entry = queue_entry(dispatch.agent_id, dispatch.queue_rank, session_id, dispatch.index)
             values.update({f":{name}": value for name, value in entry.items()})
-        else:  # recorded as an attempt, out of every agent's reach: it is ended at once (its input did not resolve)
-            queue_set, queue_remove = "", "agent_tasks, agent_tasks_sk, "
+        else:  # an attempt out of every agent's reach, with the error it is about to end with (see TaskRecord.refused)
+            queue_set, queue_remove = "#error = :refusal, ", "agent_tasks, agent_tasks_sk, "
+            values[":refusal"] = s(dispatch.refusal_json)
         add = "ADD attempts :one"
         if dispatch.fallback_for is not None:
             values[":fallback_for"] = {"SS": [dispatch.fallback_for]}
@@ -271,7 +272,7 @@ class SessionStore:
                         "agent_id = :agent, session_id = :session, #index = :index, #id = :id, #action = :action, "
                         "#input = :input, priority = :priority, entity = :entity, "
                         "history = if_not_exists(history, :no_history) "
-                        f"REMOVE {queue_remove}scheduled_for, ended_at, duration_ms, #output, #error {add}"
+                        f"REMOVE {queue_remove}scheduled_for, ended_at, duration_ms, #output {add}"
                     ),
                     "ConditionExpression": condition,
                     "ExpressionAttributeNames": {**names, "#action": "action"},

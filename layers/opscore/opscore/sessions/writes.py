@@ -74,7 +74,9 @@ class Dispatch(NamedTuple):
     route_json: str
     attempt_deadline: str
     begins: bool
-    leasable: bool = True  # False: recorded, never queued (the attempt fails at once: its input did not resolve)
+    # Set (a Problem's JSON) for an attempt whose input did not resolve: recorded with that error and no queue entry,
+    # so no agent can lease it, then ended at once.
+    refusal_json: str | None = None
 
 
 class SavedResult(NamedTuple):

@@ -80,6 +80,20 @@ def has_references(value: Any) -> bool:
     return False
 
 
+def input_problems(value: dict[str, Any], where: str) -> Iterator[Found]:
+    """Each reference in a task's input, parsed, with the problems of its shape; the input itself is no reference."""
+    if REFERENCE_KEY in value:
+        problem = FieldProblem(
+            f"{where}.{REFERENCE_KEY}",
+            "a reference stands for a value inside the input, not for the whole input: give it a key, "
+            'such as {"page": {"$from": ...}}',
+            type="malformed_reference",
+        )
+        yield Found(where, None, [problem])
+        return
+    yield from references_in(value, where)
+
+
 def references_in(value: Any, where: str = "input") -> Iterator[Found]:
     """Each reference in `value`, parsed, with the problems of its shape."""
     if isinstance(value, dict):
@@ -103,21 +117,28 @@ def _parse(value: dict[str, Any], where: str) -> Found:
         for key in value
         if key not in {REFERENCE_KEY, DEFAULT_KEY}
     ]
-    raw = value[REFERENCE_KEY]
+    if has_references(value.get(DEFAULT_KEY)):
+        message = "a default is taken as it is: it holds no reference"
+        problems.append(FieldProblem(f"{where}.{DEFAULT_KEY}", message, type="malformed_reference"))
+    paths = _paths(value[REFERENCE_KEY], f"{where}.{REFERENCE_KEY}", problems)
+    reference = Reference(paths, value.get(DEFAULT_KEY), DEFAULT_KEY in value) if not problems else None
+    return Found(where, reference, problems)
+
+
+def _paths(raw: Any, field: str, problems: list[FieldProblem]) -> tuple[Path, ...]:
+    """The paths `$from` names (one, or a list), adding what is wrong with them to `problems`."""
     texts = raw if isinstance(raw, list) else [raw]
-    field = f"{where}.{REFERENCE_KEY}"
     if not texts:
         problems.append(FieldProblem(field, "names no path: give one, or a list of them", type="malformed_reference"))
     paths = []
     for position, text in enumerate(texts):
         path, problem = parse_path(text)
-        if problem is not None:
+        if path is None:
             at = f"{field}.{position}" if isinstance(raw, list) else field
-            problems.append(FieldProblem(at, problem, type="malformed_reference"))
-        elif path is not None:
+            problems.append(FieldProblem(at, problem or "not a path", type="malformed_reference"))
+        else:
             paths.append(path)
-    reference = Reference(tuple(paths), value.get(DEFAULT_KEY), DEFAULT_KEY in value) if not problems else None
-    return Found(where, reference, problems)
+    return tuple(paths)
 
 
 def parse_path(text: Any) -> tuple[Path | None, str | None]:
@@ -158,7 +179,8 @@ def runs_of(tasks: list[Any]) -> dict[str, TaskRuns]:
     """For each task that can run, what can run before it, on any path through the main line and its fallbacks.
 
     A main-line task comes after every earlier main-line task and their fallback chains; a fallback comes after what
-    came before the task it stands in for, that task, and the chain that led to it.
+    came before the task it stands in for (not that task, nor the fallbacks that led to it: they failed, and left no
+    output).
     """
     fallback_of = {task.id: task.fallback for task in reversed(tasks) if task.fallback is not None}
     runs: dict[str, TaskRuns] = {}
@@ -177,7 +199,7 @@ def runs_of(tasks: list[Any]) -> dict[str, TaskRuns]:
         chain = {task.id}
         current = fallback_of.get(task.id)
         while current is not None and current not in chain:  # a cycle is refused elsewhere: stop at one
-            reached(current, earlier | chain, as_fallback=True)
+            reached(current, earlier, as_fallback=True)
             chain.add(current)
             current = fallback_of.get(current)
         earlier |= chain
@@ -190,7 +212,7 @@ def reference_problems(tasks: list[Any], field: Callable[[int], str]) -> list[Fi
     runs = runs_of(tasks)
     problems: list[FieldProblem] = []
     for index, task in enumerate(tasks):
-        for found in references_in(task.input, field(index)):
+        for found in input_problems(task.input, field(index)):
             problems.extend(found.problems)
             if found.reference is not None:
                 problems.extend(_order_problems(task.id, found, known, runs.get(task.id)))
@@ -223,6 +245,14 @@ def _order_problem(task_id: str, path: Path, known: set[str], runs: TaskRuns | N
 
 
 # ---------------------------------------------------------------------- when the task is queued
+def resolve_input(value: dict[str, Any], sources: Sources) -> dict[str, Any]:
+    """A task's input with its references resolved; Unresolved when one finds nothing and has no default."""
+    resolved = resolve(value, sources)
+    if not isinstance(resolved, dict):  # refused when stored: only a template stored before references were read
+        raise Unresolved("input: a reference may not stand for the whole input")
+    return resolved
+
+
 def resolve(value: Any, sources: Sources, where: str = "input") -> Any:
     """`value` with each reference replaced by what it names; Unresolved when one finds nothing and has no default."""
     if isinstance(value, dict):
@@ -275,7 +305,7 @@ def _walk(start: Any, path: Path) -> tuple[Any, str]:
     for depth, key in enumerate(path.keys):
         if isinstance(value, dict) and key in value:
             value = value[key]
-        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+        elif isinstance(value, list) and key.isdigit() and str(int(key)) == key and int(key) < len(value):
             value = value[int(key)]
         else:
             reached = ".".join(path.text.split(".")[: len(path.text.split(".")) - len(path.keys) + depth])
