@@ -453,8 +453,8 @@ class Floor:
                     "Update": {
                         "TableName": self._table,
                         "Key": self._agent_key,
-                        "UpdateExpression": "ADD in_flight :minus_one SET failure_streak = :zero",
-                        "ExpressionAttributeValues": {":minus_one": {"N": "-1"}, ":zero": {"N": "0"}},
+                        "UpdateExpression": "ADD in_flight :minus_one",
+                        "ExpressionAttributeValues": {":minus_one": {"N": "-1"}},
                     }
                 },
             ]

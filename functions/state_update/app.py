@@ -1,4 +1,5 @@
-"""POST /v1/opscore/agent/{agentId}/state (setState): an agent reports its lifecycle state (and wakes its queue)."""
+"""POST /v1/opscore/agent/{agentId}/state (setState): an agent reports its lifecycle state (and wakes its queue);
+DELETE /v1/opscore/agent/{agentId}/quarantine: an admin lifts the agent's quarantine."""
 
 from typing import Any
 
@@ -9,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from opscore import wiring
 from opscore.agents.models import StateReport
 from opscore.api.resolver import json_response
-from opscore.api.routes import PATH_AGENT, Api, Request
+from opscore.api.routes import ADMIN, PATH_AGENT, Api, Request
 from opscore.core.observability import logger, metrics, tracer
 from opscore.core.settings import DISPATCH_FUNCTION_ARN, TABLE_NAME, require_settings
 
@@ -22,6 +23,13 @@ def set_state(request: Request) -> Response[str]:
     accepted = wiring.registry().report_state(request.agent_id, request.body(StateReport))
     wiring.waker().state_changed(accepted)  # idle, or back from paused: its queue is served now
     return json_response(200, accepted)
+
+
+@api.delete("/agent/{agentId}/quarantine", allow=ADMIN)
+def lift_quarantine(request: Request) -> Response[str]:
+    agent = wiring.registry().lift_by_admin(request.agent_id)
+    wiring.waker().wake(request.agent_id)  # it may take work again: a pushing channel hands over what waits
+    return json_response(200, agent)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -135,9 +135,16 @@ class SessionDriver:
         assert status == 200, answer
 
     def fail(
-        self, task_id: str, error_type: str = "ToolError", message: str = "the tool failed", attempt: int | None = None
+        self,
+        task_id: str,
+        error_type: str = "ToolError",
+        message: str = "the tool failed",
+        attempt: int | None = None,
+        fault: str | None = None,
     ) -> None:
-        body: dict[str, Any] = {"status": "failed", "error": {"type": error_type, "message": message}}
+        """Report a failed result: the task's own fault (the default), or `fault="agent"`."""
+        error = {"type": error_type, "message": message} | ({"fault": fault} if fault else {})
+        body: dict[str, Any] = {"status": "failed", "error": error}
         status, answer = self.report(task_id, body if attempt is None else {**body, "attempt": attempt})
         assert status == 200, answer
 

@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 
 from opscore import wiring
+from opscore.agents.records import CountedFailure
+from opscore.core.clock import format_timestamp, utc_now
 from opscore.dispatch.health import SweepReport
 from opscore_tools.local.lambdas import LambdaRuntime
-from tests.conftest import ADMIN_CONTEXT, EventFactory, agent_context
+from tests.conftest import EventFactory, agent_context
 from tests.integration.conftest import Clock, Invoke
 from tests.integration.session_driver import SessionDriver, eventually, task
 
@@ -209,48 +211,6 @@ def test_a_silent_agent_is_marked_offline_and_its_leases_end(
     ops.wait_ended(started["session_id"])
 
 
-def test_quarantine_sends_queued_tasks_to_their_fallback_and_idle_lifts_it(ops: SessionDriver) -> None:
-    ops.register(quarantine_after=2)
-    flaky = {
-        "name": "flaky",
-        "tasks": [
-            {"id": "work", "action": "web.fetch", "retry": {"max_retries": 5, "backoff_seconds": 0}, "fallback": "ask"},
-            {"id": "ask", "action": "human.ask", "fallback_only": True},
-        ],
-    }
-    first = ops.start(flaky)
-    ops.fail(ops.wait_leased(first, "work"))
-    ops.wait_queued(first, "work", attempts=2)
-    second = ops.start(flaky)
-    ops.wait_queued(second, "work")
-    ops.fail(ops.wait_leased(first, "work", attempts=2), attempt=2)  # the second failure in a row: quarantined
-
-    status, agent = ops.agent()
-    assert (agent["current_state"]["state"], agent["quarantined"], agent["failure_streak"]) == ("error", True, 2)
-    for session_id in (first, second):
-        ops.wait_queued(session_id, "ask")
-        work = task(ops.session(session_id)[1], "work")
-        assert work["status"] == "failed"
-        assert work["history"][-1]["error"]["type"] == "OpsCore.AgentQuarantined"
-    errors = [entry["error"]["type"] for entry in task(ops.session(first)[1], "work")["history"]]
-    assert errors == ["ToolError", "ToolError", "OpsCore.AgentQuarantined"], "its retry failed over at once"
-    assert pull(ops) is None, "an agent in error is handed nothing; the fallbacks wait"
-
-    assert ops.report_state("busy")[0] == 200
-    assert pull(ops) is None, "busy is not idle: the quarantine holds"
-    status, accepted = ops.report_state("idle", caller=ADMIN_CONTEXT)
-    assert (status, accepted["previous_state"]) == (200, "busy")
-    status, agent = ops.agent()
-    assert (agent["quarantined"], agent["failure_streak"]) == (False, 0)
-    for _ in range(2):
-        leased = pull(ops)
-        assert leased is not None
-        assert leased["action"] == "human.ask"
-        ops.succeed(leased["task_id"])
-    for session_id in (first, second):
-        assert ops.wait_ended(session_id)["status"] == "completed"
-
-
 def test_the_queue_view_and_ad_hoc_tasks_check_their_input(ops: SessionDriver) -> None:
     ops.register(max_concurrency=2)
     started = run_task(ops, priority=7, input={"url": "https://example.com"}, id="fetch")
@@ -307,8 +267,8 @@ def test_a_lease_is_exclusive_and_every_lease_ends_once(
     assert ops.next_task("agent-2")[0] == 404, "an agent that is not registered leases nothing"
 
     # the first lease ends with its result, once: neither its repeat nor a later sweep ends it again
-    ops.fail(first["task_id"])
-    ops.fail(first["task_id"])
+    ops.fail(first["task_id"], fault="agent")
+    ops.fail(first["task_id"], fault="agent")
     _status, agent = ops.agent()
     assert (agent["queue"]["in_flight"], agent["failure_streak"]) == (1, 1), "one slot back, one failure counted"
     assert sweep(31).leases_expired == 1, "only the second lease was still running"
@@ -344,6 +304,7 @@ def test_the_queue_store_leases_each_attempt_once_and_gives_each_slot_back_once(
         run_task(ops, timeout_seconds=600)
     wait_queue(ops, 3)
     queue, stamp, until = wiring.task_queue(), "2026-11-24T10:00:00.000000Z", "2099-01-01T00:00:00.000000Z"
+    counted = CountedFailure(format_timestamp(utc_now()), "OpsCore.LeaseExpired")
     with runtime.exclusive():
         refs = [task.ref for task in queue.queued("agent-1", 10)]
         assert queue.lease("agent-1", refs[0], stamp, until, 300) == "leased"
@@ -351,8 +312,8 @@ def test_the_queue_store_leases_each_attempt_once_and_gives_each_slot_back_once(
         assert queue.lease("agent-2", refs[1], stamp, until, 300) == "agent_unavailable", "not registered"
         assert queue.lease("agent-1", refs[1], stamp, until, 300) == "leased"
         assert queue.lease("agent-1", refs[2], stamp, until, 300) == "agent_unavailable", "at max_concurrency"
-        assert queue.release("agent-1", refs[0], ended=None, counted="failure", now=stamp)
-        assert not queue.release("agent-1", refs[0], ended=None, counted="failure", now=stamp), "ended once"
+        assert queue.release("agent-1", refs[0], ended=None, counted=counted, now=stamp)
+        assert not queue.release("agent-1", refs[0], ended=None, counted=counted, now=stamp), "ended once"
     _status, agent = ops.agent()
     assert (agent["queue"]["in_flight"], agent["failure_streak"]) == (1, 1)
 

@@ -9,7 +9,7 @@ import pytest
 from pytest_socket import disable_socket, enable_socket, socket_allow_hosts
 
 from tests.conftest import EventFactory
-from tests.integration.conftest import Invoke
+from tests.integration.conftest import Clock, Invoke
 from tests.integration.session_driver import SessionDriver, task
 from tests.webhook_receiver import SECRET, webhook_receiver
 
@@ -143,3 +143,39 @@ def test_a_slot_freed_by_a_cancel_goes_to_the_next_queued_task(ops: SessionDrive
         ops.succeed(pushed.task["task_id"])
         ops.succeed(receiver.wait_for(3)[2].task["task_id"])
         assert ops.wait_ended(second)["status"] == "completed"
+
+
+def test_a_quarantined_webhook_agent_is_pushed_nothing_but_its_probe_once_half_open(
+    ops: SessionDriver, clock: Clock
+) -> None:
+    ops.now = clock.now
+    single = {"name": "single", "tasks": [{"id": "only", "action": "x"}]}
+
+    def answer(delivered: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+        if delivered["session_input"].get("fail"):
+            return 410, None  # a failed delivery: the agent's own failure, counted
+        return 200, {"status": "succeeded", "output": {"probe": delivered.get("probe", False)}}
+
+    with webhook_receiver(answer) as receiver:
+        register_webhook(ops, receiver.url, quarantine_after=1, quarantine_cooldown_seconds=30)
+        assert ops.create_workflow(single)[0] == 201
+        first = ops.trigger({"workflow_id": "single", "input": {"fail": True}})[1]["session_id"]
+        assert ops.wait_ended(first)["status"] == "error"
+        receiver.wait_for(1)
+        assert ops.agent()[1]["quarantined"] is True
+
+        status, started = ops.trigger({"workflow_id": "single"})
+        assert status == 202
+        assert started["quarantine"] is not None
+        assert ops.wait_ended(started["session_id"])["status"] == "error", "failed over, never pushed"
+        assert len(receiver.deliveries) == 1
+
+        clock.advance(31)  # half-open: the next task queued is pushed as the probe
+        status, probing = ops.trigger({"workflow_id": "single"})
+        view = ops.wait_ended(probing["session_id"])
+        deliveries = receiver.wait_for(2)
+    assert view["status"] == "completed"
+    assert task(view, "only")["output"] == {"probe": True}
+    assert deliveries[1].task["probe"] is True
+    _status, agent = ops.agent()
+    assert (agent["quarantined"], agent["quarantine"]) == (False, None), "the good probe closed the breaker"

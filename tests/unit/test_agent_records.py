@@ -7,7 +7,32 @@ from datetime import UTC, datetime
 import pytest
 
 from opscore.agents.models import AgentState, CurrentState
-from opscore.agents.records import AgentRecord, became_able_to_take_work, takes_work
+from opscore.agents.records import (
+    AgentRecord,
+    CountedFailure,
+    QuarantineRecord,
+    became_able_to_take_work,
+    breaker_move,
+    takes_work,
+)
+
+NOW = "2026-01-01T01:00:00.000000Z"
+OPEN = QuarantineRecord(
+    since="2026-01-01T00:58:00.000000Z",
+    reason="failures",
+    failures=3,
+    last_error="OpsCore.LeaseExpired",
+    probe_after="2026-01-01T01:03:00.000000Z",
+)
+HALF_OPEN = OPEN._replace(probe_after="2026-01-01T00:59:00.000000Z")
+
+
+def failures(*seconds_ago: int) -> tuple[CountedFailure, ...]:
+    """Counted failures this many seconds before NOW (at most an hour), oldest first."""
+    return tuple(
+        CountedFailure(f"2026-01-01T00:{(3600 - ago) // 60:02d}:{(3600 - ago) % 60:02d}.000000Z", "OOM")
+        for ago in sorted(seconds_ago, reverse=True)
+    )
 
 
 def agent(state: AgentState | None = AgentState.IDLE, **fields: object) -> AgentRecord:
@@ -31,7 +56,8 @@ def agent(state: AgentState | None = AgentState.IDLE, **fields: object) -> Agent
         (agent(AgentState.OFFLINE), False),
         (agent(AgentState.IDLE, in_flight=1), False),  # at max_concurrency 1
         (agent(AgentState.IDLE, in_flight=1, max_concurrency=2), True),
-        (agent(AgentState.IDLE, quarantined=True), False),
+        (agent(AgentState.IDLE, quarantine=OPEN), False),
+        (agent(AgentState.IDLE, quarantine=HALF_OPEN), False),  # half-open: only a probe's lease
     ],
 )
 def test_may_take_work(record: AgentRecord, may: bool) -> None:
@@ -39,12 +65,90 @@ def test_may_take_work(record: AgentRecord, may: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("streak", "threshold", "quarantined", "due"),
-    [(2, 3, False, False), (3, 3, False, True), (5, 3, False, True), (5, 3, True, False), (1, 1, False, True)],
+    ("recent", "threshold", "quarantine", "due"),
+    [
+        (failures(10, 20), 3, None, False),
+        (failures(10, 20, 30), 3, None, True),
+        (failures(10, 20, 30, 40, 50), 3, None, True),
+        (failures(10, 20, 30), 3, OPEN, False),  # open already
+        (failures(10, 20, 700), 3, None, False),  # one is older than the window (600 s)
+        (failures(600, 10, 20), 3, None, False),  # the window's start is not in it
+        (failures(599, 10, 20), 3, None, True),
+        (failures(5), 1, None, True),
+    ],
 )
-def test_due_for_quarantine(streak: int, threshold: int, quarantined: bool, due: bool) -> None:
-    record = agent(failure_streak=streak, quarantine_after=threshold, quarantined=quarantined)
-    assert record.due_for_quarantine is due
+def test_due_for_quarantine_counts_failures_within_the_window(
+    recent: tuple[CountedFailure, ...], threshold: int, quarantine: QuarantineRecord | None, due: bool
+) -> None:
+    record = agent(failures=recent, quarantine_after=threshold, quarantine=quarantine)
+    assert record.due_for_quarantine(NOW) is due
+
+
+def test_trimmed_failures_keep_the_windows_last_quarantine_after() -> None:
+    record = agent(failures=failures(900, 40, 30, 20, 10), quarantine_after=3)
+    assert record.trimmed_failures(NOW) == failures(30, 20, 10)
+    assert len(record.failures_within(NOW)) == 4
+
+
+@pytest.mark.parametrize(
+    ("record", "may"),
+    [
+        (agent(AgentState.ERROR, quarantine=HALF_OPEN), True),  # the quarantine's own error does not stop a probe
+        (agent(AgentState.IDLE, quarantine=HALF_OPEN), True),
+        (agent(None, quarantine=HALF_OPEN), True),
+        (agent(AgentState.IDLE, quarantine=OPEN), False),  # still cooling down
+        (agent(AgentState.PAUSED, quarantine=HALF_OPEN), False),
+        (agent(AgentState.OFFLINE, quarantine=HALF_OPEN), False),
+        (agent(AgentState.IDLE, quarantine=HALF_OPEN, in_flight=1), False),  # no slot free
+        (
+            agent(AgentState.IDLE, quarantine=HALF_OPEN, probe="t-000#1", probe_until="2026-01-01T01:05:00.000000Z"),
+            False,
+        ),
+        # a probe the item still names past its grace counts as ended
+        (
+            agent(AgentState.IDLE, quarantine=HALF_OPEN, probe="t-000#1", probe_until="2026-01-01T00:59:00.000000Z"),
+            True,
+        ),
+        (agent(AgentState.IDLE), False),  # not quarantined: no probe
+    ],
+)
+def test_may_probe(record: AgentRecord, may: bool) -> None:
+    assert record.may_probe(NOW) is may
+
+
+PROBING = agent(AgentState.IDLE, quarantine=HALF_OPEN, probe="t-000#2")
+
+
+@pytest.mark.parametrize(
+    ("record", "probe", "outcome", "move"),
+    [
+        (PROBING, "t-000#2", "succeeded", "close"),
+        (PROBING, "t-000#2", "counted", "reopen"),
+        (PROBING, "t-000#2", "failed", "reopen"),  # any failed attempt of the probe, its task's fault too
+        (PROBING, "t-000#2", "released", "free_probe"),  # a cancel, the agent offline: no decision
+        (PROBING, "t-000#1", "succeeded", None),  # an earlier attempt's end decides nothing
+        (PROBING, None, "counted", None),  # open already: a failure of another lease changes nothing
+        (agent(failures=failures(10, 20, 30)), None, "counted", "open"),
+        (agent(failures=failures(10, 20, 30)), None, "failed", None),  # not counted: no opening
+        (agent(failures=failures(10, 20)), None, "counted", None),
+        (agent(failures=failures(10, 20, 30)), None, "succeeded", None),
+    ],
+)
+def test_breaker_moves(record: AgentRecord, probe: str | None, outcome: str, move: str | None) -> None:
+    assert breaker_move(record, probe, outcome, NOW) == move  # type: ignore[arg-type]
+
+
+def test_an_opening_and_its_message_say_since_when_and_why() -> None:
+    record = agent(failures=failures(30, 20, 10), quarantine_cooldown_seconds=60, quarantine_window_seconds=600)
+    opening = record.opening(NOW, "failures")
+    assert opening == QuarantineRecord(NOW, "failures", 3, "OOM", "2026-01-01T01:01:00.000000Z")
+    assert record._replace(quarantine=opening).quarantine_message() == (
+        f"agent a1 has been quarantined since {NOW} (3 failures in 600 s: OOM)"
+    )
+    again = record.opening(NOW, "probe_failed", "ToolCrashed")
+    assert record._replace(quarantine=again).quarantine_message() == (
+        f"agent a1 has been quarantined since {NOW} (its probe task failed: ToolCrashed)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,7 @@ ACCESS = {
     ("GET", "/health"): "anyone",
     ("PUT", "/agent/{agentId}"): "path_agent",
     ("POST", "/agent/{agentId}/state"): "path_agent",
+    ("DELETE", "/agent/{agentId}/quarantine"): "admin",
     ("GET", "/agent/{agentId}"): "path_agent",
     ("GET", "/agent/{agentId}/state/history"): "path_agent",
     ("GET", "/agent/{agentId}/sessions"): "path_agent",

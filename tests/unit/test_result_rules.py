@@ -7,7 +7,7 @@ import pytest
 from opscore.core.errors import Conflict
 from opscore.dispatch.errors import AttemptRequired, ResultConflict, TaskNotOpen
 from opscore.dispatch.models import TaskResult
-from opscore.dispatch.results import KnownAnswer, known_answer
+from opscore.dispatch.results import KnownAnswer, known_answer, outcome_of
 from opscore.sessions.models import TaskStatus
 from opscore.sessions.records import TaskRecord
 
@@ -83,3 +83,25 @@ def test_results_that_are_taken_or_answered_again(
 def test_results_that_are_refused(record: TaskRecord, result: TaskResult, refusal: type[Conflict], words: str) -> None:
     with pytest.raises(refusal, match=words):
         known_answer(record, TASK, result, DONE_JSON, NOW)
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (None, "succeeded"),
+        ({"type": "upstream.timeout"}, "failed"),  # the task's own fault by default: its retries absorb it
+        ({"type": "upstream.timeout", "fault": "task"}, "failed"),
+        ({"type": "OutOfMemory", "fault": "agent"}, "counted"),  # the agent is unwell: counted toward quarantine
+    ],
+)
+def test_a_failed_result_counts_against_its_agent_only_when_it_says_it_is_the_agents_fault(
+    error: dict[str, str] | None, outcome: str
+) -> None:
+    result = TaskResult(status="failed", error=error) if error else DONE  # type: ignore[arg-type]
+    assert outcome_of(result) == outcome
+
+
+def test_the_default_fault_is_kept_as_absent_so_a_repeat_reads_the_same() -> None:
+    with_default = TaskResult.model_validate({"status": "failed", "error": {"type": "E", "fault": "task"}})
+    without = TaskResult.model_validate({"status": "failed", "error": {"type": "E"}})
+    assert with_default.model_dump(exclude_none=True) == without.model_dump(exclude_none=True)

@@ -9,3 +9,9 @@ class StaleState(Conflict):
     """A report not newer than the stored state, and not a repeat of an accepted one."""
 
     code = "stale_state"
+
+
+class NotQuarantined(Conflict):
+    """An admin's lift of a quarantine the agent is not in."""
+
+    code = "not_quarantined"

@@ -6,7 +6,7 @@ import ipaddress
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AwareDatetime, Field, field_validator
@@ -107,7 +107,22 @@ class RegistrationRequest(RequestModel):
         default=300, ge=10, le=86_400, description="Silence after which the agent is marked offline."
     )
     quarantine_after: int = Field(
-        default=3, ge=1, le=100, description="Consecutive failed attempts that put the agent in error."
+        default=3,
+        ge=1,
+        le=100,
+        description="Failures of the agent's own (see quarantine_window_seconds) that quarantine it: put it in error.",
+    )
+    quarantine_window_seconds: int = Field(
+        default=600,
+        ge=10,
+        le=86_400,
+        description="The window over which quarantine_after counts the agent's own failures.",
+    )
+    quarantine_cooldown_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86_400,
+        description="Time from a quarantine's start until the agent may lease one probe task (half-open).",
     )
 
     @field_validator("capabilities")
@@ -177,6 +192,21 @@ class CurrentState(ResponseModel):
     version: int = Field(description="Counts accepted state updates; 1 for the first.")
 
 
+class Quarantine(ResponseModel):
+    """An open circuit breaker: why the agent is handed nothing, and when it may lease a probe task."""
+
+    since: str = Field(description="When the quarantine began (or began again after a failed probe).")
+    reason: Literal["failures", "probe_failed"] = Field(
+        description="failures: quarantine_after failures of its own within the window; probe_failed: its probe failed."
+    )
+    failures: int = Field(description="The agent's own failures within the window when the quarantine (re)began.")
+    window_seconds: int = Field(description="The window those failures were counted over.")
+    last_error_type: str = Field(description="The error type of the failure that (re)began it.")
+    probe_after: str = Field(description="When the cool-down ends: from then on the agent may lease one probe task.")
+    half_open: bool = Field(description="The cool-down is over: the agent may lease (or holds) its probe.")
+    probe_task_id: str | None = Field(description="The probe task it holds now, if any.")
+
+
 class Agent(ResponseModel):
     agent_id: str
     name: str
@@ -188,8 +218,13 @@ class Agent(ResponseModel):
     delivery: str
     offline_after_seconds: int
     quarantine_after: int
-    failure_streak: int = Field(description="Consecutive failed attempts; a success resets it.")
-    quarantined: bool = Field(description="Put in error by Ops-Core after quarantine_after failures in a row.")
+    quarantine_window_seconds: int
+    quarantine_cooldown_seconds: int
+    failure_streak: int = Field(
+        description="The agent's own failures within the last quarantine_window_seconds; a success does not reset it."
+    )
+    quarantined: bool = Field(description="Put in error by Ops-Core: its circuit breaker is open (see quarantine).")
+    quarantine: Quarantine | None = Field(description="null while the breaker is closed.")
     registered_at: str
     updated_at: str
     last_seen_at: str | None

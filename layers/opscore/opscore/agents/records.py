@@ -1,20 +1,76 @@
 """The agent as the rules see it: one typed record per agent item, and the rules derived from it, defined once.
 
 The store builds an `AgentRecord` from each agent item it reads; everything else reads `record.quarantined`,
-`record.may_take_work` and so on, never the item. `TAKES_NO_WORK` is also the condition a lease writes (see
-opscore.dispatch.queue), so the pre-check here and the guard in the table cannot disagree.
+`record.may_take_work` and so on, never the item. `TAKES_NO_WORK` and `PROBES_NOT` are also the conditions a lease
+writes (see opscore.dispatch.queue), so the pre-check here and the guard in the table cannot disagree.
+
+The quarantine is a circuit breaker (the rule in full: opscore.dispatch.health). Its parts on the record: `failures`,
+the agent's recent counted failures (oldest first, each `<timestamp> <error type>`); and, while it is open,
+`quarantine` (since when and why, and when it half-opens) and `probe` (the one attempt leased while half-open).
 """
 
+from __future__ import annotations
+
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from opscore.agents.models import AgentError, AgentState, CurrentState
-from opscore.core.clock import format_timestamp
+from opscore.core.clock import format_timestamp, parse_timestamp
 
 DEFAULT_OFFLINE_AFTER_SECONDS = 300
 DEFAULT_QUARANTINE_AFTER = 3
+DEFAULT_QUARANTINE_WINDOW_SECONDS = 600
+DEFAULT_QUARANTINE_COOLDOWN_SECONDS = 300
 # States in which an agent is handed nothing.
 TAKES_NO_WORK = frozenset({AgentState.PAUSED, AgentState.ERROR, AgentState.OFFLINE})
+# States in which a half-open agent is not handed its probe: the `error` the quarantine put it in does not stop one.
+PROBES_NOT = frozenset({AgentState.PAUSED, AgentState.OFFLINE})
+# A probe the agent item still names this long after its attempt's deadline is taken as ended (its lease ended
+# somewhere that could not say so): the sweep ends a lease within a minute of its deadline.
+PROBE_GRACE_SECONDS = 120
+# What a breaker's opening says of itself: enough counted failures, or a failed probe.
+QuarantineReason = Literal["failures", "probe_failed"]
+# How an attempt of the agent ended, as the breaker sees it: a success; a failure counted against the agent (its own
+# fault); a failure that is not (a task's own failure); or an end that decides nothing (a cancel, the agent offline).
+AttemptOutcome = Literal["succeeded", "counted", "failed", "released"]
+BreakerMove = Literal["open", "reopen", "close", "free_probe"]
+
+
+class CountedFailure(NamedTuple):
+    """A failure counted against the agent: when, and its error type (kept on the agent as `<at> <error>`)."""
+
+    at: str
+    error: str
+
+    @property
+    def entry(self) -> str:
+        return f"{self.at} {self.error}"
+
+    @classmethod
+    def of(cls, entry: str) -> CountedFailure:
+        at, _, error = entry.partition(" ")
+        return cls(at, error)
+
+
+class QuarantineRecord(NamedTuple):
+    """An open breaker: since when, why, and when the agent half-opens (may lease one probe)."""
+
+    since: str
+    reason: QuarantineReason
+    failures: int  # counted failures in the window when it (re)opened
+    last_error: str  # the error type of the failure that (re)opened it
+    probe_after: str
+
+
+def probe_key(task_id: str, sequence: int) -> str:
+    """The probe as the agent item names it: the task and its dispatch (one attempt)."""
+    return f"{task_id}#{sequence}"
+
+
+def seconds_after(stamp: str, seconds: int) -> str:
+    moment = parse_timestamp(stamp)
+    assert moment is not None, stamp
+    return format_timestamp(moment + timedelta(seconds=seconds))
 
 
 def takes_work(state: AgentState | None) -> bool:
@@ -53,13 +109,19 @@ class AgentRecord(NamedTuple):
     delivery: str = "poll"
     offline_after_seconds: int = DEFAULT_OFFLINE_AFTER_SECONDS
     quarantine_after: int = DEFAULT_QUARANTINE_AFTER
+    quarantine_window_seconds: int = DEFAULT_QUARANTINE_WINDOW_SECONDS
+    quarantine_cooldown_seconds: int = DEFAULT_QUARANTINE_COOLDOWN_SECONDS
     registered_at: str = ""
     updated_at: str = ""
     last_seen_at: str | None = None
     current: CurrentState | None = None
     in_flight: int = 0
-    failure_streak: int = 0
-    quarantined: bool = False
+    # Counted failures, oldest first: at most quarantine_after once trimmed, and only those in the window count.
+    failures: tuple[CountedFailure, ...] = ()
+    failures_seq: int = 0  # moves with every change of `failures`: the guard of a trim
+    quarantine: QuarantineRecord | None = None  # the open (or half-open) breaker
+    probe: str | None = None  # the probe attempt (probe_key) leased while half-open
+    probe_until: str | None = None  # when that probe counts as ended, whatever the agent item still says
     # When the agent counts as offline if nothing more is heard from it; None once it is marked offline.
     silent_at: str | None = None
     created: bool = False  # set by a registration that created the item
@@ -73,17 +135,62 @@ class AgentRecord(NamedTuple):
         return self.current.version if self.current is not None else 0
 
     @property
+    def quarantined(self) -> bool:
+        return self.quarantine is not None
+
+    @property
     def may_take_work(self) -> bool:
         """A slot free, a state that takes work, not quarantined: what a lease also checks in its transaction."""
         return self.in_flight < self.max_concurrency and takes_work(self.state) and not self.quarantined
 
-    def quarantine_lifted_by(self, state: AgentState) -> bool:
-        """An idle report (from the agent or an admin) lifts a quarantine: the agent says it can work again."""
-        return self.quarantined and state is AgentState.IDLE
+    def half_open(self, now: str) -> bool:
+        """Quarantined, and its cool-down is over: it may lease one probe."""
+        return self.quarantine is not None and self.quarantine.probe_after <= now
 
-    @property
-    def due_for_quarantine(self) -> bool:
-        return not self.quarantined and self.failure_streak >= self.quarantine_after
+    def probe_out(self, now: str) -> bool:
+        """A probe is leased and not yet decided (nor past its grace)."""
+        return self.probe is not None and (self.probe_until is None or self.probe_until >= now)
+
+    def may_probe(self, now: str) -> bool:
+        """Half-open with no probe out, a slot free and not paused or offline: what a probe's lease also checks."""
+        free = self.in_flight < self.max_concurrency and self.state not in PROBES_NOT
+        return free and self.half_open(now) and not self.probe_out(now)
+
+    def failures_within(self, now: str) -> tuple[CountedFailure, ...]:
+        """The counted failures inside the window that ends at `now`, oldest first."""
+        start = seconds_after(now, -self.quarantine_window_seconds)
+        return tuple(failure for failure in self.failures if failure.at > start)
+
+    def trimmed_failures(self, now: str) -> tuple[CountedFailure, ...]:
+        """What is worth keeping of `failures`: the last quarantine_after of those in the window."""
+        return self.failures_within(now)[-self.quarantine_after :]
+
+    def due_for_quarantine(self, now: str) -> bool:
+        """Closed, with quarantine_after counted failures inside the window."""
+        return not self.quarantined and len(self.failures_within(now)) >= self.quarantine_after
+
+    def opening(self, now: str, reason: QuarantineReason, error: str | None = None) -> QuarantineRecord:
+        """The breaker (re)opened at `now`: it half-opens after the cool-down."""
+        window = self.failures_within(now)
+        last_error = error or (window[-1].error if window else "")
+        return QuarantineRecord(
+            since=now,
+            reason=reason,
+            failures=len(window),
+            last_error=last_error,
+            probe_after=seconds_after(now, self.quarantine_cooldown_seconds),
+        )
+
+    def quarantine_message(self) -> str:
+        """Why the agent is handed nothing: the sentence a failed-over task's error and a 409 carry."""
+        quarantine = self.quarantine
+        if quarantine is None:
+            return f"agent {self.agent_id} is not quarantined"
+        if quarantine.reason == "probe_failed":
+            why = f"its probe task failed: {quarantine.last_error}"
+        else:
+            why = f"{quarantine.failures} failures in {self.quarantine_window_seconds} s: {quarantine.last_error}"
+        return f"agent {self.agent_id} has been quarantined since {quarantine.since} ({why})"
 
     def __repr__(self) -> str:  # the webhook secret stays out of logs and tracebacks
         return f"AgentRecord(agent_id={self.agent_id!r}, state={self.state}, in_flight={self.in_flight})"
@@ -95,6 +202,18 @@ class AgentRecord(NamedTuple):
 
     def next_silence(self, now: datetime) -> str:
         return silent_from(now, self.offline_after_seconds)
+
+
+def breaker_move(agent: AgentRecord, probe: str | None, outcome: AttemptOutcome, now: str) -> BreakerMove | None:
+    """What an attempt's end does to the agent's breaker. `probe` is the attempt's probe_key when it was leased as
+    the probe, and `agent` the record read after the attempt's end was written (its failure counted)."""
+    if probe is not None and agent.probe == probe:
+        if outcome == "succeeded":
+            return "close"
+        return "free_probe" if outcome == "released" else "reopen"
+    if outcome == "counted" and agent.due_for_quarantine(now):
+        return "open"
+    return None
 
 
 def agent_error(value: Any) -> AgentError | None:

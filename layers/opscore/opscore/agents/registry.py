@@ -13,15 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from opscore.agents.errors import StaleState
+from opscore.agents.errors import NotQuarantined, StaleState
 from opscore.agents.models import (
     Agent,
     AgentError,
     AgentState,
     CurrentState,
     HistoryPage,
+    Quarantine,
     QueueCounts,
     Registration,
     RegistrationRequest,
@@ -29,7 +30,7 @@ from opscore.agents.models import (
     StateHistoryEntry,
     StateReport,
 )
-from opscore.agents.records import AgentRecord, silent_from
+from opscore.agents.records import AgentRecord, QuarantineRecord, silent_from
 from opscore.agents.store import AgentStore, StateWrite
 from opscore.aws.dynamodb import ConditionFailed
 from opscore.core.clock import format_timestamp
@@ -93,14 +94,14 @@ class Registry:
             in_flight=record.in_flight,
             queued_by_priority={str(value): priorities.count(value) for value in sorted(set(priorities), reverse=True)},
         )
-        return agent_view(record, counts)
+        return agent_view(record, counts, format_timestamp(self._now()))
 
     def report_state(self, agent_id: str, report: StateReport) -> StateAccepted:
         now = self._now()
         _refuse_future(report.timestamp, now, self._settings.max_clock_skew_seconds)
         for _ in attempts(MAX_WRITE_ATTEMPTS, WRITE_BACKOFF):
             record = self.require(agent_id)
-            lifts = record.quarantine_lifted_by(report.state)
+            # Only the report is stored: it never lifts a quarantine (an admin does, or a good probe).
             write, entry = self._change(
                 record,
                 now=now,
@@ -108,7 +109,6 @@ class Registry:
                 timestamp=format_timestamp(report.timestamp),
                 details=report.details,
                 error=report.error,
-                quarantine="lift" if lifts else "keep",
             )
             if not _is_newer(write, record.current):
                 return self._repeat_or_stale(agent_id, write, record.current)
@@ -120,7 +120,12 @@ class Registry:
                 if self._store.get_history_entry(agent_id, write.timestamp) is not None:
                     return self._repeat_or_stale(agent_id, write, record.current)
                 continue
-            self._record_change(agent_id, entry, report.error, lifted=lifts)
+            self._record_change(agent_id, entry, report.error)
+            if record.quarantined:
+                logger.info(
+                    "state report from a quarantined agent: the quarantine holds",
+                    extra={"agent_id": agent_id, "state": report.state.value},
+                )
             return _accepted(agent_id, entry)
         metrics.add_metric(name="StateUpdateContention", unit=MetricUnit.Count, value=1)
         raise Conflict("the agent's state is changing too fast to apply this update now; send it again")
@@ -134,7 +139,7 @@ class Registry:
         timestamp: str,
         details: dict[str, Any] | None,
         error: AgentError | None,
-        quarantine: Literal["keep", "set", "lift"] = "keep",
+        quarantine: QuarantineRecord | Literal["keep", "lift"] = "keep",
         silent_before: str | None = None,
     ) -> tuple[StateWrite, StateHistoryEntry]:
         """The one way a state change is built, by an agent's report or by Ops-Core: the write and its history."""
@@ -188,47 +193,77 @@ class Registry:
         )
 
     def set_by_opscore(
-        self,
-        agent_id: str,
-        state: AgentState,
-        details: dict[str, Any],
-        *,
-        when: Callable[[AgentRecord], bool],
-        quarantine: Literal["keep", "set"] = "keep",
-        silent_before: str | None = None,
-    ) -> StateHistoryEntry | None:
-        """Ops-Core's own state change for an agent (offline, quarantined), made only while `when(agent)` holds.
+        self, agent_id: str, decide: Callable[[AgentRecord], OpsCoreChange | None]
+    ) -> tuple[AgentRecord, StateHistoryEntry] | None:
+        """Ops-Core's own state change for an agent (offline, quarantined, lifted), as `decide(agent)` says.
 
         It goes through the same version guard and history as an agent's report, stamped now (or just after the
-        stored state, if the agent's clock ran ahead). None when the agent is gone or `when` no longer holds.
-        `silent_before` (marking it offline) also makes the write hold only while its silence deadline is earlier.
+        stored state, if the agent's clock ran ahead), and `decide` sees the agent as it is read for each try: None
+        from it (or an agent gone) changes nothing. A change's `silent_before` (marking it offline) also makes the
+        write hold only while its silence deadline is earlier. Returns the record the change was decided on, and
+        its history entry.
         """
         for _ in attempts(MAX_WRITE_ATTEMPTS):
             record = self._store.get(agent_id)
-            if record is None or not when(record):
+            change = decide(record) if record is not None else None
+            if record is None or change is None:
                 return None
             now = self._now()
             write, entry = self._change(
                 record,
                 now=now,
-                state=state,
+                state=change.state,
                 timestamp=_stamp_after(record.current, now),
-                details=details,
+                details=change.details,
                 error=None,
-                quarantine=quarantine,
-                silent_before=silent_before,
+                quarantine=change.quarantine,
+                silent_before=change.silent_before,
             )
             try:
                 self._store.write_state(agent_id, record.state_version, write, entry)
             except ConditionFailed:
                 continue  # the agent reported (or was heard from) meanwhile: look again
             self._record_change(agent_id, entry, None)
-            return entry
+            return record, entry
         return None
 
-    def _record_change(
-        self, agent_id: str, entry: StateHistoryEntry, error: AgentError | None, lifted: bool = False
-    ) -> None:
+    def lift_quarantine(self, agent_id: str, by: str, when: Callable[[AgentRecord], bool] | None = None) -> bool:
+        """Close the agent's breaker (while `when(agent)` holds, else while it is quarantined): its failures go, and
+        an agent in `error` is `idle` again (any other state it reported stays). False when it was not quarantined."""
+
+        def decide(agent: AgentRecord) -> OpsCoreChange | None:
+            if not agent.quarantined or (when is not None and not when(agent)):
+                return None
+            state = AgentState.IDLE if agent.state in {AgentState.ERROR, None} else agent.state
+            assert state is not None
+            return OpsCoreChange(state, {"reason": "quarantine_lifted", "by": by}, quarantine="lift")
+
+        changed = self.set_by_opscore(agent_id, decide)
+        if changed is None:
+            return False
+        record, entry = changed
+        quarantine = record.quarantine
+        logger.info(
+            "agent quarantine lifted",
+            extra={
+                "agent_id": agent_id,
+                "by": by,
+                "old_state": entry.previous_state.value if entry.previous_state else None,
+                "new_state": entry.state.value,
+                "quarantined_since": quarantine.since if quarantine else None,
+            },
+        )
+        metrics.add_metric(name="QuarantinesLifted", unit=MetricUnit.Count, value=1)
+        return True
+
+    def lift_by_admin(self, agent_id: str) -> Agent:
+        """DELETE /agent/{agentId}/quarantine: 404 for an unknown agent, 409 not_quarantined when it is not."""
+        if not self.lift_quarantine(agent_id, by="admin"):
+            self.require(agent_id)
+            raise NotQuarantined(f"agent {agent_id} is not quarantined")
+        return self.get(agent_id)
+
+    def _record_change(self, agent_id: str, entry: StateHistoryEntry, error: AgentError | None) -> None:
         logger.info(
             "agent state changed",
             extra={
@@ -242,9 +277,6 @@ class Registry:
         metrics.add_metric(name="StateChanges", unit=MetricUnit.Count, value=1)
         if error is not None:
             metrics.add_metric(name="AgentErrorsReported", unit=MetricUnit.Count, value=1)
-        if lifted:
-            logger.info("agent quarantine lifted", extra={"agent_id": agent_id, "new_state": entry.state.value})
-            metrics.add_metric(name="QuarantinesLifted", unit=MetricUnit.Count, value=1)
 
     def history(
         self,
@@ -265,8 +297,34 @@ class Registry:
         return HistoryPage(items=items, next_token=token)
 
 
-def agent_view(record: AgentRecord, queue: QueueCounts) -> Agent:
-    """What GET /agent/{agentId} shows of the record (never its webhook secret)."""
+class OpsCoreChange(NamedTuple):
+    """A state change Ops-Core makes for an agent: the state, the history entry's details, and its breaker."""
+
+    state: AgentState
+    details: dict[str, Any]
+    quarantine: QuarantineRecord | Literal["keep", "lift"] = "keep"
+    silent_before: str | None = None
+
+
+def quarantine_view(record: AgentRecord, now: str) -> Quarantine | None:
+    """The agent's open breaker as the API shows it; None while it is closed."""
+    quarantine = record.quarantine
+    if quarantine is None:
+        return None
+    return Quarantine(
+        since=quarantine.since,
+        reason=quarantine.reason,
+        failures=quarantine.failures,
+        window_seconds=record.quarantine_window_seconds,
+        last_error_type=quarantine.last_error,
+        probe_after=quarantine.probe_after,
+        half_open=record.half_open(now),
+        probe_task_id=record.probe.partition("#")[0] if record.probe_out(now) and record.probe else None,
+    )
+
+
+def agent_view(record: AgentRecord, queue: QueueCounts, now: str) -> Agent:
+    """What GET /agent/{agentId} shows of the record (never its webhook secret), as of `now`."""
     return Agent(
         agent_id=record.agent_id,
         name=record.name,
@@ -278,8 +336,11 @@ def agent_view(record: AgentRecord, queue: QueueCounts) -> Agent:
         delivery=record.delivery,
         offline_after_seconds=record.offline_after_seconds,
         quarantine_after=record.quarantine_after,
-        failure_streak=record.failure_streak,
+        quarantine_window_seconds=record.quarantine_window_seconds,
+        quarantine_cooldown_seconds=record.quarantine_cooldown_seconds,
+        failure_streak=len(record.failures_within(now)),
         quarantined=record.quarantined,
+        quarantine=quarantine_view(record, now),
         registered_at=record.registered_at,
         updated_at=record.updated_at,
         last_seen_at=record.last_seen_at,

@@ -8,7 +8,10 @@ Items (one partition per agent, so reading an agent and its history are single-p
   order is version order.
 
 The agent item also carries what dispatch needs: `in_flight` (tasks leased now, changed only together with a task's
-lease), `failure_streak` and `quarantined`, and its silence deadline in the Deadlines index
+lease); its circuit breaker: `failures` (its recent counted failures, `<timestamp> <error type>`, appended with the
+lease's end and trimmed here under the `failures_seq` guard), and while it is open `quarantined`,
+`quarantined_since`, `quarantine_reason`, `quarantine_failures`, `quarantine_last_error`, `probe_after`, and the
+probe (`probe`, `probe_until`) a half-open agent holds; and its silence deadline in the Deadlines index
 (`deadline_kind=SILENCE`, `deadline_at=<when it counts as offline>#<id>`), which the sweep queries.
 """
 
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from opscore.agents.models import AgentState, CurrentState, RegistrationRequest, StateHistoryEntry
-from opscore.agents.records import AgentRecord, agent_error
+from opscore.agents.records import AgentRecord, CountedFailure, QuarantineRecord, agent_error
 from opscore.aws.dynamodb import ConditionFailed, translated_errors, update_if
 from opscore.aws.items import Attributes, Item, decode_item, n, s
 from opscore.aws.pages import query_prefix_page
@@ -55,7 +58,8 @@ class StateWrite:
     expires_at: int
     # When the agent counts as offline if it stays silent; None for a write that marks it offline.
     silent_at: str | None = None
-    quarantine: Literal["keep", "set", "lift"] = "keep"
+    # An opening (or re-opening) of the agent's breaker, its lift, or neither.
+    quarantine: QuarantineRecord | Literal["keep", "lift"] = "keep"
     # Only while the agent's silence deadline is before this (marking it offline): a contact meanwhile wins.
     silent_before: str | None = None
 
@@ -91,8 +95,9 @@ class AgentStore:
             .set("delivery", request.delivery)
             .set("offline_after_seconds", request.offline_after_seconds)
             .set("quarantine_after", request.quarantine_after)
+            .set("quarantine_window_seconds", request.quarantine_window_seconds)
+            .set("quarantine_cooldown_seconds", request.quarantine_cooldown_seconds)
             .set_if_absent("in_flight", 0)
-            .set_if_absent("failure_streak", 0)
             # Registering is contact: the silence clock starts (again) here.
             .set("deadline_kind", SILENCE)
             .set("deadline_at", silence_deadline(agent_id, silent_at))
@@ -138,10 +143,11 @@ class AgentStore:
             update.set("deadline_at", silence_deadline(agent_id, write.silent_at))
         else:
             update.remove("deadline_kind", "deadline_at")
-        if write.quarantine == "set":
-            update.set("quarantined", True)
+        if isinstance(write.quarantine, QuarantineRecord):
+            _open_breaker(update, write.quarantine)
         elif write.quarantine == "lift":
-            update.set("failure_streak", 0).remove("quarantined")
+            # The window goes with the quarantine; failures_seq moves, so a trim read before this cannot undo it.
+            update.remove(*QUARANTINE_ATTRIBUTES, "failures", "failure_streak").increment("failures_seq")
         # An agent that never had a state may lack state_version (items written by other tools): version 0 then
         # means "no version yet".
         condition = "attribute_exists(#PK) AND (#state_version = :expected" + (
@@ -194,6 +200,29 @@ class AgentStore:
                 )
         except (ConditionFailed, Throttled):
             pass  # best effort: the next contact moves the deadline; a busy agent item must not fail the request
+
+    def trim_failures(self, agent_id: str, seq: int, kept: tuple[CountedFailure, ...]) -> bool:
+        """Keep only `kept` of the agent's counted failures, if none was counted since they were read (`seq`)."""
+        update = Update(agent_key(agent_id)).increment("failures_seq").remove("failure_streak")
+        if kept:
+            update.set("failures", [failure.entry for failure in kept])
+        else:
+            update.remove("failures")
+        update.condition("#failures_seq = :seq", seq=seq)
+        return update_if(self._client, update.request(self._table))
+
+    def free_probe(self, agent_id: str, probe: str) -> bool:
+        """The probe ended without deciding (a cancel, the agent offline): a half-open agent may lease another."""
+        return update_if(
+            self._client,
+            {
+                "TableName": self._table,
+                "Key": agent_key(agent_id),
+                "UpdateExpression": "REMOVE probe, probe_until",
+                "ConditionExpression": "probe = :probe",
+                "ExpressionAttributeValues": {":probe": s(probe)},
+            },
+        )
 
     def clear_silence(self, agent_id: str, now: str) -> None:
         """Drop a passed silence deadline of an agent already offline (a re-registration set it again)."""
@@ -278,6 +307,19 @@ def _current_state(attributes: Attributes) -> CurrentState | None:
     )
 
 
+# What an open breaker keeps on the agent item; a lift removes them all, and the failures with them.
+QUARANTINE_ATTRIBUTES = (
+    "quarantined",
+    "quarantined_since",
+    "quarantine_reason",
+    "quarantine_failures",
+    "quarantine_last_error",
+    "probe_after",
+    "probe",
+    "probe_until",
+)
+
+
 # Attributes copied as they are; an item written before one of them existed takes the record's default.
 _PLAIN_FIELDS = (
     "agent_version",
@@ -290,8 +332,12 @@ _PLAIN_FIELDS = (
     "registered_at",
     "updated_at",
     "last_seen_at",
+    "quarantine_window_seconds",
+    "quarantine_cooldown_seconds",
     "in_flight",
-    "failure_streak",
+    "failures_seq",
+    "probe",
+    "probe_until",
 )
 
 
@@ -308,11 +354,34 @@ def _agent_record(attributes: Attributes, created: bool = False) -> AgentRecord:
         capabilities=tuple(attributes.get("capabilities", ())),
         metadata=parse_json(attributes.get("metadata")) or {},
         current=_current_state(attributes),
-        quarantined=bool(attributes.get("quarantined")),
+        failures=tuple(CountedFailure.of(entry) for entry in attributes.get("failures", ())),
+        quarantine=_quarantine(attributes),
         silent_at=deadline.split("#", 1)[0] if deadline else None,
         created=created,
         # Missing, or zero where Ops-Core never writes zero: the record's default, as when the item was read by hand.
         **{name: attributes[name] for name in _PLAIN_FIELDS if attributes.get(name)},
+    )
+
+
+def _open_breaker(update: Update, quarantine: QuarantineRecord) -> None:
+    """The breaker opens (or opens again): since when and why, and no probe out."""
+    update.set("quarantined", True).set("quarantined_since", quarantine.since)
+    update.set("quarantine_reason", quarantine.reason).set("quarantine_failures", quarantine.failures)
+    update.set("quarantine_last_error", quarantine.last_error).set("probe_after", quarantine.probe_after)
+    update.remove("probe", "probe_until")
+
+
+def _quarantine(attributes: Attributes) -> QuarantineRecord | None:
+    """The open breaker; an item quarantined before the breaker had a window reads as opened when last updated."""
+    if not attributes.get("quarantined"):
+        return None
+    since = attributes.get("quarantined_since") or attributes.get("state_recorded_at") or ""
+    return QuarantineRecord(
+        since=since,
+        reason="probe_failed" if attributes.get("quarantine_reason") == "probe_failed" else "failures",
+        failures=attributes.get("quarantine_failures", 0),
+        last_error=attributes.get("quarantine_last_error", ""),
+        probe_after=attributes.get("probe_after") or since,
     )
 
 

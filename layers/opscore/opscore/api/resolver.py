@@ -46,10 +46,17 @@ def status_for(error: OpsCoreError) -> int:
     return 500
 
 
-def error_body(code: str, message: str, request_id: str, details: list[FieldProblem] | None = None) -> str:
+def error_body(
+    code: str,
+    message: str,
+    request_id: str,
+    details: list[FieldProblem] | None = None,
+    fields: dict[str, Any] | None = None,
+) -> str:
     error: dict[str, Any] = {"code": code, "message": message}
     if details:
         error["details"] = [problem.as_dict() for problem in details]
+    error.update(fields or {})
     return json.dumps({"error": error, "request_id": request_id})
 
 
@@ -57,15 +64,24 @@ def build_resolver() -> APIGatewayRestResolver:
     """A REST resolver whose every failure, expected or not, answers in the Ops-Core error envelope."""
     app = APIGatewayRestResolver()
 
-    def respond(status: int, code: str, message: str, details: list[FieldProblem] | None = None) -> Response[str]:
+    def respond(
+        status: int,
+        code: str,
+        message: str,
+        details: list[FieldProblem] | None = None,
+        error: OpsCoreError | None = None,
+    ) -> Response[str]:
         request_id = app.current_event.request_context.request_id or ""
-        headers = {"Retry-After": "1"} if status == 429 else None
-        return Response(status, content_types.APPLICATION_JSON, error_body(code, message, request_id, details), headers)
+        headers = {"Retry-After": "1"} if status == 429 else {}
+        fields = error.fields if error is not None else None
+        headers |= error.headers if error is not None else {}
+        body = error_body(code, message, request_id, details, fields)
+        return Response(status, content_types.APPLICATION_JSON, body, headers or None)
 
     def domain_error(error: OpsCoreError) -> Response[str]:
         status = status_for(error)
         logger.info("request refused", extra={"status": status, "error_code": error.code})
-        return respond(status, error.code, error.message, error.details)
+        return respond(status, error.code, error.message, error.details, error)
 
     def no_route(_: NotFoundError) -> Response[str]:
         return respond(404, "not_found", "no such route")

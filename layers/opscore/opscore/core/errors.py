@@ -29,6 +29,16 @@ class OpsCoreError(Exception):
         self.message = message
         self.details = details or []
 
+    @property
+    def fields(self) -> dict[str, Any]:
+        """Members of the error object beside code, message and details (JSON values)."""
+        return {}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers the error's answer carries."""
+        return {}
+
 
 class ValidationFailed(OpsCoreError):
     code = "validation_error"

@@ -5,29 +5,32 @@ be below its `max_concurrency`, and the task must still be queued for that attem
 pulls of one agent, never get the same task, and an agent never holds more than it may.
 
 Poll agents lease with `next_task`; for agents whose channel pushes (webhook), `serve` leases and delivers until
-the queue is empty or the agent is full. The lease lasts the task's `heartbeat_seconds` (else its
+the queue is empty or the agent is full. A quarantined agent is handed nothing (its pull is refused with since when
+and why) but, once half-open, one probe task. The lease lasts the task's `heartbeat_seconds` (else its
 `timeout_seconds`); each heartbeat renews it, and a lease that runs out fails the attempt (see opscore.dispatch.health).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from opscore.agents.records import AgentRecord
+from opscore.agents.records import PROBE_GRACE_SECONDS, AgentRecord, probe_key
+from opscore.agents.registry import quarantine_view
 from opscore.agents.store import AgentStore
 from opscore.aws.pages import decode_page_token, encode_page_token
-from opscore.core.clock import format_timestamp
+from opscore.core.clock import format_timestamp, parse_timestamp
 from opscore.core.errors import Conflict, NotFound, Throttled
 from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.core.retry import Backoff, attempts
 from opscore.dispatch.delivery import Delivery, Target, channel
-from opscore.dispatch.errors import AttemptRequired, ResultConflict, TaskNotOpen
+from opscore.dispatch.errors import AgentQuarantined, AttemptRequired, ResultConflict, TaskNotOpen
 from opscore.dispatch.health import AgentHealth
 from opscore.dispatch.models import LeasedTask, QueuedTask, QueuePage, TaskHeartbeat, TaskResult
-from opscore.dispatch.queue import LeaseOutcome, TaskQueue
+from opscore.dispatch.queue import LeaseOutcome, Probe, TaskQueue
 from opscore.dispatch.results import TaskResults, locate_task
 from opscore.sessions.attempts import route_of, timeout_problem
 from opscore.sessions.errors import DELIVERY_FAILED_ERROR, TIMEOUT_ERROR
@@ -47,6 +50,8 @@ REPORT_ATTEMPTS = 3
 REPORT_BACKOFF = Backoff(0.05, 0.2)
 # How long one serve may keep starting deliveries when its caller sets no budget.
 SERVE_BUDGET_SECONDS = 30.0
+# Retry-After of a half-open agent's refused pull: its probe is out, or nothing is queued to probe with.
+HALF_OPEN_RETRY_SECONDS = 5
 # At most this many tasks pushed per serve, whatever the agent's max_concurrency: one invocation stays short.
 MAX_PUSHES_PER_SERVE = 25
 
@@ -70,21 +75,33 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ pull
     def next_task(self, agent_id: str) -> LeasedTask | None:
-        """Lease the agent's most urgent queued task; None when nothing is ready (or it may take nothing now)."""
+        """Lease the agent's most urgent queued task; None when nothing is ready (or it may take nothing now).
+
+        A quarantined agent is refused (AgentQuarantined, since when and why) unless it is half-open and this lease
+        is its probe."""
         agent = self._agent(agent_id)
         self._health.heard_from(agent_id, agent.offline_after_seconds)
-        leased = self._lease_next(agent) if agent.may_take_work else None
-        return leased[0] if leased is not None else None
+        if not agent.quarantined:
+            leased = self._lease_next(agent) if agent.may_take_work else None
+            return leased[0] if leased is not None else None
+        now = self._now()
+        leased = self._lease_next(agent, probe=True) if agent.may_probe(format_timestamp(now)) else None
+        if leased is None:
+            raise quarantined_error(agent, now)
+        return leased[0]
 
-    def _lease_next(self, agent: AgentRecord, fresh: TaskRecord | None = None) -> tuple[LeasedTask, TaskRef] | None:
-        """Lease the head of the agent's queue. `fresh` is a task just queued, read by its key: the index may not
-        show it yet (it is eventually consistent), so it joins the candidates in its place."""
+    def _lease_next(
+        self, agent: AgentRecord, fresh: TaskRecord | None = None, *, probe: bool = False
+    ) -> tuple[LeasedTask, TaskRef] | None:
+        """Lease the head of the agent's queue (as its probe, for a half-open agent). `fresh` is a task just queued,
+        read by its key: the index may not show it yet (it is eventually consistent), so it joins the candidates in
+        its place."""
         for round_ in attempts(LEASE_ROUNDS):
             candidates = _with_fresh(self._queue.queued(agent.agent_id, CANDIDATES), fresh)
             if not candidates:
                 return None
             try:
-                outcome, leased = self._lease_first(agent, candidates)
+                outcome, leased = self._lease_first(agent, candidates, probe)
             except Throttled:
                 # Another lease of this agent committed at the same moment: pause, then read the queue again.
                 time.sleep(LEASE_BACKOFF.pause(round_ + 1))
@@ -95,7 +112,7 @@ class Dispatcher:
         return None
 
     def _lease_first(
-        self, agent: AgentRecord, candidates: list[TaskRecord]
+        self, agent: AgentRecord, candidates: list[TaskRecord], probe: bool
     ) -> tuple[LeaseOutcome, tuple[LeasedTask, TaskRef] | None]:
         """Lease the first candidate still queued; "taken" when every one was taken, "agent_unavailable" when the
         agent may take nothing now."""
@@ -111,19 +128,24 @@ class Dispatcher:
                 continue
             expires_at = lease_expiry(task, now)
             outcome = self._queue.lease(
-                agent.agent_id, candidate.ref, format_timestamp(now), expires_at, agent.offline_after_seconds
+                agent.agent_id,
+                candidate.ref,
+                format_timestamp(now),
+                expires_at,
+                agent.offline_after_seconds,
+                probe=probe_lease(task, expires_at) if probe else None,
             )
             if outcome == "agent_unavailable":
                 return outcome, None
             if outcome == "leased":
-                return outcome, (self._leased(agent.agent_id, task, now, expires_at), candidate.ref)
+                return outcome, (self._leased(agent.agent_id, task, now, expires_at, probe), candidate.ref)
         return "taken", None
 
-    def _leased(self, agent_id: str, task: TaskRecord, now: datetime, expires_at: str) -> LeasedTask:
+    def _leased(self, agent_id: str, task: TaskRecord, now: datetime, expires_at: str, probe: bool) -> LeasedTask:
         ref = task.ref
         route = route_of(task)
         logger.info(
-            "task leased",
+            "task leased as the quarantined agent's probe" if probe else "task leased",
             extra={
                 "agent_id": agent_id,
                 "session_id": ref.session_id,
@@ -131,6 +153,7 @@ class Dispatcher:
                 "old_status": "queued",
                 "new_status": "leased",
                 "lease_expires_at": expires_at,
+                "probe": probe,
             },
         )
         metrics.add_metric(name="TasksLeased", unit=MetricUnit.Count, value=1)
@@ -151,19 +174,21 @@ class Dispatcher:
             heartbeat_seconds=route.heartbeat_seconds,
             timeout_seconds=route.timeout_seconds,
             attempt_deadline=task.attempt_deadline,
+            probe=probe,
         )
 
     # ------------------------------------------------------------------ push
     def enqueued(self, agent_id: str, task: TaskRef, budget_seconds: float = SERVE_BUDGET_SECONDS) -> int:
-        """A task was just queued for the agent: fail it over at once if the agent is quarantined, else serve."""
+        """A task was just queued for the agent: fail it over at once if the agent's breaker is open (and not yet
+        half-open), else serve."""
         agent = self._agents.get(agent_id)
         if agent is None:
             return 0
         fresh = self._sessions.get_task(task.session_id, task.index)
         if fresh is not None and not fresh.queued_for(task):
             fresh = None
-        if agent.quarantined:
-            self._health.fail_queued(agent_id, fresh)
+        if agent.quarantined and not agent.half_open(format_timestamp(self._now())):
+            self._health.fail_queued(agent, fresh)
             return 0
         return self.serve(agent_id, agent, budget_seconds, fresh)
 
@@ -188,8 +213,9 @@ class Dispatcher:
             return 0
         target = Target(agent_id, agent.endpoint, agent.webhook_secret)
         pushed = 0
-        while pushed < MAX_PUSHES_PER_SERVE and agent.may_take_work and time.monotonic() < deadline:
-            leased = self._lease_next(agent, fresh)
+        probe = agent.quarantined  # a quarantined agent is pushed nothing but its probe, once half-open
+        while pushed < MAX_PUSHES_PER_SERVE and self._may_push(agent, probe, pushed) and time.monotonic() < deadline:
+            leased = self._lease_next(agent, fresh, probe=probe)
             if leased is None:
                 break
             task, ref = leased
@@ -203,6 +229,12 @@ class Dispatcher:
             # The lease itself re-checks the agent (capacity, state, quarantine): a stale `agent` is only a pre-check.
             self._handed_over(agent_id, agent, task, ref, handed)
         return pushed
+
+    def _may_push(self, agent: AgentRecord, probe: bool, pushed: int) -> bool:
+        """The agent (as read when the serve began) may take another task: one probe at most while quarantined."""
+        if probe:
+            return pushed == 0 and agent.may_probe(format_timestamp(self._now()))
+        return agent.may_take_work
 
     def _handed_over(
         self, agent_id: str, agent: AgentRecord, task: LeasedTask, ref: TaskRef, delivery: Delivery
@@ -281,6 +313,35 @@ class Dispatcher:
         if agent is None:
             raise NotFound(f"agent {agent_id} is not registered")
         return agent
+
+
+def probe_lease(task: TaskRecord, expires_at: str) -> Probe:
+    """The probe's mark on its agent: this attempt, taken as ended PROBE_GRACE_SECONDS after its deadline at the
+    latest (the sweep ends its lease before then; the grace only heals an end that could not say so)."""
+    until = parse_timestamp(task.attempt_deadline or expires_at)
+    assert until is not None, expires_at
+    return Probe(
+        key=probe_key(task.task_id, task.dispatch_seq),
+        until=format_timestamp(until + timedelta(seconds=PROBE_GRACE_SECONDS)),
+    )
+
+
+def quarantined_error(agent: AgentRecord, now: datetime) -> AgentQuarantined:
+    """The 409 a quarantined agent's pull gets: since when and why, and Retry-After the seconds until it is half-open
+    (HALF_OPEN_RETRY_SECONDS once it is: its probe is out, or nothing is queued to probe with)."""
+    stamp = format_timestamp(now)
+    view = quarantine_view(agent, stamp)
+    assert view is not None
+    until = parse_timestamp(view.probe_after) or now
+    wait = math.ceil((until - now).total_seconds())
+    retry_after = wait if wait > 0 else HALF_OPEN_RETRY_SECONDS
+    more = (
+        f"; it may lease one probe task from {view.probe_after}"
+        if wait > 0
+        else "; it is half-open, and no probe task is ready for it now (one is out, none is queued, or it is paused, "
+        "offline or full)"
+    )
+    return AgentQuarantined(agent.quarantine_message() + more, view.model_dump(mode="json"), retry_after)
 
 
 def lease_expiry(task: TaskRecord, now: datetime) -> str:

@@ -7,11 +7,17 @@ The rules:
 - a queued attempt whose deadline passed is recorded as the runner's timeout and leaves the queue;
 - an agent silent (no state report, heartbeat, result or pull) for longer than its `offline_after_seconds` is marked
   `offline`, and every lease it holds fails its attempt with OpsCore.AgentOffline;
-- `quarantine_after` failed attempts in a row (failed results, expired leases, timeouts, failed deliveries) put the
-  agent in `error` (quarantined). While it is quarantined, its queued tasks (and tasks queued later) fail at once
-  with OpsCore.AgentQuarantined, which skips their retries and goes to their fallback; fallback tasks themselves
-  wait in the queue, so a session can still finish once the agent recovers. A state report of `idle` (from the
-  agent or an admin) lifts the quarantine.
+- the quarantine is a circuit breaker over the agent's own failures. Counted: an expired lease, a failed delivery,
+  a leased attempt that ran into the runner's timeout, and a failed result whose error says `"fault": "agent"`. Not
+  counted: a failed result of the task's own (`"fault": "task"`, the default: its retries absorb it), a queued
+  attempt that timed out, the agent going offline, a cancel, a quarantine's fail-over, Ops-Core's own errors.
+  `quarantine_after` counted failures within `quarantine_window_seconds` open it: the agent goes to `error`,
+  quarantined, and its queued tasks (and tasks queued while it stays open) fail at once with
+  OpsCore.AgentQuarantined, which skips their retries and goes to their fallback; fallback tasks wait in the queue.
+  A success does not erase failures in the window. No state report lifts it. After `quarantine_cooldown_seconds` it
+  is half-open: queued tasks wait, and the agent may lease one probe; the probe's success closes the breaker
+  (failures cleared, the agent idle), its failure (any failed attempt) opens it again from now, and a probe that
+  ends without deciding (a cancel, the agent offline) lets another be leased. An admin may lift it at any time.
 Each transition is logged and counted. `sweep` runs on a schedule and finds each kind of deadline (a queued
 attempt's, a lease's, an agent's silence) with one Query each.
 """
@@ -23,17 +29,31 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from opscore.agents.models import AgentState
-from opscore.agents.records import silent_from
-from opscore.agents.registry import Registry
+from opscore.agents.records import (
+    AgentRecord,
+    AttemptOutcome,
+    BreakerMove,
+    CountedFailure,
+    breaker_move,
+    probe_key,
+    silent_from,
+)
+from opscore.agents.registry import OpsCoreChange, Registry
 from opscore.agents.store import AgentStore
 from opscore.aws.stepfunctions import RunnerControl
 from opscore.core.clock import format_timestamp
 from opscore.core.errors import Throttled
 from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.core.retry import Backoff, attempts
-from opscore.dispatch.queue import Counted, TaskQueue
+from opscore.dispatch.queue import TaskQueue
 from opscore.sessions.attempts import AttemptEnd, count, failed, opscore_problem, route_of, timeout_problem
-from opscore.sessions.errors import AGENT_OFFLINE_ERROR, AGENT_QUARANTINED_ERROR, LEASE_EXPIRED_ERROR, TIMEOUT_ERROR
+from opscore.sessions.errors import (
+    AGENT_OFFLINE_ERROR,
+    AGENT_QUARANTINED_ERROR,
+    DELIVERY_FAILED_ERROR,
+    LEASE_EXPIRED_ERROR,
+    TIMEOUT_ERROR,
+)
 from opscore.sessions.models import Problem, TaskStatus
 from opscore.sessions.records import TaskRecord, TaskRef
 from opscore.sessions.store import SessionStore
@@ -45,6 +65,9 @@ RUNNER_ATTEMPTS = 3
 RUNNER_BACKOFF = Backoff(0.05, 0.2)
 # Queued tasks failed per quarantine, in pages of this size.
 QUEUE_PAGE = 100
+# How a lease ends without a result that is the agent's own fault: counted toward its quarantine. (A leased attempt
+# that reaches the runner's timeout was held to its deadline by the agent.)
+AGENT_FAULTS = frozenset({LEASE_EXPIRED_ERROR, DELIVERY_FAILED_ERROR, TIMEOUT_ERROR})
 
 
 @dataclass
@@ -53,6 +76,10 @@ class SweepReport:
     leases_expired: int = 0
     agents_offline: int = 0
     agents_freed: set[str] = field(default_factory=set)  # agents with a slot given back: worth serving
+
+
+def _problem(error: str, cause: str, problem: Problem | None) -> Problem:
+    return problem if problem is not None else opscore_problem(error, cause)
 
 
 class AgentHealth:
@@ -85,7 +112,6 @@ class AgentHealth:
         *,
         error: str,
         cause: str = "",
-        counted: Counted = "failure",
         expired_only: bool = False,
         problem: Problem | None = None,
         final: bool = False,
@@ -93,48 +119,55 @@ class AgentHealth:
     ) -> bool:
         """End a lease without a result: the attempt fails with `error`, recorded as the runner will act on it.
 
-        The runner is told (unless `tell` is off: a timeout, which the runner saw first). False when the attempt held
-        no lease any more (it ended some other way first).
+        The runner is told (unless `tell` is off: a timeout, which the runner saw first). The failure counts toward
+        the agent's quarantine when it is the agent's fault (AGENT_FAULTS). False when the attempt held no lease any
+        more (it ended some other way first).
         """
         task = self._sessions.get_task(ref.session_id, ref.index)
         if task is None or not task.leased_for(ref):
             return False
         now = self._now()
-        if error == LEASE_EXPIRED_ERROR and task.past_deadline(format_timestamp(now)):
+        stamp = format_timestamp(now)
+        if error == LEASE_EXPIRED_ERROR and task.past_deadline(stamp):
             # The lease ran out at the attempt's deadline: the runner timed the attempt out (and heard of it first).
             error, problem, tell = TIMEOUT_ERROR, timeout_problem(route_of(task)), False
-        ended = failed(task, problem or opscore_problem(error, cause), error, now, final=final)
-        if not self._queue.release(
-            agent_id, ref, ended=ended, counted=counted, now=format_timestamp(now), expired_only=expired_only
-        ):
+        ended = failed(task, _problem(error, cause, problem), error, now, final=final)
+        counted = CountedFailure(stamp, error) if error in AGENT_FAULTS else None
+        if not self._queue.release(agent_id, ref, ended=ended, counted=counted, now=stamp, expired_only=expired_only):
             return False
         count(ended)
         if tell and task.task_token is not None:
             self._tell_runner(task.task_token, error, cause)
-        self._lease_ended(agent_id, ref, ended, error, counted)
+        self._lease_ended(agent_id, task, ended, error)
+        self.attempt_ended(agent_id, task, "counted" if counted else "released", error)
         return True
 
-    def _lease_ended(self, agent_id: str, ref: TaskRef, ended: AttemptEnd, error: str, counted: Counted) -> None:
-        """Log and count a lease ended without a result; a failure may quarantine its agent."""
+    def _lease_ended(self, agent_id: str, task: TaskRecord, ended: AttemptEnd, error: str) -> None:
+        """Log and count a lease ended without a result."""
         logger.info(
             "lease ended without a result",
             extra={
                 "agent_id": agent_id,
-                "session_id": ref.session_id,
-                "task_id": ref.task_id,
+                "session_id": task.session_id,
+                "task_id": task.task_id,
                 "old_status": "leased",
                 "new_status": ended.outcome.status,
                 "error_type": error,
+                "probe": task.probing,
             },
         )
         metrics.add_metric(name="LeasesEnded", unit=MetricUnit.Count, value=1)
-        if counted == "failure":
-            self.after_failure(agent_id)
 
     def skip_lease(self, agent_id: str, ref: TaskRef) -> bool:
-        """A cancel ends the lease: the task is skipped, the agent's slot comes back, and nothing is counted."""
+        """A cancel ends the lease: the task is skipped, the agent's slot comes back, and nothing is counted (a
+        probe's slot is freed without deciding)."""
+        task = self._sessions.get_task(ref.session_id, ref.index)
         now = format_timestamp(self._now())
-        return self._queue.release(agent_id, ref, ended=None, status=TaskStatus.SKIPPED, counted=None, now=now)
+        if not self._queue.release(agent_id, ref, ended=None, status=TaskStatus.SKIPPED, counted=None, now=now):
+            return False
+        if task is not None and task.ref == ref:
+            self.attempt_ended(agent_id, task, "released", "")
+        return True
 
     def end_queued(self, task: TaskRecord, *, error: str, problem: Problem, final: bool = False) -> bool:
         """End a queued attempt without a lease (a quarantine, a timeout), as `task` (the caller's read of it) shows
@@ -159,41 +192,113 @@ class AgentHealth:
                 if attempt == RUNNER_ATTEMPTS - 1:
                     raise
 
-    # ------------------------------------------------------------------ quarantine
-    def after_failure(self, agent_id: str) -> None:
-        """An attempt of the agent failed: quarantine it once its streak reaches `quarantine_after`."""
-        agent = self._agents.get(agent_id)
-        if agent is not None and agent.due_for_quarantine:
-            self.quarantine(agent_id, agent.failure_streak)
+    # ------------------------------------------------------------------ quarantine: the circuit breaker
+    def attempt_ended(self, agent_id: str, task: TaskRecord, outcome: AttemptOutcome, error: str) -> None:
+        """An attempt of the agent ended (its end, and a counted failure, already written): move its breaker.
 
-    def quarantine(self, agent_id: str, streak: int | None) -> bool:
-        """Put the agent in error (if it is still due: set_by_opscore reads it again under its version guard)."""
-        entry = self._registry.set_by_opscore(
-            agent_id,
-            AgentState.ERROR,
-            {"reason": "quarantined", "consecutive_failures": streak},
-            when=lambda agent: agent.due_for_quarantine,
-            quarantine="set",
-        )
-        if entry is None:
+        Only a counted failure or the end of a probe can move it, so nothing else reads the agent."""
+        if outcome != "counted" and not task.probing:
+            return
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            return
+        now = format_timestamp(self._now())
+        if outcome == "counted":
+            self._trim(agent, now)
+        probe = probe_key(task.task_id, task.dispatch_seq) if task.probing else None
+        move = breaker_move(agent, probe, outcome, now)
+        if move == "open":
+            self.quarantine(agent_id)
+        elif move is not None and probe is not None:
+            self._probe_decided(agent_id, task, probe, move, error)
+
+    def _probe_decided(self, agent_id: str, task: TaskRecord, probe: str, move: BreakerMove, error: str) -> None:
+        """The probe's end: close the breaker, open it again, or free the probe's slot."""
+        if move == "reopen":
+            self.reopen(agent_id, probe, error)
+        elif move == "close":
+            self._registry.lift_quarantine(agent_id, by="probe", when=lambda agent: agent.probe == probe)
+        elif self._agents.free_probe(agent_id, probe):
+            logger.info("probe ended without deciding", extra={"agent_id": agent_id, "task_id": task.task_id})
+
+    def _trim(self, agent: AgentRecord, now: str) -> None:
+        """Keep the agent's failures bounded: the window's last quarantine_after. Best effort: a failure counted
+        meanwhile moves the guard, and its own trim does the work."""
+        kept = agent.trimmed_failures(now)
+        if agent.failures_seq and kept != agent.failures:
+            self._agents.trim_failures(agent.agent_id, agent.failures_seq, kept)
+
+    def quarantine(self, agent_id: str) -> bool:
+        """Open the agent's breaker: error, quarantined (if it is still due: decided again under the version guard)."""
+
+        def decide(agent: AgentRecord) -> OpsCoreChange | None:
+            now = format_timestamp(self._now())
+            if not agent.due_for_quarantine(now):
+                return None
+            opening = agent.opening(now, "failures")
+            details = {
+                "reason": "quarantined",
+                "failures": opening.failures,
+                "window_seconds": agent.quarantine_window_seconds,
+                "last_error_type": opening.last_error,
+                "probe_after": opening.probe_after,
+            }
+            return OpsCoreChange(AgentState.ERROR, details, quarantine=opening)
+
+        return self._opened(agent_id, decide, "agent quarantined")
+
+    def reopen(self, agent_id: str, probe: str, error: str) -> bool:
+        """The probe failed: the breaker opens again from now, with a new cool-down."""
+
+        def decide(agent: AgentRecord) -> OpsCoreChange | None:
+            if agent.probe != probe:
+                return None
+            opening = agent.opening(format_timestamp(self._now()), "probe_failed", error)
+            details = {
+                "reason": "quarantined",
+                "probe_failed": probe.partition("#")[0],
+                "last_error_type": error,
+                "probe_after": opening.probe_after,
+            }
+            return OpsCoreChange(AgentState.ERROR, details, quarantine=opening)
+
+        return self._opened(agent_id, decide, "agent quarantined again: its probe failed")
+
+    def _opened(self, agent_id: str, decide: Callable[[AgentRecord], OpsCoreChange | None], what: str) -> bool:
+        changed = self._registry.set_by_opscore(agent_id, decide)
+        if changed is None:
             return False
+        _, entry = changed
+        agent = self._agents.get(agent_id)
+        if agent is None or agent.quarantine is None:
+            return False
+        quarantine = agent.quarantine
         logger.warning(
-            "agent quarantined",
-            extra={"agent_id": agent_id, "old_state": entry.previous_state, "new_state": "error", "failures": streak},
+            what,
+            extra={
+                "agent_id": agent_id,
+                "old_state": entry.previous_state,
+                "new_state": "error",
+                "failures": quarantine.failures,
+                "error_type": quarantine.last_error,
+                "quarantined_since": quarantine.since,
+                "probe_after": quarantine.probe_after,
+            },
         )
         metrics.add_metric(name="AgentsQuarantined", unit=MetricUnit.Count, value=1)
-        self.fail_queued(agent_id)
+        self.fail_queued(agent)
         return True
 
-    def fail_queued(self, agent_id: str, fresh: TaskRecord | None = None) -> None:
+    def fail_queued(self, agent: AgentRecord, fresh: TaskRecord | None = None) -> None:
         """Fail the quarantined agent's queued tasks over to their fallbacks (fallback runs stay queued).
 
         `fresh` is a task just queued, read by its key: the index may not show it yet.
         """
+        cause = agent.quarantine_message()
         if fresh is not None:
-            self._fail_over(agent_id, fresh.ref)
-        for entry in self._all(self._queue.queued, agent_id):
-            self._fail_over(agent_id, entry.ref)
+            self._fail_over(agent.agent_id, fresh.ref, cause)
+        for entry in self._all(self._queue.queued, agent.agent_id):
+            self._fail_over(agent.agent_id, entry.ref, cause)
 
     @staticmethod
     def _all(read: Callable[[str, int, str | None], list[TaskRecord]], agent_id: str) -> Iterator[TaskRecord]:
@@ -206,11 +311,10 @@ class AgentHealth:
                 return
             after = page[-1].queue_position
 
-    def _fail_over(self, agent_id: str, ref: TaskRef) -> None:
+    def _fail_over(self, agent_id: str, ref: TaskRef, cause: str) -> None:
         task = self._sessions.get_task(ref.session_id, ref.index)
         if task is None or task.queued_as_fallback or not task.queued_for(ref):
             return
-        cause = f"agent {agent_id} was quarantined while the task waited in its queue"
         problem = opscore_problem(AGENT_QUARANTINED_ERROR, cause)
         if self.end_queued(task, error=AGENT_QUARANTINED_ERROR, problem=problem) and task.task_token is not None:
             self._tell_runner(task.task_token, AGENT_QUARANTINED_ERROR, cause)
@@ -276,15 +380,15 @@ class AgentHealth:
         if agent.state is AgentState.OFFLINE:
             self._agents.clear_silence(agent_id, now)  # offline already: nothing to mark, and nothing to look at again
             return False
-        entry = self._registry.set_by_opscore(
-            agent_id,
+        offline = OpsCoreChange(
             AgentState.OFFLINE,
             {"reason": "silent", "offline_after_seconds": agent.offline_after_seconds},
-            when=lambda agent: agent.silent_before(now),
             silent_before=now,  # a pull or heartbeat between the read and the write keeps it online
         )
-        if entry is None:
+        changed = self._registry.set_by_opscore(agent_id, lambda agent: offline if agent.silent_before(now) else None)
+        if changed is None:
             return False
+        _, entry = changed
         logger.warning(
             "agent marked offline",
             extra={"agent_id": agent_id, "old_state": entry.previous_state, "new_state": "offline"},
@@ -296,6 +400,5 @@ class AgentHealth:
                 leased.ref,
                 error=AGENT_OFFLINE_ERROR,
                 cause=f"agent {agent_id} went offline holding the lease",
-                counted=None,
             )
         return True

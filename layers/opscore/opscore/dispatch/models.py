@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from opscore.core.contracts import JsonObject, RequestModel, ResponseModel
 
@@ -12,6 +12,19 @@ from opscore.core.contracts import JsonObject, RequestModel, ResponseModel
 class ReportedError(RequestModel):
     type: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
     message: str = Field(default="", max_length=2048)
+    fault: Literal["task", "agent"] | None = Field(
+        default=None,
+        description=(
+            'Whose failure it is: "task" (the default: the work failed, and the task\'s retries absorb it) or '
+            '"agent" (the agent itself is unwell: a crashed tool, out of memory), which counts toward its quarantine.'
+        ),
+    )
+
+    @field_validator("fault")
+    @classmethod
+    def _task_is_the_default(cls, value: str | None) -> str | None:
+        """The default, "task", is kept as absent: the same result reads the same with or without it."""
+        return None if value == "task" else value
 
 
 class TaskResult(RequestModel):
@@ -65,6 +78,11 @@ class LeasedTask(ResponseModel):
     timeout_seconds: int = Field(description="The attempt's time, from being queued (queue wait and work).")
     attempt_deadline: str | None = Field(
         description="When the attempt's time runs out: no lease, heartbeat or result counts after it."
+    )
+    probe: bool = Field(
+        default=False,
+        exclude_if=lambda probe: not probe,
+        description="Present (true) on a quarantined agent's probe task: its success lifts the quarantine.",
     )
 
 

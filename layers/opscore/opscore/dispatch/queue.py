@@ -10,15 +10,18 @@ with the agent's result, an expiry, a timeout or a cancel. Two sparse indexes ma
 
 The agent's `in_flight` moves only in the same transaction as a task's lease, so it counts leases exactly: a lease
 takes a slot only while the agent is dispatchable and below `max_concurrency`, and every way a lease ends gives the
-slot back once (the task's `lease_expires_at` guards it).
+slot back once (the task's `lease_expires_at` guards it). A failure counted against the agent is appended to its
+`failures` in that same transaction, so none is lost. A quarantined agent's one lease is its probe, leased only while
+it is half-open and no other probe is out: the agent item's `probe` is the condition and the mark, in the lease's
+transaction, so two concurrent pulls cannot both take one.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from opscore.agents.records import TAKES_NO_WORK
+from opscore.agents.records import PROBES_NOT, TAKES_NO_WORK, CountedFailure
 from opscore.agents.store import DEADLINES_INDEX, agent_key
 from opscore.aws.dynamodb import run_transaction, translated_errors, update_if
 from opscore.aws.items import decode_item, n, s
@@ -43,7 +46,6 @@ LEASE_ATTRIBUTES = QUEUE_ATTRIBUTES
 # A task whose time in the runner has run out is not leased or renewed: the runner no longer waits for it.
 IN_TIME = "(attribute_not_exists(attempt_deadline) OR attempt_deadline > :now)"
 
-Counted = Literal["success", "failure"] | None
 LeaseOutcome = Literal["leased", "taken", "agent_unavailable"]
 
 
@@ -136,40 +138,36 @@ class TaskQueue:
         return [task_record(decode_item(item)) for item in items]
 
     # ------------------------------------------------------------------ leases
-    def lease(self, agent_id: str, task: TaskRef, now: str, expires_at: str, offline_after: int) -> LeaseOutcome:
+    def lease(
+        self,
+        agent_id: str,
+        task: TaskRef,
+        now: str,
+        expires_at: str,
+        offline_after: int,
+        *,
+        probe: Probe | None = None,
+    ) -> LeaseOutcome:
         """Hand a queued task to its agent, if the agent can take one more now.
 
         "taken": the task is no longer queued for this attempt (another pull leased it, or it ended);
-        "agent_unavailable": the agent is paused, in error, offline or quarantined (until it reports idle), or at its
-        max_concurrency.
+        "agent_unavailable": the agent is paused, in error, offline or quarantined, or at its max_concurrency; for a
+        `probe`, the agent is no longer half-open, or another probe is out.
         """
+        leased = (
+            "SET #status = :leased, leased_at = :now, lease_expires_at = :expires, updated_at = :now, "
+            "agent_tasks = :partition, agent_tasks_sk = :position, "
+            "deadline_kind = :lease, deadline_at = :position, agent_offline_after = :offline_after"
+        )
+        if probe is not None:  # the task knows its attempt is the probe (its end then decides the breaker)
+            leased += ", probe_seq = :seq"
         items: list[TransactWriteItemTypeDef] = [
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": agent_key(agent_id),
-                    "UpdateExpression": "ADD in_flight :one",
-                    "ConditionExpression": (
-                        "attribute_exists(PK) AND attribute_not_exists(quarantined) "
-                        "AND (attribute_not_exists(in_flight) OR in_flight < max_concurrency) "
-                        f"AND (attribute_not_exists(#state) OR NOT (#state IN ({_placeholders(TAKES_NO_WORK)})))"
-                    ),
-                    "ExpressionAttributeNames": {"#state": "state"},
-                    "ExpressionAttributeValues": {
-                        ":one": n(1),
-                        **{f":{state}": s(state) for state in TAKES_NO_WORK},
-                    },
-                }
-            },
+            {"Update": _agent_lease(self._table, agent_id, now, probe)},  # type: ignore[typeddict-item]
             {
                 "Update": {
                     "TableName": self._table,
                     "Key": task_key(task.session_id, task.index),
-                    "UpdateExpression": (
-                        "SET #status = :leased, leased_at = :now, lease_expires_at = :expires, updated_at = :now, "
-                        "agent_tasks = :partition, agent_tasks_sk = :position, "
-                        "deadline_kind = :lease, deadline_at = :position, agent_offline_after = :offline_after"
-                    ),
+                    "UpdateExpression": leased,
                     "ConditionExpression": (
                         # An attempt recorded without a queue entry (its input did not resolve) is never leased.
                         "#status = :queued AND attribute_exists(agent_tasks) AND dispatch_seq = :seq "
@@ -228,7 +226,7 @@ class TaskQueue:
         task: TaskRef,
         *,
         ended: AttemptEnd | None,
-        counted: Counted,
+        counted: CountedFailure | None,
         now: str,
         status: TaskStatus | None = None,
         expired_only: bool = False,
@@ -236,8 +234,8 @@ class TaskQueue:
         """End the attempt's lease and give the agent its slot back; False when it held no lease (nothing written).
 
         `ended` records how the attempt ended (a lease that ran out, an agent gone offline, a failed delivery, a
-        timeout); without it only `status` is set (a cancel skips the task). `counted` adds the attempt to the
-        agent's failure streak, or resets the streak; `expired_only` spares a lease a heartbeat has just extended.
+        timeout); without it only `status` is set (a cancel skips the task). `counted` is a failure counted against
+        the agent, kept with its failures; `expired_only` spares a lease a heartbeat has just extended.
         """
         condition = "attribute_exists(#lease_expires_at) AND #dispatch_seq = :seq" + (
             " AND #lease_expires_at <= :now" if expired_only else ""
@@ -268,16 +266,14 @@ class TaskQueue:
         return run_transaction(self._client, items) is None
 
 
-def slot_release(table: str, agent_id: str, counted: Counted) -> TransactWriteItemTypeDef:
-    """The agent half of ending a lease: one slot back, and the failure streak moved by the attempt's outcome."""
+def slot_release(table: str, agent_id: str, counted: CountedFailure | None) -> TransactWriteItemTypeDef:
+    """The agent half of ending a lease: one slot back, and a failure counted against the agent kept with its
+    failures (appended: concurrent ends each keep theirs; opscore.agents.store trims the list)."""
     update = "ADD in_flight :minus_one"
     values: dict[str, Any] = {":minus_one": n(-1)}
-    if counted == "failure":
-        update += ", failure_streak :one"
-        values[":one"] = n(1)
-    elif counted == "success":
-        update += " SET failure_streak = :zero"
-        values[":zero"] = n(0)
+    if counted is not None:
+        update += ", failures_seq :one SET failures = list_append(if_not_exists(failures, :none), :failure)"
+        values |= {":one": n(1), ":none": {"L": []}, ":failure": {"L": [s(counted.entry)]}}
     return {
         "Update": {
             "TableName": table,
@@ -285,6 +281,41 @@ def slot_release(table: str, agent_id: str, counted: Counted) -> TransactWriteIt
             "UpdateExpression": update,
             "ExpressionAttributeValues": values,
         }
+    }
+
+
+class Probe(NamedTuple):
+    """A half-open agent's probe lease: the attempt it names (probe_key), and when it counts as ended regardless."""
+
+    key: str
+    until: str
+
+
+def _agent_lease(table: str, agent_id: str, now: str, probe: Probe | None) -> dict[str, Any]:
+    """The agent half of a lease: one slot taken, if the agent may take it now (for a probe: half-open, none out)."""
+    free = "attribute_exists(PK) AND (attribute_not_exists(in_flight) OR in_flight < max_concurrency)"
+    if probe is None:
+        states = TAKES_NO_WORK
+        condition = f"{free} AND attribute_not_exists(quarantined)"
+        update = "ADD in_flight :one"
+        values: dict[str, Any] = {}
+    else:
+        states = PROBES_NOT
+        condition = (
+            f"{free} AND quarantined = :true AND probe_after <= :now "
+            "AND (attribute_not_exists(probe) OR probe_until < :now)"
+        )
+        update = "ADD in_flight :one SET probe = :probe, probe_until = :until"
+        values = {":true": {"BOOL": True}, ":now": s(now), ":probe": s(probe.key), ":until": s(probe.until)}
+    return {
+        "TableName": table,
+        "Key": agent_key(agent_id),
+        "UpdateExpression": update,
+        "ConditionExpression": (
+            f"{condition} AND (attribute_not_exists(#state) OR NOT (#state IN ({_placeholders(states)})))"
+        ),
+        "ExpressionAttributeNames": {"#state": "state"},
+        "ExpressionAttributeValues": {":one": n(1), **{f":{state}": s(state) for state in states}, **values},
     }
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
+from opscore.agents.records import AttemptOutcome, CountedFailure
 from opscore.aws.dynamodb import ConditionFailed
 from opscore.aws.stepfunctions import RunnerControl
 from opscore.core.clock import format_timestamp
@@ -83,8 +84,7 @@ class TaskResults:
                 },
             )
             metrics.add_metric(name="TaskResultsReported", unit=MetricUnit.Count, value=1)
-            if result.status == "failed":
-                self._health.after_failure(agent_id)
+            self._health.attempt_ended(agent_id, task, outcome_of(result), _error_type(result))
             return TaskResultAccepted(
                 task_id=task_id, session_id=session_id, status=result.status, attempt=task.attempts
             )
@@ -107,9 +107,21 @@ def saved_result(task: TaskRecord, agent_id: str, result: TaskResult, result_jso
         attempt=task.attempts,
         agent_id=agent_id,
         result_json=result_json,
-        counted="success" if result.status == "succeeded" else "failure",
+        counted=CountedFailure(format_timestamp(now), _error_type(result)) if outcome_of(result) == "counted" else None,
         now=format_timestamp(now),
     )
+
+
+def outcome_of(result: TaskResult) -> AttemptOutcome:
+    """A result as the agent's breaker sees it: a failure counts against the agent only when it says it is its own
+    fault (`"fault": "agent"`); a task's own failure (the default) is its retries' business."""
+    if result.error is None:
+        return "succeeded"
+    return "counted" if result.error.fault == "agent" else "failed"
+
+
+def _error_type(result: TaskResult) -> str:
+    return result.error.type if result.error is not None else ""
 
 
 def attempt_ended(task: TaskRecord, result: TaskResult, result_json: str, now: datetime) -> AttemptEnd:

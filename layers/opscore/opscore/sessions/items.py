@@ -93,6 +93,7 @@ def task_record(attributes: Attributes) -> TaskRecord:
         run_attempt=attributes.get("run_attempt", 0),
         route_json=attributes.get("route"),
         attempt_deadline=attributes.get("attempt_deadline"),
+        probe_seq=attributes.get("probe_seq"),
         queue_position=attributes.get("agent_tasks_sk", ""),
     )
 

@@ -8,6 +8,7 @@ from typing import Any, Self
 
 from pydantic import Field, field_validator, model_validator
 
+from opscore.agents.models import Quarantine
 from opscore.core.contracts import JsonObject, RequestModel, ResponseModel
 from opscore.workflows.templates import TaskId, TaskTemplate, WorkflowName, WorkflowTemplate
 
@@ -91,6 +92,13 @@ class SessionStarted(ResponseModel):
     status: SessionStatus
     workflow_id: str
     version: int
+    quarantine: Quarantine | None = Field(
+        default=None,
+        description=(
+            "The agent's quarantine when it is quarantined (null otherwise): the session is accepted, but its tasks "
+            "fail over to their fallbacks until the agent is half-open."
+        ),
+    )
 
 
 class AttemptRecord(ResponseModel):

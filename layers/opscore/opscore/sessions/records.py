@@ -94,6 +94,8 @@ class TaskRecord(NamedTuple):
     run_attempt: int = 0
     route_json: str | None = None
     attempt_deadline: str | None = None
+    # The dispatch whose lease was its half-open agent's probe (see opscore.dispatch.queue).
+    probe_seq: int | None = None
     # The entry's place in its agent's queue index: a queue rank, or a lease expiry, then the task id.
     queue_position: str = ""
 
@@ -129,6 +131,11 @@ class TaskRecord(NamedTuple):
     def refused(self) -> bool:
         """An attempt recorded with its error and no queue entry (its input did not resolve), not yet ended."""
         return self.status is TaskStatus.QUEUED and self.error is not None and not self.queue_position
+
+    @property
+    def probing(self) -> bool:
+        """The current attempt was leased as its quarantined agent's probe: its end decides the breaker."""
+        return self.probe_seq is not None and self.probe_seq == self.dispatch_seq
 
     def queued_for(self, ref: TaskRef) -> bool:
         return self.status is TaskStatus.QUEUED and self.ref == ref

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from opscore.agents.registry import Registry
+from opscore.agents.registry import Registry, quarantine_view
 from opscore.aws.stepfunctions import RunnerControl, execution_arn
 from opscore.core.clock import format_timestamp
 from opscore.core.contracts import canonical_json
@@ -85,7 +85,8 @@ class Sessions:
         template, version = self._resolve(request, triggered_by)
         if request.template is None:
             refuse_undeclared(agent, template, lambda index: f"tasks.{index}.action")
-        return self._start(agent_id, template, version, request.input, request.priority, triggered_by)
+        started = self._start(agent_id, template, version, request.input, request.priority, triggered_by)
+        return self._warned(started, agent)
 
     def run_task(self, agent_id: str, task: AdHocTask, triggered_by: str) -> TaskStarted:
         """An ad-hoc task: a session of its own (workflow `ad-hoc`, version 0: no stored workflow has it)."""
@@ -93,8 +94,18 @@ class Sessions:
         template = WorkflowTemplate(name=AD_HOC_WORKFLOW, tasks=[task])
         refuse_undeclared(agent, template, lambda _index: "action")
         refuse_references(task)
-        started = self._start(agent_id, template, 0, {}, None, triggered_by)
-        return TaskStarted(**started.model_dump(), task_id=task_id(started.session_id, 0))
+        started = self._warned(self._start(agent_id, template, 0, {}, None, triggered_by), agent)
+        return TaskStarted(**dict(started), task_id=task_id(started.session_id, 0))
+
+    def _warned(self, started: SessionStarted, agent: AgentRecord) -> SessionStarted:
+        """A session for a quarantined agent is accepted, and its answer says so (since when and why)."""
+        quarantine = quarantine_view(agent, format_timestamp(self._now()))
+        if quarantine is not None:
+            logger.warning(
+                "session started for a quarantined agent",
+                extra={"agent_id": agent.agent_id, "session_id": started.session_id, "since": quarantine.since},
+            )
+        return started.model_copy(update={"quarantine": quarantine})
 
     def _start(  # noqa: PLR0917 - what one session is started from
         self,

@@ -4,8 +4,9 @@ NamedTuples with evaluated annotations (no `from __future__ import annotations` 
 at a cold start.
 """
 
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
+from opscore.agents.records import CountedFailure
 from opscore.sessions.models import SessionStatus, TaskStatus
 
 
@@ -86,5 +87,5 @@ class SavedResult(NamedTuple):
     attempt: int
     agent_id: str
     result_json: str
-    counted: Literal["success", "failure"]
+    counted: CountedFailure | None  # a failure counted against the agent (its fault), kept with its failures
     now: str
