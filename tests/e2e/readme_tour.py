@@ -447,7 +447,8 @@ class Shell:
     def _calls(self) -> list[Call]:
         calls = []
         for record in sorted(self.records.glob("*.call"), key=lambda path: int(path.stem)):
-            status, method, url = record.read_text().split(" ", 2)
+            written = record.read_text().split(" ", 2)  # nothing when curl failed before it could say
+            status, method, url = written if len(written) == 3 else ("0", "?", "?")
             body_file = record.with_suffix(".body")
             body = body_file.read_text() if body_file.exists() else ""
             calls.append(Call(int(status), method, url, json.loads(body) if body.strip() else None))
