@@ -10,8 +10,10 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import REPO
+from tests.e2e.conftest import Contract
 from tests.e2e.readme_tour import Answer, Call, Comparison, Readme, judge, parse_pattern, pollable, steps
 
 LEASE: dict[str, Any] = {
@@ -125,3 +127,75 @@ def test_the_readme_is_read_as_the_tour_runs_it() -> None:
     answered = [step.answer.line for step in tour if step.answer is not None]
     assert answered == readme.answer_lines(), "every answer shown is an answer the tour checks"
     assert not [step.line for step in tour if re.search(r"<\w+>", step.command)], "no placeholder a reader cannot run"
+
+
+# The route table of the README's "The API (v1)" against docs/openapi.yaml: the same routes, and the answer keys a
+# row shows (`-> 201 {"key_id", ...}`) are the properties of the documented answer (all of them, unless `...`).
+ROUTE_ROW = re.compile(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/\S*)` \|[^|]*\|(.*)\|\s*$")
+ROW_ANSWER = re.compile(r"-> (?:(\d{3}) )?`\{([^`]*)\}`")
+
+
+def _spec() -> dict[str, Any]:
+    return dict(yaml.safe_load((REPO / "docs" / "openapi.yaml").read_text()))
+
+
+def _resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """Follow local `$ref`s (`#/components/...`) to the node they name."""
+    while "$ref" in node:
+        target: Any = spec
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+        node = target
+    return node
+
+
+def _routes() -> list[tuple[str, str, str]]:
+    return [
+        (row.group(1), row.group(2), row.group(3))
+        for line in (REPO / "README.md").read_text().splitlines()
+        if (row := ROUTE_ROW.match(line))
+    ]
+
+
+def test_the_readmes_route_table_is_the_specs() -> None:
+    spec = _spec()
+    table = {(method, path) for method, path, _ in _routes()}
+    documented = {
+        (method.upper(), path)
+        for path, operations in spec["paths"].items()
+        for method in operations
+        if method in {"get", "post", "put", "patch", "delete"}
+    }
+    assert table == documented, f"only in the README: {table - documented}; only in the spec: {documented - table}"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "what"),
+    [pytest.param(*route, id=f"{route[0]} {route[1]}") for route in _routes() if ROW_ANSWER.search(route[2])],
+)
+def test_the_answer_keys_in_the_readmes_route_table_are_the_specs(method: str, path: str, what: str) -> None:
+    spec = _spec()
+    shown = ROW_ANSWER.search(what)
+    assert shown is not None
+    status, inner = shown.group(1) or "200", shown.group(2)
+    response = _resolve(spec, spec["paths"][path][method.lower()]["responses"][status])
+    schema = _resolve(spec, response["content"]["application/json"]["schema"])
+    keys, properties = set(re.findall(r'"(\w+)"', inner)), set(schema["properties"])
+    assert keys <= properties, f"{method} {path} {status}: the spec does not document {keys - properties}"
+    if "..." not in inner:
+        assert keys == properties, f"{method} {path} {status}: the README omits {properties - keys}"
+
+
+def test_the_specs_request_examples_are_valid_requests() -> None:
+    contract = Contract(REPO / "docs" / "openapi.yaml")
+    examples = [
+        (f"#/paths/{path.replace('/', '~1')}/{method}/requestBody/content/{media.replace('/', '~1')}", example)
+        for path, operations in contract.spec["paths"].items()
+        for method, operation in operations.items()
+        if isinstance(operation, dict) and "requestBody" in operation
+        for media, content in operation["requestBody"]["content"].items()
+        for example in content.get("examples", {}).values()
+    ]
+    assert examples, "the spec shows request examples"
+    for pointer, example in examples:
+        contract.validate(example["value"], f"{pointer}/schema")
