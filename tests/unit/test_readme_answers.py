@@ -7,14 +7,17 @@ error code, a timestamp of another format, one id standing for two all fail; `..
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from opscore_tools.cli import app
 from tests.conftest import REPO
 from tests.e2e.conftest import Contract
-from tests.e2e.readme_tour import Answer, Call, Comparison, Readme, judge, parse_pattern, pollable, steps
+from tests.e2e.readme_tour import Answer, Block, Call, Comparison, Readme, judge, parse_pattern, pollable, steps
 
 LEASE: dict[str, Any] = {
     "task_id": "6618956917b9a2412ef600daf4422824-000",
@@ -199,3 +202,19 @@ def test_the_specs_request_examples_are_valid_requests() -> None:
     assert examples, "the spec shows request examples"
     for pointer, example in examples:
         contract.validate(example["value"], f"{pointer}/schema")
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        pytest.param(block, id=f"README line {block.first_line}")
+        for block in Readme.read(REPO / "README.md").blocks
+        if block.language in {"yaml", "json"} and re.search(r"^\"?tasks\"?:", "\n".join(block.lines), re.MULTILINE)
+    ],
+)
+def test_every_template_the_readme_shows_is_one_the_api_accepts(block: Block, tmp_path: Path) -> None:
+    """The templates shown but not posted by the tour are still checked, as the API checks them (`opscore asl`)."""
+    template = tmp_path / f"template.{block.language}"
+    template.write_text("\n".join(block.lines) + "\n")
+    result = CliRunner().invoke(app, ["asl", str(template)])
+    assert result.exit_code == 0, result.output
