@@ -53,7 +53,7 @@ class Contract:
         template = next((template for template, pattern in self._templates if pattern.match(path)), None)
         if template is None or method.lower() not in self.spec["paths"][template]:
             # Not a route: API Gateway's own not-found answer, which must still be an Ops-Core error.
-            self._validate(body, "#/components/schemas/Error")
+            self.validate(body, "#/components/schemas/Error")
             return
         responses = self.spec["paths"][template][method.lower()]["responses"]
         assert str(status) in responses, f"{method} {template} answered {status}, which docs/openapi.yaml omits"
@@ -65,7 +65,7 @@ class Contract:
         if "content" not in response:
             assert body is None, f"{method} {template} {status} should have no body"
             return
-        self._validate(body, f"{pointer}/content/application~1json/schema")
+        self.validate(body, f"{pointer}/content/application~1json/schema")
 
     def _resolve(self, pointer: str) -> dict[str, Any]:
         node: Any = self.spec
@@ -73,7 +73,7 @@ class Contract:
             node = node[part.replace("~1", "/").replace("~0", "~")]
         return dict(node)
 
-    def _validate(self, body: Any, pointer: str) -> None:
+    def validate(self, body: Any, pointer: str) -> None:
         jsonschema.Draft202012Validator({"$ref": f"{SPEC_URI}{pointer}"}, registry=self._registry).validate(body)
 
 
