@@ -24,6 +24,14 @@ THREE_TASKS = {
     "name": "bench-three",
     "tasks": [{"id": "a", "action": "x"}, {"id": "b", "action": "y"}, {"id": "c", "action": "z"}],
 }
+# The second task reads the first's output: its dispatch reads the session's tasks to resolve the reference.
+WITH_REFERENCE = {
+    "name": "bench-reference",
+    "tasks": [
+        {"id": "a", "action": "x"},
+        {"id": "b", "action": "y", "input": {"from_a": {"$from": "tasks.a.output", "default": None}}},
+    ],
+}
 STAMP = "2026-11-24T05:{minute:02d}:{second:02d}Z"
 
 
@@ -51,6 +59,7 @@ def measure(harness: Harness) -> dict[str, Any]:
         harness.wait(partial(_completed, harness, session_id), "the session's end")
 
     results.update(_one_attempt(harness, agent))
+    results.update(_reference_dispatch(harness, agent))
     results.update(_sessions(harness, agent))
     results["silence deadline"] = {
         "metered contacts": "each in the same minute as the agent's previous contact: the deadline stays",
@@ -71,7 +80,7 @@ def _contacts(harness: Harness, agent: str, results: dict[str, Any]) -> None:
         lambda: harness.create_workflow(same_shape)
     )
     results["store a template (a version already stored)"] = harness.measured(lambda: harness.create_workflow(ONE_TASK))
-    for template in (ONE_TASK_RETRIED, THREE_TASKS):
+    for template in (ONE_TASK_RETRIED, THREE_TASKS, WITH_REFERENCE):
         harness.create_workflow(template)
     results["registration (re-sync)"] = harness.measured(lambda: harness.register(agent))
 
@@ -120,6 +129,22 @@ def _one_attempt(harness: Harness, agent: str) -> dict[str, Any]:
         results["result"] = harness.measured(lambda: harness.report(agent, task))
         harness.wait(partial(_completed, harness, session), "the session's end")
         results["lease (tasks/next, nothing ready)"] = harness.measured(lambda: harness.nothing_ready(agent))
+    return results
+
+
+def _reference_dispatch(harness: Harness, agent: str) -> dict[str, Any]:
+    """The dispatch of a task whose input has a reference, set off by the result of the task before it."""
+    results: dict[str, Any] = {}
+    session = harness.trigger(agent, "bench-reference")
+    harness.wait(partial(harness.queued, session, 0), "task a queued")
+    harness.lease(agent, f"{session}-000")
+    results["dispatch (its input has a reference)"] = harness.measured(
+        lambda: harness.report(agent, f"{session}-000"),
+        settle=partial(harness.queued, session, 1),
+        only="DispatchFunction",
+    )
+    harness.work(agent, session, 1)
+    harness.wait(partial(_completed, harness, session), "the session's end")
     return results
 
 
