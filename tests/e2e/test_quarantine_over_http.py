@@ -48,7 +48,7 @@ def test_a_quarantined_agent_is_told_so_and_only_an_admin_lifts_it(api: Api) -> 
     view = agent.ended(started.body["session_id"])
     assert view["error"]["type"] == "OpsCore.AgentQuarantined"
     since = quarantine["since"]
-    assert f"has been quarantined since {since} (1 failures in 600 s: OutOfMemory)" in view["error"]["message"]
+    assert f"has been quarantined since {since} (1 failure in 600 s: OutOfMemory)" in view["error"]["message"]
 
     # only an admin lifts it
     assert api.request("DELETE", f"{path}/quarantine", key=agent.agent_key).status == 403

@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 
+from opscore import wiring
+from opscore.agents.store import agent_key
 from opscore.core.clock import parse_timestamp
 from opscore_tools.local.lambdas import LambdaRuntime
 from tests.conftest import ADMIN_CONTEXT, EventFactory, agent_context
+from tests.integration.boundary import Answer, always, intercept
 from tests.integration.conftest import Clock, Invoke
 from tests.integration.session_driver import SessionDriver, eventually, task
 from tests.integration.test_dispatch import pull, run_task, wait_queue
@@ -145,7 +148,7 @@ def test_a_trigger_for_a_quarantined_agent_says_so_and_its_session_error_names_w
     assert view["status"] == "error"
     assert view["error"]["type"] == "OpsCore.AgentQuarantined"
     assert view["error"]["message"] == (
-        f"agent agent-1 has been quarantined since {since} (1 failures in 600 s: OutOfMemory)"
+        f"agent agent-1 has been quarantined since {since} (1 failure in 600 s: OutOfMemory)"
     )
     adhoc = run_task(ops)
     assert adhoc["quarantine"]["since"] == since, "an ad-hoc task's answer says so too"
@@ -291,3 +294,94 @@ def test_a_quarantined_agent_is_told_so_while_paused_too_and_probes_only_once_it
     ops.succeed(probe["task_id"])
     assert ops.wait_ended(started["session_id"])["status"] == "completed"
     eventually(lambda: ops.agent()[1]["quarantined"] is False, "the breaker closed")
+
+
+def test_a_probe_lease_loses_to_a_probe_taken_meanwhile(ops: SessionDriver, clock: Clock) -> None:
+    """The probe's exclusivity is the lease transaction's own condition, not the pull's read of the agent before it:
+    a rival probe written between that read and the transaction makes this one answer 409 and take nothing."""
+    ops.register(quarantine_after=1, quarantine_cooldown_seconds=30, max_concurrency=3)
+    quarantine_open(ops)
+    clock.advance(31)
+    started = run_task(ops)
+    wait_queue(ops, 1)
+    rival = "rival-000#1"
+
+    def rival_probe_first(request: dict[str, Any]) -> Answer | None:
+        if "probe = :probe" in json.dumps(request) and not rivals:
+            rivals.append(request)
+            wiring.dynamodb().update_item(
+                TableName=wiring.settings().table_name,
+                Key=agent_key(ops.agent_id),
+                UpdateExpression="SET probe = :probe, probe_until = :until",
+                ExpressionAttributeValues={":probe": {"S": rival}, ":until": {"S": "2999-01-01T00:00:00.000000Z"}},
+            )
+        return None
+
+    rivals: list[dict[str, Any]] = []
+    intercept(wiring.dynamodb(), "TransactWriteItems", rival_probe_first)
+    status, answer = ops.next_task()
+
+    assert rivals, "the pull went for the probe"
+    assert (status, answer["error"]["code"]) == (409, "agent_quarantined"), answer
+    _status, agent = ops.agent()
+    assert (agent["quarantine"]["probe_task_id"], agent["queue"]["in_flight"]) == ("rival-000", 0)
+    assert task(ops.session(started["session_id"])[1], "task")["status"] == "queued", "nothing was leased"
+
+
+def test_an_agent_in_an_error_it_reported_itself_is_not_probed(ops: SessionDriver, clock: Clock) -> None:
+    ops.register(quarantine_after=1, quarantine_cooldown_seconds=30)
+    quarantine_open(ops)
+    clock.advance(31)
+    run_task(ops)
+    wait_queue(ops, 1)
+    assert ops.report_state("error")[0] == 200  # the agent says it is unwell: the probe waits
+
+    status, answer = ops.next_task()
+    assert (status, answer["error"]["code"]) == (409, "agent_quarantined"), answer
+
+    assert ops.report_state("idle")[0] == 200  # well again, and still quarantined: the probe is handed out
+    status, leased = ops.next_task()
+    assert (status, leased["probe"]) == (200, True), leased
+
+
+def test_a_probes_success_closes_the_breaker_even_when_the_runner_throttles_its_answer(
+    ops: SessionDriver, clock: Clock
+) -> None:
+    """The breaker moves before the runner is told: a result answered 429 (Step Functions kept throttling) has
+    already closed it, and the agent's repeat of the result is a 200 that tells the runner."""
+    ops.register(quarantine_after=1, quarantine_cooldown_seconds=30)
+    quarantine_open(ops)
+    clock.advance(31)
+    started = run_task(ops)
+    wait_queue(ops, 1)
+    status, probe = ops.next_task()
+    assert (status, probe["probe"]) == (200, True), probe
+    throttling = intercept(wiring.stepfunctions(), "SendTaskSuccess", always(Answer.error("ThrottlingException")))
+    body = {"status": "succeeded", "output": {}, "attempt": 1}
+    status, answer = ops.report(probe["task_id"], body)
+    assert status == 429, answer
+    _status, agent = ops.agent()
+    assert (agent["quarantined"], agent["quarantine"]) == (False, None), "closed by the result already recorded"
+
+    throttling.remove()
+    assert ops.report(probe["task_id"], body)[0] == 200
+    assert ops.wait_ended(started["session_id"])["status"] == "completed"
+
+
+def test_a_lift_that_keeps_losing_the_race_is_a_conflict_not_a_claim_that_nothing_was_quarantined(
+    ops: SessionDriver,
+) -> None:
+    ops.register(quarantine_after=1)
+    quarantine_open(ops)
+    lost = Answer.error(
+        "TransactionCanceledException",
+        "another writer's condition held",
+        CancellationReasons=[{"Code": "ConditionalCheckFailed"}, {"Code": "None"}],
+    )
+    losing = intercept(wiring.dynamodb(), "TransactWriteItems", always(lost))
+
+    status, answer = lift(ops)
+    assert (status, answer["error"]["code"]) == (409, "conflict"), answer
+    losing.remove()
+    assert ops.agent()[1]["quarantined"] is True, "nothing was lifted"
+    assert lift(ops)[0] == 200, "sent again, it lifts"

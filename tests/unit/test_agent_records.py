@@ -93,7 +93,9 @@ def test_trimmed_failures_keep_the_windows_last_quarantine_after() -> None:
 @pytest.mark.parametrize(
     ("record", "may"),
     [
-        (agent(AgentState.ERROR, quarantine=HALF_OPEN), True),  # the quarantine's own error does not stop a probe
+        # the quarantine's own error does not stop a probe; an error the agent reported itself does
+        (agent(AgentState.ERROR, quarantine=HALF_OPEN, state_by_opscore=True), True),
+        (agent(AgentState.ERROR, quarantine=HALF_OPEN), False),
         (agent(AgentState.IDLE, quarantine=HALF_OPEN), True),
         (agent(None, quarantine=HALF_OPEN), True),
         (agent(AgentState.IDLE, quarantine=OPEN), False),  # still cooling down

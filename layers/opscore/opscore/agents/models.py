@@ -221,7 +221,10 @@ class Agent(ResponseModel):
     quarantine_window_seconds: int
     quarantine_cooldown_seconds: int
     failure_streak: int = Field(
-        description="The agent's own failures within the last quarantine_window_seconds; a success does not reset it."
+        description=(
+            "The agent's own failures within the last quarantine_window_seconds, at most quarantine_after; a success "
+            "does not reset it, a lifted quarantine does."
+        )
     )
     quarantined: bool = Field(description="Put in error by Ops-Core: its circuit breaker is open (see quarantine).")
     quarantine: Quarantine | None = Field(description="null while the breaker is closed.")

@@ -60,6 +60,7 @@ class QuarantineRecord(NamedTuple):
     failures: int  # counted failures in the window when it (re)opened
     last_error: str  # the error type of the failure that (re)opened it
     probe_after: str
+    window_seconds: int = DEFAULT_QUARANTINE_WINDOW_SECONDS  # the window the failures were counted over
 
 
 def probe_key(task_id: str, sequence: int) -> str:
@@ -122,6 +123,9 @@ class AgentRecord(NamedTuple):
     quarantine: QuarantineRecord | None = None  # the open (or half-open) breaker
     probe: str | None = None  # the probe attempt (probe_key) leased while half-open
     probe_until: str | None = None  # when that probe counts as ended, whatever the agent item still says
+    # The current state was set by Ops-Core (offline, quarantined, lifted), not reported by the agent: a quarantine's
+    # own `error` lets a probe through, an `error` the agent reported does not.
+    state_by_opscore: bool = False
     # When the agent counts as offline if nothing more is heard from it; None once it is marked offline.
     silent_at: str | None = None
     created: bool = False  # set by a registration that created the item
@@ -152,8 +156,10 @@ class AgentRecord(NamedTuple):
         return self.probe is not None and (self.probe_until is None or self.probe_until >= now)
 
     def may_probe(self, now: str) -> bool:
-        """Half-open with no probe out, a slot free and not paused or offline: what a probe's lease also checks."""
-        free = self.in_flight < self.max_concurrency and self.state not in PROBES_NOT
+        """Half-open with no probe out, a slot free, not paused or offline, and not in an `error` it reported itself:
+        what a probe's lease also checks."""
+        own_error = self.state is AgentState.ERROR and not self.state_by_opscore
+        free = self.in_flight < self.max_concurrency and self.state not in PROBES_NOT and not own_error
         return free and self.half_open(now) and not self.probe_out(now)
 
     def failures_within(self, now: str) -> tuple[CountedFailure, ...]:
@@ -179,6 +185,7 @@ class AgentRecord(NamedTuple):
             failures=len(window),
             last_error=last_error,
             probe_after=seconds_after(now, self.quarantine_cooldown_seconds),
+            window_seconds=self.quarantine_window_seconds,
         )
 
     def quarantine_message(self) -> str:
@@ -189,7 +196,8 @@ class AgentRecord(NamedTuple):
         if quarantine.reason == "probe_failed":
             why = f"its probe task failed: {quarantine.last_error}"
         else:
-            why = f"{quarantine.failures} failures in {self.quarantine_window_seconds} s: {quarantine.last_error}"
+            failures = f"{quarantine.failures} failure{'' if quarantine.failures == 1 else 's'}"
+            why = f"{failures} in {quarantine.window_seconds} s: {quarantine.last_error}"
         return f"agent {self.agent_id} has been quarantined since {quarantine.since} ({why})"
 
     def __repr__(self) -> str:  # the webhook secret stays out of logs and tracebacks

@@ -141,6 +141,7 @@ class Registry:
         error: AgentError | None,
         quarantine: QuarantineRecord | Literal["keep", "lift"] = "keep",
         silent_before: str | None = None,
+        by_opscore: bool = False,
     ) -> tuple[StateWrite, StateHistoryEntry]:
         """The one way a state change is built, by an agent's report or by Ops-Core: the write and its history."""
         write = StateWrite(
@@ -155,6 +156,7 @@ class Registry:
             silent_at=None if silent_before is not None else record.next_silence(now),
             quarantine=quarantine,
             silent_before=silent_before,
+            by_opscore=by_opscore,
         )
         entry = StateHistoryEntry(
             state=state,
@@ -218,6 +220,7 @@ class Registry:
                 error=None,
                 quarantine=change.quarantine,
                 silent_before=change.silent_before,
+                by_opscore=True,
             )
             try:
                 self._store.write_state(agent_id, record.state_version, write, entry)
@@ -225,7 +228,8 @@ class Registry:
                 continue  # the agent reported (or was heard from) meanwhile: look again
             self._record_change(agent_id, entry, None)
             return record, entry
-        return None
+        # Lost the race every time: not "decided no", which would let a caller answer as if nothing were due.
+        raise Conflict(f"agent {agent_id}'s state is changing too fast to change it now; try again")
 
     def lift_quarantine(self, agent_id: str, by: str, when: Callable[[AgentRecord], bool] | None = None) -> bool:
         """Close the agent's breaker (while `when(agent)` holds, else while it is quarantined): its failures go, and
@@ -315,7 +319,7 @@ def quarantine_view(record: AgentRecord, now: str) -> Quarantine | None:
         since=quarantine.since,
         reason=quarantine.reason,
         failures=quarantine.failures,
-        window_seconds=record.quarantine_window_seconds,
+        window_seconds=quarantine.window_seconds,
         last_error_type=quarantine.last_error,
         probe_after=quarantine.probe_after,
         half_open=record.half_open(now),

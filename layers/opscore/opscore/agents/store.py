@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from opscore.agents.models import AgentState, CurrentState, RegistrationRequest, StateHistoryEntry
-from opscore.agents.records import AgentRecord, CountedFailure, QuarantineRecord, agent_error
+from opscore.agents.records import (
+    DEFAULT_QUARANTINE_WINDOW_SECONDS,
+    AgentRecord,
+    CountedFailure,
+    QuarantineRecord,
+    agent_error,
+)
 from opscore.aws.dynamodb import ConditionFailed, translated_errors, update_if
 from opscore.aws.items import Attributes, Item, decode_item, n, s
 from opscore.aws.pages import query_prefix_page
@@ -62,6 +68,7 @@ class StateWrite:
     quarantine: QuarantineRecord | Literal["keep", "lift"] = "keep"
     # Only while the agent's silence deadline is before this (marking it offline): a contact meanwhile wins.
     silent_before: str | None = None
+    by_opscore: bool = False  # Ops-Core's own change, not the agent's report (see AgentRecord.state_by_opscore)
 
     def same_report_as(self, entry: StateHistoryEntry) -> bool:
         return (
@@ -143,6 +150,10 @@ class AgentStore:
             update.set("deadline_at", silence_deadline(agent_id, write.silent_at))
         else:
             update.remove("deadline_kind", "deadline_at")
+        if write.by_opscore:
+            update.set("state_by_opscore", True)
+        else:
+            update.remove("state_by_opscore")
         if isinstance(write.quarantine, QuarantineRecord):
             _open_breaker(update, write.quarantine)
         elif write.quarantine == "lift":
@@ -314,6 +325,7 @@ QUARANTINE_ATTRIBUTES = (
     "quarantine_reason",
     "quarantine_failures",
     "quarantine_last_error",
+    "quarantine_window",
     "probe_after",
     "probe",
     "probe_until",
@@ -338,6 +350,7 @@ _PLAIN_FIELDS = (
     "failures_seq",
     "probe",
     "probe_until",
+    "state_by_opscore",
 )
 
 
@@ -368,7 +381,7 @@ def _open_breaker(update: Update, quarantine: QuarantineRecord) -> None:
     update.set("quarantined", True).set("quarantined_since", quarantine.since)
     update.set("quarantine_reason", quarantine.reason).set("quarantine_failures", quarantine.failures)
     update.set("quarantine_last_error", quarantine.last_error).set("probe_after", quarantine.probe_after)
-    update.remove("probe", "probe_until")
+    update.set("quarantine_window", quarantine.window_seconds).remove("probe", "probe_until")
 
 
 def _quarantine(attributes: Attributes) -> QuarantineRecord | None:
@@ -382,6 +395,9 @@ def _quarantine(attributes: Attributes) -> QuarantineRecord | None:
         failures=attributes.get("quarantine_failures", 0),
         last_error=attributes.get("quarantine_last_error", ""),
         probe_after=attributes.get("probe_after") or since,
+        window_seconds=attributes.get("quarantine_window")
+        or attributes.get("quarantine_window_seconds")
+        or DEFAULT_QUARANTINE_WINDOW_SECONDS,
     )
 
 

@@ -136,10 +136,11 @@ class AgentHealth:
         if not self._queue.release(agent_id, ref, ended=ended, counted=counted, now=stamp, expired_only=expired_only):
             return False
         count(ended)
+        self._lease_ended(agent_id, task, ended, error)
+        # The breaker moves before the runner is told: the lease is gone, so nothing would move it after a throttle.
+        self.attempt_ended(agent_id, task, "counted" if counted else "released", error)
         if tell and task.task_token is not None:
             self._tell_runner(task.task_token, error, cause)
-        self._lease_ended(agent_id, task, ended, error)
-        self.attempt_ended(agent_id, task, "counted" if counted else "released", error)
         return True
 
     def _lease_ended(self, agent_id: str, task: TaskRecord, ended: AttemptEnd, error: str) -> None:
@@ -295,10 +296,14 @@ class AgentHealth:
         `fresh` is a task just queued, read by its key: the index may not show it yet.
         """
         cause = agent.quarantine_message()
-        if fresh is not None:
-            self._fail_over(agent.agent_id, fresh.ref, cause)
-        for entry in self._all(self._queue.queued, agent.agent_id):
-            self._fail_over(agent.agent_id, entry.ref, cause)
+        refs = [fresh.ref] if fresh is not None else []
+        for ref in [*refs, *(entry.ref for entry in self._all(self._queue.queued, agent.agent_id))]:
+            try:
+                self._fail_over(agent.agent_id, ref, cause)
+            except Throttled:
+                # Recorded, but the runner kept throttling its answer: its own timeout ends the wait. The other
+                # tasks are failed over all the same.
+                logger.warning("failed-over task's runner not told", extra={"task_id": ref.task_id}, exc_info=True)
 
     @staticmethod
     def _all(read: Callable[[str, int, str | None], list[TaskRecord]], agent_id: str) -> Iterator[TaskRecord]:

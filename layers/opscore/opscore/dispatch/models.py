@@ -20,6 +20,13 @@ class ReportedError(RequestModel):
         ),
     )
 
+    @field_validator("fault", mode="before")
+    @classmethod
+    def _named_when_given(cls, value: object) -> object:
+        if value is None:  # the spec's enum has no null: leave the field out for "task"
+            raise ValueError('fault is "task" or "agent" (leave it out for "task")')
+        return value
+
     @field_validator("fault")
     @classmethod
     def _task_is_the_default(cls, value: str | None) -> str | None:

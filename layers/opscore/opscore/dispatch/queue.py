@@ -21,6 +21,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from opscore.agents.models import AgentState
 from opscore.agents.records import PROBES_NOT, TAKES_NO_WORK, CountedFailure
 from opscore.agents.store import DEADLINES_INDEX, agent_key
 from opscore.aws.dynamodb import run_transaction, translated_errors, update_if
@@ -303,10 +304,18 @@ def _agent_lease(table: str, agent_id: str, now: str, probe: Probe | None) -> di
         states = PROBES_NOT
         condition = (
             f"{free} AND quarantined = :true AND probe_after <= :now "
-            "AND (attribute_not_exists(probe) OR probe_until < :now)"
+            "AND (attribute_not_exists(probe) OR probe_until < :now) "
+            # the quarantine's own error lets the probe through; an error the agent reported itself does not
+            "AND (#state <> :own_error OR attribute_exists(state_by_opscore))"
         )
         update = "ADD in_flight :one SET probe = :probe, probe_until = :until"
-        values = {":true": {"BOOL": True}, ":now": s(now), ":probe": s(probe.key), ":until": s(probe.until)}
+        values = {
+            ":true": {"BOOL": True},
+            ":now": s(now),
+            ":probe": s(probe.key),
+            ":until": s(probe.until),
+            ":own_error": s(AgentState.ERROR.value),
+        }
     return {
         "TableName": table,
         "Key": agent_key(agent_id),

@@ -53,10 +53,12 @@ class TaskResults:
             now = self._now()
             known = known_answer(task, task_id, result, result_json, format_timestamp(now))
             if known is not None:
-                if known.tell_again and task.task_token is not None:
-                    # The first call may have stopped between recording the result and telling the runner: tell it
-                    # again (a closed token means it had heard).
-                    tell_runner(self._runner, task.task_token, result)
+                if known.tell_again:
+                    # The first call may have stopped between recording the result and moving the agent's breaker or
+                    # telling the runner: do both again (each is safe to repeat; a closed token means it had heard).
+                    self._health.attempt_ended(agent_id, task, outcome_of(result), _error_type(result))
+                    if task.task_token is not None:
+                        tell_runner(self._runner, task.task_token, result)
                 return TaskResultAccepted(
                     task_id=task_id, session_id=session_id, status=result.status, attempt=known.attempt
                 )
@@ -69,6 +71,9 @@ class TaskResults:
             if not saved:
                 raise TaskNotOpen(f"the session of task {task_id} has ended; it takes no more results")
             count(ended)
+            # The breaker moves before the runner is told: a throttled answer to the runner fails this call, and the
+            # agent's repeat (a known answer) tells the runner again without a second look at the breaker.
+            self._health.attempt_ended(agent_id, task, outcome_of(result), _error_type(result))
             if task.task_token is not None:
                 # A token closed meanwhile (the runner's timeout came first) is healed by the runner's next dispatch
                 # of this task, which finds the run succeeded and passes the result on.
@@ -84,7 +89,6 @@ class TaskResults:
                 },
             )
             metrics.add_metric(name="TaskResultsReported", unit=MetricUnit.Count, value=1)
-            self._health.attempt_ended(agent_id, task, outcome_of(result), _error_type(result))
             return TaskResultAccepted(
                 task_id=task_id, session_id=session_id, status=result.status, attempt=task.attempts
             )
