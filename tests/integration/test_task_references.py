@@ -357,7 +357,7 @@ def test_the_readme_example_runs_as_the_readme_says(ops: SessionDriver) -> None:
     assert fetch["input"] == {"url": "https://example.com/a"}
     ops.fail(fetch["task_id"], "UpstreamDown", "example.com did not answer")
     cached = lease(ops, session_id, "cached")
-    assert cached["input"] == {"url": "https://example.com/a", "reason": "example.com did not answer"}
+    assert cached["input"] == {"url": "https://example.com/a", "from_cache": True, "why": "example.com did not answer"}
     ops.succeed(cached["task_id"], {"body": "from the cache"})
 
     summarise = lease(ops, session_id, "summarise")
