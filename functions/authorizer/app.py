@@ -23,7 +23,12 @@ SETTINGS = require_settings(TABLE_NAME)
 def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict[str, Any]:
     principal = wiring.api_keys().authenticate(event.headers.get("x-api-key"))
     if principal is None:
-        logger.info("api key refused", extra={"path": event.path})
+        # The key itself is never logged: only that one was missing or not valid, and where it was used.
+        reason = "no API key" if not event.headers.get("x-api-key") else "unknown, revoked or malformed API key"
+        logger.info(
+            "api key refused",
+            extra={"event": "auth_failed", "path": event.path, "error_type": "unauthorized", "error_message": reason},
+        )
         metrics.add_metric(name="AuthFailures", unit=MetricUnit.Count, value=1)
         # API Gateway turns exactly this error message into a 401; any other failure would become a 500.
         raise Unauthorized("Unauthorized")

@@ -20,4 +20,5 @@ SETTINGS = require_settings(TABLE_NAME)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    logger.set_correlation_id(context.aws_request_id)  # a runner's call replaces it with its session (the execution)
     return handle_dispatch_event(event, context.get_remaining_time_in_millis)

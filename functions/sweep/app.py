@@ -15,4 +15,5 @@ SETTINGS = require_settings(TABLE_NAME)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    logger.set_correlation_id(context.aws_request_id)
     return sweep_and_serve(context.get_remaining_time_in_millis).as_dict()

@@ -261,11 +261,11 @@ def test_logs_are_json_lines_with_correlation_and_agent(
     request_id = reply.headers["x-amzn-RequestId"]
     lines = [json.loads(line) for line in local_ops_core.log_path.read_text().splitlines()]
     change = next(
-        line for line in lines if line.get("correlation_id") == request_id and line["message"] == "agent state changed"
+        line for line in lines if line.get("correlation_id") == request_id and line.get("event") == "state_changed"
     )
     assert change["agent_id"] == agent_id
-    assert "old_state" not in change, "a first state has no old state (Powertools leaves out None values)"
-    assert change["new_state"] == "paused"
+    assert "old" not in change, "a first state has no old state (Powertools leaves out None values)"
+    assert change["new"] == "paused"
     assert change["function_name"] == "StateUpdateFunction"
     assert change["service"] == "opscore"
     assert any(line.get("StateChanges") == [1.0] for line in lines), "metrics are EMF lines in the same log"

@@ -80,7 +80,9 @@ def queue_and_serve(request: DispatchRequest, remaining_ms: RemainingMs) -> str:
         # Deliberately broad. The attempt is queued and stored by now: whatever serving raises (AWS errors, a
         # throttle, a fault in a delivery channel), failing this invocation would have the runner retry its Task
         # state for an attempt that is in fact waiting in its agent's queue. Logged with its trace instead.
-        logger.exception("serving the agent's queue failed; its next wake or pull takes the task")
+        logger.exception(
+            "serving the agent's queue failed; its next wake or pull takes the task", extra={"event": "serve_failed"}
+        )
     return outcome
 
 
@@ -104,5 +106,5 @@ def sweep_and_serve(remaining_ms: RemainingMs) -> SweepOutcome:
             break  # the rest is served when those agents next report, or by the next sweep
         pushed += wiring.dispatcher().serve(agent_id, budget_seconds=budget)
     outcome = SweepOutcome(report.attempts_timed_out, report.leases_expired, report.agents_offline, pushed)
-    logger.info("sweep done", extra=outcome.as_dict())
+    logger.info("sweep done", extra={"event": "sweep_done", **outcome.as_dict()})
     return outcome

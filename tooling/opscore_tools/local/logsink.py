@@ -30,14 +30,19 @@ class JsonLinesSink(io.TextIOBase):
                 self._write_line(line)
         return len(text)
 
-    def record(self, level: str, message: str, **fields: Any) -> None:
-        """A log line of the local runtime itself (requests served, start, stop)."""
+    def record(self, level: str, message: str, event: str, correlation_id: str | None = None, **fields: Any) -> None:
+        """A log line of the local runtime itself (a request served, its start and stop), with the base fields every
+        line has (docs/logging.md): the runtime stands where API Gateway and Lambda's own lines would."""
         entry = {
             "level": level,
             "location": "opscore local",
             "message": message,
-            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "timestamp": _now(),
             "service": "opscore-local",
+            "function_name": "opscore-local",
+            "correlation_id": correlation_id,
+            "cold_start": False,
+            "event": event,
             **fields,
         }
         self._write_line(json.dumps(entry))
@@ -47,9 +52,18 @@ class JsonLinesSink(io.TextIOBase):
             is_object = isinstance(json.loads(line), dict)
         except ValueError:
             is_object = False
-        if not is_object:
+        if not is_object:  # a print, say: kept as a line of its own, with the base fields
             line = json.dumps(
-                {"level": "INFO", "message": line, "timestamp": datetime.now(UTC).isoformat(), "service": "stdout"}
+                {
+                    "level": "INFO",
+                    "message": line,
+                    "timestamp": _now(),
+                    "service": "stdout",
+                    "function_name": "opscore-local",
+                    "correlation_id": None,
+                    "cold_start": False,
+                    "event": "stdout",
+                }
             )
         with self._lock:
             if not self._file.closed:
@@ -65,3 +79,8 @@ class JsonLinesSink(io.TextIOBase):
         super().close()  # flushes first
         with self._lock:
             self._file.close()
+
+
+def _now() -> str:
+    """RFC 3339 with milliseconds and an offset, as the functions' lines are stamped."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

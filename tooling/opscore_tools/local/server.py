@@ -66,7 +66,7 @@ class LocalOpsCore:
         self._thread.start()
         self._scheduler = Scheduler(self.template.schedules, runtime.invoke, self._schedule_seconds)
         self._scheduler.start()
-        self.sink.record("INFO", "local runtime started", url=self.url, admin_key_id=admin.key_id)
+        self.sink.record("INFO", "local runtime started", "runtime_started", url=self.url, admin_key_id=admin.key_id)
         return admin
 
     def stop(self) -> None:
@@ -81,7 +81,7 @@ class LocalOpsCore:
             self._thread.join()
             self._thread = None
         self._emulation.stop()
-        self.sink.record("INFO", "local runtime stopped")
+        self.sink.record("INFO", "local runtime stopped", "runtime_stopped")
         self.sink.close()
 
     def _route_logs_to_sink(self) -> None:
@@ -104,7 +104,8 @@ class LocalOpsCore:
             file: TextIO | None = None,  # noqa: ARG001
             line: str | None = None,  # noqa: ARG001
         ) -> None:
-            self.sink.record("WARNING", str(message), warning=category.__name__, location=f"{filename}:{lineno}")
+            where = f"{filename}:{lineno}"
+            self.sink.record("WARNING", str(message), "warning", warning=category.__name__, location=where)
 
         warnings.showwarning = log_warning
 
@@ -150,14 +151,17 @@ def _handler_class(gateway: Gateway, sink: JsonLinesSink) -> type[BaseHTTPReques
                     )
                 )
             self._send(response)
+            request_id = response.headers.get("x-amzn-RequestId")
             sink.record(
                 "INFO",
-                "request",
+                "http request",
+                "http_request",
+                correlation_id=request_id,
                 method=self.command,
-                path=self.path,
+                path=urlsplit(self.path).path,  # not the query: nothing secret belongs there, but nothing is logged
                 status=response.status,
                 function=response.function,
-                request_id=response.headers.get("x-amzn-RequestId"),
+                request_id=request_id,
                 latency_ms=round((time.perf_counter() - started) * 1000, 2),
             )
 

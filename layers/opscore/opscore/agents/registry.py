@@ -70,7 +70,12 @@ class Registry:
         )
         logger.info(
             "agent registered" if record.created else "agent registration updated",
-            extra={"agent_id": agent_id, "agent_version": request.version, "capabilities": request.capabilities},
+            extra={
+                "event": "agent_registered" if record.created else "registration_updated",
+                "agent_id": agent_id,
+                "agent_version": request.version,
+                "capabilities": request.capabilities,
+            },
         )
         metrics.add_metric(
             name="AgentsRegistered" if record.created else "AgentsReregistered", unit=MetricUnit.Count, value=1
@@ -124,7 +129,7 @@ class Registry:
             if record.quarantined:
                 logger.info(
                     "state report from a quarantined agent: the quarantine holds",
-                    extra={"agent_id": agent_id, "state": report.state.value},
+                    extra={"event": "state_while_quarantined", "agent_id": agent_id, "state": report.state.value},
                 )
             return _accepted(agent_id, entry)
         metrics.add_metric(name="StateUpdateContention", unit=MetricUnit.Count, value=1)
@@ -175,14 +180,24 @@ class Registry:
         if earlier is not None and write.same_report_as(earlier):
             logger.info(
                 "repeated state update answered with its first result",
-                extra={"agent_id": agent_id, "state": earlier.state.value, "version": earlier.version},
+                extra={
+                    "event": "state_repeated",
+                    "agent_id": agent_id,
+                    "state": earlier.state.value,
+                    "version": earlier.version,
+                },
             )
             metrics.add_metric(name="StateUpdatesRepeated", unit=MetricUnit.Count, value=1)
             return _accepted(agent_id, earlier)
         stored_timestamp = current.timestamp if current else None
         logger.info(
             "stale state update refused",
-            extra={"agent_id": agent_id, "timestamp": write.timestamp, "stored_timestamp": stored_timestamp},
+            extra={
+                "event": "state_refused_stale",
+                "agent_id": agent_id,
+                "timestamp": write.timestamp,
+                "stored_timestamp": stored_timestamp,
+            },
         )
         metrics.add_metric(name="StateUpdatesStale", unit=MetricUnit.Count, value=1)
         raise StaleState(
@@ -250,10 +265,11 @@ class Registry:
         logger.info(
             "agent quarantine lifted",
             extra={
+                "event": "quarantine_lifted",
                 "agent_id": agent_id,
                 "by": by,
-                "old_state": entry.previous_state.value if entry.previous_state else None,
-                "new_state": entry.state.value,
+                "old": entry.previous_state.value if entry.previous_state else None,
+                "new": entry.state.value,
                 "quarantined_since": quarantine.since if quarantine else None,
             },
         )
@@ -271,9 +287,10 @@ class Registry:
         logger.info(
             "agent state changed",
             extra={
+                "event": "state_changed",
                 "agent_id": agent_id,
-                "old_state": entry.previous_state.value if entry.previous_state else None,
-                "new_state": entry.state.value,
+                "old": entry.previous_state.value if entry.previous_state else None,
+                "new": entry.state.value,
                 "version": entry.version,
                 "error_type": error.type if error else None,
             },

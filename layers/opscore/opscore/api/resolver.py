@@ -7,6 +7,8 @@ errors to statuses lives here and nowhere else.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -60,9 +62,30 @@ def error_body(
     return json.dumps({"error": error, "request_id": request_id})
 
 
+class LoggedResolver(APIGatewayRestResolver):
+    """Logs one `request` line per request it answers: method, the route, the status, and how long it took."""
+
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        response = super().resolve(event, context)
+        path_parameters = event.get("pathParameters") or {}
+        logger.info(
+            "request",
+            extra={
+                "event": "request",
+                "method": event.get("httpMethod"),
+                "route": event.get("resource"),
+                "status": response.get("statusCode"),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                **({"agent_id": path_parameters["agentId"]} if "agentId" in path_parameters else {}),
+            },
+        )
+        return response
+
+
 def build_resolver() -> APIGatewayRestResolver:
     """A REST resolver whose every failure, expected or not, answers in the Ops-Core error envelope."""
-    app = APIGatewayRestResolver()
+    app = LoggedResolver()
 
     def respond(
         status: int,
@@ -80,7 +103,7 @@ def build_resolver() -> APIGatewayRestResolver:
 
     def domain_error(error: OpsCoreError) -> Response[str]:
         status = status_for(error)
-        logger.info("request refused", extra={"status": status, "error_code": error.code})
+        logger.info("request refused", extra={"event": "request_refused", "status": status, "error_code": error.code})
         return respond(status, error.code, error.message, error.details, error)
 
     def no_route(_: NotFoundError) -> Response[str]:
@@ -88,7 +111,7 @@ def build_resolver() -> APIGatewayRestResolver:
 
     def unexpected(error: Exception) -> Response[str]:
         # The trace goes to the log (with the request id); the client only learns that it failed and where to look.
-        logger.exception("unhandled error", extra={"error_type": type(error).__name__})
+        logger.exception("unhandled error", extra={"event": "unhandled_error", "error_type": type(error).__name__})
         metrics.add_metric(name="UnhandledErrors", unit=MetricUnit.Count, value=1)
         return respond(500, "internal_error", "Ops-Core failed to handle the request; the request_id is in its logs")
 

@@ -12,6 +12,7 @@ OPSCORE_TRACING is `sdk` (the TracingMode parameter of the stack), for when a de
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -47,7 +48,17 @@ def _tracer() -> Tracer:
     return cast("Tracer", ServiceTracing())
 
 
+class EventNamed(logging.Filter):
+    """Every line names its event (docs/logging.md): one logged without its own (a library's, say) is `log`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "event"):
+            record.event = "log"
+        return True
+
+
 logger = Logger(use_rfc3339=True)  # ISO 8601 timestamps, which `opscore logs` can filter by window
+logger.addFilter(EventNamed())
 tracer = _tracer()
 metrics = Metrics()
 

@@ -147,11 +147,13 @@ class Dispatcher:
         logger.info(
             "task leased as the quarantined agent's probe" if probe else "task leased",
             extra={
+                "event": "task_leased",
                 "agent_id": agent_id,
                 "session_id": ref.session_id,
                 "task_id": ref.task_id,
-                "old_status": "queued",
-                "new_status": "leased",
+                "attempt": task.attempts,
+                "old": "queued",
+                "new": "leased",
                 "lease_expires_at": expires_at,
                 "probe": probe,
             },
@@ -224,7 +226,10 @@ class Dispatcher:
             try:
                 handed = delivery.deliver(target, task)
             except Exception as error:
-                logger.exception("delivery channel failed", extra={"agent_id": agent_id, "task_id": task.task_id})
+                logger.exception(
+                    "delivery channel failed",
+                    extra={"event": "delivery_failed", "agent_id": agent_id, "task_id": task.task_id},
+                )
                 handed = Delivery("failed", reason=f"the delivery failed: {type(error).__name__}")
             # The lease itself re-checks the agent (capacity, state, quarantine): a stale `agent` is only a pre-check.
             self._handed_over(agent_id, agent, task, ref, handed)
@@ -242,6 +247,7 @@ class Dispatcher:
         logger.info(
             "task delivered" if delivery.outcome != "failed" else "task delivery failed",
             extra={
+                "event": "task_delivered" if delivery.outcome != "failed" else "delivery_failed",
                 "agent_id": agent_id,
                 "task_id": task.task_id,
                 "delivery": delivery.outcome,
@@ -265,13 +271,21 @@ class Dispatcher:
             except (TaskNotOpen, ResultConflict, AttemptRequired) as error:  # the attempt ended meanwhile
                 logger.warning(
                     "synchronous result not taken",
-                    extra={"agent_id": agent_id, "task_id": task.task_id, "error_type": error.code},
+                    extra={
+                        "event": "webhook_result_refused",
+                        "agent_id": agent_id,
+                        "task_id": task.task_id,
+                        "error_type": error.code,
+                    },
                 )
                 return
             except (Throttled, Conflict):
                 continue  # the table is busy: pause, then try again
         # The lease stays; it expires and the attempt is retried (the agent may do the work twice).
-        logger.error("synchronous result lost to contention", extra={"agent_id": agent_id, "task_id": task.task_id})
+        logger.error(
+            "synchronous result lost to contention",
+            extra={"event": "webhook_result_lost", "agent_id": agent_id, "task_id": task.task_id},
+        )
 
     # ------------------------------------------------------------------ heartbeats and the queue view
     def heartbeat(self, agent_id: str, task_id: str) -> TaskHeartbeat:

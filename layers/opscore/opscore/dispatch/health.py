@@ -131,29 +131,32 @@ class AgentHealth:
         if error == LEASE_EXPIRED_ERROR and task.past_deadline(stamp):
             # The lease ran out at the attempt's deadline: the runner timed the attempt out (and heard of it first).
             error, problem, tell = TIMEOUT_ERROR, timeout_problem(route_of(task)), False
-        ended = failed(task, _problem(error, cause, problem), error, now, final=final)
+        shown = _problem(error, cause, problem)
+        ended = failed(task, shown, error, now, final=final)
         counted = CountedFailure(stamp, error) if error in AGENT_FAULTS else None
         if not self._queue.release(agent_id, ref, ended=ended, counted=counted, now=stamp, expired_only=expired_only):
             return False
-        count(ended)
-        self._lease_ended(agent_id, task, ended, error)
+        count(ended, task)
+        self._lease_ended(agent_id, task, ended, shown)
         # The breaker moves before the runner is told: the lease is gone, so nothing would move it after a throttle.
         self.attempt_ended(agent_id, task, "counted" if counted else "released", error)
         if tell and task.task_token is not None:
             self._tell_runner(task.task_token, error, cause)
         return True
 
-    def _lease_ended(self, agent_id: str, task: TaskRecord, ended: AttemptEnd, error: str) -> None:
+    def _lease_ended(self, agent_id: str, task: TaskRecord, ended: AttemptEnd, problem: Problem) -> None:
         """Log and count a lease ended without a result."""
         logger.info(
-            "lease ended without a result",
+            "lease expired" if problem.type == LEASE_EXPIRED_ERROR else "lease ended without a result",
             extra={
+                "event": "lease_expired" if problem.type == LEASE_EXPIRED_ERROR else "lease_ended",
                 "agent_id": agent_id,
                 "session_id": task.session_id,
                 "task_id": task.task_id,
-                "old_status": "leased",
-                "new_status": ended.outcome.status,
-                "error_type": error,
+                "old": "leased",
+                "new": ended.outcome.status,
+                "error_type": problem.type,
+                "error_message": problem.message,
                 "probe": task.probing,
             },
         )
@@ -179,7 +182,7 @@ class AgentHealth:
         ended = failed(task, problem, error, now, final=final)
         if not self._queue.withdraw(task.ref, ended, format_timestamp(now)):
             return False
-        count(ended)
+        count(ended, task)
         return True
 
     def _tell_runner(self, token: str, error: str, cause: str) -> None:
@@ -220,7 +223,10 @@ class AgentHealth:
         elif move == "close":
             self._registry.lift_quarantine(agent_id, by="probe", when=lambda agent: agent.probe == probe)
         elif self._agents.free_probe(agent_id, probe):
-            logger.info("probe ended without deciding", extra={"agent_id": agent_id, "task_id": task.task_id})
+            logger.info(
+                "probe ended without deciding",
+                extra={"event": "probe_released", "agent_id": agent_id, "task_id": task.task_id},
+            )
 
     def _trim(self, agent: AgentRecord, now: str) -> None:
         """Keep the agent's failures bounded: the window's last quarantine_after. Best effort: a failure counted
@@ -277,9 +283,10 @@ class AgentHealth:
         logger.warning(
             what,
             extra={
+                "event": "agent_quarantined",
                 "agent_id": agent_id,
-                "old_state": entry.previous_state,
-                "new_state": "error",
+                "old": entry.previous_state,
+                "new": "error",
                 "failures": quarantine.failures,
                 "error_type": quarantine.last_error,
                 "quarantined_since": quarantine.since,
@@ -303,7 +310,11 @@ class AgentHealth:
             except Throttled:
                 # Recorded, but the runner kept throttling its answer: its own timeout ends the wait. The other
                 # tasks are failed over all the same.
-                logger.warning("failed-over task's runner not told", extra={"task_id": ref.task_id}, exc_info=True)
+                logger.warning(
+                    "failed-over task's runner not told",
+                    extra={"event": "runner_not_told", "task_id": ref.task_id},
+                    exc_info=True,
+                )
 
     @staticmethod
     def _all(read: Callable[[str, int, str | None], list[TaskRecord]], agent_id: str) -> Iterator[TaskRecord]:
@@ -326,11 +337,12 @@ class AgentHealth:
             logger.info(
                 "queued task failed over: agent quarantined",
                 extra={
+                    "event": "task_failed_over",
                     "agent_id": agent_id,
                     "session_id": ref.session_id,
                     "task_id": ref.task_id,
-                    "old_status": "queued",
-                    "new_status": "failed",
+                    "old": "queued",
+                    "new": "failed",
                     "error_type": AGENT_QUARANTINED_ERROR,
                 },
             )
@@ -349,7 +361,10 @@ class AgentHealth:
                     and self.end_queued(task, error=TIMEOUT_ERROR, problem=timeout_problem(route_of(task)))
                 )
             except Exception:
-                logger.exception("timeout not recorded; the next sweep tries again", extra={"task_id": entry.task_id})
+                logger.exception(
+                    "timeout not recorded; the next sweep tries again",
+                    extra={"event": "sweep_error", "task_id": entry.task_id},
+                )
                 continue
             report.attempts_timed_out += timed_out
         for lease in self._queue.expired_leases(now, SWEEP_LIMIT):
@@ -362,7 +377,10 @@ class AgentHealth:
                     expired_only=True,
                 )
             except Exception:
-                logger.exception("lease not ended; the next sweep tries again", extra={"task_id": lease.task_id})
+                logger.exception(
+                    "lease not ended; the next sweep tries again",
+                    extra={"event": "sweep_error", "task_id": lease.task_id},
+                )
                 continue
             if ended:
                 report.leases_expired += 1
@@ -371,7 +389,10 @@ class AgentHealth:
             try:
                 marked = self.mark_offline(agent_id)
             except Exception:
-                logger.exception("agent not marked offline; the next sweep tries again", extra={"agent_id": agent_id})
+                logger.exception(
+                    "agent not marked offline; the next sweep tries again",
+                    extra={"event": "sweep_error", "agent_id": agent_id},
+                )
                 continue
             report.agents_offline += marked
         return report
@@ -396,7 +417,7 @@ class AgentHealth:
         _, entry = changed
         logger.warning(
             "agent marked offline",
-            extra={"agent_id": agent_id, "old_state": entry.previous_state, "new_state": "offline"},
+            extra={"event": "agent_offline", "agent_id": agent_id, "old": entry.previous_state, "new": "offline"},
         )
         metrics.add_metric(name="AgentsMarkedOffline", unit=MetricUnit.Count, value=1)
         for leased in self._all(self._queue.leased, agent_id):

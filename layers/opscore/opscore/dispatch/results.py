@@ -70,7 +70,7 @@ class TaskResults:
                 continue  # the task moved (a result, a timeout, a cancel) since it was read: decide again
             if not saved:
                 raise TaskNotOpen(f"the session of task {task_id} has ended; it takes no more results")
-            count(ended)
+            count(ended, task)
             # The breaker moves before the runner is told: a throttled answer to the runner fails this call, and the
             # agent's repeat (a known answer) tells the runner again without a second look at the breaker.
             self._health.attempt_ended(agent_id, task, outcome_of(result), _error_type(result))
@@ -81,11 +81,12 @@ class TaskResults:
             logger.info(
                 "task result reported",
                 extra={
+                    "event": "result_reported",
                     "session_id": session_id,
                     "task_id": task_id,
                     "attempt": task.attempts,
                     "result": result.status,
-                    "new_status": ended.outcome.status,
+                    "new": ended.outcome.status,
                 },
             )
             metrics.add_metric(name="TaskResultsReported", unit=MetricUnit.Count, value=1)

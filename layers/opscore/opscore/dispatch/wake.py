@@ -42,5 +42,5 @@ class Waker:
             InvocationType="Event",
             Payload=json.dumps({"serve": agent_id}).encode(),
         )
-        logger.info("agent queue service requested", extra={"agent_id": agent_id})
+        logger.info("agent queue service requested", extra={"event": "serve_requested", "agent_id": agent_id})
         return True

@@ -46,7 +46,12 @@ class ApiKeys:
             if self._store.put_new(stored, format_timestamp(self._now()), created_by):
                 logger.info(
                     "api key created",
-                    extra={"key_id": stored.key_id, "role": stored.role.value, "agent_id": stored.agent_id},
+                    extra={
+                        "event": "key_created",
+                        "key_id": stored.key_id,
+                        "role": stored.role.value,
+                        "agent_id": stored.agent_id,
+                    },
                 )
                 metrics.add_metric(name="ApiKeysCreated", unit=MetricUnit.Count, value=1)
                 return CreatedKey(key_id=stored.key_id, role=stored.role, agent_id=stored.agent_id, api_key=api_key)
@@ -74,7 +79,7 @@ class ApiKeys:
             )
         if not self._store.revoke(key_id, format_timestamp(self._now()), revoked_by):
             raise NotFound(f"no API key with id {key_id}")
-        logger.info("api key revoked", extra={"key_id": key_id, "revoked_by": revoked_by})
+        logger.info("api key revoked", extra={"event": "key_revoked", "key_id": key_id, "revoked_by": revoked_by})
         metrics.add_metric(name="ApiKeysRevoked", unit=MetricUnit.Count, value=1)
 
     def authenticate(self, api_key: str | None) -> Principal | None:

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from opscore.core.clock import format_timestamp, parse_timestamp
 from opscore.core.contracts import canonical_json, parse_json
-from opscore.core.observability import MetricUnit, metrics
+from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.sessions.errors import (
     AGENT_FAILED_ERROR,
     AGENT_OFFLINE_ERROR,
@@ -45,11 +45,48 @@ OPSCORE_FAILURES = {
 }
 
 
-def count(ended: AttemptEnd) -> None:
-    """The metrics of a recorded end: the attempt's outcome, and the session's completion."""
-    status = ended.outcome.status
+# The event a recorded end logs, by the status it leaves the task in.
+END_EVENTS = {
+    TaskStatus.SUCCEEDED: "task_succeeded",
+    TaskStatus.RETRYING: "task_retry_scheduled",
+    TaskStatus.FAILED: "task_failed",
+    TaskStatus.TIMED_OUT: "task_failed",
+}
+
+
+def count(ended: AttemptEnd, task: TaskRecord) -> None:
+    """The log line and metrics of a recorded end of `task`'s attempt: its outcome, and the session's completion."""
+    outcome = ended.outcome
+    status = outcome.status
+    problem = parse_json(outcome.error_json) if outcome.error_json else None
+    logger.info(
+        f"task {status.value.replace('_', ' ')}",
+        extra={
+            "event": END_EVENTS.get(status, "task_ended"),
+            "agent_id": task.agent_id,
+            "session_id": task.session_id,
+            "task_id": task.task_id,
+            "attempt": outcome.attempt,
+            "action": task.action,
+            "old": task.status.value if task.status is not None else None,
+            "new": status.value,
+            "duration_ms": outcome.duration_ms,
+            **({"error_type": problem.get("type"), "error_message": problem.get("message")} if problem else {}),
+            **({"scheduled_for": outcome.scheduled_for} if outcome.scheduled_for else {}),
+        },
+    )
     metrics.add_metric(name=f"Tasks{status.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
     if ended.end is not None:
+        logger.info(
+            f"session {ended.end.status.value}",
+            extra={
+                "event": "session_ended",
+                "agent_id": task.agent_id,
+                "session_id": task.session_id,
+                "old": SessionStatus.PROCESSING.value,
+                "new": ended.end.status.value,
+            },
+        )
         metrics.add_metric(name=f"Sessions{ended.end.status.value.title()}", unit=MetricUnit.Count, value=1)
 
 

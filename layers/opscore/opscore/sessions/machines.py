@@ -42,7 +42,9 @@ class RunnerMachines:
         arn = self._control.create_machine(
             f"{self._arn_prefix}:{name}", name, definition_text(definition), self._role_arn, self._log_group_arn
         )
-        logger.info("session runner ready", extra={"workflow_id": template.name, "state_machine": name})
+        logger.info(
+            "session runner ready", extra={"event": "runner_ready", "workflow_id": template.name, "state_machine": name}
+        )
         return arn
 
     def start(

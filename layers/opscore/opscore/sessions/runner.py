@@ -213,6 +213,7 @@ class SessionRunner:
         logger.warning(
             "task input not resolved",
             extra={
+                "event": "task_input_unresolved",
                 "session_id": request.session_id,
                 "task_id": task.task_id,
                 "attempt": task.attempts,
@@ -272,16 +273,7 @@ class SessionRunner:
             self._runner.fail(request.token, SESSION_CANCELLED_ERROR, "the session was cancelled")
         if refusal is not None and outcome == "queued":
             return Dispatched(outcome, TaskRef(request.session_id, route.index, previous + 1))
-        logger.info(
-            "task queued" if outcome == "queued" else "task not queued: session ended",
-            extra={
-                "session_id": request.session_id,
-                "task_id": task_id(request.session_id, route.index),
-                "attempt": (task.attempts if task is not None else 0) + 1,
-                "action": route.action,
-                "priority": request.given.priority,
-            },
-        )
+        _log_queued(request, task, outcome, run_attempt)
         return Dispatched(outcome, TaskRef(request.session_id, route.index, previous + 1))
 
     def _repeated(self, request: DispatchRequest, task: TaskRecord) -> Dispatched:
@@ -338,15 +330,41 @@ class SessionRunner:
         if ended:
             logger.info(
                 "session ended",
-                extra={"session_id": request.session_id, "old_status": "processing", "new_status": "error"},
+                extra={"event": "session_ended", "session_id": request.session_id, "old": "processing", "new": "error"},
             )
             metrics.add_metric(name="SessionsError", unit=MetricUnit.Count, value=1)
             if problem.task_id is None:
                 logger.error(
-                    "session runner failed", extra={"session_id": request.session_id, "error_type": problem.type}
+                    "session runner failed",
+                    extra={"event": "runner_failed", "session_id": request.session_id, "error_type": problem.type},
                 )
                 metrics.add_metric(name="SessionRunnerFailures", unit=MetricUnit.Count, value=1)
         return freed
+
+
+def _log_queued(request: DispatchRequest, task: TaskRecord | None, outcome: str, run_attempt: int) -> None:
+    """The dispatch's lines: `task_queued` (or `task_not_queued`), after `fallback_started` for a fallback's first."""
+    route = request.dispatch
+    ids = {
+        "agent_id": request.agent_id,
+        "session_id": request.session_id,
+        "task_id": task_id(request.session_id, route.index),
+        "attempt": (task.attempts if task is not None else 0) + 1,
+        "action": route.action,
+    }
+    queued = outcome == "queued"
+    if queued and route.fallback_for is not None and run_attempt == 1:
+        standing_in = {"fallback_for": route.fallback_for.id}
+        logger.info("fallback started", extra={"event": "fallback_started", **ids, **standing_in})
+    logger.info(
+        "task queued" if queued else "task not queued: session ended",
+        extra={
+            "event": "task_queued" if queued else "task_not_queued",
+            **ids,
+            "priority": request.given.priority,
+            **({"new": "queued"} if queued else {}),
+        },
+    )
 
 
 def reference_sources(request: DispatchRequest, tasks: list[TaskRecord]) -> Sources:

@@ -103,7 +103,12 @@ class Sessions:
         if quarantine is not None:
             logger.warning(
                 "session started for a quarantined agent",
-                extra={"agent_id": agent.agent_id, "session_id": started.session_id, "since": quarantine.since},
+                extra={
+                    "event": "session_for_quarantined_agent",
+                    "agent_id": agent.agent_id,
+                    "session_id": started.session_id,
+                    "since": quarantine.since,
+                },
             )
         return started.model_copy(update={"quarantine": quarantine})
 
@@ -159,7 +164,13 @@ class Sessions:
         self._mark_started(session_id)
         logger.info(
             "session started",
-            extra={"session_id": session_id, "agent_id": agent_id, "workflow_id": template.name, "version": version},
+            extra={
+                "event": "session_started",
+                "session_id": session_id,
+                "agent_id": agent_id,
+                "workflow_id": template.name,
+                "version": version,
+            },
         )
         metrics.add_metric(name="SessionsStarted", unit=MetricUnit.Count, value=1)
         return SessionStarted(
@@ -174,7 +185,11 @@ class Sessions:
         try:
             self._store.mark_started(session_id, format_timestamp(self._now()))
         except Exception:
-            logger.warning("session not marked processing; its first dispatch marks it", exc_info=True)
+            logger.warning(
+                "session not marked processing; its first dispatch marks it",
+                exc_info=True,
+                extra={"event": "session_mark_deferred"},
+            )
 
     def get(self, agent_id: str, session_id: str) -> SessionView:
         session, tasks = self._store.session_with_tasks(session_id)
@@ -204,7 +219,14 @@ class Sessions:
         if cancelled_now:
             logger.info(
                 "session cancelled",
-                extra={"session_id": session_id, "agent_id": agent_id, "old_status": session.status.value},
+                extra={
+                    "event": "session_ended",
+                    "session_id": session_id,
+                    "agent_id": agent_id,
+                    "old": session.status.value,
+                    "new": "cancelled",
+                    "by": cancelled_by,
+                },
             )
             metrics.add_metric(name="SessionsCancelled", unit=MetricUnit.Count, value=1)
         return self.get(agent_id, session_id)
@@ -219,7 +241,11 @@ class Sessions:
         try:
             self._runner().stop(execution_arn, cause=f"cancelled by key {cancelled_by}")
         except Exception:
-            logger.warning("the cancelled session's execution was not stopped; its next step ends it", exc_info=True)
+            logger.warning(
+                "the cancelled session's execution was not stopped; its next step ends it",
+                exc_info=True,
+                extra={"event": "execution_not_stopped"},
+            )
 
     def _close_open_tasks(self, session_id: str, agent_id: str, now: str) -> None:
         # Twice: an agent may lease a task between this read and its skip; the second pass ends that lease.

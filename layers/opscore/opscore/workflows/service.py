@@ -64,7 +64,12 @@ class Workflows:
                 continue  # another version (or this same template) was stored since the reads: look again
             logger.info(
                 "workflow version created",
-                extra={"workflow_id": stored.workflow_id, "version": stored.version, "tasks": len(template.tasks)},
+                extra={
+                    "event": "workflow_version_created",
+                    "workflow_id": stored.workflow_id,
+                    "version": stored.version,
+                    "tasks": len(template.tasks),
+                },
             )
             metrics.add_metric(name="WorkflowVersionsCreated", unit=MetricUnit.Count, value=1)
             return CreateResult(
