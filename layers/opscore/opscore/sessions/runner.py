@@ -49,6 +49,7 @@ from opscore.sessions.models import Problem, SessionStatus, TaskStatus, task_id
 from opscore.sessions.plan import TaskRoute, retry_wait
 from opscore.sessions.records import TaskRecord, TaskRef
 from opscore.sessions.store import SessionStore
+from opscore.sessions.trace import log_span, session_span
 from opscore.sessions.writes import Dispatch, SessionEnd
 from opscore.workflows.references import Sources, Unresolved, has_references, resolve_input
 
@@ -331,15 +332,14 @@ class SessionRunner:
                 if self._end_open(task, problem, failure.error, final=True):
                     freed.add(task.agent_id)
         problem = _session_problem(request, self._store.session_with_tasks(request.session_id)[1])
-        ended = self._store.end_open(
-            request.session_id,
-            SessionEnd(SessionStatus.ERROR, format_timestamp(self._now()), canonical_json(problem.model_dump())),
-        )
+        end = SessionEnd(SessionStatus.ERROR, format_timestamp(self._now()), canonical_json(problem.model_dump()))
+        ended = self._store.end_open(request.session_id, end)
         if ended:
             logger.info(
                 "session ended",
                 extra={"session_id": request.session_id, "old_status": "processing", "new_status": "error"},
             )
+            log_span(session_span(session._replace(status=end.status, ended_at=end.ended_at, error=problem)))
             metrics.add_metric(name="SessionsError", unit=MetricUnit.Count, value=1)
             if problem.task_id is None:
                 logger.error(
