@@ -335,7 +335,7 @@ def session_span(session: SessionRecord, attributes: dict[str, AttributeValue] |
         session.session_id,
         "session",
         None,
-        f"session {session.workflow_id}",
+        f"session {session.workflow_id}".rstrip(),
         "session",
         start,
         session.ended_at,
