@@ -176,9 +176,9 @@ def test_the_session_span_starts_when_the_session_id_says() -> None:
 # ---------------------------------------------------------------------- properties over any attempts
 
 attempt_times = st.tuples(
-    st.integers(min_value=0, max_value=5000),  # the gap before it is queued (ms)
-    st.one_of(st.none(), st.integers(min_value=0, max_value=5000)),  # queued until leased (None: never leased)
-    st.integers(min_value=0, max_value=5000),  # leased (or queued) until ended
+    st.integers(min_value=0, max_value=5_000_000),  # the gap before it is queued (µs: parts round apart)
+    st.one_of(st.none(), st.integers(min_value=0, max_value=5_000_000)),  # queued until leased (None: never)
+    st.integers(min_value=0, max_value=5_000_000),  # leased (or queued) until ended
     st.sampled_from([TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.TIMED_OUT]),
     st.booleans(),  # retried: a backoff follows
 )
@@ -188,7 +188,7 @@ attempt_times = st.tuples(
 def test_spans_nest_attempts_do_not_overlap_and_queue_wait_plus_run_is_the_duration(
     drawn: list[list[tuple[int, int | None, int, TaskStatus, bool]]], ended: bool
 ) -> None:
-    clock = 0  # ms since the session's creation
+    clock = 0  # µs since the session's creation
     tasks = []
     for index, attempts in enumerate(drawn):
         records = {}
@@ -197,8 +197,8 @@ def test_spans_nest_attempts_do_not_overlap_and_queue_wait_plus_run_is_the_durat
             leased = queued + lease if lease is not None else None
             end = (leased if leased is not None else queued) + run
             records[number] = record(
-                number, status, queued / 1000, leased / 1000 if leased is not None else None, end / 1000,
-                retry_at=(end + 1000) / 1000 if retried else None,
+                number, status, queued / 1e6, leased / 1e6 if leased is not None else None, end / 1e6,
+                retry_at=(end + 1_000_000) / 1e6 if retried else None,
             )  # fmt: skip
             clock = end
         tasks.append(
@@ -210,7 +210,7 @@ def test_spans_nest_attempts_do_not_overlap_and_queue_wait_plus_run_is_the_durat
         agent_id="agent-1",
         status=SessionStatus.COMPLETED if ended else SessionStatus.PROCESSING,
         created_at=at(0),
-        ended_at=at(clock / 1000) if ended else None,
+        ended_at=at(clock / 1e6) if ended else None,
         tasks=tuple(TemplateTask(f"t{index}", "act") for index in range(len(drawn))),
     )
     trace = session_trace(session, tasks)

@@ -194,10 +194,11 @@ def _timings(queued: str, leased: str | None, ended: str | None) -> dict[str, At
         if ended is not None:
             timings["queue_wait_ms"] = _milliseconds(queued, ended) or 0
         return timings
-    timings |= {"leased_at": leased, "queue_wait_ms": _milliseconds(queued, leased) or 0}
-    run = _milliseconds(leased, ended)
-    if run is not None:
-        timings["run_ms"] = run
+    queue_wait = _milliseconds(queued, leased) or 0
+    timings |= {"leased_at": leased, "queue_wait_ms": queue_wait}
+    whole = _milliseconds(queued, ended)
+    if whole is not None:  # the run is the rest, so the two add up to the duration however each would round
+        timings["run_ms"] = max(0, whole - queue_wait)
     return timings
 
 
