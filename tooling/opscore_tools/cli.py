@@ -249,7 +249,9 @@ def trace(
     if as_json:
         print(json.dumps(answer, indent=2))
         return
-    render(answer, Out(highlight=False))
+    out = Out(highlight=False)
+    # Piped or redirected, the waterfall keeps its width instead of rich's 80 columns (and has no colour).
+    render(answer, out if out.is_terminal else Out(highlight=False, width=200))
 
 
 def main() -> None:
