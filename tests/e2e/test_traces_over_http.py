@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
-from tests.e2e.conftest import Api
+import pytest
+
+from tests.e2e.conftest import Api, LocalProcess
 from tests.e2e.test_local_cli import run_cli
 from tests.e2e.test_sessions_over_http import Operator
 
@@ -61,6 +64,32 @@ def test_the_trace_route_answers_the_session_as_spans(api: Api) -> None:
     assert api.request("GET", f"/sessions/{session_id}/trace", key=ops.agent_key).status == 403
     assert api.admin("GET", f"/sessions/{'0' * 32}/trace").status == 404
     assert api.admin("GET", "/sessions/not-a-session/trace").status == 400
+
+
+def test_each_span_is_logged_as_it_ends_with_the_routes_ids(api: Api, local_ops_core: LocalProcess | None) -> None:
+    if local_ops_core is None:
+        pytest.skip("the span lines are read from the local runtime's log file")
+    _ops, session_id = traced_session(api)
+    trace = api.admin("GET", f"/sessions/{session_id}/trace").body
+    logged: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + 10
+    while len(logged) < len(trace["spans"]) and time.monotonic() < deadline:
+        lines = map(json.loads, local_ops_core.log_path.read_text().splitlines())
+        logged = {
+            line["span_id"]: line for line in lines if line.get("event") == "span" and line["trace_id"] == session_id
+        }
+        time.sleep(0.1)
+    assert set(logged) == {span["span_id"] for span in trace["spans"]}, "one line per span, named as the route names it"
+    for span in trace["spans"]:
+        line = logged[span["span_id"]]
+        assert (line["message"], line["status"], line["kind"], line["end_time"]) == (
+            "span ended", span["status"], span["kind"], span["end_time"],
+        )  # fmt: skip
+        assert line.get("parent_span_id") == span["parent_span_id"]
+        assert line["session_id"] == session_id
+        assert line["correlation_id"], "a span line carries the base fields"
+        if span["kind"] != "session":  # the session's line has its start from its id, to the microsecond
+            assert (line["name"], line["start_time"]) == (span["name"], span["start_time"])
 
 
 def test_opscore_trace_draws_the_waterfall_and_exits_as_scripts_expect(api: Api) -> None:

@@ -26,7 +26,7 @@ from opscore.sessions.errors import AGENT_FAILED_ERROR, TIMEOUT_ERROR
 from opscore.sessions.models import AttemptRecord, Problem, SessionStatus, TaskStatus
 from opscore.sessions.plan import task_runs
 from opscore.sessions.records import SessionRecord, TaskRecord, TemplateTask
-from opscore.sessions.trace import session_created_at, session_trace, span_id
+from opscore.sessions.trace import log_spans, session_created_at, session_trace, span_id, waits_ended
 from opscore.workflows.templates import WorkflowTemplate, check_template
 
 T0 = datetime(2030, 5, 17, 8, 30, 0, tzinfo=UTC)
@@ -296,18 +296,37 @@ def test_an_attempts_end_logs_its_span_and_the_sessions(logged: Callable[[], lis
     assert all(line["level"] == "INFO" and line["service"] for line in spans)
 
 
-def test_a_retried_attempt_logs_its_span_and_the_next_logs_the_backoff(
+def test_a_retried_attempt_logs_its_span_the_next_ones_queueing_the_backoff(
     logged: Callable[[], list[dict[str, Any]]],
 ) -> None:
     now = T0 + timedelta(seconds=5)
     first = failed(open_task(), Problem(type=AGENT_FAILED_ERROR, message="no"), AGENT_FAILED_ERROR, now)
     recorded(open_task(), first)
+    # the runner queues attempt 2 at 7 s (the backoff ends), and the agent leases it at 7.5 s
     second_task = open_task(
-        attempts=2, dispatch_seq=2, run_attempt=2, attempt_started_at=at(7), leased_at=at(7.5),
+        attempts=2, dispatch_seq=2, run_attempt=2, attempt_started_at=at(7), leased_at=None,
         attempt_records={1: first.outcome.attempt_record_json},
     )  # fmt: skip
-    recorded(second_task, succeeded(second_task, None, T0 + timedelta(seconds=9)))
+    log_spans(waits_ended(second_task))
+    leased = second_task._replace(leased_at=at(7.5))
+    recorded(leased, succeeded(leased, None, T0 + timedelta(seconds=9)))
     names = [line["name"] for line in logged()]
-    assert names == ["fetch attempt 1", "fetch attempt 2", "backoff before fetch attempt 2", "session"]
-    first_span = next(line for line in logged() if line["name"] == "fetch attempt 1")
+    assert names == ["fetch attempt 1", "backoff before fetch attempt 2", "fetch attempt 2", "session"]
+    first_span, backoff = logged()[:2]
     assert (first_span["status"], first_span["attributes"]["error.type"]) == ("ERROR", AGENT_FAILED_ERROR)
+    assert (backoff["start_time"], backoff["end_time"], backoff["parent_span_id"]) == (
+        at(5), at(7), span_id(SESSION, "session"),
+    )  # fmt: skip
+
+
+def test_a_runs_first_attempt_ends_its_delay_when_queued() -> None:
+    delayed = WorkflowTemplate.model_validate(
+        {"name": "later", "tasks": [{"id": "fetch", "action": "web.fetch", "delay_seconds": 30}]}
+    )
+    route_json = task_runs(delayed)[0].route.model_dump_json()
+    queued = open_task(route_json=route_json, attempt_started_at=at(31), leased_at=None)
+    (delay,) = waits_ended(queued)
+    assert (delay.name, delay.start_time, delay.end_time, delay.attributes["delay_seconds"]) == (
+        "delay before fetch", at(1), at(31), 30,
+    )  # fmt: skip
+    assert waits_ended(queued._replace(run_attempt=2)) == [], "a retry waits its backoff, not the delay"

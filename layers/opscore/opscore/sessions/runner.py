@@ -49,7 +49,7 @@ from opscore.sessions.models import Problem, SessionStatus, TaskStatus, task_id
 from opscore.sessions.plan import TaskRoute, retry_wait
 from opscore.sessions.records import TaskRecord, TaskRef
 from opscore.sessions.store import SessionStore
-from opscore.sessions.trace import log_span, session_span
+from opscore.sessions.trace import log_span, log_spans, session_span, waits_ended
 from opscore.sessions.writes import Dispatch, SessionEnd
 from opscore.workflows.references import Sources, Unresolved, has_references, resolve_input
 
@@ -271,6 +271,8 @@ class SessionRunner:
         if outcome == "session_ended":
             # Cancelled meanwhile: end the wait at once rather than let the attempt run into its timeout.
             self._runner.fail(request.token, SESSION_CANCELLED_ERROR, "the session was cancelled")
+        else:
+            log_spans(waits_ended(queued_task(request, task, run_attempt, format_timestamp(now))))
         if refusal is not None and outcome == "queued":
             return Dispatched(outcome, TaskRef(request.session_id, route.index, previous + 1))
         logger.info(
@@ -347,6 +349,22 @@ class SessionRunner:
                 )
                 metrics.add_metric(name="SessionRunnerFailures", unit=MetricUnit.Count, value=1)
         return freed
+
+
+def queued_task(request: DispatchRequest, task: TaskRecord | None, run_attempt: int, now: str) -> TaskRecord:
+    """The task as its new attempt was queued, for the spans of the waits that ended then."""
+    route = request.dispatch
+    before = task or TaskRecord(session_id=request.session_id, index=route.index)
+    return before._replace(
+        template_id=route.id,
+        agent_id=request.agent_id,
+        action=route.action,
+        attempts=before.attempts + 1,
+        attempt_started_at=now,
+        leased_at=None,
+        run_attempt=run_attempt,
+        route_json=route.model_dump_json(),
+    )
 
 
 def reference_sources(request: DispatchRequest, tasks: list[TaskRecord]) -> Sources:

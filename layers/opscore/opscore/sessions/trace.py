@@ -83,7 +83,10 @@ def session_span_id(session_id: str) -> str:
 
 def session_created_at(session_id: str) -> str:
     """A session id starts with its creation time in microseconds: the start of its span, without a read."""
-    micros = int(session_id[:13], 16)
+    try:
+        micros = int(session_id[:13], 16)
+    except ValueError:
+        return ""  # not a session id Ops-Core made: no bound
     return format_timestamp(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros))
 
 
@@ -416,15 +419,15 @@ def _named(task: TaskRecord, template: TemplateTask | None, agent_id: str) -> Ta
 
 
 def spans_ended(task: TaskRecord, outcome: TaskOutcome, end: SessionEnd | None = None) -> list[Span]:
-    """The spans an attempt's end closes: the attempt, the wait before it, the fallback it finished (when it was a
-    fallback's last), and the session (when it ended with it). Built from the task as read before the end, so the
+    """The spans an attempt's end closes: the attempt, the fallback it finished (when it was a fallback's last), and
+    the session (when it ended with it). Built from the task as read before the end, so the
     fallback's cause and the session's workflow (which the route shows) are not among their attributes."""
     record = AttemptRecord.model_validate_json(outcome.attempt_record_json)
     records = [*(entry for entry in task.history if entry.attempt < record.attempt), record]
     bounds = _Bounds(records[0].queued_at or records[0].started_at, None)
     fallback = fallback_span(task, records, None, bounds) if task.fallback_for else None
     parent = fallback.span_id if fallback is not None else session_span_id(task.session_id)
-    spans = [attempt_span(task, record, parent), *_waits_ended(task, records, bounds)]
+    spans = [attempt_span(task, record, parent)]
     if fallback is not None and outcome.status is not TaskStatus.RETRYING:
         spans.append(fallback)
     if end is not None:
@@ -439,10 +442,15 @@ def _ended_session(task: TaskRecord, end: SessionEnd) -> SessionRecord:
     )
 
 
-def _waits_ended(task: TaskRecord, records: list[AttemptRecord], bounds: _Bounds) -> list[Span]:
-    """The waits that ended when the last of `records` was queued: its delay, and the backoff before it."""
-    attempt = records[-1].attempt
-    places = (f"task/{task.index}/delay/{attempt}", f"task/{task.index}/backoff/{attempt - 1}")
+def waits_ended(task: TaskRecord) -> list[Span]:
+    """The waits that ended when `task`'s current attempt was queued: its run's delay, or the backoff before it.
+
+    `task` is the task as its new attempt was queued: the history of the attempts before it, and the new one's
+    number, queue time, run attempt and route."""
+    current = attempt_record(task, TaskStatus.QUEUED, None, None)
+    records = [*(entry for entry in task.history if entry.attempt < current.attempt), current]
+    bounds = _Bounds(session_created_at(task.session_id), None)
+    places = (f"task/{task.index}/delay/{current.attempt}", f"task/{task.index}/backoff/{current.attempt - 1}")
     ended = {span_id(task.session_id, place) for place in places}
     return [span for span in _waits(task, records, bounds) if span.span_id in ended]
 
