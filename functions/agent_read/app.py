@@ -1,4 +1,5 @@
-"""GET /v1/opscore/agent/{agentId}, its state history, its sessions and its task queue: the read side of agents."""
+"""GET /v1/opscore/agent/{agentId}, its state history, its sessions (and their traces) and its task queue: the read
+side of agents."""
 
 from typing import Any
 
@@ -8,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
 from opscore.api.resolver import json_response
-from opscore.api.routes import PATH_AGENT, Api, Request
+from opscore.api.routes import ADMIN, PATH_AGENT, Api, Request
 from opscore.core.observability import logger, metrics, tracer
 from opscore.core.settings import TABLE_NAME, require_settings
 from opscore.dispatch.models import QUEUE_STATUSES
@@ -53,6 +54,17 @@ def list_sessions(request: Request) -> Response[str]:
 @api.get("/agent/{agentId}/sessions/{sessionId}", allow=PATH_AGENT)
 def get_session(request: Request) -> Response[str]:
     return json_response(200, wiring.sessions().get(request.agent_id, request.session_id))
+
+
+@api.get("/agent/{agentId}/sessions/{sessionId}/trace", allow=PATH_AGENT)
+def get_trace(request: Request) -> Response[str]:
+    return json_response(200, wiring.sessions().trace(request.agent_id, request.session_id))
+
+
+@api.get("/sessions/{sessionId}/trace", allow=ADMIN)
+def get_trace_by_session(request: Request) -> Response[str]:
+    """The same trace for an admin who knows only the session id."""
+    return json_response(200, wiring.sessions().trace_of(request.session_id))
 
 
 @api.get("/agent/{agentId}/tasks", allow=PATH_AGENT)

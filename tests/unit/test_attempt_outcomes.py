@@ -118,7 +118,8 @@ def test_the_next_task_shows_as_scheduled_while_it_waits_out_its_delay() -> None
 
 
 def test_a_success_records_the_attempt_and_its_duration() -> None:
-    outcome = succeeded(task("summarize", attempts=3), {"n": 1}, NOW).outcome
+    leased = format_timestamp(NOW - timedelta(seconds=4))
+    outcome = succeeded(task("summarize", attempts=3)._replace(leased_at=leased), {"n": 1}, NOW).outcome
     assert (outcome.index, outcome.sequence, outcome.attempt, outcome.ended_at) == (1, 7, 3, STAMP)
     assert outcome.duration_ms == 12_000
     assert history(outcome.attempt_record_json) == {
@@ -127,7 +128,19 @@ def test_a_success_records_the_attempt_and_its_duration() -> None:
         "started_at": STARTED,
         "ended_at": STAMP,
         "error": None,
+        "queued_at": STARTED,
+        "leased_at": leased,
+        "delay_seconds": 30,  # summarize's run waited out its delay before this attempt
+        "retry_at": None,
     }
+
+
+def test_the_history_keeps_no_lease_older_than_the_attempt_and_no_delay_on_a_retry() -> None:
+    earlier = format_timestamp(NOW - timedelta(seconds=60))  # the previous attempt's lease
+    record = history(failed(task("fetch", run_attempt=2)._replace(leased_at=earlier), problem(AGENT_FAILED_ERROR),
+                            AGENT_FAILED_ERROR, NOW).outcome.attempt_record_json)  # fmt: skip
+    assert (record["leased_at"], record["delay_seconds"]) == (None, 0)
+    assert record["retry_at"] == format_timestamp(NOW + timedelta(seconds=15))
 
 
 # Failures with a retry left.
@@ -164,6 +177,10 @@ def test_every_retried_error_is_retried_and_its_attempt_keeps_how_it_ended(error
         "started_at": STARTED,
         "ended_at": STAMP,
         "error": {"type": error, "message": f"{error} happened", "task_id": None},
+        "queued_at": STARTED,
+        "leased_at": None,
+        "delay_seconds": 0,
+        "retry_at": end.outcome.scheduled_for,  # the backoff the trace shows
     }
     assert json.loads(end.outcome.error_json or "") == {"type": error, "message": f"{error} happened", "task_id": None}
 

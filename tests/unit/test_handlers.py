@@ -122,6 +122,8 @@ ACCESS = {
     ("GET", "/agent/{agentId}/state/history"): "path_agent",
     ("GET", "/agent/{agentId}/sessions"): "path_agent",
     ("GET", "/agent/{agentId}/sessions/{sessionId}"): "path_agent",
+    ("GET", "/agent/{agentId}/sessions/{sessionId}/trace"): "path_agent",
+    ("GET", "/sessions/{sessionId}/trace"): "admin",
     ("GET", "/agent/{agentId}/tasks"): "path_agent",
     ("POST", "/agent/{agentId}/tasks/next"): "path_agent",
     ("POST", "/agent/{agentId}/tasks/{taskId}/result"): "path_agent",

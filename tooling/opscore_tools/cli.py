@@ -216,5 +216,43 @@ def keys_revoke(
     print(f"revoked {key_id}")
 
 
+@app.command()
+def trace(
+    session_id: Annotated[str, typer.Argument(help="The session's id (32 hex digits).")],
+    agent: Annotated[
+        str | None,
+        typer.Option("--agent", help="The session's agent (needed with an agent's key; an admin's key finds it)."),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(envvar="OPSCORE_URL", help="The API's URL, e.g. http://127.0.0.1:3000/v1/opscore.")
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option(envvar="OPSCORE_API_KEY", help="An API key (admin, or the agent's).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the trace as the API answers it.")] = False,
+) -> None:
+    """Draw a session as a waterfall: each task attempt (queued, then running), each wait (delay, retry backoff) and
+    each fallback on the session's time axis, in local time; retries, timeouts and fallbacks marked; totals.
+
+    Exit codes: 0 drawn; 1 the API refused (unknown session: 404) or could not be reached; 2 bad usage.
+    Each span is also in the logs as an `event: span` line, shaped like an OpenTelemetry span.
+    """
+    from rich.console import Console as Out
+
+    from opscore_tools.trace_view import TraceError, api_target, fetch_trace, render
+
+    try:
+        answer = fetch_trace(api_target(url, key), session_id, agent)
+    except TraceError as error:
+        console.print(f"[red]error:[/] {escape(error.message)}")
+        raise typer.Exit(error.exit_code) from None
+    if as_json:
+        print(json.dumps(answer, indent=2))
+        return
+    out = Out(highlight=False)
+    # Piped or redirected, the waterfall keeps its width instead of rich's 80 columns (and has no colour).
+    render(answer, out if out.is_terminal else Out(highlight=False, width=200))
+
+
 def main() -> None:
     app()

@@ -46,7 +46,7 @@ from opscore.core.errors import Throttled
 from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.core.retry import Backoff, attempts
 from opscore.dispatch.queue import TaskQueue
-from opscore.sessions.attempts import AttemptEnd, count, failed, opscore_problem, route_of, timeout_problem
+from opscore.sessions.attempts import AttemptEnd, failed, opscore_problem, recorded, route_of, timeout_problem
 from opscore.sessions.errors import (
     AGENT_OFFLINE_ERROR,
     AGENT_QUARANTINED_ERROR,
@@ -136,7 +136,7 @@ class AgentHealth:
         counted = CountedFailure(stamp, error) if error in AGENT_FAULTS else None
         if not self._queue.release(agent_id, ref, ended=ended, counted=counted, now=stamp, expired_only=expired_only):
             return False
-        count(ended, task)
+        recorded(task, ended)
         self._lease_ended(agent_id, task, ended, shown)
         # The breaker moves before the runner is told: the lease is gone, so nothing would move it after a throttle.
         self.attempt_ended(agent_id, task, "counted" if counted else "released", error)
@@ -182,7 +182,7 @@ class AgentHealth:
         ended = failed(task, problem, error, now, final=final)
         if not self._queue.withdraw(task.ref, ended, format_timestamp(now)):
             return False
-        count(ended, task)
+        recorded(task, ended)
         return True
 
     def _tell_runner(self, token: str, error: str, cause: str) -> None:

@@ -22,7 +22,7 @@ from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.core.retry import attempts
 from opscore.dispatch.errors import AttemptRequired, ResultConflict, TaskNotOpen
 from opscore.dispatch.models import TaskResult, TaskResultAccepted
-from opscore.sessions.attempts import AttemptEnd, agent_failure, count, failed, succeeded
+from opscore.sessions.attempts import AttemptEnd, agent_failure, failed, recorded, succeeded
 from opscore.sessions.errors import AGENT_FAILED_ERROR
 from opscore.sessions.models import TaskStatus, split_task_id
 from opscore.sessions.records import TaskRecord
@@ -70,7 +70,7 @@ class TaskResults:
                 continue  # the task moved (a result, a timeout, a cancel) since it was read: decide again
             if not saved:
                 raise TaskNotOpen(f"the session of task {task_id} has ended; it takes no more results")
-            count(ended, task)
+            recorded(task, ended)
             # The breaker moves before the runner is told: a throttled answer to the runner fails this call, and the
             # agent's repeat (a known answer) tells the runner again without a second look at the breaker.
             self._health.attempt_ended(agent_id, task, outcome_of(result), _error_type(result))

@@ -29,9 +29,10 @@ from opscore.sessions.errors import (
     RETRIED_ERRORS,
     TIMEOUT_ERROR,
 )
-from opscore.sessions.models import AttemptRecord, Problem, SessionStatus, TaskStatus
+from opscore.sessions.models import Problem, SessionStatus, TaskStatus
 from opscore.sessions.plan import Follower, TaskRoute, retry_wait
 from opscore.sessions.records import TaskRecord
+from opscore.sessions.trace import attempt_record, log_spans, spans_ended
 from opscore.sessions.writes import SessionEnd, TaskMark, TaskOutcome
 
 # Errors that mean an attempt ran out of time: Step Functions' own, an expired lease, an agent gone offline.
@@ -52,6 +53,13 @@ END_EVENTS = {
     TaskStatus.FAILED: "task_failed",
     TaskStatus.TIMED_OUT: "task_failed",
 }
+
+
+def recorded(task: TaskRecord, ended: AttemptEnd) -> None:
+    """An attempt's end (and the session's, when it came with it) is written: count and log it, and log the spans it
+    ended."""
+    count(ended, task)
+    log_spans(spans_ended(task, ended.outcome, ended.end))
 
 
 def count(ended: AttemptEnd, task: TaskRecord) -> None:
@@ -158,9 +166,8 @@ def _outcome(  # noqa: PLR0917 - the parts of one outcome
 ) -> TaskOutcome:
     stamp = format_timestamp(now)
     attempt_started = task.attempt_started_at or stamp
-    record = AttemptRecord(
-        attempt=task.attempts or 1, status=status, started_at=attempt_started, ended_at=stamp, error=problem
-    )
+    retry_at = format_timestamp((since or now) + timedelta(seconds=retry_in)) if retry_in is not None else None
+    record = attempt_record(task, status, problem, stamp, retry_at)
     return TaskOutcome(
         index=task.index,
         sequence=task.dispatch_seq,
@@ -171,7 +178,7 @@ def _outcome(  # noqa: PLR0917 - the parts of one outcome
         attempt_record_json=canonical_json(record.model_dump(mode="json")),
         output_json=canonical_json(output) if output is not None else None,
         error_json=canonical_json(problem.model_dump(mode="json")) if problem is not None else None,
-        scheduled_for=format_timestamp((since or now) + timedelta(seconds=retry_in)) if retry_in is not None else None,
+        scheduled_for=retry_at,
     )
 
 

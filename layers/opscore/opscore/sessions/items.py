@@ -74,6 +74,7 @@ def task_record(attributes: Attributes) -> TaskRecord:
         lease_seconds=attributes.get("lease_seconds") or DEFAULT_LEASE_SECONDS,
         lease_expires_at=attributes.get("lease_expires_at"),
         enqueued_at=attributes.get("enqueued_at"),
+        leased_at=attributes.get("leased_at"),
         started_at=attributes.get("started_at"),
         attempt_started_at=attributes.get("attempt_started_at"),
         ended_at=attributes.get("ended_at"),

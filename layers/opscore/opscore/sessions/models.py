@@ -107,6 +107,12 @@ class AttemptRecord(ResponseModel):
     started_at: str
     ended_at: str | None = None
     error: Problem | None = None
+    # When the attempt was put in its agent's queue (its start) and leased (None: it never was); kept from 2026-12 on,
+    # so older records have neither.
+    queued_at: str | None = None
+    leased_at: str | None = None
+    delay_seconds: int = Field(default=0, description="The delay its run waited out before this attempt was queued.")
+    retry_at: str | None = Field(default=None, description="On a retried attempt: when the next one is queued.")
 
 
 class TaskView(ResponseModel):

@@ -67,6 +67,8 @@ class TaskRoute(RouteModel):
     fallback: Follower | None = None
     # The session's first task: its dispatch moves the session from waiting to processing.
     begins: bool = False
+    # The delay the run waits out before its first attempt is queued (left out of the JSON when there is none).
+    delay_seconds: int = Field(default=0, exclude_if=lambda seconds: seconds == 0)
     # Stands in for a task dispatched before runners were generated per workflow (it kept no route).
     legacy: bool = Field(default=False, exclude=True)
 
@@ -194,6 +196,7 @@ class _Graph:
             then=then,
             fallback=self._follower(fallback_index),
             begins=begins,
+            delay_seconds=task.delay_seconds,
         )
         return TaskRun(route, task.delay_seconds, wait, next_state, fallback_state)
 

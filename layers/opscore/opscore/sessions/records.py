@@ -70,6 +70,7 @@ class TaskRecord(NamedTuple):
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     lease_expires_at: str | None = None
     enqueued_at: str | None = None
+    leased_at: str | None = None  # when the current attempt was leased (None: it has not been)
     started_at: str | None = None
     attempt_started_at: str | None = None
     ended_at: str | None = None

@@ -49,6 +49,7 @@ from opscore.sessions.models import Problem, SessionStatus, TaskStatus, task_id
 from opscore.sessions.plan import TaskRoute, retry_wait
 from opscore.sessions.records import TaskRecord, TaskRef
 from opscore.sessions.store import SessionStore
+from opscore.sessions.trace import log_span, log_spans, session_span, waits_ended
 from opscore.sessions.writes import Dispatch, SessionEnd
 from opscore.workflows.references import Sources, Unresolved, has_references, resolve_input
 
@@ -271,6 +272,8 @@ class SessionRunner:
         if outcome == "session_ended":
             # Cancelled meanwhile: end the wait at once rather than let the attempt run into its timeout.
             self._runner.fail(request.token, SESSION_CANCELLED_ERROR, "the session was cancelled")
+        else:
+            log_spans(waits_ended(queued_task(request, task, run_attempt, format_timestamp(now))))
         if refusal is not None and outcome == "queued":
             return Dispatched(outcome, TaskRef(request.session_id, route.index, previous + 1))
         _log_queued(request, task, outcome, run_attempt)
@@ -323,15 +326,14 @@ class SessionRunner:
                 if self._end_open(task, problem, failure.error, final=True):
                     freed.add(task.agent_id)
         problem = _session_problem(request, self._store.session_with_tasks(request.session_id)[1])
-        ended = self._store.end_open(
-            request.session_id,
-            SessionEnd(SessionStatus.ERROR, format_timestamp(self._now()), canonical_json(problem.model_dump())),
-        )
+        end = SessionEnd(SessionStatus.ERROR, format_timestamp(self._now()), canonical_json(problem.model_dump()))
+        ended = self._store.end_open(request.session_id, end)
         if ended:
             logger.info(
                 "session ended",
                 extra={"event": "session_ended", "session_id": request.session_id, "old": "processing", "new": "error"},
             )
+            log_span(session_span(session._replace(status=end.status, ended_at=end.ended_at, error=problem)))
             metrics.add_metric(name="SessionsError", unit=MetricUnit.Count, value=1)
             if problem.task_id is None:
                 logger.error(
@@ -364,6 +366,22 @@ def _log_queued(request: DispatchRequest, task: TaskRecord | None, outcome: str,
             "priority": request.given.priority,
             **({"new": "queued"} if queued else {}),
         },
+    )
+
+
+def queued_task(request: DispatchRequest, task: TaskRecord | None, run_attempt: int, now: str) -> TaskRecord:
+    """The task as its new attempt was queued, for the spans of the waits that ended then."""
+    route = request.dispatch
+    before = task or TaskRecord(session_id=request.session_id, index=route.index)
+    return before._replace(
+        template_id=route.id,
+        agent_id=request.agent_id,
+        action=route.action,
+        attempts=before.attempts + 1,
+        attempt_started_at=now,
+        leased_at=None,
+        run_attempt=run_attempt,
+        route_json=route.model_dump_json(),
     )
 
 

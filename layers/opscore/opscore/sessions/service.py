@@ -37,6 +37,7 @@ from opscore.sessions.models import (
 from opscore.sessions.plan import first_mark, task_priorities
 from opscore.sessions.records import SessionRecord, TaskRecord, TemplateTask
 from opscore.sessions.store import NO_FILTER, SessionFilter, SessionStore
+from opscore.sessions.trace import SessionTrace, log_span, session_span, session_trace
 from opscore.sessions.writes import NewSession, SessionEnd
 from opscore.workflows.references import input_problems
 from opscore.workflows.service import Workflows
@@ -195,6 +196,18 @@ class Sessions:
         session, tasks = self._store.session_with_tasks(session_id)
         return session_view(_owned(session, agent_id, session_id), tasks)
 
+    def trace(self, agent_id: str, session_id: str) -> SessionTrace:
+        """The session as spans (opscore.sessions.trace), read as the session itself is: that agent's, or missing."""
+        session, tasks = self._store.session_with_tasks(session_id)
+        return session_trace(_owned(session, agent_id, session_id), tasks)
+
+    def trace_of(self, session_id: str) -> SessionTrace:
+        """The same trace found by the session id alone (an admin's read: whichever agent ran it)."""
+        session, tasks = self._store.session_with_tasks(session_id)
+        if session is None:
+            raise NotFound(f"no session {session_id}")
+        return session_trace(session, tasks)
+
     def list(self, agent_id: str, limit: int, next_token: str | None, only: SessionFilter = NO_FILTER) -> SessionPage:
         self._registry.require(agent_id)
         items, token = self._store.sessions_of(agent_id, limit, next_token, only)
@@ -228,6 +241,7 @@ class Sessions:
                     "by": cancelled_by,
                 },
             )
+            log_span(session_span(session._replace(status=SessionStatus.CANCELLED, ended_at=now)))
             metrics.add_metric(name="SessionsCancelled", unit=MetricUnit.Count, value=1)
         return self.get(agent_id, session_id)
 

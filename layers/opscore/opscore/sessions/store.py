@@ -272,7 +272,7 @@ class SessionStore:
                         "agent_id = :agent, session_id = :session, #index = :index, #id = :id, #action = :action, "
                         "#input = :input, priority = :priority, entity = :entity, "
                         "history = if_not_exists(history, :no_history) "
-                        f"REMOVE {queue_remove}scheduled_for, ended_at, duration_ms, #output {add}"
+                        f"REMOVE {queue_remove}scheduled_for, leased_at, ended_at, duration_ms, #output {add}"
                     ),
                     "ConditionExpression": condition,
                     "ExpressionAttributeNames": {**names, "#action": "action"},
