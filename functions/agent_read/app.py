@@ -1,4 +1,5 @@
-"""GET /v1/opscore/agent/{agentId}, its state history, its sessions and its task queue: the read side of agents."""
+"""GET /v1/opscore/agents, and /v1/opscore/agent/{agentId} with its state history, sessions, task queue and stats:
+the read side of agents."""
 
 from typing import Any
 
@@ -8,13 +9,33 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
 from opscore.api.resolver import json_response
-from opscore.api.routes import PATH_AGENT, Api, Request
+from opscore.api.routes import ADMIN, PATH_AGENT, Api, Request
 from opscore.core.observability import logger, metrics, tracer
 from opscore.core.settings import TABLE_NAME, require_settings
 from opscore.dispatch.models import QUEUE_STATUSES
 
 SETTINGS = require_settings(TABLE_NAME)
 api = Api()
+
+
+@api.get("/agents", allow=ADMIN)
+def list_agents(request: Request) -> Response[str]:
+    request.takes_query("state", "limit", "next_token")
+    from opscore.agents.models import AgentState
+
+    state = request.optional_query_choice("state", tuple(state.value for state in AgentState))
+    limit = request.query_int("limit", default=20, minimum=1, maximum=100)
+    agents = wiring.registry().list_agents(AgentState(state) if state else None, limit, request.query("next_token"))
+    return json_response(200, agents)
+
+
+@api.get("/agent/{agentId}/stats", allow=PATH_AGENT)
+def get_stats(request: Request) -> Response[str]:
+    request.takes_query("window")
+    from opscore.agents.stats import DEFAULT_WINDOW, window_seconds
+
+    window = request.query("window") or DEFAULT_WINDOW
+    return json_response(200, wiring.agent_analytics().stats(request.agent_id, window, window_seconds(window)))
 
 
 @api.get("/agent/{agentId}", allow=PATH_AGENT)

@@ -76,6 +76,7 @@ def task_record(attributes: Attributes) -> TaskRecord:
         enqueued_at=attributes.get("enqueued_at"),
         started_at=attributes.get("started_at"),
         attempt_started_at=attributes.get("attempt_started_at"),
+        leased_at=attributes.get("leased_at"),
         ended_at=attributes.get("ended_at"),
         duration_ms=attributes.get("duration_ms"),
         scheduled_for=attributes.get("scheduled_for"),

@@ -72,6 +72,8 @@ class TaskRecord(NamedTuple):
     enqueued_at: str | None = None
     started_at: str | None = None
     attempt_started_at: str | None = None
+    # When an attempt was last leased (kept after the lease ends; a later attempt's queueing does not clear it).
+    leased_at: str | None = None
     ended_at: str | None = None
     duration_ms: int | None = None
     scheduled_for: str | None = None
