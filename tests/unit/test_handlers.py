@@ -123,6 +123,8 @@ ACCESS = {
     ("GET", "/agent/{agentId}/sessions"): "path_agent",
     ("GET", "/agent/{agentId}/sessions/{sessionId}"): "path_agent",
     ("GET", "/agent/{agentId}/tasks"): "path_agent",
+    ("GET", "/agent/{agentId}/stats"): "path_agent",
+    ("GET", "/agents"): "admin",
     ("POST", "/agent/{agentId}/tasks/next"): "path_agent",
     ("POST", "/agent/{agentId}/tasks/{taskId}/result"): "path_agent",
     ("POST", "/agent/{agentId}/tasks/{taskId}/heartbeat"): "path_agent",
