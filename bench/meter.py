@@ -29,7 +29,17 @@ from typing import Any
 KB = 1024
 # What the meter can bill; anything else fails loudly rather than count as free.
 METERED = frozenset(
-    {"GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "DescribeTable", "CreateTable"}
+    {
+        "GetItem",
+        "BatchGetItem",
+        "Query",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "TransactWriteItems",
+        "DescribeTable",
+        "CreateTable",
+    }
 )
 
 
@@ -183,6 +193,9 @@ class Meter:
         elif name == "Query":
             total = sum(item_size(item) for item in parsed.get("Items", []))
             self.read_units += self._read_units(total, self._consistent)
+        elif name == "BatchGetItem":  # each item is a read of its own (eventually consistent: Ops-Core asks no more)
+            items = [item for found in parsed.get("Responses", {}).values() for item in found]
+            self.read_units += sum(self._read_units(item_size(item), consistent=False) for item in items)
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

@@ -61,6 +61,7 @@ def measure(harness: Harness) -> dict[str, Any]:
     results.update(_one_attempt(harness, agent))
     results.update(_reference_dispatch(harness, agent))
     results.update(_sessions(harness, agent))
+    results.update(_fleet(harness, agent))
     results["silence deadline"] = {
         "metered contacts": "each in the same minute as the agent's previous contact: the deadline stays",
         "first contact in a new minute adds": {"Deadlines": 2},
@@ -190,6 +191,22 @@ def _sessions(harness: Harness, agent: str) -> dict[str, Any]:
         "3-task session": three,
     }
     return results
+
+
+def _fleet(harness: Harness, agent: str) -> dict[str, Any]:
+    """The agent list (one page: this agent) and the agent's stats over the last hour, after its sessions above."""
+
+    def read(name: str, path: dict[str, str] | None, query: dict[str, str]) -> None:
+        event = harness.event(f"agent_read/{name}.json", path=path)
+        event["queryStringParameters"] = query
+        event["multiValueQueryStringParameters"] = {key: [value] for key, value in query.items()}
+        status, reply = harness.call("AgentReadFunction", event)
+        assert status == 200, reply
+
+    return {
+        "agent list (one page)": harness.measured(partial(read, "list_agents", None, {"limit": "20"})),
+        "agent stats (1h)": harness.measured(partial(read, "get_stats", {"agentId": agent}, {"window": "1h"})),
+    }
 
 
 def _completed(harness: Harness, session_id: str) -> bool:

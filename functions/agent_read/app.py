@@ -1,5 +1,5 @@
-"""GET /v1/opscore/agent/{agentId}, its state history, its sessions (and their traces) and its task queue: the read
-side of agents."""
+"""GET /v1/opscore/agents, and /v1/opscore/agent/{agentId} with its state history, sessions (and their traces), task
+queue and stats: the read side of agents; and GET /v1/opscore/sessions/{sessionId}/trace for an admin."""
 
 from typing import Any
 
@@ -16,6 +16,26 @@ from opscore.dispatch.models import QUEUE_STATUSES
 
 SETTINGS = require_settings(TABLE_NAME)
 api = Api()
+
+
+@api.get("/agents", allow=ADMIN)
+def list_agents(request: Request) -> Response[str]:
+    request.takes_query("state", "limit", "next_token")
+    from opscore.agents.models import AgentState
+
+    state = request.optional_query_choice("state", tuple(state.value for state in AgentState))
+    limit = request.query_int("limit", default=20, minimum=1, maximum=100)
+    agents = wiring.registry().list_agents(AgentState(state) if state else None, limit, request.query("next_token"))
+    return json_response(200, agents)
+
+
+@api.get("/agent/{agentId}/stats", allow=PATH_AGENT)
+def get_stats(request: Request) -> Response[str]:
+    request.takes_query("window")
+    from opscore.agents.stats import DEFAULT_WINDOW, window_seconds
+
+    window = request.query("window") or DEFAULT_WINDOW
+    return json_response(200, wiring.agent_analytics().stats(request.agent_id, window, window_seconds(window)))
 
 
 @api.get("/agent/{agentId}", allow=PATH_AGENT)

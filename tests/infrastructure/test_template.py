@@ -56,6 +56,7 @@ def test_table_is_on_demand_recoverable_encrypted_and_expiring(document: dict[st
         "AgentSessions": ["session_agent", "session_id"],
         "AgentTasks": ["agent_tasks", "agent_tasks_sk"],
         "Deadlines": ["deadline_kind", "deadline_at"],
+        "Agents": ["agents_shard", "agents_sk"],
     }
     # Every index projects what its readers use, never the whole item (task inputs and histories stay out).
     assert all(index["Projection"]["ProjectionType"] == "INCLUDE" for index in indexes.values())

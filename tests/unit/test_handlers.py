@@ -125,6 +125,8 @@ ACCESS = {
     ("GET", "/agent/{agentId}/sessions/{sessionId}/trace"): "path_agent",
     ("GET", "/sessions/{sessionId}/trace"): "admin",
     ("GET", "/agent/{agentId}/tasks"): "path_agent",
+    ("GET", "/agent/{agentId}/stats"): "path_agent",
+    ("GET", "/agents"): "admin",
     ("POST", "/agent/{agentId}/tasks/next"): "path_agent",
     ("POST", "/agent/{agentId}/tasks/{taskId}/result"): "path_agent",
     ("POST", "/agent/{agentId}/tasks/{taskId}/heartbeat"): "path_agent",

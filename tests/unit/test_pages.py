@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from opscore.aws.pages import decode_page_token, encode_page_token
+from opscore.aws.pages import decode_page_token, encode_page_token, query_prefix_page
 from opscore.core.errors import ValidationFailed
 
 
@@ -94,3 +95,20 @@ def test_any_other_token_is_refused_naming_next_token_or_stays_in_the_partition(
     else:
         assert outcome["PK"] == PARTITION
         assert outcome["SK"].startswith(PREFIX)
+
+
+class _OneMegabyteQuery:
+    """A Query that stops at DynamoDB's 1 MB page: two items of the three asked for, and where it stopped."""
+
+    def query(self, **request: Any) -> dict[str, Any]:
+        items = [{"PK": {"S": "AGENT#a"}, "SK": {"S": f"STATE#{n}"}} for n in (1, 2)]
+        return {"Items": items, "LastEvaluatedKey": items[-1]}
+
+
+def test_a_page_cut_short_by_the_1_mb_limit_still_says_more_follow() -> None:
+    page, token = query_prefix_page(
+        cast("Any", _OneMegabyteQuery()), "t", partition="AGENT#a", sort_prefix="STATE#", limit=2, next_token=None
+    )
+    assert len(page) == 2
+    assert token is not None
+    assert decode_page_token(token, within("AGENT#a", "STATE#")) == {"PK": "AGENT#a", "SK": "STATE#2"}

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_stepfunctions import SFNClient
 
+    from opscore.agents.analytics import AgentAnalytics
     from opscore.agents.registry import Registry
     from opscore.agents.store import AgentStore
     from opscore.aws.stepfunctions import RunnerControl
@@ -158,6 +159,13 @@ def waker() -> Waker:
     return Waker(agent_store(), lambda_client, settings().dispatch_function_arn)
 
 
+@cache
+def agent_analytics() -> AgentAnalytics:
+    from opscore.agents.analytics import AgentAnalytics
+
+    return AgentAnalytics(registry(), session_store(), utc_now)
+
+
 def wake(agent_id: str) -> bool:
     """Have the agent's queue served (asynchronously, and only for an agent whose channel pushes)."""
     return waker().wake(agent_id)
@@ -172,6 +180,7 @@ def reset() -> None:
         agent_store,
         task_queue,
         registry,
+        agent_analytics,
         api_keys,
         workflows,
         stepfunctions,

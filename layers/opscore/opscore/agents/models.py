@@ -263,3 +263,63 @@ class HistoryPage(ResponseModel):
     next_token: str | None = Field(
         default=None, exclude_if=lambda token: token is None, description="Present when more entries follow."
     )
+
+
+class AgentSummary(ResponseModel):
+    """One agent in GET /agents: who it is, what it is doing, and how much work it holds."""
+
+    agent_id: str
+    name: str
+    state: AgentState | None = Field(description="The current state; null until the agent's first state report.")
+    state_timestamp: str | None = Field(description="When the agent reported (or Ops-Core set) the current state.")
+    last_seen_at: str | None = Field(description="The last contact: a registration, state report, heartbeat or pull.")
+    quarantined: bool
+    failure_streak: int = Field(description="As GET /agent/{agentId} shows it.")
+    queued: int = Field(description="Tasks waiting in the agent's queue.")
+    in_flight: int = Field(description="Tasks leased to the agent now.")
+    max_concurrency: int
+
+
+class AgentList(ResponseModel):
+    items: list[AgentSummary]
+    next_token: str | None = Field(
+        default=None, exclude_if=lambda token: token is None, description="Present when more agents follow."
+    )
+
+
+class TaskCounts(ResponseModel):
+    succeeded: int = Field(description="Task attempts that succeeded in the window.")
+    failed: int = Field(description="Task attempts that failed in the window.")
+    timed_out: int = Field(description="Task attempts that timed out in the window (lease, runner or agent offline).")
+    success_rate: float | None = Field(description="succeeded / (succeeded + failed + timed_out); null for none.")
+
+
+class Percentiles(ResponseModel):
+    count: int = Field(description="The attempts measured.")
+    p50: float | None = Field(description="Milliseconds, nearest rank; null when none was measured.")
+    p95: float | None = Field(description="Milliseconds, nearest rank; null when none was measured.")
+
+
+class AgentStats(ResponseModel):
+    """GET /agent/{agentId}/stats: what the agent did over the window that ends now."""
+
+    agent_id: str
+    window: str = Field(description="The window asked for, e.g. 1h.")
+    window_seconds: int
+    since: str = Field(description="The window's start (UTC).")
+    until: str = Field(description="The window's end: the time of the request (UTC).")
+    tasks: TaskCounts
+    failure_streak: int = Field(description="The agent's own recent failures, as GET /agent/{agentId} shows it.")
+    state_seconds: dict[str, float] = Field(
+        description="Seconds spent in each state within the window (every state named; time before its first report "
+        "is counted nowhere)."
+    )
+    utilisation: float = Field(description="The share of the window spent busy, 0 to 1.")
+    queue_wait_ms: Percentiles = Field(description="From being queued to being leased, of the attempts ended.")
+    run_time_ms: Percentiles = Field(description="From being leased to ending, of the attempts ended.")
+    queue: QueueCounts
+    sessions_read: int = Field(description="The agent's sessions read to count the attempts.")
+    sampled: bool = Field(
+        description="A bound was reached (sessions read, or state history entries): the figures cover part of the "
+        "window only."
+    )

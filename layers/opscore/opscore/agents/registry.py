@@ -19,7 +19,9 @@ from opscore.agents.errors import NotQuarantined, StaleState
 from opscore.agents.models import (
     Agent,
     AgentError,
+    AgentList,
     AgentState,
+    AgentSummary,
     CurrentState,
     HistoryPage,
     Quarantine,
@@ -93,13 +95,34 @@ class Registry:
         return record
 
     def _view(self, record: AgentRecord) -> Agent:
+        return agent_view(record, self.queue_counts(record), format_timestamp(self._now()))
+
+    def queue_counts(self, record: AgentRecord) -> QueueCounts:
+        """The agent's queue by priority (a Query of its queue's priorities) and its tasks in flight."""
         priorities = self._queue.queued_priorities(record.agent_id)
-        counts = QueueCounts(
+        return QueueCounts(
             queued=len(priorities),
             in_flight=record.in_flight,
             queued_by_priority={str(value): priorities.count(value) for value in sorted(set(priorities), reverse=True)},
         )
-        return agent_view(record, counts, format_timestamp(self._now()))
+
+    def list_agents(self, state: AgentState | None, limit: int, next_token: str | None) -> AgentList:
+        """GET /agents: a page of agents in (state, id) order, each with its queue depth (one COUNT Query each).
+
+        The index is read eventually consistently and the agent items after it: an agent whose state changed in
+        between shows its current state, and under `state` it is left out of the page."""
+        records, token = self._store.list_page(state.value if state else None, limit, next_token)
+        now = format_timestamp(self._now())
+        items = [
+            agent_summary(record, self._queue.queued_count(record.agent_id), now)
+            for record in records
+            if state is None or record.state is state
+        ]
+        logger.info(
+            "agents listed",
+            extra={"event": "agents_listed", "state": state, "count": len(items), "more": token is not None},
+        )
+        return AgentList(items=items, next_token=token)
 
     def report_state(self, agent_id: str, report: StateReport) -> StateAccepted:
         now = self._now()
@@ -317,6 +340,15 @@ class Registry:
             raise NotFound(f"agent {agent_id} is not registered")
         return HistoryPage(items=items, next_token=token)
 
+    def history_window(
+        self, agent_id: str, since: datetime, until: datetime, limit: int
+    ) -> tuple[list[StateHistoryEntry], bool]:
+        """The agent's state changes between `since` and `until`, newest first: at most `limit`, and whether more
+        (older) ones were left out."""
+        window = (format_timestamp(since), format_timestamp(until))
+        items, token = self._store.list_history(agent_id, limit, None, window)
+        return items, token is not None
+
 
 class OpsCoreChange(NamedTuple):
     """A state change Ops-Core makes for an agent: the state, the history entry's details, and its breaker."""
@@ -341,6 +373,23 @@ def quarantine_view(record: AgentRecord, now: str) -> Quarantine | None:
         probe_after=quarantine.probe_after,
         half_open=record.half_open(now),
         probe_task_id=record.probe.partition("#")[0] if record.probe_out(now) and record.probe else None,
+    )
+
+
+def agent_summary(record: AgentRecord, queued: int, now: str) -> AgentSummary:
+    """What GET /agents shows of an agent."""
+    current = record.current
+    return AgentSummary(
+        agent_id=record.agent_id,
+        name=record.name,
+        state=record.state,
+        state_timestamp=current.timestamp if current is not None else None,
+        last_seen_at=record.last_seen_at,
+        quarantined=record.quarantined,
+        failure_streak=len(record.failures_within(now)),
+        queued=queued,
+        in_flight=record.in_flight,
+        max_concurrency=record.max_concurrency,
     )
 
 

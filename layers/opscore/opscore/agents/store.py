@@ -13,10 +13,16 @@ lease's end and trimmed here under the `failures_seq` guard), and while it is op
 `quarantined_since`, `quarantine_reason`, `quarantine_failures`, `quarantine_last_error`, `probe_after`, and the
 probe (`probe`, `probe_until`) a half-open agent holds; and its silence deadline in the Deadlines index
 (`deadline_kind=SILENCE`, `deadline_at=<when it counts as offline>#<id>`), which the sweep queries.
+
+Every agent is also in the Agents index (`agents_shard=AGENTS#<0..3>`, `agents_sk=<state>#<id>`, `-` for no state
+yet), which GET /agents pages through. Both are written with every registration and every state write, so an item
+written before the index existed appears there once it next registers or changes state. The sort key changes only
+with the state, so heartbeats and leases never write the index.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,10 +36,11 @@ from opscore.agents.records import (
 )
 from opscore.aws.dynamodb import ConditionFailed, translated_errors, update_if
 from opscore.aws.items import Attributes, Item, decode_item, n, s
-from opscore.aws.pages import query_prefix_page
+from opscore.aws.pages import decode_page_token, encode_page_token, query_prefix_page
 from opscore.aws.updates import Update
 from opscore.core.contracts import canonical_json, parse_json
 from opscore.core.errors import Throttled
+from opscore.core.retry import Backoff, attempts
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -42,6 +49,26 @@ AGENT_SK = "AGENT"
 HISTORY_PREFIX = "STATE#"
 DEADLINES_INDEX = "Deadlines"
 SILENCE = "SILENCE"
+AGENTS_INDEX = "Agents"
+# The Agents index's partitions: each takes about 1,000 index writes a second, and a state change is two (the old
+# key goes, the new one comes), so four shards carry some 2,000 state changes a second across the fleet. A listing
+# reads them all and merges (one small Query each).
+AGENT_SHARDS = 4
+NO_STATE = "-"
+# An id's characters all sort after a space and before '~' (see AGENT_ID_PATTERN): the bounds of a key range.
+AFTER_ID, PAST_ID = " ", "~"
+
+
+def agents_shard(agent_id: str) -> str:
+    return f"AGENTS#{zlib.crc32(agent_id.encode()) % AGENT_SHARDS}"
+
+
+def agents_sort_key(agent_id: str, state: str | None) -> str:
+    return f"{state or NO_STATE}#{agent_id}"
+
+
+BATCH_ATTEMPTS = 4
+BATCH_BACKOFF = Backoff(0.05, 0.4)
 
 
 def silence_deadline(agent_id: str, silent_at: str) -> str:
@@ -109,6 +136,8 @@ class AgentStore:
             .set("deadline_kind", SILENCE)
             .set("deadline_at", silence_deadline(agent_id, silent_at))
             .set("last_seen_at", now)
+            .set("agents_shard", agents_shard(agent_id))
+            .set_if_absent("agents_sk", agents_sort_key(agent_id, None))
         )
         for attribute, value in (
             ("agent_version", request.version),
@@ -122,7 +151,65 @@ class AgentStore:
         with translated_errors():
             response = self._client.update_item(**update.request(self._table), ReturnValues="ALL_NEW")
         attributes = decode_item(response["Attributes"])
-        return _agent_record(attributes, created=attributes.get("generation") == 1)
+        record = _agent_record(attributes, created=attributes.get("generation") == 1)
+        if record.state is not None and attributes.get("agents_sk") != agents_sort_key(agent_id, record.state):
+            self._index_state(agent_id, record.state)
+        return record
+
+    def _index_state(self, agent_id: str, state: str) -> None:
+        """An item that had a state before the Agents index existed: its sort key, while that is still its state."""
+        update_if(
+            self._client,
+            Update(agent_key(agent_id))
+            .set("agents_sk", agents_sort_key(agent_id, state))
+            .condition("#state = :state", state=state)
+            .request(self._table),
+        )
+
+    def list_page(self, state: str | None, limit: int, next_token: str | None) -> tuple[list[AgentRecord], str | None]:
+        """A page of agents in (state, id) order, optionally of one state: a Query of each Agents shard (keys only),
+        merged, then the page's agent items in one BatchGetItem. The token is the last sort key shown."""
+        prefix = f"{state}#" if state is not None else ""
+        low, high = prefix or AFTER_ID, prefix + PAST_ID
+        if next_token is not None:
+            after = decode_page_token(
+                next_token, lambda key: set(key) == {"agents_sk"} and key["agents_sk"].startswith(prefix)
+            )["agents_sk"]
+            low = max(low, after + AFTER_ID)
+        keys: list[str] = []
+        for shard in range(AGENT_SHARDS):
+            with translated_errors():
+                items = self._client.query(
+                    TableName=self._table,
+                    IndexName=AGENTS_INDEX,
+                    KeyConditionExpression="agents_shard = :shard AND agents_sk BETWEEN :low AND :high",
+                    ExpressionAttributeValues={":shard": s(f"AGENTS#{shard}"), ":low": s(low), ":high": s(high)},
+                    Limit=limit + 1,
+                ).get("Items", [])
+            keys += [decode_item(item)["agents_sk"] for item in items]
+        keys.sort()
+        page = keys[:limit]
+        records = self._get_many([key.partition("#")[2] for key in page])
+        token = encode_page_token({"agents_sk": page[-1]}) if len(keys) > limit else None
+        return records, token
+
+    def _get_many(self, agent_ids: list[str]) -> list[AgentRecord]:
+        """The agents' items, in the order asked (at most 100: one BatchGetItem, its unprocessed keys asked again)."""
+        found: dict[str, AgentRecord] = {}
+        wanted = [agent_key(agent_id) for agent_id in agent_ids]
+        for _ in attempts(BATCH_ATTEMPTS, BATCH_BACKOFF):
+            if not wanted:
+                break
+            with translated_errors():
+                response = self._client.batch_get_item(RequestItems={self._table: {"Keys": wanted}})
+            for item in response.get("Responses", {}).get(self._table, []):
+                record = _agent_record(decode_item(item))
+                found[record.agent_id] = record
+            unprocessed = response.get("UnprocessedKeys") or {}
+            wanted = list(unprocessed[self._table]["Keys"]) if self._table in unprocessed else []
+        if wanted:
+            raise Throttled("the agents could not all be read now; try again")
+        return [found[agent_id] for agent_id in agent_ids if agent_id in found]
 
     def get(self, agent_id: str) -> AgentRecord | None:
         with translated_errors():
@@ -144,6 +231,8 @@ class AgentStore:
             .set("state_error", write.error_json)
             .set("state_version", entry.version)
             .set("state_recorded_at", write.recorded_at)
+            .set("agents_shard", agents_shard(agent_id))
+            .set("agents_sk", agents_sort_key(agent_id, write.state.value))
         )
         if write.silent_at is not None:
             update.set("last_seen_at", write.recorded_at).set("deadline_kind", SILENCE)

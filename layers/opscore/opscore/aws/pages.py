@@ -89,8 +89,11 @@ def query_prefix_page(
         )
         query["ExclusiveStartKey"] = {name: s(value) for name, value in key.items()}
     with translated_errors():
-        items = client.query(**query).get("Items", [])
+        answer = client.query(**query)
+    items = answer.get("Items", [])
     page = items[:limit]
-    last = decode_item(page[-1]) if len(items) > limit else None
+    # More follow when the extra item came, or when DynamoDB stopped short at its 1 MB page before it could.
+    more = len(items) > limit or (bool(page) and "LastEvaluatedKey" in answer)
+    last = decode_item(page[-1]) if more else None
     token = encode_page_token({"PK": last["PK"], "SK": last["SK"]}) if last is not None else None
     return page, token

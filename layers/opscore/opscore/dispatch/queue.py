@@ -119,6 +119,19 @@ class TaskQueue:
             pages = self._client.get_paginator("query").paginate(**query)
             return [decode_item(item).get("priority", 0) for page in pages for item in page.get("Items", [])]
 
+    def queued_count(self, agent_id: str) -> int:
+        """How many tasks wait in the agent's queue (a COUNT Query of the index: every entry is still read)."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": QUEUE_INDEX,
+            "KeyConditionExpression": "agent_tasks = :partition",
+            "ExpressionAttributeValues": {":partition": s(queued_partition(agent_id))},
+            "Select": "COUNT",
+        }
+        with translated_errors():
+            pages = self._client.get_paginator("query").paginate(**query)
+            return sum(page.get("Count", 0) for page in pages)
+
     def expired_leases(self, now: str, limit: int) -> list[TaskRecord]:
         """Leases that ended before `now`, the oldest first (one Query of the Deadlines index's projection)."""
         return self._past_deadlines(LEASE, now, limit)

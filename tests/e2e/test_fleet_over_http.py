@@ -1,0 +1,115 @@
+"""GET /agents and GET /agent/{agentId}/stats over HTTP, and `opscore agents` / `opscore agent ID` against a local
+runtime the test starts (every answer held to docs/openapi.yaml)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import REPO
+from tests.e2e.conftest import Api, Contract, start_local
+from tests.e2e.test_sessions_over_http import Operator
+
+ONE_TASK = [{"id": "fetch", "action": "web.fetch"}]
+
+
+def run_flows(agent: Operator) -> None:
+    """The agent reports idle, then does one task that succeeds and one that fails."""
+    now = datetime.now(UTC).isoformat()
+    state = agent.api.request(
+        "POST", f"/agent/{agent.agent_id}/state", key=agent.agent_key, body={"state": "idle", "timestamp": now}
+    )
+    assert state.status == 200, state.body
+    succeeded = agent.start(ONE_TASK)
+    agent.succeed(agent.lease(succeeded, "fetch"))
+    agent.ended(succeeded)
+    failed = agent.start(ONE_TASK)
+    agent.fail(agent.lease(failed, "fetch"))
+    agent.ended(failed)
+
+
+def listed(api: Api, **query: str) -> list[dict[str, Any]]:
+    """Every agent the listing shows, page by page."""
+    agents: list[dict[str, Any]] = []
+    query = {"limit": "2", **query}
+    for _ in range(1000):
+        reply = api.admin("GET", "/agents", query=query)
+        assert reply.status == 200, reply.body
+        agents += reply.body["items"]
+        if "next_token" not in reply.body:
+            return agents
+        query["next_token"] = reply.body["next_token"]
+    raise AssertionError("the listing never ended")
+
+
+def test_the_fleet_and_an_agents_stats_over_http(api: Api) -> None:
+    agent = Operator(api)
+    run_flows(agent)
+
+    mine = [item for item in listed(api, state="idle") if item["agent_id"] == agent.agent_id]
+    assert [(item["state"], item["queued"], item["in_flight"]) for item in mine] == [("idle", 0, 0)]
+    assert agent.agent_id not in {item["agent_id"] for item in listed(api, state="busy")}
+    unknown = api.admin("GET", "/agents", query={"status": "idle"})
+    assert (unknown.status, unknown.body["error"]["details"][0]["field"]) == (400, "status")
+    assert api.request("GET", "/agents", key=agent.agent_key).status == 403
+
+    for key in (api.admin_key, agent.agent_key):
+        reply = api.request("GET", f"/agent/{agent.agent_id}/stats", key=key, query={"window": "15m"})
+        assert reply.status == 200, reply.body
+        assert reply.body["tasks"] == {"succeeded": 1, "failed": 1, "timed_out": 0, "success_rate": 0.5}
+        assert (reply.body["run_time_ms"]["count"], reply.body["sampled"]) == (2, False)
+    refused = api.admin("GET", f"/agent/{agent.agent_id}/stats", query={"window": "2d"})
+    assert (refused.status, refused.body["error"]["details"][0]["field"]) == (400, "window")
+
+
+def opscore(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    executable = Path(sys.executable).with_name("opscore")
+    return subprocess.run(  # noqa: S603 - our own command
+        [str(executable), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_opscore_agents_and_agent_print_the_fleet_and_the_stats(tmp_path: Path, contract: Contract) -> None:
+    running = start_local(tmp_path, {"OPSCORE_ADMIN_KEY": "fleet-cli-admin-key-for-the-local-runtime"})
+    try:
+        api = Api(running.base_url, running.admin_key, contract)
+        agent = Operator(api)
+        run_flows(agent)
+        # not a terminal: no colour; a wide one so ids are not wrapped; times in the user's zone
+        env = {
+            **{name: value for name, value in os.environ.items() if not name.startswith("OPSCORE_")},
+            "COLUMNS": "200",
+            "TZ": "Europe/Paris",
+            "OPSCORE_URL": running.base_url,
+            "OPSCORE_API_KEY": running.admin_key,
+        }
+
+        fleet = opscore("agents", env=env)
+        assert fleet.returncode == 0, fleet.stderr
+        assert "\x1b[" not in fleet.stdout, "no colour when the output is not a terminal"
+        (row,) = [line for line in fleet.stdout.splitlines() if agent.agent_id in line]
+        assert " idle " in row
+        assert " CET" in row, "times are local, with the zone"
+        assert opscore("agents", "--state", "busy", env=env).stdout.count(agent.agent_id) == 0
+
+        stats = opscore("agent", agent.agent_id, "--window", "15m", env=env)
+        assert stats.returncode == 0, stats.stderr
+        assert "1 succeeded, 1 failed, 0 timed out" in stats.stdout
+        assert "50.0%" in stats.stdout
+        as_json = opscore("agent", agent.agent_id, "--json", env=env)
+        assert json.loads(as_json.stdout)["tasks"]["succeeded"] == 1
+
+        bad = opscore("agent", agent.agent_id, "--window", "2d", env=env)
+        assert (bad.returncode, "window" in bad.stderr) == (2, True)
+        missing = opscore("agent", "nobody-here", env=env)
+        assert (missing.returncode, "not_found" in missing.stderr) == (1, True)
+        unset = {name: value for name, value in env.items() if not name.startswith("OPSCORE_")}
+        nowhere = opscore("agents", env=unset)
+        assert (nowhere.returncode, "--url" in nowhere.stderr) == (2, True)
+    finally:
+        assert running.stop() == 0
