@@ -47,6 +47,7 @@ def local(
     """
     from opscore.core.errors import OpsCoreError
     from opscore_tools.local.server import LocalOpsCore
+    from opscore_tools.target import RuntimeRecord, forget_runtime, record_runtime
 
     if not template.is_file():
         console.print(
@@ -66,6 +67,21 @@ def local(
     except ValueError as error:
         console.print(f"[red]error:[/] {error}")
         raise typer.Exit(2) from None
+    # Other commands (`opscore logs`, ...) find this runtime, its admin key and its log file from this record, written
+    # before the URL is printed so that whoever reads the URL can already use them.
+    try:
+        record: Path | None = record_runtime(
+            RuntimeRecord(
+                url=f"{runtime.url}/v1/opscore",
+                admin_key=admin.value,
+                pid=os.getpid(),
+                log_file=str(runtime.sink.path),
+                started_at=datetime.now(UTC).isoformat(timespec="microseconds"),
+            )
+        )
+    except OSError as error:
+        record = None
+        console.print(f"[yellow]warning:[/] cannot record this runtime under .opscore/runtimes: {error.strerror}")
     key_note = "generated; set OPSCORE_ADMIN_KEY to choose one" if admin.generated else "from OPSCORE_ADMIN_KEY"
     # Plain lines on stdout, flushed: scripts and tests read the URL and key from here.
     print(f"Ops-Core local runtime on {runtime.url}/v1/opscore", flush=True)
@@ -76,7 +92,11 @@ def local(
     stop = threading.Event()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, lambda *_: stop.set())
-    stop.wait()
+    try:
+        stop.wait()
+    finally:
+        if record is not None:
+            forget_runtime(record)
     runtime.stop()
     print("stopped", flush=True)
 
