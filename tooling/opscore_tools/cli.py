@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from opscore_tools.logs.command import logs as logs_command
+
 if TYPE_CHECKING:
     from opscore.keys.service import ApiKeys
     from opscore.workflows.templates import WorkflowTemplate
@@ -22,6 +24,7 @@ app = typer.Typer(help="Ops-Core: lifecycle and workflow service for AI agents."
 keys_app = typer.Typer(help="Manage API keys of a deployed Ops-Core stack.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 console = Console(stderr=True, highlight=False)
+app.command("logs", no_args_is_help=False)(logs_command)
 
 
 @app.command()
