@@ -180,6 +180,23 @@ def test_exit_codes_scripts_can_trust(arguments: list[str], code: int, says: str
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("form", [["--json"], []])
+def test_a_reader_that_goes_away_ends_it_quietly(flow: Flow, form: list[str]) -> None:
+    reading = subprocess.Popen(  # noqa: S603 - our own command
+        [OPSCORE, "logs", "--file", str(flow.log), *form],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert reading.stdout is not None
+    assert reading.stdout.readline()
+    reading.stdout.close()  # as `| head -1` does
+    _, errors = reading.communicate(timeout=DEADLINE_SECONDS)
+    assert reading.returncode == 0, errors
+    assert "Traceback" not in errors
+
+
 class Following:
     """`opscore logs --follow` running, its stdout and stderr read line by line on threads."""
 

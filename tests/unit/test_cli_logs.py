@@ -268,6 +268,8 @@ def test_the_newest_matching_lines_come_oldest_first_and_every_match_is_counted(
     found = LocalFile(log).find(LogQuery(agents=("a",), limit=3))
     assert [line.get("message") for line in found.lines] == ["n5", "n7", "n9"]
     assert found.matched == 5
+    assert found.notes == ("5 lines matched; showing the newest 3 (--limit)",)
+    assert LocalFile(log).find(LogQuery(agents=("a",))).notes == ()
 
 
 def test_follow_yields_only_new_whole_matching_lines(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -172,6 +173,11 @@ def _show(source: LogSource, found: Found, query: LogQuery, *, follow: bool, as_
                     console.file.flush()
     except KeyboardInterrupt:
         return  # Ctrl-C is how --follow ends: exit 0
+    except BrokenPipeError:
+        # The reader went away (`opscore logs | head`): stop quietly, and keep Python from failing to flush at exit.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 class _ProgressLine:

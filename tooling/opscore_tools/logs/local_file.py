@@ -60,7 +60,12 @@ class LocalFile:
                         newest.append(line)
         except OSError as error:
             raise SourceError(f"cannot read {self.path}: {error.strerror}") from None
-        return Found(list(newest), matched)
+        notes = (
+            ()
+            if matched <= query.limit
+            else (f"{matched:,} lines matched; showing the newest {query.limit:,} (--limit)",)
+        )
+        return Found(list(newest), matched, notes)
 
     def follow(self, query: LogQuery) -> Iterator[LogLine]:
         partial = b""

@@ -35,9 +35,16 @@ class Columns:
         return cls(min(agent, MAX_WIDTHS[0]), min(event, MAX_WIDTHS[1]))
 
 
+class _Stdout(Console):
+    def on_broken_pipe(self) -> None:
+        # rich exits 1 when the reader goes away; `opscore logs` treats that as it treats --json's (see the command).
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def stdout_console() -> Console:
     """stdout, coloured only when it is a terminal (and NO_COLOR is unset); never wrapped."""
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True, emoji=False)
+    return _Stdout(file=sys.stdout, highlight=False, soft_wrap=True, emoji=False)
 
 
 def local_time(line: LogLine, zone: tzinfo | None = None) -> str:
