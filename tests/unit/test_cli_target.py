@@ -72,6 +72,15 @@ def test_a_stale_record_of_a_runtime_that_died_is_ignored(tmp_path: Path) -> Non
         resolve_target(environ={}, cwd=tmp_path)
 
 
+def test_starting_removes_the_records_of_runtimes_that_were_killed(tmp_path: Path) -> None:
+    killed = record_runtime(a_record(pid=dead_pid()), tmp_path)
+    live = record_runtime(a_record(pid=os.getppid()), tmp_path)
+    mine = record_runtime(a_record(), tmp_path)
+    assert not killed.exists()
+    assert live.exists()
+    assert mine.exists()
+
+
 def test_the_newest_live_runtime_wins(tmp_path: Path) -> None:
     record_runtime(a_record(url="http://127.0.0.1:1111", started_at="2026-12-01T09:00:00+00:00"), tmp_path)
     record_runtime(

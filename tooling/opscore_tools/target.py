@@ -160,10 +160,15 @@ def api_url_of_stack(stack: str, region: str | None = None) -> str:
 
 
 def record_runtime(record: RuntimeRecord, cwd: Path | None = None) -> Path:
-    """Write the runtime's record, readable only by its user (directory 0700, file 0600), atomically."""
+    """Write the runtime's record, readable only by its user (directory 0700, file 0600), atomically; remove the
+    records of runtimes that are gone."""
     directory = (cwd or Path.cwd()) / RUNTIMES_DIR
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
+    for stale in directory.glob("*.json"):  # records of runtimes that did not stop cleanly (killed)
+        found = _read_record(stale)
+        if found is not None and not _alive(found.pid):
+            forget_runtime(stale)
     path = directory / f"{record.pid}.json"
     partial = directory / f".{record.pid}.json.partial"
     with contextlib.suppress(FileNotFoundError):
