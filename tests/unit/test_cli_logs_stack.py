@@ -336,3 +336,78 @@ def test_follow_skips_a_log_group_not_created_yet(stack: tuple[StackLogs, Stubbe
         {"logGroupName": "/aws/lambda/ops-Fn-1", "startTime": start},
     )
     assert next(source.follow(LogQuery())).get("message") == "first"
+
+
+def test_the_command_on_a_stack_prints_the_lines_and_says_what_it_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from opscore_tools import cli
+    from opscore_tools.logs import stack as stack_module
+
+    logs, cloudformation = client("logs"), client("cloudformation")
+    source = StackLogs("ops", logs, cloudformation, sleep=lambda _: None)
+    asked: dict[str, Any] = {}
+
+    def stack_logs(stack: str, region: str | None, **options: Any) -> StackLogs:
+        asked.update(stack=stack, region=region, **options)
+        return source
+
+    monkeypatch.setattr(stack_module, "stack_logs", stack_logs)
+    line = {"level": "ERROR", "message": "task failed", "agent_id": "a", "timestamp": "2026-12-01T09:59:00Z"}
+    with Stubber(cloudformation) as stack_stubber, Stubber(logs) as stubber:
+        stack_stubber.add_response(
+            "list_stack_resources",
+            {"StackResourceSummaries": [resource("AWS::Lambda::Function", "ops-Fn-1")]},
+            {"StackName": "ops"},
+        )
+        stubber.add_response(
+            "start_query",
+            {"queryId": "q1"},
+            {
+                "logGroupNames": ["/aws/lambda/ops-Fn-1"],
+                "startTime": ANY,
+                "endTime": ANY,
+                "queryString": ANY,
+                "limit": ANY,
+            },
+        )
+        stubber.add_response(
+            "get_query_results",
+            {"status": "Complete", "results": [a_row(line)], "statistics": {"recordsMatched": 3.0}},
+            {"queryId": "q1"},
+        )
+        result = CliRunner().invoke(
+            cli.app, ["logs", "--stack", "ops", "--region", "eu-west-1", "--since", "2h", "--level", "error", "--json"]
+        )
+    assert result.exit_code == 0, result.output
+    assert asked == {"stack": "ops", "region": "eu-west-1", "timeout_seconds": 60.0, "progress": ANY}
+    assert json.loads(result.stdout) == line
+    assert "3 lines matched; showing the newest 1" in result.stderr
+
+
+def test_the_command_says_which_stack_it_cannot_find(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from opscore_tools import cli
+    from opscore_tools.logs import stack as stack_module
+
+    cloudformation = client("cloudformation")
+    monkeypatch.setattr(
+        stack_module, "stack_logs", lambda stack, *_, **__: StackLogs(stack, client("logs"), cloudformation)
+    )
+    with Stubber(cloudformation) as stubber:
+        stubber.add_client_error("list_stack_resources", "ValidationError", "Stack with id gone does not exist")
+        result = CliRunner().invoke(cli.app, ["logs", "--stack", "gone"])
+    assert result.exit_code == 1
+    assert "stack gone: Stack with id gone does not exist" in result.stderr
+    assert result.stdout == ""
+
+
+def test_file_and_stack_together_are_bad_usage() -> None:
+    from typer.testing import CliRunner
+
+    from opscore_tools import cli
+
+    result = CliRunner().invoke(cli.app, ["logs", "--stack", "ops", "--file", "x.jsonl"])
+    assert result.exit_code == 2
+    assert "--file or --stack" in result.stderr
