@@ -288,6 +288,25 @@ def test_follow_yields_only_new_whole_matching_lines(tmp_path: Path) -> None:
     assert next(following).get("message") == "rest"
 
 
+def test_follow_reads_a_truncated_file_from_its_start(tmp_path: Path) -> None:
+    log = tmp_path / "local.jsonl"
+    write(log, *[{"level": "INFO", "message": f"old {n}"} for n in range(5)])
+    polls: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 1:  # while a line was half written, the file was truncated and written again
+            log.write_text('{"level": "INFO", "message": "after truncation"}\n')
+        if len(polls) > 5:
+            raise AssertionError("follow never read the truncated file's line")
+
+    source = LocalFile(log, sleep=sleep)
+    source.find(LogQuery())
+    with log.open("a") as file:
+        file.write('{"level": "INFO", "mess')
+    assert next(source.follow(LogQuery())).get("message") == "after truncation"
+
+
 def test_the_default_file_is_the_newest_under_opscore_logs(tmp_path: Path) -> None:
     import os
 

@@ -70,7 +70,9 @@ class LocalFile:
     def follow(self, query: LogQuery) -> Iterator[LogLine]:
         partial = b""
         while True:
-            chunk = self._read_more()
+            restarted, chunk = self._read_more()
+            if restarted:
+                partial = b""  # what was pending belonged to the file before it was truncated
             if not chunk:
                 self._sleep(self._poll_seconds)
                 continue
@@ -80,17 +82,19 @@ class LocalFile:
                 if line is not None and query.matches(line):
                     yield line
 
-    def _read_more(self) -> bytes:
+    def _read_more(self) -> tuple[bool, bytes]:
+        """(whether the file was truncated and is read again from its start, what was written since last read)."""
+        restarted = False
         try:
             with self.path.open("rb") as file:
                 file.seek(0, 2)
                 if file.tell() < self._offset:
-                    self._offset = 0  # the file was truncated or replaced: read it from its start
+                    self._offset, restarted = 0, True
                 file.seek(self._offset)
                 chunk = file.read()
         except FileNotFoundError:
-            return b""
+            return False, b""
         except OSError as error:
             raise SourceError(f"cannot read {self.path}: {error.strerror}") from None
         self._offset += len(chunk)
-        return chunk
+        return restarted, chunk
