@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -11,17 +12,19 @@ from tests.conftest import REPO
 from tests.e2e.conftest import Api, Contract, start_local
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     executable = Path(sys.executable).with_name("opscore")
     return subprocess.run(  # noqa: S603 - our own command
-        [str(executable), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False
+        [str(executable), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
     )
 
 
 def test_without_an_admin_key_one_is_generated_printed_and_works(tmp_path: Path, contract: Contract) -> None:
     running = start_local(tmp_path, {"OPSCORE_ADMIN_KEY": ""})
+    record = REPO / ".opscore" / "runtimes" / f"{running.process.pid}.json"
     try:
         assert running.admin_key.startswith("opsk_")
+        assert json.loads(record.read_text())["admin_key"] == running.admin_key, "recorded for other commands"
         api = Api(running.base_url, running.admin_key, contract)
         assert api.admin("POST", "/keys", body={"role": "admin"}).status == 201
         assert api.request("GET", "/health").status == 200  # emits no metric, so Powertools warns
@@ -31,6 +34,7 @@ def test_without_an_admin_key_one_is_generated_printed_and_works(tmp_path: Path,
     while not running.lines.empty():
         remaining.append(running.lines.get())
     assert "stopped" in remaining
+    assert not record.exists(), "a clean stop removes the runtime's record"
     assert not [line for line in remaining if "Warning" in line], "warnings go to the log file, not the console"
     logged = running.log_path.read_text()
     assert '"level": "WARNING"' in logged, "the warning went to the log file"

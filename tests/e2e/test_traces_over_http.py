@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,7 +93,7 @@ def test_each_span_is_logged_as_it_ends_with_the_routes_ids(api: Api, local_ops_
             assert (line["name"], line["start_time"]) == (span["name"], span["start_time"])
 
 
-def test_opscore_trace_draws_the_waterfall_and_exits_as_scripts_expect(api: Api) -> None:
+def test_opscore_trace_draws_the_waterfall_and_exits_as_scripts_expect(api: Api, tmp_path: Path) -> None:
     ops, session_id = traced_session(api)
     env = {key: value for key, value in os.environ.items() if not key.startswith("OPSCORE_")}
 
@@ -117,6 +118,9 @@ def test_opscore_trace_draws_the_waterfall_and_exits_as_scripts_expect(api: Api)
 
     missing = run_cli("trace", "0" * 32, "--url", api.base_url, "--key", api.admin_key, env=env)
     assert (missing.returncode, "404 not_found" in missing.stderr) == (1, True), missing.stderr
-    unconfigured = run_cli("trace", session_id, env=env)
-    assert unconfigured.returncode == 2
-    assert "--url" in unconfigured.stderr
+    # without --url, --key or their variables: the local runtime of the checkout it runs in, else a clear error
+    found = run_cli("trace", session_id, env=env)
+    assert (found.returncode, "fetch attempt 1" in found.stdout) == (0, True), found.stderr
+    nowhere = run_cli("trace", session_id, env=env, cwd=tmp_path)
+    assert (nowhere.returncode, "no Ops-Core local runtime is running" in nowhere.stderr) == (1, True)
+    assert "--url" in nowhere.stderr

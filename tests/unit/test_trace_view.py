@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,12 +61,16 @@ def test_an_attempts_bar_is_its_queue_wait_then_its_run() -> None:
     assert bar(attempt, Axis.of(trace), width=100).plain == " " * 9 + "░" + "█" * 20  # 0.5 s queued, 20.5 s run
 
 
-def test_ops_core_is_found_by_flags_else_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ops_core_is_found_by_flags_else_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("OPSCORE_URL", raising=False)
     monkeypatch.delenv("OPSCORE_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)  # no local runtime runs from here
     with pytest.raises(TraceError) as refused:
         api_target(None, None)
-    assert refused.value.exit_code == 2
+    assert refused.value.exit_code == 1
+    with pytest.raises(TraceError) as no_key:
+        api_target("http://127.0.0.1:3000", None)
+    assert no_key.value.exit_code == 2
     monkeypatch.setenv("OPSCORE_URL", "http://127.0.0.1:3000/")
     monkeypatch.setenv("OPSCORE_API_KEY", "k" * 20)
     assert api_target(None, None) == ("http://127.0.0.1:3000/v1/opscore", "k" * 20)

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from opscore_tools.fleet import agent_command, agents_command
+from opscore_tools.logs.command import logs as logs_command
+from opscore_tools.target import ApiRegionOption, ApiStackOption, KeyOption, UrlOption
 
 if TYPE_CHECKING:
     from opscore.keys.service import ApiKeys
@@ -26,6 +28,7 @@ app.add_typer(keys_app, name="keys")
 console = Console(stderr=True, highlight=False)
 app.command("agents")(agents_command)
 app.command("agent")(agent_command)
+app.command("logs", no_args_is_help=False)(logs_command)
 
 
 @app.command()
@@ -51,6 +54,7 @@ def local(
     """
     from opscore.core.errors import OpsCoreError
     from opscore_tools.local.server import LocalOpsCore
+    from opscore_tools.target import RuntimeRecord, forget_runtime, record_runtime
 
     if not template.is_file():
         console.print(
@@ -70,6 +74,21 @@ def local(
     except ValueError as error:
         console.print(f"[red]error:[/] {error}")
         raise typer.Exit(2) from None
+    # Other commands (`opscore logs`, ...) find this runtime, its admin key and its log file from this record, written
+    # before the URL is printed so that whoever reads the URL can already use them.
+    try:
+        record: Path | None = record_runtime(
+            RuntimeRecord(
+                url=f"{runtime.url}/v1/opscore",
+                admin_key=admin.value,
+                pid=os.getpid(),
+                log_file=str(runtime.sink.path),
+                started_at=datetime.now(UTC).isoformat(timespec="microseconds"),
+            )
+        )
+    except OSError as error:
+        record = None
+        console.print(f"[yellow]warning:[/] cannot record this runtime under .opscore/runtimes: {error.strerror}")
     key_note = "generated; set OPSCORE_ADMIN_KEY to choose one" if admin.generated else "from OPSCORE_ADMIN_KEY"
     # Plain lines on stdout, flushed: scripts and tests read the URL and key from here.
     print(f"Ops-Core local runtime on {runtime.url}/v1/opscore", flush=True)
@@ -80,7 +99,11 @@ def local(
     stop = threading.Event()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, lambda *_: stop.set())
-    stop.wait()
+    try:
+        stop.wait()
+    finally:
+        if record is not None:
+            forget_runtime(record)
     runtime.stop()
     print("stopped", flush=True)
 
@@ -221,18 +244,16 @@ def keys_revoke(
 
 
 @app.command()
-def trace(
+def trace(  # noqa: PLR0917 - a command's options are its parameters
     session_id: Annotated[str, typer.Argument(help="The session's id (32 hex digits).")],
     agent: Annotated[
         str | None,
         typer.Option("--agent", help="The session's agent (needed with an agent's key; an admin's key finds it)."),
     ] = None,
-    url: Annotated[
-        str | None, typer.Option(envvar="OPSCORE_URL", help="The API's URL, e.g. http://127.0.0.1:3000/v1/opscore.")
-    ] = None,
-    key: Annotated[
-        str | None, typer.Option(envvar="OPSCORE_API_KEY", help="An API key (admin, or the agent's).")
-    ] = None,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    stack: ApiStackOption = None,
+    region: ApiRegionOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the trace as the API answers it.")] = False,
 ) -> None:
     """Draw a session as a waterfall: each task attempt (queued, then running), each wait (delay, retry backoff) and
@@ -246,7 +267,7 @@ def trace(
     from opscore_tools.trace_view import TraceError, api_target, fetch_trace, render
 
     try:
-        answer = fetch_trace(api_target(url, key), session_id, agent)
+        answer = fetch_trace(api_target(url, key, stack, region), session_id, agent)
     except TraceError as error:
         console.print(f"[red]error:[/] {escape(error.message)}")
         raise typer.Exit(error.exit_code) from None

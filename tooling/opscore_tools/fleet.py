@@ -1,15 +1,13 @@
 """`opscore agents` (the fleet) and `opscore agent ID` (one agent's stats), read from the Ops-Core API.
 
-Where Ops-Core is: `--url` and `--key`, else the environment's OPSCORE_URL and OPSCORE_API_KEY (`connection`, one
-small function, to be replaced by the shared lookup that also finds the local runtime started from this checkout).
-Exit codes: 0 done, 1 Ops-Core answered with an error or could not be reached, 2 the command was used wrongly (no URL
-or key, a window or state the API refuses).
+Where Ops-Core is: the one rule of opscore_tools.target (`--url`/`--key`, their variables, `--stack`, else the local
+runtime started from this checkout). Exit codes: 0 done, 1 Ops-Core answered with an error, could not be reached or
+was not found, 2 the command was used wrongly (a URL without a key, a window or state the API refuses).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -22,19 +20,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-UrlOption = Annotated[
-    str | None,
-    typer.Option("--url", envvar="OPSCORE_URL", show_default=False, help="The API's base URL, ending in /v1/opscore."),
-]
-KeyOption = Annotated[
-    str | None,
-    typer.Option(
-        "--key",
-        envvar="OPSCORE_API_KEY",
-        show_default=False,
-        help="An API key: an admin's (or, for `agent`, that agent's own).",
-    ),
-]
+from opscore_tools.target import ApiRegionOption, ApiStackOption, KeyOption, UrlOption, target_or_exit
+
 STATE_STYLES = {
     "idle": "green",
     "busy": "cyan",
@@ -61,15 +48,10 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def connection(url: str | None, key: str | None) -> Connection:
-    """Where Ops-Core is and the key to call it with: the options, else OPSCORE_URL and OPSCORE_API_KEY."""
-    url = url or os.environ.get("OPSCORE_URL")
-    key = key or os.environ.get("OPSCORE_API_KEY")
-    if not url or not key:
-        missing = " and ".join(name for name, value in (("--url", url), ("--key", key)) if not value)
-        err.print(f"[red]error:[/] no Ops-Core to talk to: pass {missing} (or set OPSCORE_URL and OPSCORE_API_KEY)")
-        raise typer.Exit(2)
-    return Connection(url.rstrip("/"), key)
+def connection(url: str | None, key: str | None, stack: str | None = None, region: str | None = None) -> Connection:
+    """Where Ops-Core is and the key to call it with, by the one rule every command follows (opscore_tools.target)."""
+    target = target_or_exit(url, key, stack, region)
+    return Connection(target.base_url, target.api_key)
 
 
 def get(where: Connection, path: str, query: dict[str, str] | None = None) -> Any:
@@ -139,7 +121,7 @@ def fleet_table(agents: list[dict[str, Any]], state: str | None) -> Table:
     return table
 
 
-def agents_command(
+def agents_command(  # noqa: PLR0917 - a command's options are its parameters
     state: Annotated[
         str | None, typer.Option(help="Only agents in this state: initializing, idle, busy, paused, error, offline.")
     ] = None,
@@ -147,6 +129,8 @@ def agents_command(
     interval: Annotated[float, typer.Option(min=1.0, help="Seconds between redraws with --watch.")] = 3.0,
     url: UrlOption = None,
     key: KeyOption = None,
+    stack: ApiStackOption = None,
+    region: ApiRegionOption = None,
 ) -> None:
     """The fleet: every agent with its state and since when, last contact, queue, tasks in flight and quarantine.
 
@@ -154,7 +138,7 @@ def agents_command(
 
     Examples: `opscore agents`, `opscore agents --state busy`, `opscore agents --watch`.
     """
-    where = connection(url, key)
+    where = connection(url, key, stack, region)
     try:
         if not watch:
             out.print(fleet_table(fleet(where, state), state))
@@ -220,19 +204,21 @@ def _queue(queue: dict[str, Any]) -> str:
     return f"{waiting}, {queue['in_flight']} in flight"
 
 
-def agent_command(
+def agent_command(  # noqa: PLR0917 - a command's options are its parameters
     agent_id: Annotated[str, typer.Argument(metavar="ID", help="The agent's id.")],
     window: Annotated[str, typer.Option(help="How far back: minutes or hours, 5m to 24h.")] = "1h",
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's answer as JSON, for scripts.")] = False,
     url: UrlOption = None,
     key: KeyOption = None,
+    stack: ApiStackOption = None,
+    region: ApiRegionOption = None,
 ) -> None:
     """One agent's stats over a window: tasks succeeded, failed and timed out, success rate, failure streak,
     utilisation, queue wait and run time (p50, p95), time in each state and its queue now.
 
     Example: `opscore agent research-1 --window 15m`.
     """
-    where = connection(url, key)
+    where = connection(url, key, stack, region)
     try:
         stats = get(where, f"/agent/{quote(agent_id, safe='')}/stats", {"window": window})
     except ApiError as error:

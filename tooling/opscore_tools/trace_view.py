@@ -9,7 +9,6 @@ Colour only on a terminal (rich decides; NO_COLOR is honoured).
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from datetime import datetime
@@ -20,6 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+from opscore_tools.target import TargetError, resolve_target
 
 API_BASE_PATH = "/v1/opscore"
 BAR_WIDTH = 40
@@ -41,17 +42,13 @@ class Target(NamedTuple):
     key: str
 
 
-def api_target(url: str | None, key: str | None) -> Target:
-    """Where Ops-Core is: `--url`/`--key`, else $OPSCORE_URL/$OPSCORE_API_KEY.
-
-    Stands in for the shared way every command finds Ops-Core (which will also read the local runtime's recorded URL
-    and key under .opscore/); swap this function for it when it lands."""
-    url = url or os.environ.get("OPSCORE_URL")
-    key = key or os.environ.get("OPSCORE_API_KEY")
-    if not url or not key:
-        raise TraceError("give the API's URL and a key: --url and --key, or OPSCORE_URL and OPSCORE_API_KEY", 2)
-    url = url.rstrip("/")
-    return Target(url if url.endswith(API_BASE_PATH) else url + API_BASE_PATH, key)
+def api_target(url: str | None, key: str | None, stack: str | None = None, region: str | None = None) -> Target:
+    """Where Ops-Core is, by the one rule every command follows (opscore_tools.target)."""
+    try:
+        found = resolve_target(url, key, stack, region)
+    except TargetError as error:
+        raise TraceError(error.message, error.exit_code) from None
+    return Target(found.base_url, found.api_key)
 
 
 def trace_path(session_id: str, agent_id: str | None) -> str:
