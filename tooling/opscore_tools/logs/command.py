@@ -70,7 +70,10 @@ def logs(  # noqa: PLR0917 - one parameter per option
         str | None, typer.Option("--level", "-l", help="This level and above: DEBUG, INFO, WARNING, ERROR, CRITICAL.")
     ] = None,
     error_type: Annotated[
-        list[str] | None, typer.Option("--error-type", help="An error_type (timeout, ...).", show_default=False)
+        list[str] | None,
+        typer.Option(
+            "--error-type", help="An error_type (States.Timeout, OpsCore.LeaseExpired, ...).", show_default=False
+        ),
     ] = None,
     since: Annotated[str | None, typer.Option(help="Lines of the last 30s, 15m, 2h, 1d, 1w.")] = None,
     start: Annotated[

@@ -329,10 +329,7 @@ class SessionRunner:
         end = SessionEnd(SessionStatus.ERROR, format_timestamp(self._now()), canonical_json(problem.model_dump()))
         ended = self._store.end_open(request.session_id, end)
         if ended:
-            logger.info(
-                "session ended",
-                extra={"event": "session_ended", "session_id": request.session_id, "old": "processing", "new": "error"},
-            )
+            _log_session_failed(request.session_id, problem)
             log_span(session_span(session._replace(status=end.status, ended_at=end.ended_at, error=problem)))
             metrics.add_metric(name="SessionsError", unit=MetricUnit.Count, value=1)
             if problem.task_id is None:
@@ -342,6 +339,23 @@ class SessionRunner:
                 )
                 metrics.add_metric(name="SessionRunnerFailures", unit=MetricUnit.Count, value=1)
         return freed
+
+
+def _log_session_failed(session_id: str, problem: Problem) -> None:
+    """The session's end in error, with the error that ended it (and its task, when a task's failure did)."""
+    failed_task = {"task_id": problem.task_id} if problem.task_id else {}
+    logger.info(
+        "session ended",
+        extra={
+            "event": "session_ended",
+            "session_id": session_id,
+            "old": "processing",
+            "new": "error",
+            "error_type": problem.type,
+            "error_message": problem.message,
+            **failed_task,
+        },
+    )
 
 
 def _log_queued(request: DispatchRequest, task: TaskRecord | None, outcome: str, run_attempt: int) -> None:
