@@ -109,7 +109,7 @@ def test_each_saved_query_is_a_pipeline_of_insights_commands_on_known_events(doc
         assert named <= EVENTS, name
     texts = {name.rsplit("/", 1)[1]: query["QueryString"] for name, query in queries(document).items()}
     assert 'event = "state_changed"' in texts["agent-state-changes"]
-    assert "pct(duration_ms, 95)" in texts["slow-tasks-by-action"]
+    assert "pct(run_ms, 95)" in texts["slow-tasks-by-action"]
     assert "by action" in texts["slow-tasks-by-action"]
     assert "error_message" in texts["failed-sessions"]
     assert "by agent_id" in texts["errors-by-agent"]

@@ -108,3 +108,30 @@ def test_the_tally_counts_attempts_ended_inside_the_window() -> None:
     assert counted.success_rate == 0.5
     assert (counted.queue_wait_ms, counted.run_ms) == ([1000.0, 3000.0], [4000.0, 1000.0])
     assert tally([], at(0), at(60)).success_rate is None
+
+
+def test_every_ended_attempt_is_timed_from_its_own_record_a_retried_one_too() -> None:
+    from opscore.agents.analytics import attempts_of
+    from opscore.sessions.models import AttemptRecord, TaskStatus
+    from opscore.sessions.records import TaskRecord
+
+    def record(attempt: int, status: TaskStatus, queued: str, leased: str | None, ended: str) -> str:
+        return AttemptRecord(
+            attempt=attempt, status=status, started_at=queued, ended_at=ended, queued_at=queued, leased_at=leased
+        ).model_dump_json()
+
+    task = TaskRecord(
+        session_id="s" * 32,
+        index=0,
+        status=TaskStatus.SUCCEEDED,
+        attempts=2,
+        attempt_records={
+            1: record(1, TaskStatus.FAILED, "2026-12-01T10:00:00.000000Z", "2026-12-01T10:00:20.000000Z",
+                      "2026-12-01T10:00:21.000000Z"),
+            2: record(2, TaskStatus.SUCCEEDED, "2026-12-01T10:00:22.000000Z", "2026-12-01T10:00:23.000000Z",
+                      "2026-12-01T10:00:25.000000Z"),
+        },
+    )  # fmt: skip
+    timed = [(attempt.status, attempt.queue_wait_ms, attempt.run_ms) for attempt in attempts_of(task)]
+
+    assert timed == [("failed", 20_000, 1_000), ("succeeded", 1_000, 2_000)], "the retried attempt's wait counts too"

@@ -411,3 +411,35 @@ def test_file_and_stack_together_are_bad_usage() -> None:
     result = CliRunner().invoke(cli.app, ["logs", "--stack", "ops", "--file", "x.jsonl"])
     assert result.exit_code == 2
     assert "--file or --stack" in result.stderr
+
+
+def test_a_follow_after_a_search_goes_on_from_where_the_search_ended(
+    stack: tuple[StackLogs, Stubber, list[str]],
+) -> None:
+    """`--since 15m --follow`: the search shows the window; the follow starts at its end, not at its start again."""
+    source, stubber, _ = stack
+    query = LogQuery(agents=("a",), start=NOW - timedelta(minutes=15))
+    stubber.add_response(
+        "start_query",
+        {"queryId": "q1"},
+        {"logGroupNames": ANY, "startTime": ANY, "endTime": ANY, "queryString": ANY, "limit": ANY},
+    )
+    shown = {"level": "INFO", "message": "in the window", "agent_id": "a"}
+    stubber.add_response("get_query_results", {"status": "Complete", "results": [a_row(shown)]}, {"queryId": "q1"})
+    assert [line.get("message") for line in source.find(query).lines] == ["in the window"]
+
+    searched_until = int(NOW.timestamp() * 1000)
+    stubber.add_response(
+        "filter_log_events",
+        {
+            "events": [
+                an_event(
+                    "9",
+                    searched_until + 5,
+                    {"level": "INFO", "message": "new", "agent_id": "a", "timestamp": "2026-12-01T10:00:01.000+00:00"},
+                )
+            ]
+        },
+        {"logGroupName": "/aws/lambda/ops-Fn-1", "startTime": searched_until, "filterPattern": ANY},
+    )
+    assert next(source.follow(query)).get("message") == "new"

@@ -107,6 +107,7 @@ class StackLogs:
         self._progress = progress or (lambda _: None)
         self._now, self._sleep, self._monotonic = now, sleep, monotonic
         self._groups: list[str] | None = None
+        self._searched_until: datetime | None = None  # where a find's window ended: a --follow goes on from there
 
     @property
     def groups(self) -> list[str]:
@@ -121,6 +122,7 @@ class StackLogs:
         if query.limit > RESULT_CAP:
             raise SourceError(f"Logs Insights returns at most {RESULT_CAP:,} lines: use --limit {RESULT_CAP} or less")
         end = query.end or self._now()
+        self._searched_until = end  # a --follow after this goes on from here, not from the window's start again
         start = query.start or end - DEFAULT_WINDOW
         notes = [] if query.start else [f"no --since or --start: the last {_hours(DEFAULT_WINDOW)} searched"]
         groups = self.groups
@@ -182,8 +184,9 @@ class StackLogs:
             self._logs.stop_query(queryId=query_id)
 
     def follow(self, query: LogQuery) -> Iterator[LogLine]:
-        """FilterLogEvents on every group, from the window's start (or now), every few seconds; each line once."""
-        since_ms = int((query.start or self._now()).timestamp() * 1000)
+        """FilterLogEvents on every group, from where the search before it ended (else the window's start, or now),
+        every few seconds; each line once."""
+        since_ms = int((self._searched_until or query.start or self._now()).timestamp() * 1000)
         pattern = filter_pattern(query)
         seen: set[str] = set()
         while True:

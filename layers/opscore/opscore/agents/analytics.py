@@ -91,18 +91,24 @@ class AgentAnalytics:
 
 
 def attempts_of(task: TaskRecord) -> Iterator[Attempt]:
-    """Each ended attempt of the task; the latest one with its queue wait and run time where its lease is known (an
-    earlier attempt's lease time is not kept)."""
+    """Each ended attempt of the task, with its queue wait and run time where its lease is known: from its own record
+    (which keeps when it was queued and leased), else, for a record written before it did, the task's last lease for
+    its latest attempt."""
     latest = task.attempts if task.status in _ENDED else None
     for record in task.history:
         ended = parse_timestamp(record.ended_at)
         if ended is None or record.status.value not in ("succeeded", "failed", "timed_out"):
             continue
-        wait = run = None
-        queued, leased = parse_timestamp(record.started_at), parse_timestamp(task.leased_at)
-        if record.attempt == latest and queued is not None and leased is not None and queued <= leased <= ended:
-            wait, run = milliseconds(queued, leased), milliseconds(leased, ended)
+        leased_at = record.leased_at or (task.leased_at if record.attempt == latest else None)
+        wait, run = _timings(parse_timestamp(record.queued_at or record.started_at), parse_timestamp(leased_at), ended)
         yield Attempt(record.status.value, ended, wait, run)
+
+
+def _timings(queued: datetime | None, leased: datetime | None, ended: datetime) -> tuple[float | None, float | None]:
+    """The attempt's queue wait and run time, when its lease is known and in order."""
+    if queued is None or leased is None or not queued <= leased <= ended:
+        return None, None
+    return milliseconds(queued, leased), milliseconds(leased, ended)
 
 
 def _percentiles(values: list[float]) -> Percentiles:

@@ -79,6 +79,7 @@ def count(ended: AttemptEnd, task: TaskRecord) -> None:
             "old": task.status.value if task.status is not None else None,
             "new": status.value,
             "duration_ms": outcome.duration_ms,
+            **attempt_timings(outcome.attempt_record_json),
             **({"error_type": problem.get("type"), "error_message": problem.get("message")} if problem else {}),
             **({"scheduled_for": outcome.scheduled_for} if outcome.scheduled_for else {}),
         },
@@ -96,6 +97,19 @@ def count(ended: AttemptEnd, task: TaskRecord) -> None:
             },
         )
         metrics.add_metric(name=f"Sessions{ended.end.status.value.title()}", unit=MetricUnit.Count, value=1)
+
+
+def attempt_timings(record_json: str) -> dict[str, int]:
+    """The attempt's own time, from its record: in the queue (`queue_wait_ms`, until leased, or until it ended if
+    never) and leased (`run_ms`, from its lease to its end; absent when it was never leased)."""
+    record = parse_json(record_json) or {}
+    queued, leased, ended = (parse_timestamp(record.get(key)) for key in ("queued_at", "leased_at", "ended_at"))
+    if queued is None or ended is None:
+        return {}
+    timings = {"queue_wait_ms": _milliseconds(format_timestamp(queued), leased or ended)}
+    if leased is not None:
+        timings["run_ms"] = max(0, round((ended - leased).total_seconds() * 1000))
+    return timings
 
 
 class AttemptEnd(NamedTuple):

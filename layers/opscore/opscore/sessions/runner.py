@@ -47,7 +47,7 @@ from opscore.sessions.errors import (
 )
 from opscore.sessions.models import Problem, SessionStatus, TaskStatus, task_id
 from opscore.sessions.plan import TaskRoute, retry_wait
-from opscore.sessions.records import TaskRecord, TaskRef
+from opscore.sessions.records import SessionRecord, TaskRecord, TaskRef
 from opscore.sessions.store import SessionStore
 from opscore.sessions.trace import log_span, log_spans, session_span, waits_ended
 from opscore.sessions.writes import Dispatch, SessionEnd
@@ -329,7 +329,7 @@ class SessionRunner:
         end = SessionEnd(SessionStatus.ERROR, format_timestamp(self._now()), canonical_json(problem.model_dump()))
         ended = self._store.end_open(request.session_id, end)
         if ended:
-            _log_session_failed(request.session_id, problem)
+            _log_session_failed(session, problem)
             log_span(session_span(session._replace(status=end.status, ended_at=end.ended_at, error=problem)))
             metrics.add_metric(name="SessionsError", unit=MetricUnit.Count, value=1)
             if problem.task_id is None:
@@ -341,14 +341,16 @@ class SessionRunner:
         return freed
 
 
-def _log_session_failed(session_id: str, problem: Problem) -> None:
+def _log_session_failed(session: SessionRecord, problem: Problem) -> None:
     """The session's end in error, with the error that ended it (and its task, when a task's failure did)."""
     failed_task = {"task_id": problem.task_id} if problem.task_id else {}
     logger.info(
         "session ended",
         extra={
             "event": "session_ended",
-            "session_id": session_id,
+            "session_id": session.session_id,
+            "agent_id": session.agent_id,
+            "workflow_id": session.workflow_id,
             "old": "processing",
             "new": "error",
             "error_type": problem.type,
