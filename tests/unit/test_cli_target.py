@@ -41,6 +41,13 @@ def test_the_local_runtime_record_is_found_and_its_admin_key_used(tmp_path: Path
     assert resolve_target(environ={}, cwd=tmp_path) == Target(LOCAL_URL, "local-admin-key")
 
 
+def test_a_command_run_from_a_subfolder_of_the_checkout_finds_its_runtime(tmp_path: Path) -> None:
+    record_runtime(a_record(), tmp_path)
+    deeper = tmp_path / "docs" / "notes"
+    deeper.mkdir(parents=True)
+    assert resolve_target(environ={}, cwd=deeper) == Target(LOCAL_URL, "local-admin-key")
+
+
 def test_the_record_is_readable_only_by_its_user_and_forgotten_on_stop(tmp_path: Path) -> None:
     path = record_runtime(a_record(), tmp_path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -115,7 +115,7 @@ def resolve_target(
         return Target(normalize_url(url), key)
     record = running_runtime(cwd)
     if record is None:
-        where = (cwd or Path.cwd()) / RUNTIMES_DIR
+        where = checkout_root(cwd) / RUNTIMES_DIR
         raise TargetError(
             f"no Ops-Core local runtime is running from this checkout (nothing live in {where}): start one with "
             f"`opscore local` (or `make run`), or pass --url and --key (or {URL_ENV} and {KEY_ENV}), or --stack NAME",
@@ -185,9 +185,19 @@ def forget_runtime(path: Path) -> None:
         path.unlink()
 
 
+def checkout_root(start: Path | None = None) -> Path:
+    """The folder a local runtime of this checkout keeps its records in: the nearest of `start` (default: the working
+    directory) and its parents that has `.opscore` or is a git checkout, so a command run from a subfolder finds it."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".opscore").is_dir() or (folder / ".git").exists():
+            return folder
+    return here
+
+
 def running_runtime(cwd: Path | None = None) -> RuntimeRecord | None:
     """The most recently started local runtime of this checkout that is still running (stale records are ignored)."""
-    directory = (cwd or Path.cwd()) / RUNTIMES_DIR
+    directory = checkout_root(cwd) / RUNTIMES_DIR
     records = [record for path in sorted(directory.glob("*.json")) if (record := _read_record(path)) is not None]
     live = [record for record in records if _alive(record.pid)]
     return max(live, key=lambda record: record.started_at, default=None)

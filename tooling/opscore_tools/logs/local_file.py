@@ -16,9 +16,9 @@ FOLLOW_POLL_SECONDS = 0.2
 
 def default_log_file(cwd: Path | None = None) -> Path:
     """The running local runtime's log file, else the newest file under .opscore/logs."""
-    from opscore_tools.target import running_runtime
+    from opscore_tools.target import checkout_root, running_runtime
 
-    base = cwd or Path.cwd()
+    base = checkout_root(cwd)
     record = running_runtime(base)
     if record is not None and record.log_file and Path(record.log_file).is_file():
         return Path(record.log_file)
