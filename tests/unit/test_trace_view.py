@@ -77,3 +77,26 @@ def test_ops_core_is_found_by_flags_else_the_environment(monkeypatch: pytest.Mon
     assert api_target("https://x.example/v1/opscore", "other").url == "https://x.example/v1/opscore"
     assert trace_path(SESSION, None) == f"/sessions/{SESSION}/trace"
     assert trace_path(SESSION, "team:bot") == f"/agent/team%3Abot/sessions/{SESSION}/trace"
+
+
+def test_a_malformed_session_id_is_bad_usage_and_an_unknown_one_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API's 400 is the command used wrongly (exit 2, as `opscore agent` answers it); its 404 is not (exit 1)."""
+    import io
+    import urllib.error
+    import urllib.request
+
+    from opscore_tools.trace_view import Target, fetch_trace
+
+    def answer(status: int) -> None:
+        body = io.BytesIO(b'{"error": {"code": "x", "message": "y"}}')
+
+        def refuse(*_: object, **__: object) -> None:
+            raise urllib.error.HTTPError("http://x", status, "refused", {}, body)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+    for status, code in ((400, 2), (404, 1)):
+        answer(status)
+        with pytest.raises(TraceError) as refused:
+            fetch_trace(Target("http://127.0.0.1:3000/v1/opscore", "k"), "nope", None)
+        assert refused.value.exit_code == code

@@ -259,7 +259,8 @@ def trace(  # noqa: PLR0917 - a command's options are its parameters
     """Draw a session as a waterfall: each task attempt (queued, then running), each wait (delay, retry backoff) and
     each fallback on the session's time axis, in local time; retries, timeouts and fallbacks marked; totals.
 
-    Exit codes: 0 drawn; 1 the API refused (unknown session: 404) or could not be reached; 2 bad usage.
+    Exit codes: 0 drawn; 1 the API refused (unknown session: 404), could not be reached or was not found; 2 bad usage
+    (a malformed session id, which the API answers 400; a URL without a key).
     Each span is also in the logs as an `event: span` line, shaped like an OpenTelemetry span.
     """
     from rich.console import Console as Out

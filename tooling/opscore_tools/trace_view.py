@@ -67,7 +67,8 @@ def fetch_trace(target: Target, session_id: str, agent_id: str | None) -> dict[s
             body: dict[str, Any] = json.loads(answer.read())
             return body
     except urllib.error.HTTPError as error:
-        raise TraceError(f"{error.code} {_error_message(error.read())}", 1) from None
+        # A 400 is the command used wrongly (a malformed session id): exit 2, as every command does; else 1.
+        raise TraceError(f"{error.code} {_error_message(error.read())}", 2 if error.code == 400 else 1) from None
     except urllib.error.URLError as error:
         raise TraceError(f"cannot reach Ops-Core at {target.url}: {error.reason}", 1) from None
 
