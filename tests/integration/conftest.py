@@ -16,6 +16,7 @@ from pytest_socket import disable_socket, enable_socket
 
 from opscore import wiring
 from opscore.core.clock import utc_now
+from opscore.dispatch.health import SweepReport
 from opscore_tools.local.emulation import (
     FAKE_AWS_ENVIRONMENT,
     LOCAL_ONLY_ENVIRONMENT,
@@ -131,3 +132,15 @@ def clock(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Clock:
     monkeypatch.setattr(wiring, "utc_now", moved.now)
     wiring.reset()  # the services are built again, on first use, with this clock
     return moved
+
+
+@pytest.fixture
+def sweep(runtime: LambdaRuntime, clock: Clock) -> Callable[[float], SweepReport]:
+    """Move Ops-Core's clock `seconds` ahead of the real time (it stays there), then run the health sweep."""
+
+    def run(seconds: float) -> SweepReport:
+        clock.move_to(seconds)
+        with runtime.exclusive():  # moto is not thread-safe: hold off the runner's threads meanwhile
+            return wiring.agent_health().sweep()
+
+    return run

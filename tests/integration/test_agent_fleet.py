@@ -10,25 +10,15 @@ import pytest
 
 from opscore import wiring
 from opscore.dispatch.health import SweepReport
-from opscore_tools.local.lambdas import LambdaRuntime
 from tests.conftest import ADMIN_CONTEXT, EventFactory, agent_context
 from tests.integration.conftest import Clock, Invoke
 from tests.integration.session_driver import SessionDriver, eventually
+from tests.integration.test_dispatch import run_task
 
 
 @pytest.fixture
 def ops(call: Invoke, api_event: EventFactory, clock: Clock) -> SessionDriver:
     return SessionDriver(call, api_event, now=clock.now)
-
-
-@pytest.fixture
-def sweep(runtime: LambdaRuntime, clock: Clock) -> Callable[[float], SweepReport]:
-    def run(seconds: float) -> SweepReport:
-        clock.move_to(seconds)
-        with runtime.exclusive():
-            return wiring.agent_health().sweep()
-
-    return run
 
 
 @pytest.fixture
@@ -49,15 +39,6 @@ def stats(call: Invoke, api_event: EventFactory) -> Callable[..., tuple[int, Any
         return call("AgentReadFunction", event)
 
     return do
-
-
-def run_task(ops: SessionDriver, agent_id: str | None = None, **fields: Any) -> dict[str, Any]:
-    body = {"action": "web.fetch", **fields}
-    event = ops.api_event("session_control/run_task.json", agent_id=agent_id or ops.agent_id, body=body)
-    del event["headers"]["Idempotency-Key"]
-    status, started = ops.call("SessionControlFunction", event)
-    assert status == 202, started
-    return dict(started)
 
 
 def report_at(ops: SessionDriver, state: str, when: datetime, agent_id: str = "agent-1") -> None:

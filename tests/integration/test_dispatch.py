@@ -29,18 +29,6 @@ def ops(call: Invoke, api_event: EventFactory, clock: Clock) -> SessionDriver:
     return SessionDriver(call, api_event, now=clock.now)
 
 
-@pytest.fixture
-def sweep(runtime: LambdaRuntime, clock: Clock) -> Callable[[float], SweepReport]:
-    """Move Ops-Core's clock `seconds` ahead of the real time (it stays there), then run the health sweep."""
-
-    def run(seconds: float) -> SweepReport:
-        clock.move_to(seconds)
-        with runtime.exclusive():  # moto is not thread-safe: hold off the runner's threads meanwhile
-            return wiring.agent_health().sweep()
-
-    return run
-
-
 def run_task(ops: SessionDriver, agent_id: str | None = None, **fields: Any) -> dict[str, Any]:
     """POST .../tasks as an admin: an ad-hoc task (a one-task session); returns the 202 answer."""
     body = {"action": "web.fetch", **fields}

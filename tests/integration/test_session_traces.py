@@ -12,9 +12,7 @@ from typing import Any
 
 import pytest
 
-from opscore import wiring
 from opscore.dispatch.health import SweepReport
-from opscore_tools.local.lambdas import LambdaRuntime
 from tests.conftest import ADMIN_CONTEXT, EventFactory, agent_context
 from tests.integration.conftest import Clock, Invoke
 from tests.integration.session_driver import SessionDriver
@@ -46,18 +44,6 @@ FAILOVER = {
 @pytest.fixture
 def ops(call: Invoke, api_event: EventFactory, clock: Clock) -> SessionDriver:
     return SessionDriver(call, api_event, now=clock.now)
-
-
-@pytest.fixture
-def sweep(runtime: LambdaRuntime, clock: Clock) -> Callable[[float], SweepReport]:
-    """Move Ops-Core's clock `seconds` ahead of the real time (it stays there), then run the health sweep."""
-
-    def run(seconds: float) -> SweepReport:
-        clock.move_to(seconds)
-        with runtime.exclusive():  # moto is not thread-safe: hold off the runner's threads meanwhile
-            return wiring.agent_health().sweep()
-
-    return run
 
 
 def get_trace(
