@@ -91,6 +91,10 @@ def test_each_span_is_logged_as_it_ends_with_the_routes_ids(api: Api, local_ops_
         assert line["correlation_id"], "a span line carries the base fields"
         if span["kind"] != "session":  # the session's line has its start from its id, to the microsecond
             assert (line["name"], line["start_time"]) == (span["name"], span["start_time"])
+        if span["kind"] in {"attempt", "fallback"}:  # the session's line lacks its workflow (the route reads it)
+            assert line["attributes"] == span["attributes"]
+    fallback = next(span for span in trace["spans"] if span["kind"] == "fallback")
+    assert logged[fallback["span_id"]]["attributes"]["cause.message"] == "try 2 failed", "the line says why, too"
 
 
 def test_opscore_trace_draws_the_waterfall_and_exits_as_scripts_expect(api: Api, tmp_path: Path) -> None:

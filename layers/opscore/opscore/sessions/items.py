@@ -84,6 +84,7 @@ def task_record(attributes: Attributes) -> TaskRecord:
         error=_problem(attributes.get("error")),
         attempt_records={int(attempt): record for attempt, record in history.items()},
         fallback_for=tuple(attributes.get("fallback_for", ())),
+        fallback_cause=_problem(attributes.get("fallback_cause")),
         queued_as_fallback=bool(attributes.get("queued_as_fallback")),
         task_token=attributes.get("task_token"),
         result_json=attributes.get("result"),

@@ -81,6 +81,7 @@ class TaskRecord(NamedTuple):
     # Each ended attempt's record, as stored (JSON), by attempt number: parsed only by what shows it.
     attempt_records: dict[int, str] = {}  # noqa: RUF012 - shared and never written: records are read-only
     fallback_for: tuple[str, ...] = ()
+    fallback_cause: Problem | None = None  # the error of the task it stands in for, kept as it was queued
     queued_as_fallback: bool = False
     task_token: str | None = None
     # The agent's result as kept (canonical JSON), the runner step it answers and the attempt it was reported for.

@@ -152,9 +152,10 @@ class SessionRunner:
 
     def _dispatch(self, request: DispatchRequest) -> Dispatched:
         route = request.dispatch
+        cause = None
         if route.fallback_for is not None:
             # The task this one replaces timed out in the runner, unless its end was recorded already.
-            self._close_timed_out(request.session_id, route.fallback_for.index, final=True)
+            cause = self._close_timed_out(request.session_id, route.fallback_for.index, final=True)
         task = self._store.get_task(request.session_id, route.index)
         now = self._now()
         move = next_move(task, request.run_key, now)
@@ -170,8 +171,8 @@ class SessionRunner:
         deadline = scheduled + timedelta(seconds=route.timeout_seconds)
         input_json, unresolved = self._input(request)
         if unresolved is not None:
-            return self._refuse(request, task, run_attempt, deadline, unresolved)
-        return self._queue(request, task, run_attempt, deadline, input_json)
+            return self._refuse(request, task, run_attempt, deadline, unresolved, cause)
+        return self._queue(request, task, run_attempt, deadline, input_json, cause=cause)
 
     def _input(self, request: DispatchRequest) -> tuple[str, Problem | None]:
         """The attempt's input with its references resolved, or why it cannot have one (the input as given then)."""
@@ -189,12 +190,18 @@ class SessionRunner:
             return canonical_json(given), Problem(type=INPUT_TOO_LARGE_ERROR, message=message)
         return resolved, None
 
-    def _refuse(
-        self, request: DispatchRequest, task: TaskRecord | None, run_attempt: int, deadline: datetime, problem: Problem
+    def _refuse(  # noqa: PLR0917 - the attempt's parts, as _queue takes them
+        self,
+        request: DispatchRequest,
+        task: TaskRecord | None,
+        run_attempt: int,
+        deadline: datetime,
+        problem: Problem,
+        cause: Problem | None,
     ) -> Dispatched:
         """Record the attempt with its error and out of the agent's reach, then end it: retries and fallback apply."""
         given = canonical_json(request.given.input)
-        queued = self._queue(request, task, run_attempt, deadline, given, refusal=problem)
+        queued = self._queue(request, task, run_attempt, deadline, given, refusal=problem, cause=cause)
         if queued.outcome != "queued" or queued.task is None:
             return queued
         recorded = self._store.get_task(request.session_id, request.dispatch.index)
@@ -240,6 +247,7 @@ class SessionRunner:
         input_json: str,
         *,
         refusal: Problem | None = None,
+        cause: Problem | None = None,
     ) -> Dispatched:
         route = request.dispatch
         now = self._now()
@@ -267,6 +275,7 @@ class SessionRunner:
                 attempt_deadline=format_timestamp(deadline),
                 begins=route.begins,
                 refusal_json=canonical_json(refusal.model_dump(mode="json")) if refusal is not None else None,
+                fallback_cause_json=canonical_json(cause.model_dump(mode="json")) if cause is not None else None,
             ),
         )
         if outcome == "session_ended":
@@ -289,13 +298,17 @@ class SessionRunner:
             self._runner.succeed(request.token, {"status": "succeeded"})
         return Dispatched("repeated", task.ref)
 
-    def _close_timed_out(self, session_id: str, index: int, *, final: bool) -> None:
-        """Record that the runner timed out the task's open attempt (it ended no other way first)."""
+    def _close_timed_out(self, session_id: str, index: int, *, final: bool) -> Problem | None:
+        """Record that the runner timed out the task's open attempt (it ended no other way first); the error the
+        task ended with, which is what a fallback for it stands in for."""
         task = self._store.get_task(session_id, index)
         if task is None or not _in_queue(task):
-            return
+            return task.error if task is not None else None
         problem = timeout_problem(route_of(task))
-        self._end_open(task, problem, TIMEOUT_ERROR, final=final)
+        if self._end_open(task, problem, TIMEOUT_ERROR, final=final):
+            return problem
+        ended = self._store.get_task(session_id, index)  # it ended some other way meanwhile: with that error
+        return ended.error if ended is not None else None
 
     def _end_open(self, task: TaskRecord, problem: Problem, error: str, *, final: bool) -> bool:
         """End an attempt the runner no longer waits on; True when that ended a lease (the agent has a slot back)."""

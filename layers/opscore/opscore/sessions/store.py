@@ -300,6 +300,9 @@ class SessionStore:
         if dispatch.fallback_for is not None:
             values[":fallback_for"] = {"SS": [dispatch.fallback_for]}
             add += ", fallback_for :fallback_for"
+        if dispatch.fallback_cause_json is not None:
+            queue_set += "fallback_cause = :fallback_cause, "
+            values[":fallback_cause"] = s(dispatch.fallback_cause_json)
         if dispatch.previous_sequence:
             condition = "dispatch_seq = :previous"
             values[":previous"] = n(dispatch.previous_sequence)

@@ -279,12 +279,14 @@ def fallback_span_id(task: TaskRecord) -> str:
     return span_id(task.session_id, f"task/{task.index}/fallback")
 
 
-def fallback_span(task: TaskRecord, records: list[AttemptRecord], cause: AttemptRecord | None, bounds: _Bounds) -> Span:
-    """The fallback as a whole: its attempts, and the failure it stood in for."""
+def fallback_span(task: TaskRecord, records: list[AttemptRecord], cause: Problem | None, bounds: _Bounds) -> Span:
+    """The fallback as a whole: its attempts, and the failure it stood in for (kept on the task as it was queued;
+    else, for a task queued before it was, `cause`: the last failure of the task it stands in for)."""
     first, last = records[0], records[-1]
     attributes = task_attributes(task) | {"attempts": len(records)}
-    if cause is not None and cause.error is not None:
-        attributes |= {"cause.type": cause.error.type, "cause.message": cause.error.message}
+    cause = task.fallback_cause or cause
+    if cause is not None:
+        attributes |= {"cause.type": cause.type, "cause.message": cause.message}
     name = f"fallback {task.template_id} for {','.join(sorted(task.fallback_for))}"
     start = bounds.clamp(first.queued_at or first.started_at)
     return _span(
@@ -310,7 +312,7 @@ def _task_spans(task: TaskRecord, causes: dict[str, AttemptRecord], bounds: _Bou
     fallback = None
     parent = session_span_id(task.session_id)
     if task.fallback_for:
-        cause = next((causes[failed] for failed in sorted(task.fallback_for) if failed in causes), None)
+        cause = next((causes[failed].error for failed in sorted(task.fallback_for) if failed in causes), None)
         fallback = fallback_span(task, records, cause, bounds)
         parent = fallback.span_id
     attempts = [attempt_span(task, record, parent, bounds) for record in records]
@@ -420,8 +422,8 @@ def _named(task: TaskRecord, template: TemplateTask | None, agent_id: str) -> Ta
 
 def spans_ended(task: TaskRecord, outcome: TaskOutcome, end: SessionEnd | None = None) -> list[Span]:
     """The spans an attempt's end closes: the attempt, the fallback it finished (when it was a fallback's last), and
-    the session (when it ended with it). Built from the task as read before the end, so the
-    fallback's cause and the session's workflow (which the route shows) are not among their attributes."""
+    the session (when it ended with it). Built from the task as read before the end, which keeps the fallback's
+    cause; the session's workflow (which the route shows) is not among the session span's attributes."""
     record = AttemptRecord.model_validate_json(outcome.attempt_record_json)
     records = [*(entry for entry in task.history if entry.attempt < record.attempt), record]
     bounds = _Bounds(records[0].queued_at or records[0].started_at, None)

@@ -78,6 +78,8 @@ class Dispatch(NamedTuple):
     # Set (a Problem's JSON) for an attempt whose input did not resolve: recorded with that error and no queue entry,
     # so no agent can lease it, then ended at once.
     refusal_json: str | None = None
+    # For a fallback: the error of the task it stands in for (a Problem's JSON), kept on it for its trace and spans.
+    fallback_cause_json: str | None = None
 
 
 class SavedResult(NamedTuple):
