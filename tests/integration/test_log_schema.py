@@ -1,6 +1,6 @@
 """The log schema (docs/logging.md), held by running real flows through the handlers and reading every line they
 wrote: each event of the page's main table appears with its fields, every line has the base fields, no line has an
-event the page does not list, and no line holds a secret."""
+event the page does not list, and no line holds a secret (an agent key, an admin key, a webhook secret)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pytest_socket import disable_socket, enable_socket, socket_allow_hosts
 
 from opscore.core.observability import logger
 from opscore_tools.local.lambdas import LambdaRuntime
@@ -19,6 +20,8 @@ from tests.conftest import ADMIN_CONTEXT, REPO, EventFactory
 from tests.integration.conftest import Clock, Invoke
 from tests.integration.session_driver import SessionDriver
 from tests.integration.test_dispatch import run_task
+from tests.webhook_receiver import SECRET as WEBHOOK_SECRET
+from tests.webhook_receiver import webhook_receiver
 
 BASE_FIELDS = ("timestamp", "level", "message", "service", "function_name", "correlation_id", "cold_start", "event")
 ROW = re.compile(r"^\| `(?P<event>[a-z_]+)` \| [^|]+ \| [^|]+ \| (?P<fields>[^|]*) \|$")
@@ -94,6 +97,12 @@ def test_real_flows_log_every_documented_event_with_its_fields(
     status, created = call("KeysFunction", api_event("keys/create_agent_key.json", body={"agent_id": ops.agent_id}))
     assert status == 201, created
     secret = created["api_key"]
+    status, admin = call("KeysFunction", api_event("keys/create_admin_key.json"))
+    assert status == 201, admin
+    for key in (secret, admin["api_key"]):  # each key used, through the authorizer
+        allowed = api_event("authorizer/request.json")
+        allowed["headers"]["X-API-Key"] = allowed["multiValueHeaders"]["X-API-Key"] = key
+        assert runtime.invoke("AuthorizerFunction", allowed)["policyDocument"]["Statement"]
     refused = api_event("authorizer/request.json")
     refused["headers"]["X-API-Key"] = refused["multiValueHeaders"]["X-API-Key"] = "opsk_not_a_key"
     with pytest.raises(Exception, match="Unauthorized"):
@@ -143,7 +152,21 @@ def test_real_flows_log_every_documented_event_with_its_fields(
     )
     assert lifted[0] == 200
 
-    logged = [line for line in lines.objects() if "_aws" not in line]  # metric lines are metrics, not log lines
+    # a webhook agent, signed with its secret: one delivery, answered at once
+    enable_socket()
+    socket_allow_hosts(["127.0.0.1"])
+    with webhook_receiver(lambda _: (200, {"status": "succeeded"})) as receiver:
+        ops.register("hooked", delivery="webhook", endpoint=receiver.url, webhook_secret=WEBHOOK_SECRET)
+        pushed = run_task(ops, agent_id="hooked")
+        assert receiver.wait_for(1)[0].signed
+        hooked = SessionDriver(call, api_event, agent_id="hooked", now=clock.now)
+        assert hooked.wait_ended(pushed["session_id"])["status"] == "completed"
+    disable_socket()
+
+    written = lines.objects()
+    for kept_secret in (secret, admin["api_key"], WEBHOOK_SECRET):
+        assert kept_secret not in json.dumps(written), "a secret was logged"
+    logged = [line for line in written if "_aws" not in line]  # metric lines are metrics, not log lines
     events, required = documented()
     seen = {line["event"] for line in logged}
     assert required <= seen, f"documented but never logged: {sorted(required - seen)}"
@@ -154,6 +177,5 @@ def test_real_flows_log_every_documented_event_with_its_fields(
         fields = [field for field in events[line["event"]] if not field.endswith("?")]
         absent = [field for field in fields if field not in line]
         assert not absent, f"{line['event']} lacks {absent}: {line}"
-    assert secret not in json.dumps(logged), "an API key was logged"
     changes = [line for line in logged if line["event"] == "state_changed"]
     assert {"old", "new"} <= set(changes[-1]), "a change says what it was and what it is"
