@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -113,5 +117,60 @@ def test_opscore_agents_and_agent_print_the_fleet_and_the_stats(tmp_path: Path, 
         assert found.returncode == 0, found.stderr
         nowhere = opscore("agents", env=unset, cwd=tmp_path)
         assert (nowhere.returncode, "--url" in nowhere.stderr) == (1, True)
+
+        # --watch, piped: each refresh is printed in turn, shows a change, and Ctrl-C ends it without an error
+        with Watching(env) as watching:
+            assert " idle " in watching.row_of(agent.agent_id, "idle")
+            now = datetime.now(UTC).isoformat()
+            body = {"state": "busy", "timestamp": now}
+            assert api.request("POST", f"/agent/{agent.agent_id}/state", key=agent.agent_key, body=body).status == 200
+            assert " busy " in watching.row_of(agent.agent_id, "busy")
+            assert watching.stop() == 0, "Ctrl-C ends --watch, and that is not an error"
     finally:
         assert running.stop() == 0
+
+
+class Watching:
+    """`opscore agents --watch` running with its output piped, read line by line on a thread."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        executable = Path(sys.executable).with_name("opscore")
+        self.process = subprocess.Popen(  # noqa: S603 - our own command
+            [str(executable), "agents", "--watch", "--interval", "1"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def row_of(self, agent_id: str, state: str) -> str:
+        """The first row printed for the agent in that state (earlier refreshes are passed over)."""
+        deadline = time.monotonic() + 30
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if agent_id in line and f" {state} " in line:
+                return line
+        raise AssertionError(f"opscore agents --watch showed no {state} row for {agent_id} within 30 s")
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=30)
+
+    def __enter__(self) -> Watching:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

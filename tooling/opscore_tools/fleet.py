@@ -125,7 +125,7 @@ def agents_command(  # noqa: PLR0917 - a command's options are its parameters
     state: Annotated[
         str | None, typer.Option(help="Only agents in this state: initializing, idle, busy, paused, error, offline.")
     ] = None,
-    watch: Annotated[bool, typer.Option("--watch", help="Redraw every --interval seconds until Ctrl-C.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Redraw every --interval seconds until Ctrl-C (printed again in turn when piped).")] = False,
     interval: Annotated[float, typer.Option(min=1.0, help="Seconds between redraws with --watch.")] = 3.0,
     url: UrlOption = None,
     key: KeyOption = None,
@@ -143,6 +143,12 @@ def agents_command(  # noqa: PLR0917 - a command's options are its parameters
         if not watch:
             out.print(fleet_table(fleet(where, state), state))
             return
+        if not out.is_terminal:
+            # Piped or redirected: rich's Live would show only its last frame, so each refresh is printed in turn.
+            while True:
+                out.print(fleet_table(fleet(where, state), state))
+                out.file.flush()
+                time.sleep(interval)
         from rich.live import Live
 
         with Live(console=out, auto_refresh=False) as live:
