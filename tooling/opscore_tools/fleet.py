@@ -125,7 +125,9 @@ def agents_command(  # noqa: PLR0917 - a command's options are its parameters
     state: Annotated[
         str | None, typer.Option(help="Only agents in this state: initializing, idle, busy, paused, error, offline.")
     ] = None,
-    watch: Annotated[bool, typer.Option("--watch", help="Redraw every --interval seconds until Ctrl-C (printed again in turn when piped).")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Redraw every --interval seconds until Ctrl-C (piped: print each in turn).")
+    ] = False,
     interval: Annotated[float, typer.Option(min=1.0, help="Seconds between redraws with --watch.")] = 3.0,
     url: UrlOption = None,
     key: KeyOption = None,
