@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from http import HTTPStatus
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -60,15 +61,17 @@ class Local:
 
 
 def measure(root: Path, scratch: Path, seconds: float, clients: int, sessions: int) -> dict[str, Any]:
-    local = Local(root, scratch / "local.jsonl")
+    log = scratch / "local.jsonl"
+    local = Local(root, log)
     try:
         updates = _state_updates(local, seconds, clients)
-        worked = _sessions(local, sessions)
+        worked = _sessions(local, sessions, log)
         return {
             "state_updates_per_second": updates,
             "three_task_sessions_per_minute": worked["per_minute"],
             "clients": clients,
             "agent_polls": worked["polls"],
+            "log_bytes_per_session": worked["log_bytes_per_session"],
         }
     finally:
         local.stop()
@@ -95,15 +98,19 @@ def _state_updates(local: Local, seconds: float, clients: int) -> float:
     return round(sum(counts) / (time.monotonic() - started), 1)
 
 
-def _sessions(local: Local, count: int) -> dict[str, Any]:
+def _sessions(local: Local, count: int, log: Path) -> dict[str, Any]:
     """`count` 3-task sessions at once, worked by one polling agent: it leases with POST .../tasks/next and reports
-    each leased task's result, as an agent would; the bench (not the agent) watches the sessions end."""
+    each leased task's result, as an agent would; the bench (not the agent) watches the sessions end.
+
+    Also what the functions log for one session (what CloudWatch Logs would ingest), from the triggers to the last
+    result, which ends its session in the same write."""
     tasks = [{"id": name, "action": "x"} for name in ("a", "b", "c")]
     assert local.call("POST", "/workflows", {"name": "bench-three", "tasks": tasks})[0] in {200, 201}
     assert local.call("PUT", "/agent/bench-worker", {"name": "worker"})[0] in {200, 201}
     status, created = local.call("POST", "/keys", {"agent_id": "bench-worker"})
     assert status == 201, created
     key = created["api_key"]  # the agent works with its own key
+    log_from = log.stat().st_size
     started = time.monotonic()
     ids = [
         local.call("POST", "/agent/bench-worker/workflow", {"workflow_id": "bench-three"})[1]["session_id"]
@@ -128,6 +135,7 @@ def _sessions(local: Local, count: int) -> dict[str, Any]:
             key=key,
         )
         assert status == 200, reply
+    logged = function_log_bytes(log, log_from, log.stat().st_size)
     remaining = set(ids)
     while remaining:
         for session_id in list(remaining):
@@ -136,4 +144,24 @@ def _sessions(local: Local, count: int) -> dict[str, Any]:
                 remaining.discard(session_id)
         if time.monotonic() - started > DEADLINE_SECONDS:
             raise TimeoutError("sessions did not complete")
-    return {"per_minute": round(count / (time.monotonic() - started) * 60, 1), "polls": polls}
+    per_minute = round(count / (time.monotonic() - started) * 60, 1)
+    return {"per_minute": per_minute, "polls": polls, "log_bytes_per_session": round(logged / count)}
+
+
+def function_log_bytes(log: Path, start: int, end: int) -> int:
+    """The bytes the functions wrote between two offsets of the local runtime's log (their JSON lines and metric
+    lines, each with its newline, as Lambda sends them to CloudWatch Logs): the runtime's own lines left out (they
+    stand for API Gateway), and so are the lines of the empty polls (answered 204), which are the agent's idling."""
+    with log.open("rb") as file:
+        file.seek(start)
+        lines = [(line, json.loads(line)) for line in file.read(end - start).splitlines() if line.strip()]
+    idle = {
+        entry.get("correlation_id")
+        for _, entry in lines
+        if entry.get("event") == "request" and entry.get("status") == HTTPStatus.NO_CONTENT
+    }
+    return sum(
+        len(raw) + 1
+        for raw, entry in lines
+        if entry.get("service") == "opscore" and entry.get("correlation_id") not in idle
+    )
