@@ -11,8 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from http import HTTPStatus
 from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
