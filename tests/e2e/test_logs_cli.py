@@ -1,6 +1,6 @@
 """`opscore logs` and the runtime's record, as an operator uses them against `opscore local`.
 
-One session with a retry and a fallback runs through the session's runtime; then `opscore logs` runs as a
+Sessions with a retry, a fallback and a timeout, and an agent quarantined, run through the runtime; then `opscore logs` runs as a
 subprocess with filters, as a table and as --json, and with --follow (read with a deadline, stopped with Ctrl-C).
 """
 
@@ -42,6 +42,8 @@ class Flow:
     session_id: str
     workflow_id: str
     log: Path
+    timed_out: str  # a session of the same agent whose only task ran into its timeout
+    quarantined: str  # an agent whose own failure opened its breaker
 
     def records(self, *filters: str) -> list[dict[str, Any]]:
         """`opscore logs --json` with the filters, on this flow's log file: each line parsed."""
@@ -71,7 +73,20 @@ def flow(api: Api, local_ops_core: LocalProcess | None) -> Flow:
     ops.succeed(ops.lease(session_id, "ask"))
     view = ops.ended(session_id)
     assert view["status"] == "completed"
-    return Flow(ops.agent_id, session_id, view["workflow_id"], local_ops_core.log_path)
+    # a task leased and never answered: the runner's timeout ends it, and the session
+    timed_out = ops.start([{"id": "slow", "action": "web.fetch", "timeout_seconds": 1}])
+    ops.lease(timed_out, "slow")
+    assert ops.ended(timed_out)["status"] == "error"
+    # an agent whose own failure opens its breaker
+    flaky = Operator(api)
+    body = {"name": "flaky", "quarantine_after": 1, "quarantine_cooldown_seconds": 3600}
+    assert api.request("PUT", f"/agent/{flaky.agent_id}", key=flaky.agent_key, body=body).status == 200
+    broken = flaky.start([{"id": "work", "action": "web.fetch"}])
+    error = {"type": "OutOfMemory", "message": "the worker ran out of memory", "fault": "agent"}
+    failed = flaky.result(flaky.lease(broken, "work"), {"status": "failed", "error": error})
+    assert failed.status == 200, failed.body
+    flaky.ended(broken)
+    return Flow(ops.agent_id, session_id, view["workflow_id"], local_ops_core.log_path, timed_out, flaky.agent_id)
 
 
 def test_filters_by_agent_session_task_and_workflow(flow: Flow) -> None:
@@ -115,6 +130,24 @@ def test_event_and_error_type_filters_keep_exactly_the_lines_that_carry_them(flo
     ]:
         expected = [record for record in session if record.get(name) == value]
         assert flow.records("--session", flow.session_id, option, value) == expected, (option, value)
+
+
+def test_a_timeout_and_a_quarantine_are_found_by_their_events_and_error_types(flow: Flow) -> None:
+    # the timeout: the attempt's end and the session's, each with the runner's error
+    (ended,) = flow.records("--session", flow.timed_out, "--event", "task_failed")
+    assert (ended["error_type"], ended["old"], ended["new"]) == ("States.Timeout", "leased", "timed_out")
+    assert ended["task_id"] == f"{flow.timed_out}-000"
+    (session_end,) = flow.records("--session", flow.timed_out, "--event", "session_ended")
+    assert (session_end["new"], session_end["error_type"]) == ("error", "States.Timeout")
+    timeouts = flow.records("--error-type", "States.Timeout", "--agent", flow.agent_id)
+    assert {record["session_id"] for record in timeouts} == {flow.timed_out}
+
+    # the quarantine: the breaker's opening, found by its event, and the failure that opened it by its error type
+    (opened,) = flow.records("--agent", flow.quarantined, "--event", "agent_quarantined")
+    assert (opened["new"], opened["error_type"], opened["failures"]) == ("error", "OutOfMemory", 1)
+    out_of_memory = flow.records("--agent", flow.quarantined, "--error-type", "OutOfMemory")
+    assert {record["event"] for record in out_of_memory} >= {"task_failed", "agent_quarantined"}
+    assert flow.records("--agent", flow.quarantined, "--event", "agent_quarantined", "--level", "warning") == [opened]
 
 
 def session_error_type(session: list[dict[str, Any]]) -> str:
