@@ -1,7 +1,8 @@
 """`opscore logs` and the runtime's record, as an operator uses them against `opscore local`.
 
-Sessions with a retry, a fallback and a timeout, and an agent quarantined, run through the runtime; then `opscore logs` runs as a
-subprocess with filters, as a table and as --json, and with --follow (read with a deadline, stopped with Ctrl-C).
+Sessions with a retry, a fallback and a timeout, and an agent quarantined, run through the runtime; then `opscore
+logs` runs as a subprocess with filters, as a table and as --json, and with --follow (read with a deadline, stopped
+with Ctrl-C).
 """
 
 from __future__ import annotations
