@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from opscore import wiring
+from opscore.agents.tallies import RELATIVE_ERROR
 from opscore.dispatch.health import SweepReport
 from tests.conftest import ADMIN_CONTEXT, EventFactory, agent_context
 from tests.integration.conftest import Clock, Invoke
@@ -194,10 +195,11 @@ def test_stats_count_the_windows_attempts_and_time_in_each_state(
     assert body["utilisation"] == round(600 / 3600, 4)
     # every attempt was leased: three queue waits and run times, the longest run the lease that ran out (31 s on)
     assert body["queue_wait_ms"]["count"] == body["run_time_ms"]["count"] == 3
-    assert body["run_time_ms"]["p95"] >= 30_000
+    # (percentiles come from a histogram: within RELATIVE_ERROR of the measured value)
+    assert body["run_time_ms"]["p95"] >= 31_000 / (1 + RELATIVE_ERROR)
     assert body["run_time_ms"]["p50"] < 30_000
     assert body["queue"] == {"queued": 1, "in_flight": 0, "queued_by_priority": {"7": 1}}
-    assert (body["sessions_read"], body["sampled"]) == (4, False)
+    assert body["sampled"] is False
 
     # the last five minutes, read with the agent's own key: the same attempts, none of the busy time
     status, short = stats(caller=agent_context("agent-1"), window="5m")
