@@ -1,4 +1,4 @@
-"""The arithmetic of GET /agent/{agentId}/stats: windows, percentiles, time in each state, utilisation, the tally."""
+"""The arithmetic of GET /agent/{agentId}/stats: windows, time in each state (counted, and from totals), utilisation."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from opscore.agents.stats import (
-    Attempt,
-    percentile,
+    seconds_between,
     state_seconds,
-    tally,
+    totals_at,
     utilisation,
     window_seconds,
 )
@@ -36,27 +35,6 @@ def test_other_windows_are_a_400_naming_window(raw: str) -> None:
     with pytest.raises(ValidationFailed) as refused:
         window_seconds(raw)
     assert [problem.field for problem in refused.value.details] == ["window"]
-
-
-@pytest.mark.parametrize(
-    ("values", "p50", "p95"),
-    [
-        ([], None, None),
-        ([7.0], 7.0, 7.0),
-        ([1.0, 2.0], 1.0, 2.0),
-        ([float(value) for value in range(1, 101)], 50.0, 95.0),
-        ([5.0, 1.0, 3.0, 2.0, 4.0], 3.0, 5.0),
-    ],
-)
-def test_percentiles_are_nearest_rank(values: list[float], p50: float | None, p95: float | None) -> None:
-    assert (percentile(values, 0.5), percentile(values, 0.95)) == (p50, p95)
-
-
-@given(st.lists(st.floats(min_value=0, max_value=1e6), min_size=1), st.floats(min_value=0.01, max_value=1))
-def test_a_percentile_is_a_measured_value_with_its_share_at_or_below(values: list[float], fraction: float) -> None:
-    found = percentile(values, fraction)
-    assert found in values
-    assert sum(1 for value in values if value <= found) >= fraction * len(values)
 
 
 def test_state_time_is_each_state_until_the_next_clipped_to_the_window() -> None:
@@ -94,44 +72,61 @@ def test_state_time_fills_the_window_once_the_state_is_known(
     assert 0 <= utilisation(spent, 3600) <= 1
 
 
-def test_the_tally_counts_attempts_ended_inside_the_window() -> None:
-    attempts = [
-        Attempt("succeeded", at(5), 1000.0, 4000.0),
-        Attempt("succeeded", at(6), None, None),
-        Attempt("failed", at(7), 3000.0, 1000.0),
-        Attempt("timed_out", at(60)),
-        Attempt("succeeded", at(-1), 9.0, 9.0),  # before the window
-        Attempt("failed", at(61)),  # after it
-    ]
-    counted = tally(attempts, at(0), at(60))
-    assert (counted.succeeded, counted.failed, counted.timed_out) == (2, 1, 1)
-    assert counted.success_rate == 0.5
-    assert (counted.queue_wait_ms, counted.run_ms) == ([1000.0, 3000.0], [4000.0, 1000.0])
-    assert tally([], at(0), at(60)).success_rate is None
+def test_a_state_write_adds_the_time_in_the_previous_state_to_the_totals() -> None:
+    # given totals of 10 min idle, kept when the agent became busy at 0 min
+    totals = {"idle": 600_000_000}
+    # when it reports paused at 15 min 0.5 s
+    after = totals_at(totals, at(0), "busy", at(15) + timedelta(milliseconds=500))
+    # then busy gains exactly that, in microseconds, and the earlier totals stand
+    assert after == {"idle": 600_000_000, "busy": 900_500_000}
+    assert totals == {"idle": 600_000_000}, "not written through"
+    assert totals_at({}, at(0), None, at(5)) == {}, "the first state: nothing before it is counted"
 
 
-def test_every_ended_attempt_is_timed_from_its_own_record_a_retried_one_too() -> None:
-    from opscore.agents.analytics import attempts_of
-    from opscore.sessions.models import AttemptRecord, TaskStatus
-    from opscore.sessions.records import TaskRecord
+def test_totals_wound_back_to_an_earlier_moment_never_go_below_zero() -> None:
+    # the first change after the window's start kept busy 300 s up to 10 min, busy since 5 min
+    assert totals_at({"busy": 300_000_000}, at(10), "busy", at(8)) == {"busy": 180_000_000}
+    assert totals_at({"busy": 300_000_000}, at(10), "busy", at(2)) == {"busy": 0}
 
-    def record(attempt: int, status: TaskStatus, queued: str, leased: str | None, ended: str) -> str:
-        return AttemptRecord(
-            attempt=attempt, status=status, started_at=queued, ended_at=ended, queued_at=queued, leased_at=leased
-        ).model_dump_json()
 
-    task = TaskRecord(
-        session_id="s" * 32,
-        index=0,
-        status=TaskStatus.SUCCEEDED,
-        attempts=2,
-        attempt_records={
-            1: record(1, TaskStatus.FAILED, "2026-12-01T10:00:00.000000Z", "2026-12-01T10:00:20.000000Z",
-                      "2026-12-01T10:00:21.000000Z"),
-            2: record(2, TaskStatus.SUCCEEDED, "2026-12-01T10:00:22.000000Z", "2026-12-01T10:00:23.000000Z",
-                      "2026-12-01T10:00:25.000000Z"),
-        },
-    )  # fmt: skip
-    timed = [(attempt.status, attempt.queue_wait_ms, attempt.run_ms) for attempt in attempts_of(task)]
+def test_time_in_each_state_is_the_difference_of_the_totals_at_the_windows_ends() -> None:
+    earlier = {"idle": 1_000_000, "busy": 2_500_000}
+    later = {"idle": 1_000_000, "busy": 4_000_000, "paused": 250_000}
+    assert seconds_between(earlier, later) == {"busy": 1.5, "paused": 0.25}
 
-    assert timed == [("failed", 20_000, 1_000), ("succeeded", 1_000, 2_000)], "the retried attempt's wait counts too"
+
+@given(
+    st.one_of(st.none(), STATES),
+    st.lists(st.tuples(st.integers(min_value=-120, max_value=180), STATES), unique_by=lambda change: change[0]),
+    st.integers(min_value=-150, max_value=170),
+    st.integers(min_value=5, max_value=200),
+)
+def test_totals_give_the_same_time_in_each_state_as_counting_the_changes(
+    initial: str | None, changes: list[tuple[int, str]], start: int, length: int
+) -> None:
+    # given an agent whose state was `initial` from -200 min, then each change in time order, every write keeping
+    # its totals as the registry does
+    history = sorted(changes)
+    state, stamp, totals = initial, at(-200), {}
+    written: list[tuple[datetime, str | None, dict[str, int]]] = []  # each change: when, the state it ended, totals
+    for minute, new_state in history:
+        totals = totals_at(totals, stamp, state, at(minute))
+        written.append((at(minute), state, totals))
+        state, stamp = new_state, at(minute)
+
+    def cumulative(moment: datetime) -> dict[str, int]:
+        later = next((change for change in written if change[0] > moment), None)
+        if later is None:  # from the agent item: its totals and the current state since its timestamp
+            return totals_at(totals, stamp, state, moment)
+        return totals_at(later[2], later[0], later[1], moment)  # from the first change after the moment
+
+    since, until = at(start), at(start + length)
+    # when the time in each state is the difference of the totals at the window's ends
+    spent = seconds_between(cumulative(since), cumulative(until))
+    # then it is what counting the changes in the window finds
+    before = [change for change in history if at(change[0]) <= since]
+    state_at_start = before[-1][1] if before else initial
+    counted = state_seconds(
+        state_at_start, [(at(minute), new) for minute, new in history if at(minute) > since], since, until
+    )
+    assert spent == pytest.approx(counted)

@@ -89,4 +89,11 @@ def test_numbers_sets_and_unknown_kinds() -> None:
 
 def test_a_value_of_another_kind_is_refused() -> None:
     with pytest.raises(TypeError, match="no attribute value"):
-        Update({"PK": s("K")}).set("metadata", {"a": 1})
+        Update({"PK": s("K")}).set("ratio", 1.5)
+
+
+def test_a_map_of_whole_numbers_is_stored_as_a_map_and_read_back() -> None:
+    request = Update({"PK": s("K")}).set("state_totals", {"idle": 5, "busy": 0}).request("table")
+    stored = request["ExpressionAttributeValues"][":state_totals"]
+    assert stored == {"M": {"idle": {"N": "5"}, "busy": {"N": "0"}}}
+    assert decode_item({"state_totals": stored}) == {"state_totals": {"idle": 5, "busy": 0}}

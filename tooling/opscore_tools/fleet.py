@@ -191,7 +191,7 @@ def stats_table(stats: dict[str, Any]) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     if stats["sampled"]:
-        table.caption = f"sampled: a read bound was reached ({stats['sessions_read']} sessions read)"
+        table.caption = "sampled: time in state covers the newest part of the window (a read bound was reached)"
     return table
 
 

@@ -162,8 +162,9 @@ def waker() -> Waker:
 @cache
 def agent_analytics() -> AgentAnalytics:
     from opscore.agents.analytics import AgentAnalytics
+    from opscore.agents.tallies import TallyStore
 
-    return AgentAnalytics(registry(), session_store(), utc_now)
+    return AgentAnalytics(registry(), TallyStore(dynamodb(), settings().table_name), utc_now)
 
 
 def wake(agent_id: str) -> bool:

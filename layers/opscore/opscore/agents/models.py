@@ -288,7 +288,9 @@ class AgentList(ResponseModel):
 
 
 class TaskCounts(ResponseModel):
-    succeeded: int = Field(description="Task attempts that succeeded in the window.")
+    succeeded: int = Field(
+        description="Task attempts that succeeded in the window (counted from the start of its first minute)."
+    )
     failed: int = Field(description="Task attempts that failed in the window.")
     timed_out: int = Field(description="Task attempts that timed out in the window (lease, runner or agent offline).")
     success_rate: float | None = Field(description="succeeded / (succeeded + failed + timed_out); null for none.")
@@ -296,8 +298,11 @@ class TaskCounts(ResponseModel):
 
 class Percentiles(ResponseModel):
     count: int = Field(description="The attempts measured.")
-    p50: float | None = Field(description="Milliseconds, nearest rank; null when none was measured.")
-    p95: float | None = Field(description="Milliseconds, nearest rank; null when none was measured.")
+    p50: float | None = Field(
+        description="Milliseconds, nearest rank over a log-scale histogram (buckets 10% wide), reported as the "
+        "bucket's geometric midpoint: within 5% of the measured value (0.5 ms below 1 ms); null when none was measured."
+    )
+    p95: float | None = Field(description="As p50.")
 
 
 class AgentStats(ResponseModel):
@@ -315,11 +320,12 @@ class AgentStats(ResponseModel):
         "is counted nowhere)."
     )
     utilisation: float = Field(description="The share of the window spent busy, 0 to 1.")
-    queue_wait_ms: Percentiles = Field(description="From being queued to being leased, of the attempts ended.")
+    queue_wait_ms: Percentiles = Field(
+        description="From being queued to being leased, of the attempts ended (those never leased are not timed)."
+    )
     run_time_ms: Percentiles = Field(description="From being leased to ending, of the attempts ended.")
     queue: QueueCounts
-    sessions_read: int = Field(description="The agent's sessions read to count the attempts.")
     sampled: bool = Field(
-        description="A bound was reached (sessions read, or state history entries): the figures cover part of the "
-        "window only."
+        description="A bound was reached: state history written before cumulative state totals were kept was read "
+        "in part, so state_seconds covers the newest part of the window. False on the exact path."
     )

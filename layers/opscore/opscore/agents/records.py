@@ -128,6 +128,9 @@ class AgentRecord(NamedTuple):
     state_by_opscore: bool = False
     # When the agent counts as offline if nothing more is heard from it; None once it is marked offline.
     silent_at: str | None = None
+    # Microseconds spent in each state up to the current state's timestamp (see opscore.agents.stats.totals_at);
+    # None on an item whose state was written before the totals were kept.
+    state_totals: dict[str, int] | None = None
     created: bool = False  # set by a registration that created the item
 
     @property

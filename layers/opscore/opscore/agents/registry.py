@@ -34,9 +34,10 @@ from opscore.agents.models import (
     StateReport,
 )
 from opscore.agents.records import AgentRecord, QuarantineRecord, silent_from
+from opscore.agents.stats import totals_at
 from opscore.agents.store import AgentStore, StateWrite
 from opscore.aws.dynamodb import ConditionFailed
-from opscore.core.clock import format_timestamp
+from opscore.core.clock import format_timestamp, parse_timestamp
 from opscore.core.contracts import canonical_json
 from opscore.core.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from opscore.core.observability import MetricUnit, logger, metrics
@@ -188,6 +189,7 @@ class Registry:
             quarantine=quarantine,
             silent_before=silent_before,
             by_opscore=by_opscore,
+            state_totals=_totals_until(record, timestamp),
         )
         entry = StateHistoryEntry(
             state=state,
@@ -352,6 +354,26 @@ class Registry:
         items, token = self._store.list_history(agent_id, limit, None, window)
         return items, token is not None
 
+    def state_totals_at(self, record: AgentRecord, moment: datetime) -> dict[str, int] | None:
+        """The agent's cumulative microseconds in each state at `moment` (see opscore.agents.stats.totals_at): from
+        its item when `moment` is at or after its state's timestamp (no read), else from the first change after
+        `moment` (one Query, Limit 1). None when the totals needed were written before they were kept."""
+        current = record.current
+        if current is None:
+            return {}  # never reported: no time in any state yet
+        stamp = format_timestamp(moment)
+        since = parse_timestamp(current.timestamp)
+        if current.timestamp <= stamp:
+            if record.state_totals is None or since is None:
+                return None
+            return totals_at(record.state_totals, since, current.state.value, moment)
+        later = self._store.first_change_after(record.agent_id, stamp)
+        changed = parse_timestamp(later.timestamp) if later is not None else None
+        if later is None or later.totals is None or changed is None:
+            return None
+        previous = later.previous_state.value if later.previous_state is not None else None
+        return totals_at(later.totals, changed, previous, moment)
+
 
 class OpsCoreChange(NamedTuple):
     """A state change Ops-Core makes for an agent: the state, the history entry's details, and its breaker."""
@@ -420,6 +442,16 @@ def agent_view(record: AgentRecord, queue: QueueCounts, now: str) -> Agent:
         current_state=record.current,
         queue=queue,
     )
+
+
+def _totals_until(record: AgentRecord, timestamp: str) -> dict[str, int]:
+    """The totals a state write at `timestamp` keeps: the stored ones and the time since the stored state (an item
+    written before totals were kept starts from nothing at its state, which keeps every later difference right)."""
+    current = record.current
+    since, until = (parse_timestamp(current.timestamp) if current else None), parse_timestamp(timestamp)
+    if current is None or since is None or until is None:
+        return dict(record.state_totals or {})
+    return totals_at(record.state_totals or {}, since, current.state.value, until)
 
 
 def _refuse_future(timestamp: datetime, now: datetime, skew_seconds: int) -> None:

@@ -1,19 +1,18 @@
 """The arithmetic of an agent's stats (GET /agent/{agentId}/stats), pure: no AWS, no clock.
 
 - `window_seconds`: the `window` query parameter (`5m` .. `24h`);
-- `percentile`: nearest rank, so every answer is a value that was measured;
 - `state_seconds`: time spent in each state over the window, from the state at its start and the changes inside it,
-  each segment clipped to the window;
+  each segment clipped to the window (for history written before the totals below were kept);
+- `totals_at`, `seconds_between`: the same from cumulative totals per state, which each state write keeps;
 - `utilisation`: the busy share of the window;
-- `tally`: the attempts ended in the window, their outcomes and timings.
+- `Attempt`, `timings`: an ended attempt, its outcome and timings (what opscore.agents.tallies counts).
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from opscore.core.errors import FieldProblem, ValidationFailed
@@ -33,16 +32,6 @@ def window_seconds(raw: str) -> int:
         message = "must be minutes or hours from 5m to 24h, such as 15m or 1h"
         raise ValidationFailed(f"window {message}", [FieldProblem("window", message, location="query")])
     return seconds
-
-
-def percentile(values: Sequence[float], fraction: float) -> float | None:
-    """The nearest-rank percentile (`fraction` in (0, 1]): the smallest value with at least that share of the values
-    at or below it; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[rank - 1]
 
 
 def state_seconds(
@@ -80,30 +69,36 @@ class Attempt(NamedTuple):
     run_ms: float | None = None
 
 
-class Tally(NamedTuple):
-    succeeded: int
-    failed: int
-    timed_out: int
-    queue_wait_ms: list[float]
-    run_ms: list[float]
-
-    @property
-    def success_rate(self) -> float | None:
-        ended = self.succeeded + self.failed + self.timed_out
-        return round(self.succeeded / ended, 4) if ended else None
+def timings(queued: datetime | None, leased: datetime | None, ended: datetime) -> tuple[float | None, float | None]:
+    """An attempt's queue wait and run time, when its lease is known and in order (an attempt never leased has
+    neither: it is counted, not timed)."""
+    if queued is None or leased is None or not queued <= leased <= ended:
+        return None, None
+    return milliseconds(queued, leased), milliseconds(leased, ended)
 
 
-def tally(attempts: Iterable[Attempt], since: datetime, until: datetime) -> Tally:
-    """The attempts that ended inside the window (both ends included): outcomes counted, timings collected."""
-    inside = [attempt for attempt in attempts if since <= attempt.ended_at <= until]
-    counts = {status: sum(1 for attempt in inside if attempt.status == status) for status in ENDED_STATUSES}
-    return Tally(
-        succeeded=counts["succeeded"],
-        failed=counts["failed"],
-        timed_out=counts["timed_out"],
-        queue_wait_ms=[attempt.queue_wait_ms for attempt in inside if attempt.queue_wait_ms is not None],
-        run_ms=[attempt.run_ms for attempt in inside if attempt.run_ms is not None],
-    )
+def totals_at(totals: Mapping[str, int], at: datetime, state: str | None, moment: datetime) -> dict[str, int]:
+    """Cumulative time in each state (microseconds) at `moment`, from `totals` as they stood at `at` while the agent
+    was in `state`: `state` gains (or, for an earlier moment, gives back) the time between the two, never below zero.
+
+    The one rule for both directions: a state write keeps `totals_at(old totals, old timestamp, old state, new
+    timestamp)`, and a stats read winds the totals of the agent item forward (to the window's end) or those of the
+    first change after a moment back (to the window's start)."""
+    cumulative = dict(totals)
+    if state is not None:
+        cumulative[state] = max(0, cumulative.get(state, 0) + microseconds(at, moment))
+    return cumulative
+
+
+def seconds_between(earlier: Mapping[str, int], later: Mapping[str, int]) -> dict[str, float]:
+    """Seconds spent in each state between two moments, from the cumulative totals at each."""
+    spent = {state: (total - earlier.get(state, 0)) / 1_000_000 for state, total in later.items()}
+    return {state: seconds for state, seconds in spent.items() if seconds > 0}
+
+
+def microseconds(start: datetime, end: datetime) -> int:
+    """Signed: negative when `end` is before `start`."""
+    return (end - start) // timedelta(microseconds=1)
 
 
 def milliseconds(start: datetime, end: datetime) -> float:

@@ -5,7 +5,12 @@ Items (one partition per agent, so reading an agent and its history are single-p
   later conditional writes can test state and capacity together);
 - `PK=AGENT#<id> SK=STATE#<UTC timestamp>`: one history entry per accepted update, TTL'd by `expires_at`, written in
   the same transaction as the state. Accepted timestamps strictly increase, so the timestamp is a unique key and key
-  order is version order.
+  order is version order;
+- `PK=AGENT#<id> SK=TALLY#...`: the agent's ended attempts by the minute and the hour (see opscore.agents.tallies).
+
+Both the agent item and each history entry keep `state_totals`: the microseconds spent in each state up to that
+state's timestamp (the previous totals plus the time in the previous state), so the time in each state over any window
+is a difference of two totals (see opscore.agents.stats.totals_at). Items written before the totals were kept have none.
 
 The agent item also carries what dispatch needs: `in_flight` (tasks leased now, changed only together with a task's
 lease); its circuit breaker: `failures` (its recent counted failures, `<timestamp> <error type>`, appended with the
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from opscore.agents.models import AgentState, CurrentState, RegistrationRequest, StateHistoryEntry
 from opscore.agents.records import (
@@ -96,6 +101,8 @@ class StateWrite:
     # Only while the agent's silence deadline is before this (marking it offline): a contact meanwhile wins.
     silent_before: str | None = None
     by_opscore: bool = False  # Ops-Core's own change, not the agent's report (see AgentRecord.state_by_opscore)
+    # Microseconds spent in each state up to this state's timestamp: kept on the agent item and the history entry.
+    state_totals: dict[str, int] | None = None
 
     def same_report_as(self, entry: StateHistoryEntry) -> bool:
         return (
@@ -234,6 +241,8 @@ class AgentStore:
             .set("agents_shard", agents_shard(agent_id))
             .set("agents_sk", agents_sort_key(agent_id, write.state.value))
         )
+        if write.state_totals is not None:
+            update.set("state_totals", write.state_totals)
         if write.silent_at is not None:
             update.set("last_seen_at", write.recorded_at).set("deadline_kind", SILENCE)
             update.set("deadline_at", silence_deadline(agent_id, write.silent_at))
@@ -265,7 +274,7 @@ class AgentStore:
                     {
                         "Put": {
                             "TableName": self._table,
-                            "Item": self._history_item(agent_id, entry, write.expires_at),
+                            "Item": self._history_item(agent_id, entry, write),
                             "ConditionExpression": "attribute_not_exists(SK)",
                         }
                     },
@@ -349,7 +358,7 @@ class AgentStore:
             ).get("Items", [])
         return [_agent_id(decode_item(item)) for item in items]
 
-    def _history_item(self, agent_id: str, entry: StateHistoryEntry, expires_at: int) -> Item:
+    def _history_item(self, agent_id: str, entry: StateHistoryEntry, write: StateWrite) -> Item:
         item: Item = {
             "PK": s(f"AGENT#{agent_id}"),
             "SK": s(HISTORY_PREFIX + entry.timestamp),
@@ -360,11 +369,37 @@ class AgentStore:
             "state_error": s(canonical_json(entry.error.model_dump() if entry.error else None)),
             "state_version": n(entry.version),
             "recorded_at": s(entry.recorded_at),
-            "expires_at": n(expires_at),
+            "expires_at": n(write.expires_at),
         }
         if entry.previous_state is not None:
             item["previous_state"] = s(entry.previous_state.value)
+        if write.state_totals is not None:
+            item["state_totals"] = {"M": {state: n(total) for state, total in write.state_totals.items()}}
         return item
+
+    def first_change_after(self, agent_id: str, timestamp: str) -> ChangeTotals | None:
+        """The agent's first state change after `timestamp` with the totals it kept (one Query, Limit 1: the next key
+        after STATE#<timestamp>, which is a tally or nothing once the history has no later entry)."""
+        with translated_errors():
+            items = self._client.query(
+                TableName=self._table,
+                KeyConditionExpression="PK = :pk AND SK > :after",
+                ExpressionAttributeValues={
+                    ":pk": s(f"AGENT#{agent_id}"),
+                    ":after": s(HISTORY_PREFIX + timestamp),
+                },
+                ProjectionExpression="SK, state_timestamp, previous_state, state_totals",
+                Limit=1,
+            ).get("Items", [])
+        found = decode_item(items[0]) if items else None
+        if found is None or not str(found["SK"]).startswith(HISTORY_PREFIX):
+            return None
+        previous = found.get("previous_state")
+        return ChangeTotals(
+            timestamp=found.get("state_timestamp", ""),
+            previous_state=AgentState(previous) if previous else None,
+            totals=found.get("state_totals"),
+        )
 
     def get_history_entry(self, agent_id: str, timestamp: str) -> StateHistoryEntry | None:
         with translated_errors():
@@ -392,6 +427,14 @@ class AgentStore:
             between=window,
         )
         return [_history_entry(decode_item(item)) for item in page], token
+
+
+class ChangeTotals(NamedTuple):
+    """A state change's timestamp, the state it ended, and the totals kept up to it (None: written before them)."""
+
+    timestamp: str
+    previous_state: AgentState | None
+    totals: dict[str, int] | None
 
 
 def _current_state(attributes: Attributes) -> CurrentState | None:
@@ -459,6 +502,7 @@ def _agent_record(attributes: Attributes, created: bool = False) -> AgentRecord:
         failures=tuple(CountedFailure.of(entry) for entry in attributes.get("failures", ())),
         quarantine=_quarantine(attributes),
         silent_at=deadline.split("#", 1)[0] if deadline else None,
+        state_totals=attributes.get("state_totals"),
         created=created,
         # Missing, or zero where Ops-Core never writes zero: the record's default, as when the item was read by hand.
         **{name: attributes[name] for name in _PLAIN_FIELDS if attributes.get(name)},

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from opscore.aws.items import Item
 
 
-def value_of(value: str | int | bool | list[str]) -> AttributeValueTypeDef:
+def value_of(value: str | int | bool | list[str] | dict[str, int]) -> AttributeValueTypeDef:
+    if isinstance(value, dict):
+        return {"M": {key: n(number) for key, number in value.items()}}
     if isinstance(value, bool):
         return {"BOOL": value}
     if isinstance(value, int):

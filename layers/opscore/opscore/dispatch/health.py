@@ -180,7 +180,7 @@ class AgentHealth:
             return False
         now = self._now()
         ended = failed(task, problem, error, now, final=final)
-        if not self._queue.withdraw(task.ref, ended, format_timestamp(now)):
+        if not self._queue.withdraw(task.agent_id, task.ref, ended, format_timestamp(now)):
             return False
         recorded(task, ended)
         return True

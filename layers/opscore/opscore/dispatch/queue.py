@@ -11,9 +11,10 @@ with the agent's result, an expiry, a timeout or a cancel. Two sparse indexes ma
 The agent's `in_flight` moves only in the same transaction as a task's lease, so it counts leases exactly: a lease
 takes a slot only while the agent is dispatchable and below `max_concurrency`, and every way a lease ends gives the
 slot back once (the task's `lease_expires_at` guards it). A failure counted against the agent is appended to its
-`failures` in that same transaction, so none is lost. A quarantined agent's one lease is its probe, leased only while
-it is half-open and no other probe is out: the agent item's `probe` is the condition and the mark, in the lease's
-transaction, so two concurrent pulls cannot both take one.
+`failures` in that same transaction, so none is lost; and every recorded end of an attempt adds to the agent's
+tallies in its own transaction (opscore.agents.tallies), so each is counted once. A quarantined agent's one lease is
+its probe, leased only while it is half-open and no other probe is out: the agent item's `probe` is the condition and
+the mark, in the lease's transaction, so two concurrent pulls cannot both take one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from opscore.agents.models import AgentState
 from opscore.agents.records import PROBES_NOT, TAKES_NO_WORK, CountedFailure
 from opscore.agents.store import DEADLINES_INDEX, agent_key
+from opscore.agents.tallies import tally_updates
 from opscore.aws.dynamodb import run_transaction, translated_errors, update_if
 from opscore.aws.items import decode_item, n, s
 from opscore.aws.updates import Update
@@ -265,16 +267,20 @@ class TaskQueue:
             {"Update": update.request(self._table)},  # type: ignore[typeddict-item]
             slot_release(self._table, agent_id, counted),
         ]
-        if ended is not None and ended.mark is not None:
-            items.append({"Update": mark_request(self._table, task.session_id, ended.mark, now)})  # type: ignore[typeddict-item]
+        if ended is not None:
+            items += tally_updates(self._table, agent_id, ended.outcome)
+            if ended.mark is not None:
+                items.append({"Update": mark_request(self._table, task.session_id, ended.mark, now)})  # type: ignore[typeddict-item]
         return run_transaction(self._client, items) is None
 
-    def withdraw(self, task: TaskRef, ended: AttemptEnd, now: str) -> bool:
-        """Take a queued attempt off the queue as it ended; False when it was no longer queued."""
+    def withdraw(self, agent_id: str, task: TaskRef, ended: AttemptEnd, now: str) -> bool:
+        """Take a queued attempt off the queue as it ended (counted in the agent's tallies); False when it was no
+        longer queued."""
         update = outcome_update(task.session_id, ended.outcome, now).condition(
             "#status = :queued AND #dispatch_seq = :seq", queued="queued", seq=task.sequence
         )
         items: list[TransactWriteItemTypeDef] = [{"Update": update.request(self._table)}]  # type: ignore[typeddict-item]
+        items += tally_updates(self._table, agent_id, ended.outcome)
         if ended.mark is not None:
             items.append({"Update": mark_request(self._table, task.session_id, ended.mark, now)})  # type: ignore[typeddict-item]
         return run_transaction(self._client, items) is None

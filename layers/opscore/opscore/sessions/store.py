@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
+from opscore.agents.tallies import tally_updates
 from opscore.aws.dynamodb import ConditionFailed, run_transaction, translated_errors, update_if
 from opscore.aws.items import Item, decode_item, n, s
 from opscore.aws.pages import decode_page_token, encode_page_token
-from opscore.core.clock import format_timestamp
 from opscore.dispatch.queue import queue_entry, slot_release
 from opscore.sessions.items import (
     SESSION_SK,
@@ -55,8 +55,6 @@ FILTERED_QUERIES = 10
 # A session id's creation time: 13 hex digits of microseconds, then 19 random ones.
 ID_TIME_DIGITS = 13
 ID_RANDOM_DIGITS = 19
-# How long before a stats window a session may have been created and still have attempts ending in it.
-SESSION_LOOKBACK = timedelta(hours=24)
 
 
 class SessionFilter(NamedTuple):
@@ -149,52 +147,6 @@ class SessionStore:
         if len(found) > limit:
             return page, encode_page_token({"session_id": page[-1].session_id})
         return page, encode_page_token({"session_id": last}) if last is not None else None
-
-    def recent_tasks(
-        self, agent_id: str, since: datetime, until: datetime, max_sessions: int
-    ) -> tuple[list[TaskRecord], int, bool]:
-        """The tasks of the agent's sessions that can have attempts ending between `since` and `until`: sessions
-        created from SESSION_LOOKBACK before `since` up to `until` and not ended before `since`, newest first.
-
-        Bounded: one Query of the AgentSessions index (at most 2 * max_sessions sessions looked at), then one Query
-        of each of at most `max_sessions` sessions' partitions. Returns the tasks, the sessions read, and whether a
-        bound cut the read short (older sessions were left out).
-        """
-        low = _id_time(since - SESSION_LOOKBACK) + "0" * ID_RANDOM_DIGITS
-        high = _id_time(until) + "f" * ID_RANDOM_DIGITS
-        with translated_errors():
-            answer = self._client.query(
-                TableName=self._table,
-                IndexName=AGENT_SESSIONS_INDEX,
-                KeyConditionExpression="session_agent = :agent AND session_id BETWEEN :low AND :high",
-                FilterExpression="attribute_not_exists(ended_at) OR ended_at >= :since",
-                ExpressionAttributeValues={
-                    ":agent": s(agent_id),
-                    ":low": s(low),
-                    ":high": s(high),
-                    ":since": s(format_timestamp(since)),
-                },
-                ProjectionExpression="session_id",
-                ScanIndexForward=False,
-                Limit=2 * max_sessions,
-            )
-        sessions = [decode_item(item)["session_id"] for item in answer.get("Items", [])]
-        cut = "LastEvaluatedKey" in answer or len(sessions) > max_sessions
-        tasks: list[TaskRecord] = []
-        for session_id in sessions[:max_sessions]:
-            tasks += self._tasks_of(session_id)
-        return [task for task in tasks if task.agent_id == agent_id], min(len(sessions), max_sessions), cut
-
-    def _tasks_of(self, session_id: str) -> list[TaskRecord]:
-        """A session's task items (eventually consistent: a read for stats)."""
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :task)",
-            "ExpressionAttributeValues": {":pk": s(f"SESSION#{session_id}"), ":task": s(TASK_PREFIX)},
-        }
-        with translated_errors():
-            pages = self._client.get_paginator("query").paginate(**query)
-            return [task_record(decode_item(item)) for page in pages for item in page.get("Items", [])]
 
     # ------------------------------------------------------------------ the trigger
     def create_session(self, new: NewSession, mark: TaskMark | None = None) -> None:
@@ -355,8 +307,9 @@ class SessionStore:
     def save_result(self, result: SavedResult, ended: AttemptEnd) -> bool:
         """Record the agent's result for its leased attempt, and the attempt's end, and end the lease: one write.
 
-        The lease ends with the result, so the agent's slot is free at once (and its failure streak moves); the
-        session completes in the same write when this was its last task. False when the session is no longer
+        The lease ends with the result, so the agent's slot is free at once (and its failure streak moves), and the
+        attempt is counted in the agent's tallies (opscore.agents.tallies); the session completes in the same write
+        when this was its last task. False when the session is no longer
         processing (nothing written); ConditionFailed when the attempt holds no lease any more (it ended, or has a
         result) or its time in the runner has run out.
         """
@@ -380,6 +333,7 @@ class SessionStore:
         )
         transaction.items.append({"Update": update.request(self._table)})  # type: ignore[typeddict-item]
         transaction.items.append(slot_release(self._table, result.agent_id, result.counted))
+        transaction.items += tally_updates(self._table, result.agent_id, ended.outcome)
         if ended.mark is not None:
             transaction.items.append({"Update": mark_request(self._table, result.session_id, ended.mark, result.now)})  # type: ignore[typeddict-item]
         return self._run_guarded(transaction)
