@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -232,9 +233,8 @@ class StackLogs:
                 break
             pause = self._jitter(min(THROTTLE_MAX_WAIT, THROTTLE_FIRST_WAIT * 2 ** (tried - 1)))
             if say is not None:
-                say(
-                    f"CloudWatch Logs is throttling {_operation_name(operation)} ({code}): trying again in {pause:.0f}s"
-                )
+                name = _operation_name(operation)
+                say(f"CloudWatch Logs is throttling {name} ({code}): trying again in {math.ceil(pause)}s")
             self._sleep(pause)
             waited += pause
         raise SourceError(
