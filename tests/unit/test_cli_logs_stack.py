@@ -15,9 +15,10 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
+from opscore_tools.logs.local_file import LocalFile
 from opscore_tools.logs.records import LogQuery
 from opscore_tools.logs.sources import SourceError
-from opscore_tools.logs.stack import StackLogs, filter_pattern, insights_query, log_groups_of_stack
+from opscore_tools.logs.stack import StackLogs, filter_pattern, insights_query, log_groups_of_stack, stack_logs
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 HEAD = "fields @timestamp, @message\n| filter ispresent(level)\n"
@@ -143,22 +144,43 @@ def a_row(record: dict[str, Any]) -> list[dict[str, str]]:
     ]
 
 
+def at(moment: datetime) -> str:
+    """A record's timestamp, as Powertools writes it."""
+    return moment.isoformat(timespec="milliseconds")
+
+
+def millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
 class Clock:
+    """Time that passes only when the code under test waits: every wait is recorded, none is slept."""
+
     def __init__(self) -> None:
         self.elapsed = 0.0
+        self.waits: list[float] = []
+        self.jitter_ceilings: list[float] = []
 
     def sleep(self, seconds: float) -> None:
         self.elapsed += seconds
+        self.waits.append(seconds)
 
     def monotonic(self) -> float:
         return self.elapsed
 
+    def jitter(self, ceiling: float) -> float:
+        self.jitter_ceilings.append(ceiling)
+        return ceiling / 2
+
 
 @pytest.fixture
-def stack() -> Iterator[tuple[StackLogs, Stubber, list[str]]]:
+def clock() -> Clock:
+    return Clock()
+
+
+def stack_of(functions: list[str], clock: Clock, progress: list[str]) -> tuple[StackLogs, Any]:
+    """A StackLogs over the given functions' log groups, and its (not yet stubbed) logs client."""
     logs, cloudformation = client("logs"), client("cloudformation")
-    progress: list[str] = []
-    clock = Clock()
     source = StackLogs(
         "ops",
         logs,
@@ -168,14 +190,22 @@ def stack() -> Iterator[tuple[StackLogs, Stubber, list[str]]]:
         now=lambda: NOW,
         sleep=clock.sleep,
         monotonic=clock.monotonic,
+        jitter=clock.jitter,
     )
     with Stubber(cloudformation) as stack_stubber:
         stack_stubber.add_response(
             "list_stack_resources",
-            {"StackResourceSummaries": [resource("AWS::Lambda::Function", "ops-Fn-1")]},
+            {"StackResourceSummaries": [resource("AWS::Lambda::Function", name) for name in functions]},
             {"StackName": "ops"},
         )
-        assert source.groups == ["/aws/lambda/ops-Fn-1"]
+        assert source.groups == [f"/aws/lambda/{name}" for name in functions]
+    return source, logs
+
+
+@pytest.fixture
+def stack(clock: Clock) -> Iterator[tuple[StackLogs, Stubber, list[str]]]:
+    progress: list[str] = []
+    source, logs = stack_of(["ops-Fn-1"], clock, progress)
     with Stubber(logs) as stubber:
         yield source, stubber, progress
         stubber.assert_no_pending_responses()
@@ -198,7 +228,8 @@ def test_one_insights_query_is_started_and_polled_until_complete(stack: tuple[St
     stubber.add_response(
         "get_query_results", {"status": "Running", "statistics": {"recordsScanned": 1234.0}}, {"queryId": "q1"}
     )
-    newest, older = {"level": "INFO", "message": "newest"}, {"level": "INFO", "message": "older"}
+    newest = {"level": "INFO", "message": "newest", "agent_id": "a", "timestamp": at(NOW - timedelta(minutes=1))}
+    older = {"level": "INFO", "message": "older", "agent_id": "a", "timestamp": at(NOW - timedelta(minutes=2))}
     stubber.add_response(
         "get_query_results",
         {"status": "Complete", "results": [a_row(newest), a_row(older)], "statistics": {"recordsMatched": 2.0}},
@@ -230,7 +261,7 @@ def test_hitting_the_result_cap_is_said(stack: tuple[StackLogs, Stubber, list[st
         {"queryId": "q1"},
         {"logGroupNames": ANY, "startTime": ANY, "endTime": ANY, "queryString": ANY, "limit": ANY},
     )
-    rows = [a_row({"level": "INFO", "message": f"n{n}"}) for n in range(2)]
+    rows = [a_row({"level": "INFO", "message": f"n{n}", "timestamp": at(NOW - timedelta(minutes=n))}) for n in range(2)]
     stubber.add_response(
         "get_query_results",
         {"status": "Complete", "results": rows, "statistics": {"recordsMatched": 25_000.0}},
@@ -317,7 +348,8 @@ def test_follow_polls_filter_log_events_with_a_pattern_and_the_same_predicate(
                 an_event("4", start + 9, {"level": "INFO", "message": "lease renewed", "agent_id": "a"}),
             ]
         },
-        {"logGroupName": group, "startTime": start + 7, "filterPattern": pattern},
+        # the same group again from a little before its newest line (never before where the follow began)
+        {"logGroupName": group, "startTime": start, "filterPattern": pattern},
     )
     following = source.follow(query)
     assert next(following).get("message") == "lease granted"
@@ -377,11 +409,15 @@ def test_the_command_on_a_stack_prints_the_lines_and_says_what_it_left_out(monke
             {"queryId": "q1"},
         )
         result = CliRunner().invoke(
-            cli.app, ["logs", "--stack", "ops", "--region", "eu-west-1", "--since", "2h", "--level", "error", "--json"]
+            cli.app,
+            [
+                *["logs", "--stack", "ops", "--region", "eu-west-1", "--level", "error", "--json"],
+                *["--start", "2026-12-01T09:00:00Z", "--end", "2026-12-01T10:00:00Z"],
+            ],
         )
     assert result.exit_code == 0, result.output
     assert asked == {"stack": "ops", "region": "eu-west-1", "timeout_seconds": 60.0, "progress": ANY}
-    assert json.loads(result.stdout) == line
+    assert result.stdout == json.dumps(line) + "\n", "--json prints the raw line"
     assert "3 lines matched; showing the newest 1" in result.stderr
 
 
@@ -424,7 +460,7 @@ def test_a_follow_after_a_search_goes_on_from_where_the_search_ended(
         {"queryId": "q1"},
         {"logGroupNames": ANY, "startTime": ANY, "endTime": ANY, "queryString": ANY, "limit": ANY},
     )
-    shown = {"level": "INFO", "message": "in the window", "agent_id": "a"}
+    shown = {"level": "INFO", "message": "in the window", "agent_id": "a", "timestamp": at(NOW - timedelta(minutes=1))}
     stubber.add_response("get_query_results", {"status": "Complete", "results": [a_row(shown)]}, {"queryId": "q1"})
     assert [line.get("message") for line in source.find(query).lines] == ["in the window"]
 
@@ -443,3 +479,278 @@ def test_a_follow_after_a_search_goes_on_from_where_the_search_ended(
         {"logGroupName": "/aws/lambda/ops-Fn-1", "startTime": searched_until, "filterPattern": ANY},
     )
     assert next(source.follow(query)).get("message") == "new"
+
+
+def test_insights_rows_are_checked_with_the_local_predicate(
+    stack: tuple[StackLogs, Stubber, list[str]], tmp_path: Any
+) -> None:
+    """Insights takes the window in whole seconds and --grep in its own regex dialect: the local predicate decides."""
+    source, stubber, _ = stack
+    # Given a window with sub-second edges and a regex, and rows Insights answered for them
+    start, end = (
+        datetime(2026, 12, 1, 9, 45, 0, 500_000, tzinfo=UTC),
+        datetime(2026, 12, 1, 9, 59, 59, 250_000, tzinfo=UTC),
+    )
+    query = LogQuery(start=start, end=end, grep=r"\blease expired\b")
+    records = [
+        {"level": "WARNING", "message": "lease expired", "timestamp": at(start - timedelta(milliseconds=300))},
+        {"level": "WARNING", "message": "lease expired", "timestamp": at(start)},
+        {"level": "WARNING", "message": "sublease expired", "timestamp": at(start + timedelta(minutes=5))},
+        {"level": "WARNING", "message": "lease expired", "timestamp": at(end - timedelta(milliseconds=1))},
+        {"level": "WARNING", "message": "lease expired", "timestamp": at(end)},
+    ]
+    stubber.add_response(
+        "start_query",
+        {"queryId": "q1"},
+        {
+            "logGroupNames": ANY,
+            "startTime": int(start.timestamp()),  # 09:45:00, half a second early
+            "endTime": int(end.timestamp()) + 1,  # 10:00:00, three quarters of a second late
+            "queryString": ANY,
+            "limit": ANY,
+        },
+    )
+    stubber.add_response(
+        "get_query_results",
+        {
+            "status": "Complete",
+            "results": [a_row(record) for record in reversed(records)],
+            "statistics": {"recordsMatched": 5.0},
+        },
+        {"queryId": "q1"},
+    )
+    # When the stack is searched
+    found = source.find(query)
+    # Then only the lines the local predicate matches are shown and counted: the window's own edges, Python's regex
+    assert [line.get("timestamp") for line in found.lines] == [at(start), at(end - timedelta(milliseconds=1))]
+    assert found.matched == 2
+    assert found.notes == ()
+    # and the local file answers the same lines for the same filters
+    log_file = tmp_path / "opscore.jsonl"
+    log_file.write_text("".join(json.dumps(record) + "\n" for record in records))
+    assert [line.raw for line in LocalFile(log_file).find(query).lines] == [line.raw for line in found.lines]
+
+
+def test_the_cap_is_still_said_when_the_predicate_drops_a_row(stack: tuple[StackLogs, Stubber, list[str]]) -> None:
+    source, stubber, _ = stack
+    # Given a search whose --limit Insights filled, one of its rows a little before the window
+    start = NOW - timedelta(hours=1, milliseconds=-500)
+    stubber.add_response(
+        "start_query",
+        {"queryId": "q1"},
+        {"logGroupNames": ANY, "startTime": ANY, "endTime": ANY, "queryString": ANY, "limit": ANY},
+    )
+    rows = [
+        a_row({"level": "INFO", "message": "in", "timestamp": at(NOW - timedelta(minutes=1))}),
+        a_row({"level": "INFO", "message": "early", "timestamp": at(start - timedelta(milliseconds=100))}),
+    ]
+    stubber.add_response(
+        "get_query_results",
+        {"status": "Complete", "results": rows, "statistics": {"recordsMatched": 25_000.0}},
+        {"queryId": "q1"},
+    )
+    # When it is searched
+    found = source.find(LogQuery(start=start, limit=2))
+    # Then the row is left out, and the note still says that the limit was hit
+    assert [line.get("message") for line in found.lines] == ["in"]
+    assert found.matched == 24_999
+    assert found.notes == (
+        "24,999 lines matched; showing the newest 1 (the --limit; Logs Insights returns 10,000 at most): "
+        "narrow the window or the filters",
+    )
+
+
+def test_follow_reads_each_log_group_on_from_its_own_newest_line(clock: Clock) -> None:
+    """A group whose line CloudWatch takes in late loses nothing to a busier group; no line is printed twice."""
+    source, logs = stack_of(["ops-A-1", "ops-B-1"], clock, [])
+    group_a, group_b = "/aws/lambda/ops-A-1", "/aws/lambda/ops-B-1"
+    origin = millis(NOW)
+    a1 = an_event("a1", origin + 60_000, {"level": "INFO", "message": "a1"})
+    a2 = an_event("a2", origin + 61_000, {"level": "INFO", "message": "a2"})
+    b1 = an_event("b1", origin + 1_000, {"level": "INFO", "message": "b1, written before a1, taken in late"})
+    with Stubber(logs) as stubber:
+        # Given a first poll in which only group A has a line
+        stubber.add_response("filter_log_events", {"events": [a1]}, {"logGroupName": group_a, "startTime": origin})
+        stubber.add_response("filter_log_events", {"events": []}, {"logGroupName": group_b, "startTime": origin})
+        # and a second in which A answers a1 again with a newer line, and B the line it took in late
+        stubber.add_response(
+            "filter_log_events", {"events": [a1, a2]}, {"logGroupName": group_a, "startTime": origin + 50_000}
+        )
+        stubber.add_response("filter_log_events", {"events": [b1]}, {"logGroupName": group_b, "startTime": origin})
+        # When the stack is followed
+        following = source.follow(LogQuery())
+        messages = [next(following).get("message") for _ in range(3)]
+        stubber.assert_no_pending_responses()
+    # Then B was asked from its own position, every line came once, and one poll's lines in time order
+    assert messages == ["a1", "b1, written before a1, taken in late", "a2"]
+    assert clock.waits == [2.0]
+
+
+def test_follow_shows_a_line_taken_in_late_in_its_own_group(clock: Clock) -> None:
+    source, logs = stack_of(["ops-Fn-1"], clock, [])
+    group, origin = "/aws/lambda/ops-Fn-1", millis(NOW)
+    newer = an_event("2", origin + 20_000, {"level": "INFO", "message": "from one execution environment"})
+    late = an_event("1", origin + 15_000, {"level": "INFO", "message": "from another, taken in after it"})
+    with Stubber(logs) as stubber:
+        # Given a group whose second poll holds a line older than the newest of the first
+        stubber.add_response("filter_log_events", {"events": [newer]}, {"logGroupName": group, "startTime": origin})
+        stubber.add_response(
+            "filter_log_events", {"events": [late, newer]}, {"logGroupName": group, "startTime": origin + 10_000}
+        )
+        # When it is followed
+        following = source.follow(LogQuery())
+        messages = [next(following).get("message") for _ in range(2)]
+    # Then the late line is shown, and the one already shown is not shown again
+    assert messages == ["from one execution environment", "from another, taken in after it"]
+
+
+def complete_query(stubber: Stubber, rows: list[list[dict[str, str]]]) -> None:
+    stubber.add_response("get_query_results", {"status": "Complete", "results": rows}, {"queryId": "q1"})
+
+
+def test_a_throttled_start_query_is_tried_again_after_a_jittered_growing_wait(
+    stack: tuple[StackLogs, Stubber, list[str]], clock: Clock
+) -> None:
+    source, stubber, progress = stack
+    # Given an account at its quota of concurrent queries for two tries
+    for _ in range(2):
+        stubber.add_client_error("start_query", "LimitExceededException", "Account maximum query concurrency")
+    stubber.add_response(
+        "start_query",
+        {"queryId": "q1"},
+        {"logGroupNames": ANY, "startTime": ANY, "endTime": ANY, "queryString": ANY, "limit": ANY},
+    )
+    complete_query(stubber, [a_row({"level": "INFO", "message": "found", "timestamp": at(NOW)})])
+    # When the stack is searched
+    found = source.find(LogQuery(start=NOW - timedelta(hours=1)))
+    # Then it waited a jittered share of a growing ceiling before each new try, said so, and found the line
+    assert [line.get("message") for line in found.lines] == ["found"]
+    assert clock.jitter_ceilings == [2.0, 4.0]
+    assert clock.waits == [1.0, 2.0]
+    assert progress == [
+        "CloudWatch Logs is throttling StartQuery (LimitExceededException): trying again in 1s",
+        "CloudWatch Logs is throttling StartQuery (LimitExceededException): trying again in 2s",
+    ]
+
+
+def test_a_throttled_poll_of_the_query_is_tried_again(
+    stack: tuple[StackLogs, Stubber, list[str]], clock: Clock
+) -> None:
+    source, stubber, _ = stack
+    stubber.add_response(
+        "start_query",
+        {"queryId": "q1"},
+        {"logGroupNames": ANY, "startTime": ANY, "endTime": ANY, "queryString": ANY, "limit": ANY},
+    )
+    stubber.add_client_error("get_query_results", "ThrottlingException", "Rate exceeded")
+    complete_query(stubber, [])
+    assert source.find(LogQuery(start=NOW - timedelta(hours=1))).lines == []
+    assert clock.waits == [1.0]
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("ThrottlingException", 400), ("TooManyRequestsException", 400), ("Throttling", 400), ("SomethingNew", 429)],
+)
+def test_a_throttled_follow_poll_is_tried_again(
+    stack: tuple[StackLogs, Stubber, list[str]], clock: Clock, code: str, status: int
+) -> None:
+    source, stubber, _ = stack
+    # Given a group that answers a follow's poll throttled once (any code botocore calls throttling, or a 429)
+    stubber.add_client_error("filter_log_events", code, "Rate exceeded", http_status_code=status)
+    stubber.add_response(
+        "filter_log_events",
+        {"events": [an_event("1", millis(NOW) + 1, {"level": "INFO", "message": "after the wait"})]},
+        {"logGroupName": "/aws/lambda/ops-Fn-1", "startTime": millis(NOW)},
+    )
+    # When the stack is followed
+    line = next(source.follow(LogQuery()))
+    # Then the poll was made again after a wait
+    assert line.get("message") == "after the wait"
+    assert clock.waits == [1.0]
+
+
+def test_a_throttled_page_is_asked_for_again_not_the_whole_group(
+    stack: tuple[StackLogs, Stubber, list[str]], clock: Clock
+) -> None:
+    source, stubber, _ = stack
+    group, origin = "/aws/lambda/ops-Fn-1", millis(NOW)
+    stubber.add_response(
+        "filter_log_events",
+        {"events": [an_event("1", origin + 1, {"level": "INFO", "message": "page 1"})], "nextToken": "p2"},
+        {"logGroupName": group, "startTime": origin},
+    )
+    stubber.add_client_error("filter_log_events", "ThrottlingException", "Rate exceeded")
+    stubber.add_response(
+        "filter_log_events",
+        {"events": [an_event("2", origin + 2, {"level": "INFO", "message": "page 2"})]},
+        {"logGroupName": group, "startTime": origin, "nextToken": "p2"},
+    )
+    following = source.follow(LogQuery())
+    assert [next(following).get("message") for _ in range(2)] == ["page 1", "page 2"]
+    assert clock.waits == [1.0]
+
+
+def test_throttling_that_lasts_is_a_clear_error(stack: tuple[StackLogs, Stubber, list[str]], clock: Clock) -> None:
+    source, stubber, _ = stack
+    # Given a group that stays throttled
+    for _ in range(5):
+        stubber.add_client_error("filter_log_events", "ThrottlingException", "Rate exceeded")
+    # When the stack is followed
+    # Then it gives up after a bounded number of tries, each wait's ceiling doubled, and says why
+    with pytest.raises(SourceError, match=r"kept throttling FilterLogEvents \(ThrottlingException\): gave up after 5"):
+        next(source.follow(LogQuery()))
+    assert clock.jitter_ceilings == [2.0, 4.0, 8.0, 16.0]
+    assert clock.waits == [1.0, 2.0, 4.0, 8.0]
+
+
+def test_other_errors_are_not_tried_again(stack: tuple[StackLogs, Stubber, list[str]], clock: Clock) -> None:
+    source, stubber, _ = stack
+    stubber.add_client_error("filter_log_events", "AccessDeniedException", "not allowed", http_status_code=403)
+    with pytest.raises(SourceError, match="ops-Fn-1: not allowed"):
+        next(source.follow(LogQuery()))
+    assert clock.waits == []
+
+
+def test_the_command_ends_a_throttled_follow_with_exit_1_and_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from opscore_tools import cli
+    from opscore_tools.logs import stack as stack_module
+
+    logs, cloudformation = client("logs"), client("cloudformation")
+    source = StackLogs("ops", logs, cloudformation, sleep=lambda _: None)
+    monkeypatch.setattr(stack_module, "stack_logs", lambda *_, **__: source)
+    with Stubber(cloudformation) as stack_stubber, Stubber(logs) as stubber:
+        # Given a stack whose search answers, then whose log group stays throttled
+        stack_stubber.add_response(
+            "list_stack_resources",
+            {"StackResourceSummaries": [resource("AWS::Lambda::Function", "ops-Fn-1")]},
+            {"StackName": "ops"},
+        )
+        stubber.add_response(
+            "start_query",
+            {"queryId": "q1"},
+            {"logGroupNames": ANY, "startTime": ANY, "endTime": ANY, "queryString": ANY, "limit": ANY},
+        )
+        complete_query(stubber, [])
+        for _ in range(5):
+            stubber.add_client_error("filter_log_events", "ThrottlingException", "Rate exceeded")
+        # When it is followed
+        result = CliRunner().invoke(cli.app, ["logs", "--stack", "ops", "--follow"])
+    # Then the command says why it stopped and exits 1, without a traceback
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert "error: CloudWatch Logs kept throttling FilterLogEvents (ThrottlingException)" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_the_stacks_logs_client_backs_off_in_botocore_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given credentials in the environment (nothing is asked of AWS: building a client sends no request)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    # When the command builds the source of a stack
+    source = stack_logs("ops", "eu-west-1", timeout_seconds=60, progress=None)
+    # Then its CloudWatch Logs client retries throttles itself, with botocore's adaptive (rate-limiting) mode
+    assert source.logs.meta.config.retries["mode"] == "adaptive"
+    assert source.logs.meta.config.retries["total_max_attempts"] == 3

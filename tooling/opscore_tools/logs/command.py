@@ -45,14 +45,18 @@ Examples:
 Sources: --file; else the log file of the local runtime running from this
 checkout; else the newest .opscore/logs/*.jsonl. --stack NAME runs one Logs
 Insights query over the stack's log groups (the last hour unless --since or
---start); --follow on a stack polls FilterLogEvents from --since/--start, or
-from now. Only JSON objects with a level are log lines: anything else (EMF
-metrics, Lambda's START/END/REPORT lines) is skipped, with --json too.
+--start); then --follow polls FilterLogEvents on each log group, from where
+that search ended. A stack's lines are checked with the same filters as a
+file's, so both answer the same lines. An AWS call that is throttled is tried
+again after a growing wait, a few times. Only JSON objects with a level are
+log lines: anything else (EMF metrics, Lambda's START/END/REPORT lines) is
+skipped, with --json too.
 
 Exit codes: 0 when the search ran, whether or not a line matched (a note on
 stderr says when none did; Ctrl-C ending --follow is 0 too); 2 bad usage (an
 unknown option, a malformed time, level or regex); 1 errors (no log file, no
-such stack, no AWS credentials, a failed or timed-out query).
+such stack, no AWS credentials, a failed or timed-out query, AWS throttling
+that lasts).
 """
 
 

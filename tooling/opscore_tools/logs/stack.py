@@ -1,17 +1,22 @@
 """A deployed stack's log groups as a source of log lines: CloudWatch Logs Insights for what was written, then
-FilterLogEvents polled for --follow.
+FilterLogEvents polled on each log group for --follow.
 
 The filters compile into one Insights query (`insights_query`) and, for --follow, into a filter pattern on the JSON
-fields (`filter_pattern`); what a pattern cannot say (--grep, a window's end, a value it cannot quote) is checked on
-each line with the same predicate the local file uses, which stays the reference for what a filter means.
+fields (`filter_pattern`). Both only narrow what CloudWatch sends: every line either returns is checked again with the
+predicate the local file uses (`LogQuery.matches`), which stays the reference for what a filter means. That is what
+makes the edges agree: Insights takes its window in whole seconds and reads --grep in its own regex dialect, a pattern
+cannot say --grep or a value it cannot quote.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
+import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,9 +29,29 @@ DEFAULT_WINDOW = timedelta(hours=1)
 QUERY_TIMEOUT_SECONDS = 60.0
 POLL_SECONDS = 1.0
 FOLLOW_POLL_SECONDS = 2.0
+# CloudWatch may take a line in after a later one of another log stream of the same group (each Lambda execution
+# environment writes its own stream): each poll reads this much of a group again, and drops the eventIds it has shown.
+LATE_ARRIVAL_MS = 10_000
 _RUNNING = {"Scheduled", "Running"}
 
+# botocore's own retries (`stack_logs` sets the adaptive mode: standard retries plus a client-side rate limiter, since
+# --follow sends one FilterLogEvents per log group per poll, in a burst) absorb a short throttle within one call. They
+# give up after a few tries, at most 20 s apart, which is too soon for two things `StackLogs._call` waits out on top
+# of them: StartQuery's LimitExceededException (the account's quota of concurrent queries: a slot frees only when
+# another query ends) and a --follow that runs for hours, which should not end on one throttled poll. Bounded all the
+# same: after THROTTLE_TRIES calls, a clear error and exit 1.
+BOTOCORE_ATTEMPTS = 3  # requests of one call, the first one included
+THROTTLE_TRIES = 5  # calls of one operation, each with botocore's retries inside, before giving up
+THROTTLE_FIRST_WAIT = 2.0  # seconds; the ceiling of the jittered wait doubles after each throttled call
+THROTTLE_MAX_WAIT = 30.0
+
 Progress = Callable[[str], None]
+Jitter = Callable[[float], float]
+
+
+def full_jitter(ceiling: float) -> float:
+    """A wait anywhere up to `ceiling`, so that clients throttled together do not come back together."""
+    return random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
 
 
 def insights_query(query: LogQuery) -> str:
@@ -99,13 +124,14 @@ class StackLogs:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        jitter: Jitter = full_jitter,
     ) -> None:
         self.stack = stack
-        self._logs = logs
+        self.logs = logs
         self._cloudformation = cloudformation
         self._timeout = timeout_seconds
         self._progress = progress or (lambda _: None)
-        self._now, self._sleep, self._monotonic = now, sleep, monotonic
+        self._now, self._sleep, self._monotonic, self._jitter = now, sleep, monotonic, jitter
         self._groups: list[str] | None = None
         self._searched_until: datetime | None = None  # where a find's window ended: a --follow goes on from there
 
@@ -131,10 +157,13 @@ class StackLogs:
             groups = groups[:MAX_LOG_GROUPS]
         query_id = self._start(groups, start, end, insights_query(query))
         answer = self._wait(query_id)
-        lines = [line for row in reversed(answer.get("results", [])) if (line := _row_line(row)) is not None]
-        matched = int(answer.get("statistics", {}).get("recordsMatched", len(lines)))
+        rows = answer.get("results", [])
+        # The local predicate has the last word (see the module's doc): a row Insights let through at a whole-second
+        # edge of the window, or by its own reading of --grep, is not a match, and is not counted as one either.
+        lines = [line for row in reversed(rows) if (line := _row_line(row)) is not None and query.matches(line)]
+        matched = int(answer.get("statistics", {}).get("recordsMatched", len(rows))) - (len(rows) - len(lines))
         if matched > len(lines):
-            cap = f" (the --limit; Logs Insights returns {RESULT_CAP:,} at most)" if len(lines) >= query.limit else ""
+            cap = f" (the --limit; Logs Insights returns {RESULT_CAP:,} at most)" if len(rows) >= query.limit else ""
             notes.append(
                 f"{matched:,} lines matched; showing the newest {len(lines):,}{cap}: narrow the window or the filters"
             )
@@ -144,7 +173,9 @@ class StackLogs:
         from botocore.exceptions import ClientError
 
         try:
-            started = self._logs.start_query(
+            started = self._call(
+                "start_query",
+                self._progress,
                 logGroupNames=groups,
                 startTime=int(start.timestamp()),
                 endTime=int(end.timestamp()) + 1,
@@ -161,7 +192,7 @@ class StackLogs:
         began = self._monotonic()
         while True:
             try:
-                answer: dict[str, Any] = self._logs.get_query_results(queryId=query_id)
+                answer = self._call("get_query_results", self._progress, queryId=query_id)
             except ClientError as error:
                 raise SourceError(f"Logs Insights: {_message(error)}") from None
             status = answer.get("status")
@@ -181,28 +212,53 @@ class StackLogs:
         from botocore.exceptions import ClientError
 
         with contextlib.suppress(ClientError):  # it may have ended meanwhile
-            self._logs.stop_query(queryId=query_id)
+            self.logs.stop_query(queryId=query_id)
+
+    def _call(self, operation: str, say: Progress | None, **arguments: Any) -> dict[str, Any]:
+        """One CloudWatch Logs call, made again after a jittered, growing wait while it is throttled (the note
+        on BOTOCORE_ATTEMPTS says why botocore's retries are not the whole answer); any other error is the caller's."""
+        from botocore.exceptions import ClientError
+
+        waited = 0.0
+        for tried in range(1, THROTTLE_TRIES + 1):
+            try:
+                answer: dict[str, Any] = getattr(self.logs, operation)(**arguments)
+            except ClientError as error:
+                if not is_throttling(error):
+                    raise
+                code = error.response["Error"].get("Code") or "429"
+            else:
+                return answer
+            if tried == THROTTLE_TRIES:
+                break
+            pause = self._jitter(min(THROTTLE_MAX_WAIT, THROTTLE_FIRST_WAIT * 2 ** (tried - 1)))
+            if say is not None:
+                name = _operation_name(operation)
+                say(f"CloudWatch Logs is throttling {name} ({code}): trying again in {math.ceil(pause)}s")
+            self._sleep(pause)
+            waited += pause
+        raise SourceError(
+            f"CloudWatch Logs kept throttling {_operation_name(operation)} ({code}): gave up after {THROTTLE_TRIES} "
+            f"tries over {waited:.0f}s; try again in a minute"
+        )
 
     def follow(self, query: LogQuery) -> Iterator[LogLine]:
-        """FilterLogEvents on every group, from where the search before it ended (else the window's start, or now),
-        every few seconds; each line once."""
-        since_ms = int((self._searched_until or query.start or self._now()).timestamp() * 1000)
+        """FilterLogEvents on each group, every few seconds, each group from its own newest line (the first time from
+        where the search before it ended, else the window's start, or now); the lines of one poll in time order, each
+        line once."""
+        origin = int((self._searched_until or query.start or self._now()).timestamp() * 1000)
         pattern = filter_pattern(query)
-        seen: set[str] = set()
+        cursors = {group: _Cursor(origin) for group in self.groups}
         while True:
-            events = sorted(
-                (event for group in self.groups for event in self._events(group, since_ms, pattern)),
-                key=lambda event: (event["timestamp"], event["eventId"]),
-            )
-            for event in events:
-                if event["eventId"] in seen:
-                    continue
-                seen.add(event["eventId"])
+            fresh = [
+                event
+                for group, cursor in cursors.items()
+                for event in cursor.advance(self._events(group, cursor.since_ms, pattern))
+            ]
+            for event in sorted(fresh, key=lambda event: (event["timestamp"], event["eventId"])):
                 line = parse_line(event.get("message", ""))
                 if line is not None and query.matches(line):
                     yield line
-            if events:
-                since_ms = events[-1]["timestamp"]  # the same millisecond again: `seen` drops the repeats
             self._sleep(FOLLOW_POLL_SECONDS)
 
     def _events(self, group: str, since_ms: int, pattern: str) -> Iterator[dict[str, Any]]:
@@ -212,23 +268,61 @@ class StackLogs:
         if pattern:
             arguments["filterPattern"] = pattern
         try:
-            for page in self._logs.get_paginator("filter_log_events").paginate(**arguments):
+            while True:  # page by page, so that a throttled page is asked for again, not the whole group
+                page = self._call("filter_log_events", None, **arguments)
                 yield from page.get("events", [])
+                if not page.get("nextToken"):
+                    return
+                arguments["nextToken"] = page["nextToken"]
         except ClientError as error:
             if error.response["Error"].get("Code") == "ResourceNotFoundException":
                 return  # a function never invoked has no log group yet
             raise SourceError(f"{group}: {_message(error)}") from None
 
 
+@dataclass
+class _Cursor:
+    """How far --follow has read one log group: FilterLogEvents goes on from `since_ms`, and `shown` (eventId to
+    timestamp) holds what was already yielded from there on, so that reading it again prints nothing twice."""
+
+    since_ms: int
+    shown: dict[str, int] = field(default_factory=dict)
+
+    def advance(self, events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The events not shown yet; then the cursor moves to a little before the newest (LATE_ARRIVAL_MS)."""
+        fresh = []
+        for event in events:
+            if event["eventId"] not in self.shown:
+                self.shown[event["eventId"]] = event["timestamp"]
+                fresh.append(event)
+        if fresh:
+            self.since_ms = max(self.since_ms, max(self.shown.values()) - LATE_ARRIVAL_MS)
+            self.shown = {event_id: at for event_id, at in self.shown.items() if at >= self.since_ms}
+        return fresh
+
+
+def is_throttling(error: Any) -> bool:
+    """Whether CloudWatch Logs refused a call for its rate or a quota: the codes botocore's retries treat as
+    throttling (StartQuery's LimitExceededException among them), or an HTTP 429."""
+    from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
+
+    if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 429:
+        return True
+    return bool(ThrottledRetryableChecker().is_retryable(RetryContext(1, parsed_response=error.response)))
+
+
 def stack_logs(stack: str, region: str | None, *, timeout_seconds: float, progress: Progress | None) -> StackLogs:
     import boto3
+    from botocore.config import Config
     from botocore.exceptions import BotoCoreError
 
     try:
         session = boto3.session.Session(region_name=region)
         return StackLogs(
             stack,
-            session.client("logs"),
+            session.client(
+                "logs", config=Config(retries={"mode": "adaptive", "total_max_attempts": BOTOCORE_ATTEMPTS})
+            ),
             session.client("cloudformation"),
             timeout_seconds=timeout_seconds,
             progress=progress,
@@ -240,6 +334,10 @@ def stack_logs(stack: str, region: str | None, *, timeout_seconds: float, progre
 def _row_line(row: list[dict[str, str]]) -> LogLine | None:
     fields = {cell["field"]: cell.get("value", "") for cell in row}
     return parse_line(fields.get("@message", ""))
+
+
+def _operation_name(operation: str) -> str:
+    return "".join(word.title() for word in operation.split("_"))
 
 
 def _message(error: Any) -> str:
