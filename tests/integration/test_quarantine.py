@@ -385,3 +385,49 @@ def test_a_lift_that_keeps_losing_the_race_is_a_conflict_not_a_claim_that_nothin
     losing.remove()
     assert ops.agent()[1]["quarantined"] is True, "nothing was lifted"
     assert lift(ops)[0] == 200, "sent again, it lifts"
+
+
+def _withdrawal(request: dict[str, Any]) -> bool:
+    """A transaction that takes a queued attempt off its queue (its task's condition: still queued for it)."""
+    items = request.get("TransactItems", [])
+    return bool(items) and ":queued" in items[0].get("Update", {}).get("ConditionExpression", "")
+
+
+@pytest.mark.parametrize("conflicts", [2, 99])
+def test_a_failover_that_meets_other_transactions_is_tried_again_and_never_claimed_when_it_was_not(
+    ops: SessionDriver, conflicts: int
+) -> None:
+    """Withdrawing a queued task writes the agent's tallies, which its other attempts' ends write too: a transaction
+    that meets one of theirs (TransactionConflict) is tried again; one that keeps meeting them leaves the task queued,
+    for the probe or its timeout, and says so rather than claiming a failover."""
+    ops.register(quarantine_after=1, quarantine_cooldown_seconds=3600)
+    first = run_task(ops)
+    leased = ops.wait_leased(first["session_id"], "task")
+    queued = ops.start(FLAKY)
+    ops.wait_queued(queued, "work")
+    met = 0
+
+    def conflicting(request: dict[str, Any]) -> Answer | None:
+        nonlocal met
+        if not _withdrawal(request) or met >= conflicts:
+            return None
+        met += 1
+        reasons = [{"Code": "TransactionConflict"}] + [{"Code": "None"}] * (len(request["TransactItems"]) - 1)
+        return Answer.error("TransactionCanceledException", "conflict", CancellationReasons=reasons)
+
+    meeting = intercept(wiring.dynamodb(), "TransactWriteItems", conflicting)
+    try:
+        # the agent's own failure opens the breaker, which fails its queued task over
+        ops.fail(leased, "OutOfMemory", "the worker ran out of memory", fault="agent")
+    finally:
+        meeting.remove()
+
+    work = task(ops.session(queued)[1], "work")
+    if conflicts == 2:
+        assert met == 2
+        assert work["status"] == "failed"
+        assert work["history"][-1]["error"]["type"] == "OpsCore.AgentQuarantined"
+        ops.wait_queued(queued, "ask")  # the runner was told: its fallback is queued
+    else:
+        assert met == 5, "tried five times, then left"
+        assert (work["status"], work["attempts"]) == ("queued", 1), "still queued: nothing was recorded"

@@ -63,6 +63,9 @@ SWEEP_LIMIT = 100
 # Tries to fail an attempt's wait while Step Functions throttles.
 RUNNER_ATTEMPTS = 3
 RUNNER_BACKOFF = Backoff(0.05, 0.2)
+# Withdrawing a queued attempt, when its transaction meets another on the agent's tallies.
+WITHDRAW_ATTEMPTS = 5
+WITHDRAW_BACKOFF = Backoff(0.01, 0.05, exponential=True)
 # Queued tasks failed per quarantine, in pages of this size.
 QUEUE_PAGE = 100
 # How a lease ends without a result that is the agent's own fault: counted toward its quarantine. (A leased attempt
@@ -180,7 +183,16 @@ class AgentHealth:
             return False
         now = self._now()
         ended = failed(task, problem, error, now, final=final)
-        if not self._queue.withdraw(task.agent_id, task.ref, ended, format_timestamp(now)):
+        for attempt in attempts(WITHDRAW_ATTEMPTS, WITHDRAW_BACKOFF):
+            try:
+                withdrawn = self._queue.withdraw(task.agent_id, task.ref, ended, format_timestamp(now))
+                break
+            except Throttled:
+                # The withdrawal writes the agent's tallies, which the agent's other attempts' ends write too: a
+                # transaction that met one of theirs is tried again (the same end: it is written once at most).
+                if attempt == WITHDRAW_ATTEMPTS - 1:
+                    raise
+        if not withdrawn:
             return False
         recorded(task, ended)
         return True
@@ -305,16 +317,7 @@ class AgentHealth:
         cause = agent.quarantine_message()
         refs = [fresh.ref] if fresh is not None else []
         for ref in [*refs, *(entry.ref for entry in self._all(self._queue.queued, agent.agent_id))]:
-            try:
-                self._fail_over(agent.agent_id, ref, cause)
-            except Throttled:
-                # Recorded, but the runner kept throttling its answer: its own timeout ends the wait. The other
-                # tasks are failed over all the same.
-                logger.warning(
-                    "failed-over task's runner not told",
-                    extra={"event": "runner_not_told", "task_id": ref.task_id},
-                    exc_info=True,
-                )
+            self._fail_over(agent.agent_id, ref, cause)
 
     @staticmethod
     def _all(read: Callable[[str, int, str | None], list[TaskRecord]], agent_id: str) -> Iterator[TaskRecord]:
@@ -331,22 +334,45 @@ class AgentHealth:
         task = self._sessions.get_task(ref.session_id, ref.index)
         if task is None or task.queued_as_fallback or not task.queued_for(ref):
             return
-        problem = opscore_problem(AGENT_QUARANTINED_ERROR, cause)
-        if self.end_queued(task, error=AGENT_QUARANTINED_ERROR, problem=problem) and task.task_token is not None:
+        if not self._withdrawn(agent_id, task, cause) or task.task_token is None:
+            return
+        try:
             self._tell_runner(task.task_token, AGENT_QUARANTINED_ERROR, cause)
-            logger.info(
-                "queued task failed over: agent quarantined",
-                extra={
-                    "event": "task_failed_over",
-                    "agent_id": agent_id,
-                    "session_id": ref.session_id,
-                    "task_id": ref.task_id,
-                    "old": "queued",
-                    "new": "failed",
-                    "error_type": AGENT_QUARANTINED_ERROR,
-                },
+        except Throttled:
+            # Recorded, but the runner kept throttling its answer: its own timeout ends the wait.
+            logger.warning(
+                "failed-over task's runner not told",
+                extra={"event": "runner_not_told", "task_id": ref.task_id},
+                exc_info=True,
             )
-            metrics.add_metric(name="TasksFailedOver", unit=MetricUnit.Count, value=1)
+            return
+        logger.info(
+            "queued task failed over: agent quarantined",
+            extra={
+                "event": "task_failed_over",
+                "agent_id": agent_id,
+                "session_id": ref.session_id,
+                "task_id": ref.task_id,
+                "old": "queued",
+                "new": "failed",
+                "error_type": AGENT_QUARANTINED_ERROR,
+            },
+        )
+        metrics.add_metric(name="TasksFailedOver", unit=MetricUnit.Count, value=1)
+
+    def _withdrawn(self, agent_id: str, task: TaskRecord, cause: str) -> bool:
+        """The quarantined agent's queued task, ended with the quarantine; False when it was not (it moved on, or the
+        table kept conflicting: then it stays queued, for the agent's probe or the runner's timeout to end)."""
+        problem = opscore_problem(AGENT_QUARANTINED_ERROR, cause)
+        try:
+            return self.end_queued(task, error=AGENT_QUARANTINED_ERROR, problem=problem)
+        except Throttled:
+            logger.warning(
+                "queued task not failed over: the table kept conflicting",
+                extra={"event": "failover_deferred", "agent_id": agent_id, "task_id": task.task_id},
+                exc_info=True,
+            )
+            return False
 
     # ------------------------------------------------------------------ the sweep
     def sweep(self) -> SweepReport:
