@@ -100,6 +100,25 @@ def test_opscore_agents_and_agent_print_the_fleet_and_the_stats(tmp_path: Path, 
         assert " idle " in row
         assert " CET" in row, "times are local, with the zone"
         assert opscore("agents", "--state", "busy", env=env).stdout.count(agent.agent_id) == 0
+        # piped without COLUMNS: rows are not cut to 80 columns, so a script can grep them
+        unsized = {name: value for name, value in env.items() if name != "COLUMNS"}
+        (piped,) = [line for line in opscore("agents", env=unsized).stdout.splitlines() if agent.agent_id in line]
+        assert " idle " in piped
+        assert " CET" in piped
+        assert "…" not in piped
+        # and a reader that goes away (`| head -1`) ends it quietly
+        reading = subprocess.Popen(  # noqa: S603 - our own command
+            [str(Path(sys.executable).with_name("opscore")), "agents"],
+            cwd=REPO,
+            env=unsized,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert reading.stdout is not None
+        reading.stdout.close()
+        _, errors = reading.communicate(timeout=60)
+        assert (reading.returncode, "Traceback" in errors) == (0, False), errors
 
         stats = opscore("agent", agent.agent_id, "--window", "15m", env=env)
         assert stats.returncode == 0, stats.stderr

@@ -8,6 +8,8 @@ was not found, 2 the command was used wrongly (a URL without a key, a window or 
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -33,7 +35,27 @@ STATE_STYLES = {
 REQUEST_TIMEOUT_SECONDS = 30
 MAX_PAGES = 100  # a fleet of up to 10,000 agents at 100 a page
 
-out = Console(highlight=False)
+
+
+class _Stdout(Console):
+    def on_broken_pipe(self) -> None:
+        # The reader went away (`opscore agents | head`): stop quietly, which is not an error.
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0)
+
+
+def _stdout() -> Console:
+    """stdout; when it is not a terminal and COLUMNS does not say how wide, wide enough that no id or time is cut
+    (rich would assume 80 columns and shorten the cells)."""
+    console = _Stdout(highlight=False)
+    if console.is_terminal or "COLUMNS" in os.environ:
+        return console
+    return _Stdout(highlight=False, width=PIPED_WIDTH)
+
+
+PIPED_WIDTH = 1000
+out = _stdout()
 err = Console(stderr=True, highlight=False)
 
 
