@@ -36,7 +36,6 @@ REQUEST_TIMEOUT_SECONDS = 30
 MAX_PAGES = 100  # a fleet of up to 10,000 agents at 100 a page
 
 
-
 class _Stdout(Console):
     def on_broken_pipe(self) -> None:
         # The reader went away (`opscore agents | head`): stop quietly, which is not an error.
