@@ -18,7 +18,14 @@ from botocore.stub import ANY, Stubber
 from opscore_tools.logs.local_file import LocalFile
 from opscore_tools.logs.records import LogQuery
 from opscore_tools.logs.sources import SourceError
-from opscore_tools.logs.stack import StackLogs, filter_pattern, insights_query, log_groups_of_stack, stack_logs
+from opscore_tools.logs.stack import (
+    LATE_ARRIVAL_MS,
+    StackLogs,
+    filter_pattern,
+    insights_query,
+    log_groups_of_stack,
+    stack_logs,
+)
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 HEAD = "fields @timestamp, @message\n| filter ispresent(level)\n"
@@ -168,6 +175,9 @@ class Clock:
     def monotonic(self) -> float:
         return self.elapsed
 
+    def now(self) -> datetime:
+        return NOW + timedelta(seconds=self.elapsed)
+
     def jitter(self, ceiling: float) -> float:
         self.jitter_ceilings.append(ceiling)
         return ceiling / 2
@@ -187,7 +197,7 @@ def stack_of(functions: list[str], clock: Clock, progress: list[str]) -> tuple[S
         cloudformation,
         timeout_seconds=5,
         progress=progress.append,
-        now=lambda: NOW,
+        now=clock.now,
         sleep=clock.sleep,
         monotonic=clock.monotonic,
         jitter=clock.jitter,
@@ -584,6 +594,30 @@ def test_follow_reads_each_log_group_on_from_its_own_newest_line(clock: Clock) -
     # Then B was asked from its own position, every line came once, and one poll's lines in time order
     assert messages == ["a1", "b1, written before a1, taken in late", "a2"]
     assert clock.waits == [2.0]
+
+
+QUARANTINES = '{ ($.event = "agent_quarantined") }'
+
+
+def test_follow_moves_a_group_with_no_matching_line_on_as_time_passes(clock: Clock) -> None:
+    """A selective filter on a busy group: once the polls are past the late-arrival margin, each asks from a little
+    before the previous poll began, never again from where the follow began."""
+    source, logs = stack_of(["ops-Fn-1"], clock, [])
+    group, origin = "/aws/lambda/ops-Fn-1", millis(NOW)
+    found = an_event("q", origin + 17_000, {"level": "WARNING", "message": "quarantined", "event": "agent_quarantined"})
+    with Stubber(logs) as stubber:
+        # Given a group with no matching line for eight polls (2 s apart), then one
+        for poll in range(1, 10):
+            since = origin + max(0, 2_000 * (poll - 2) - LATE_ARRIVAL_MS)
+            answer = {"events": [found] if poll == 9 else []}
+            stubber.add_response(
+                "filter_log_events", answer, {"logGroupName": group, "startTime": since, "filterPattern": QUARANTINES}
+            )
+        # When it is followed for that line
+        line = next(source.follow(LogQuery(events=("agent_quarantined",))))
+        stubber.assert_no_pending_responses()
+    # Then it came, each poll having asked from where the one before began, less the margin
+    assert line.get("message") == "quarantined"
 
 
 def test_follow_shows_a_line_taken_in_late_in_its_own_group(clock: Clock) -> None:

@@ -250,10 +250,11 @@ class StackLogs:
         pattern = filter_pattern(query)
         cursors = {group: _Cursor(origin) for group in self.groups}
         while True:
+            polled_ms = int(self._now().timestamp() * 1000)
             fresh = [
                 event
                 for group, cursor in cursors.items()
-                for event in cursor.advance(self._events(group, cursor.since_ms, pattern))
+                for event in cursor.advance(self._events(group, cursor.since_ms, pattern), polled_ms)
             ]
             for event in sorted(fresh, key=lambda event: (event["timestamp"], event["eventId"])):
                 line = parse_line(event.get("message", ""))
@@ -288,16 +289,18 @@ class _Cursor:
     since_ms: int
     shown: dict[str, int] = field(default_factory=dict)
 
-    def advance(self, events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The events not shown yet; then the cursor moves to a little before the newest (LATE_ARRIVAL_MS)."""
+    def advance(self, events: Iterable[dict[str, Any]], polled_ms: int) -> list[dict[str, Any]]:
+        """The events not shown yet; then the cursor moves to a little (LATE_ARRIVAL_MS) before the newest of them or
+        before the poll began (`polled_ms`), whichever is later: a group with no matching line moves on too, so a
+        selective filter never has a busy group scanned again from where the follow began."""
         fresh = []
         for event in events:
             if event["eventId"] not in self.shown:
                 self.shown[event["eventId"]] = event["timestamp"]
                 fresh.append(event)
-        if fresh:
-            self.since_ms = max(self.since_ms, max(self.shown.values()) - LATE_ARRIVAL_MS)
-            self.shown = {event_id: at for event_id, at in self.shown.items() if at >= self.since_ms}
+        newest = max(self.shown.values(), default=polled_ms)
+        self.since_ms = max(self.since_ms, max(newest, polled_ms) - LATE_ARRIVAL_MS)
+        self.shown = {event_id: at for event_id, at in self.shown.items() if at >= self.since_ms}
         return fresh
 
 
