@@ -151,7 +151,8 @@ def _sessions(local: Local, count: int, log: Path) -> dict[str, Any]:
 def function_log_bytes(log: Path, start: int, end: int) -> int:
     """The bytes the functions wrote between two offsets of the local runtime's log (their JSON lines and metric
     lines, each with its newline, as Lambda sends them to CloudWatch Logs): the runtime's own lines left out (they
-    stand for API Gateway), and so are the lines of the empty polls (answered 204), which are the agent's idling."""
+    stand for API Gateway), and so are the log lines of the empty polls (answered 204), which are the agent's idling
+    (their metric lines, which carry no correlation id, are counted: the bench's agent rarely polls empty)."""
     with log.open("rb") as file:
         file.seek(start)
         lines = [(line, json.loads(line)) for line in file.read(end - start).splitlines() if line.strip()]

@@ -119,8 +119,11 @@ class Registry:
         records, token = self._store.list_page(state.value if state else None, limit, next_token)
         records = [record for record in records if state is None or record.state is state]
         now = format_timestamp(self._now())
-        with ThreadPoolExecutor(max_workers=QUEUE_READERS) as readers:  # boto3 clients are thread-safe
+        readers = ThreadPoolExecutor(max_workers=QUEUE_READERS)  # boto3 clients are thread-safe
+        try:
             depths = list(readers.map(self._queue.queued_count, [record.agent_id for record in records]))
+        finally:
+            readers.shutdown(cancel_futures=True)  # after a failed read, the reads not begun are not made
         items = [agent_summary(record, depth, now) for record, depth in zip(records, depths, strict=True)]
         logger.info(
             "agents listed",
