@@ -3,7 +3,7 @@
 // #/agent/<id>?window=1h
 
 import { all, call, enc, get } from "./api.js";
-import { h, ago, badge, clock, confirmThen, duration, empty, localTime, percent } from "./dom.js";
+import { h, put, ago, badge, clock, confirmThen, duration, empty, localTime, percent } from "./dom.js";
 
 const WINDOWS = ["15m", "1h", "6h", "24h"];
 const STATES = ["initializing", "idle", "busy", "paused", "error", "offline"];
@@ -45,7 +45,7 @@ export function mount(root, { agentId, params, navigate, admin }) {
   const windowSelect = h("select", { id: "agent-window", onchange: (event) => navigate({ window: event.target.value }) },
     WINDOWS.map((name) => h("option", { value: name, selected: name === window_ }, name)));
   const trigger = admin ? triggerForm(agentId, answer) : null;
-  root.replaceChildren(h("section", { class: "view" },
+  put(root, h("section", { class: "view" },
     h("p", { class: "crumbs" }, admin ? h("a", { href: "#/fleet" }, "Fleet") : null, admin ? " / " : null, `agent ${agentId}`),
     parts.head,
     answer,
@@ -62,7 +62,7 @@ export function mount(root, { agentId, params, navigate, admin }) {
   function renderHead(agent) {
     const quarantine = agent.quarantine;
     const state = agent.current_state ? agent.current_state.state : null;
-    parts.head.replaceChildren(
+    put(parts.head,
       h("div", { class: "title" }, h("h1", {}, agent.name && agent.name !== agent.agent_id ? `${agent.name} (${agent.agent_id})` : agent.agent_id), badge(state)),
       h("p", { class: "facts" },
         `last seen `, ago(agent.last_seen_at), ` · delivery ${agent.delivery} · max concurrency ${agent.max_concurrency}`,
@@ -86,7 +86,7 @@ export function mount(root, { agentId, params, navigate, admin }) {
         style: { left: `${((band.from - since) / span) * 100}%`, width: `${Math.max(0.2, ((band.to - band.from) / span) * 100)}%` },
         title: `${band.state || "no report"}: ${clock(new Date(band.from).toISOString())} – ${clock(new Date(band.to).toISOString())} (${duration(band.to - band.from)})`,
       })));
-    parts.timeline.replaceChildren(bar,
+    put(parts.timeline, bar,
       h("div", { class: "axis" }, h("span", {}, localTime(new Date(since).toISOString())), h("span", {}, "now")),
       h("ul", { class: "legend" }, STATES.map((name) => h("li", {}, h("span", { class: `swatch state-${name}` }), name)),
         h("li", {}, h("span", { class: "swatch state-none" }), "no report")),
@@ -103,7 +103,7 @@ export function mount(root, { agentId, params, navigate, admin }) {
       ["Error streak", String(stats.failure_streak), "failure-streak"],
       ["Time in states", STATES.filter((s) => stats.state_seconds[s] > 0).map((s) => `${s} ${duration(stats.state_seconds[s] * 1000)}`).join(", ") || "—", "state-seconds"],
     ];
-    parts.stats.replaceChildren(h("dl", { class: "stats" }, rows.map(([label, value, id]) => [h("dt", {}, label), h("dd", { "data-stat": id }, value)])),
+    put(parts.stats, h("dl", { class: "stats" }, rows.map(([label, value, id]) => [h("dt", {}, label), h("dd", { "data-stat": id }, value)])),
       stats.sampled ? h("p", { class: "hint" }, "Sampled: a read bound was reached; the figures cover the newest part of the window.") : null);
   }
 
@@ -114,7 +114,7 @@ export function mount(root, { agentId, params, navigate, admin }) {
       h("th", { scope: "row" }, `priority ${priority}`),
       h("td", { class: "num" }, byPriority[priority]),
       h("td", { class: "meter-cell" }, h("span", { class: "meter", style: { width: `${(byPriority[priority] / most) * 100}%` } }))));
-    parts.queue.replaceChildren(
+    put(parts.queue,
       h("p", { class: "facts", id: "queue-counts" }, `${queue.queued} queued, ${queue.in_flight} in flight`),
       rows.length ? h("table", { class: "grid compact" }, h("tbody", {}, rows)) : empty("Nothing is queued."),
       tasks.length ? h("details", {}, h("summary", {}, `The queue, in dispatch order (${tasks.length})`),
@@ -124,10 +124,10 @@ export function mount(root, { agentId, params, navigate, admin }) {
 
   function renderSessions(items) {
     if (!items.length) {
-      parts.sessions.replaceChildren(empty("No sessions yet — start one:", `curl -X POST ${location.origin}/v1/opscore/agent/${agentId}/workflow \\\n  -H "X-API-Key: $ADMIN_KEY" -H 'Content-Type: application/json' -d '{"workflow_id": "my-workflow"}'`));
+      put(parts.sessions, empty("No sessions yet — start one:", `curl -X POST ${location.origin}/v1/opscore/agent/${agentId}/workflow \\\n  -H "X-API-Key: $ADMIN_KEY" -H 'Content-Type: application/json' -d '{"workflow_id": "my-workflow"}'`));
       return;
     }
-    parts.sessions.replaceChildren(h("div", { class: "scroll" }, h("table", { class: "grid", id: "sessions-table" },
+    put(parts.sessions, h("div", { class: "scroll" }, h("table", { class: "grid", id: "sessions-table" },
       h("thead", {}, h("tr", {}, ["Session", "Workflow", "Status", "Created", "Took", "Error", admin ? "" : null].filter((x) => x !== null).map((label) => h("th", { scope: "col" }, label)))),
       h("tbody", {}, items.map((s) => h("tr", { "data-session": s.session_id },
         h("th", { scope: "row" }, h("a", { href: `#/agent/${enc(agentId)}/session/${s.session_id}`, class: "mono", "data-focus": `session:${s.session_id}` }, s.session_id.slice(0, 12) + "…")),
@@ -160,8 +160,8 @@ export function mount(root, { agentId, params, navigate, admin }) {
   }
 
   function failed(error) {
-    if (error.status === 404) parts.head.replaceChildren(empty(`No agent ${agentId} is registered.`));
-    if (error.status === 403) parts.head.replaceChildren(empty(`This key may not see agent ${agentId} (403).`));
+    if (error.status === 404) put(parts.head, empty(`No agent ${agentId} is registered.`));
+    if (error.status === 403) put(parts.head, empty(`This key may not see agent ${agentId} (403).`));
   }
 
   return { refresh, failed, every: () => REFRESH_MS };
@@ -174,7 +174,7 @@ function triggerForm(agentId, answer) {
   const priority = h("input", { id: "trigger-priority", type: "number", min: 0, max: 9, placeholder: "5" });
   const problem = h("p", { class: "error", id: "trigger-problem", role: "alert" });
   all("/workflows", { limit: 100 }, 5).then(({ items }) => {
-    select.replaceChildren(h("option", { value: "" }, items.length ? "choose a workflow" : "no stored workflows: POST /workflows first"),
+    put(select, h("option", { value: "" }, items.length ? "choose a workflow" : "no stored workflows: POST /workflows first"),
       ...items.map((w) => h("option", { value: w.workflow_id }, `${w.workflow_id} (v${w.latest_version})${w.description ? ` — ${w.description}` : ""}`)));
   }).catch((error) => { problem.textContent = `Cannot list workflows: ${error.message}`; });
   return h("section", { class: "trigger" },

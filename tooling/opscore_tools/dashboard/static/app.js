@@ -3,7 +3,7 @@
 // one before it and never blanks what is shown: a failed refresh says so and keeps the last answer).
 
 import { call, enc, session, ApiError } from "./api.js";
-import { h } from "./dom.js";
+import { h, put } from "./dom.js";
 import * as fleet from "./fleet.js";
 import * as agent from "./agent.js";
 import * as sessionView from "./session.js";
@@ -82,7 +82,7 @@ function route() {
   }
   const [view, args] = found;
   if (!session.isAdmin() && (view === fleet || view === logs || args.agentId !== session.agent())) {
-    main.replaceChildren(h("section", { class: "view" }, h("h1", {}, "Not for this key"),
+    put(main, h("section", { class: "view" }, h("h1", {}, "Not for this key"),
       h("p", { class: "error" }, `An agent key sees only its own agent (${session.agent()}).`),
       h("p", {}, h("a", { href: home() }, "Go to your agent"))));
     return;
@@ -151,7 +151,7 @@ function signInView(notice) {
   agentInput,
   submit,
   message);
-  main.replaceChildren(h("section", { class: "view narrow" },
+  put(main, h("section", { class: "view narrow" },
     h("h1", {}, "Sign in"),
     h("p", {}, "The key is kept for this browser tab only (sessionStorage) and sent to the API as X-API-Key; it never goes in a URL."),
     form,

@@ -17,6 +17,12 @@ export function h(tag, attributes = {}, ...children) {
   return element;
 }
 
+// Replace an element's children, skipping what is absent (null, undefined, false) as h() does.
+export function put(element, ...children) {
+  element.replaceChildren(...children.flat(Infinity).filter((child) => child !== null && child !== undefined && child !== false));
+  return element;
+}
+
 const zoneFormat = new Intl.DateTimeFormat(undefined, {
   year: "numeric", month: "2-digit", day: "2-digit",
   hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false, timeZoneName: "short",
@@ -81,7 +87,7 @@ export async function confirmThen(question, act, where) {
   dialog.showModal();
   const choice = await new Promise((resolve) => dialog.addEventListener("close", () => resolve(dialog.returnValue), { once: true }));
   if (choice !== "ok") return null;
-  where.replaceChildren(h("p", { class: "pending" }, "Sending…"));
+  put(where, h("p", { class: "pending" }, "Sending…"));
   let answer;
   try {
     answer = await act();
@@ -96,7 +102,7 @@ export function showAnswer(answer, where) {
   const ok = answer.status >= 200 && answer.status < 300;
   const error = answer.body && answer.body.error;
   const headline = ok ? `${answer.status}: done` : `${answer.status || "error"}: ${error ? `${error.code}: ${error.message}` : (answer.body && answer.body.message) || "failed"}`;
-  where.replaceChildren(
+  put(where,
     h("div", { class: `answer ${ok ? "ok" : "failed"}`, role: "alert" },
       h("p", { class: "headline" }, headline),
       h("details", {}, h("summary", {}, "The API's answer"), json(answer.body))),

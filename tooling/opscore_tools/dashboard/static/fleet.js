@@ -2,7 +2,7 @@
 // sort by any column. Filters live in the URL: #/fleet?state=busy&sort=last_seen&dir=desc.
 
 import { all, enc } from "./api.js";
-import { h, ago, badge, empty, localTime } from "./dom.js";
+import { h, put, ago, badge, empty, localTime } from "./dom.js";
 
 const STATES = ["initializing", "idle", "busy", "paused", "error", "offline"];
 const COLUMNS = [
@@ -27,7 +27,7 @@ export function mount(root, { params, navigate }) {
     STATES.map((name) => h("option", { value: name, selected: name === state }, name)));
   const body = h("div", { id: "fleet-body" }, h("p", { class: "pending" }, "Loading the fleet…"));
   const note = h("p", { class: "hint", id: "fleet-note" });
-  root.replaceChildren(h("section", { class: "view" },
+  put(root, h("section", { class: "view" },
     h("div", { class: "title" }, h("h1", {}, "Fleet"),
       h("div", { class: "filters" }, h("label", { for: "fleet-state" }, "State "), stateSelect)),
     body, note));
@@ -65,13 +65,13 @@ export function mount(root, { params, navigate }) {
     });
     note.textContent = more ? "Showing the first 1,000 agents; filter by state to see others." : `${items.length} agent${items.length === 1 ? "" : "s"}`;
     if (!items.length) {
-      body.replaceChildren(state
+      put(body, state
         ? empty(`No agent is ${state} now.`)
         : empty("No agents yet — register one (its key from POST /keys as an admin):",
           `curl -X PUT ${location.origin}/v1/opscore/agent/my-agent \\\n  -H "X-API-Key: $AGENT_KEY" -H 'Content-Type: application/json' -d '{"name": "my agent"}'`));
       return;
     }
-    body.replaceChildren(h("div", { class: "scroll" }, h("table", { class: "grid", id: "fleet-table" },
+    put(body, h("div", { class: "scroll" }, h("table", { class: "grid", id: "fleet-table" },
       h("thead", {}, h("tr", {}, COLUMNS.map(header))),
       h("tbody", {}, items.map(row)))));
   }

@@ -4,7 +4,7 @@
 // #/logs?agent=a1&level=WARNING&since=15m&follow=1
 
 import { call } from "./api.js";
-import { h, empty, json, localTime } from "./dom.js";
+import { h, put, empty, json, localTime } from "./dom.js";
 
 const FIELDS = [
   { name: "agent", label: "Agent", placeholder: "agent id" },
@@ -37,7 +37,7 @@ export function mount(root, { params, navigate }) {
   h("button", { type: "submit", id: "log-apply" }, "Apply"));
   const body = h("div", { id: "log-lines" }, h("p", { class: "pending" }, "Reading the logs…"));
   const note = h("p", { class: "hint", id: "log-note" });
-  root.replaceChildren(h("section", { class: "view" }, h("h1", {}, "Logs"), form, note, body));
+  put(root, h("section", { class: "view" }, h("h1", {}, "Logs"), form, note, body));
 
   function row(line) {
     const r = line.record;
@@ -68,7 +68,7 @@ export function mount(root, { params, navigate }) {
     if (answer.status !== 200) {
       const error = answer.body && answer.body.error;
       const text = `${answer.status} ${error ? `${error.code}: ${error.message}` : "failed"}`;
-      body.replaceChildren(h("p", { class: "error", role: "alert", id: "log-error" }, answer.status === 403
+      put(body, h("p", { class: "error", role: "alert", id: "log-error" }, answer.status === 403
         ? "The log view is for admin keys (403): log lines name every agent. An agent key sees its own agent's view only."
         : text));
       return;
@@ -76,11 +76,11 @@ export function mount(root, { params, navigate }) {
     const { lines, matched, notes, source } = answer.body;
     note.textContent = `${source} · ${lines.length} line${lines.length === 1 ? "" : "s"}${matched !== null && matched > lines.length ? ` of ${matched}` : ""}${notes.length ? ` · ${notes.join("; ")}` : ""}${follow ? " · following" : ""}`;
     if (!lines.length) {
-      body.replaceChildren(empty("No matching lines. The same search from a terminal:", `opscore logs${commandFlags(params)}`));
+      put(body, empty("No matching lines. The same search from a terminal:", `opscore logs${commandFlags(params)}`));
       return;
     }
     const atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
-    body.replaceChildren(h("ol", { class: "logs" }, lines.map(row)));
+    put(body, h("ol", { class: "logs" }, lines.map(row)));
     if (follow && atBottom) window.scrollTo(0, document.body.scrollHeight);
   }
 

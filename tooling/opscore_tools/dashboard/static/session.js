@@ -3,7 +3,7 @@
 // input, output and error on click. An admin cancels an open session. #/agent/<id>/session/<sid>?task=<task id>
 
 import { call, enc, get } from "./api.js";
-import { h, clock, confirmThen, duration, json, localTime } from "./dom.js";
+import { h, put, clock, confirmThen, duration, json, localTime } from "./dom.js";
 
 const REFRESH_MS = 3000;
 const OPEN = new Set(["waiting", "processing"]);
@@ -40,7 +40,7 @@ export function mount(root, { agentId, sessionId, params, navigate, admin }) {
   const waterfall = h("div", { id: "waterfall" });
   const detail = h("div", { id: "task-detail" });
   const answer = h("div", { id: "action-answer", class: "answer-slot", "aria-live": "polite" });
-  root.replaceChildren(h("section", { class: "view" },
+  put(root, h("section", { class: "view" },
     h("p", { class: "crumbs" }, admin ? [h("a", { href: "#/fleet" }, "Fleet"), " / "] : null,
       h("a", { href: `#/agent/${enc(agentId)}` }, `agent ${agentId}`), ` / session ${sessionId}`),
     head, answer, waterfall, detail));
@@ -48,7 +48,7 @@ export function mount(root, { agentId, sessionId, params, navigate, admin }) {
   function renderHead(trace) {
     const open = OPEN.has(trace.status);
     const t = trace.totals;
-    head.replaceChildren(
+    put(head,
       h("div", { class: "title" }, h("h1", {}, `Session ${trace.workflow_id} v${trace.version}`),
         h("span", { class: `badge status-${trace.status}`, id: "session-status" }, trace.status),
         admin && open ? h("button", { type: "button", id: "cancel-session", class: "danger", onclick: () => confirmThen(
@@ -99,7 +99,7 @@ export function mount(root, { agentId, sessionId, params, navigate, admin }) {
     const rows = trace.spans.map((span) => {
       const taskId = span.attributes.template_task_id || (span.kind === "fallback" ? span.name.split(" ")[1] : null);
       const clickable = taskId && taskIds.has(taskId);
-      const label = h("span", { class: "span-name", style: { paddingLeft: `${(depth[span.span_id] || 0) * 1.1}rem` } }, span.name);
+      const label = h("span", { class: "span-name", title: span.name, style: { paddingLeft: `${(depth[span.span_id] || 0) * 1.1}rem` } }, span.name);
       return h("li", { class: `span kind-${span.kind} status-${span.status}${clickable && taskId === selected ? " selected" : ""}`, "data-span": span.name },
         clickable
           ? h("button", { type: "button", class: "span-head", "data-focus": `span:${span.span_id}`, "aria-pressed": taskId === selected ? "true" : "false",
@@ -111,7 +111,7 @@ export function mount(root, { agentId, sessionId, params, navigate, admin }) {
         h("span", { class: "marks" }, marks(span).map((m) => h("span", { class: `mark mark-${m.kind}` }, m.text))));
     });
     const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => h("span", { style: { left: `${f * 100}%` } }, duration(f * total)));
-    waterfall.replaceChildren(
+    put(waterfall,
       h("h2", {}, "Waterfall"),
       h("div", { class: "waterfall" },
         h("div", { class: "span header" }, h("span", { class: "span-head" }, "span"), h("span", { class: "span-time" }, "start"),
@@ -129,10 +129,10 @@ export function mount(root, { agentId, sessionId, params, navigate, admin }) {
   function renderDetail(view) {
     const task = view.tasks.find((t) => t.id === selected);
     if (!task) {
-      detail.replaceChildren(view.error ? h("p", { class: "error" }, `Session error: ${view.error.type}: ${view.error.message}`) : "");
+      put(detail, view.error ? h("p", { class: "error" }, `Session error: ${view.error.type}: ${view.error.message}`) : "");
       return;
     }
-    detail.replaceChildren(h("section", { class: "task", "aria-label": `task ${task.id}` },
+    put(detail, h("section", { class: "task", "aria-label": `task ${task.id}` },
       h("h2", {}, `Task ${task.id}`, h("span", { class: `badge status-${task.status}` }, task.status)),
       h("p", { class: "facts" }, `${task.action} · ${task.attempts} attempt(s) · priority ${task.priority ?? "—"}`,
         task.fallback_for.length ? ` · ran in place of ${task.fallback_for.join(", ")}` : ""),
@@ -159,7 +159,7 @@ export function mount(root, { agentId, sessionId, params, navigate, admin }) {
 
   let stop = false;
   function failed(error) {
-    if (error.status === 404) head.replaceChildren(h("p", { class: "error" }, `No session ${sessionId} for agent ${agentId} (404).`));
+    if (error.status === 404) put(head, h("p", { class: "error" }, `No session ${sessionId} for agent ${agentId} (404).`));
   }
   // An ended session changes no more: it is read once (a cancel reloads the view).
   return { refresh, failed, every: () => (stop ? 30000 : REFRESH_MS) };
