@@ -15,7 +15,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.browser.scenario import busy_agent_with_a_queue, quarantined_agent, retried_and_fallen_back
-from tests.e2e.conftest import Api
+from tests.e2e.conftest import Api, LocalProcess
+from tests.e2e.test_dashboard_cli import start_dashboard
 from tests.e2e.test_sessions_over_http import Operator
 
 
@@ -294,6 +295,22 @@ def test_narrow_windows_keep_every_view_usable(page: Any, ui_url: str, api: Api)
             page.goto(ui_url + view)
         expect(page.locator("main h1").first).to_be_visible()
         assert page.evaluate("document.documentElement.scrollWidth") <= 420, view
+
+
+def test_opscore_dashboard_serves_the_same_views_in_front_of_an_api(
+    page: Any, ui_url: str, api: Api, local_ops_core: LocalProcess
+) -> None:
+    # given `opscore dashboard` in front of the API (the local runtime's, as a deployed stack's would be)
+    busy, _sessions = busy_agent_with_a_queue(api)
+    served = start_dashboard("--url", local_ops_core.base_url, "--log-file", str(local_ops_core.log_path))
+    try:
+        # when the admin signs in there: the fleet, through the forwarded API, and the logs, from the log file
+        sign_in(page, served.url + "/ui/", api.admin_key, at="#/fleet?state=busy")
+        expect(page.locator(f'tr[data-agent="{busy.agent_id}"] [data-col="queued"]')).to_have_text("2")
+        page.goto(served.url + f"/ui/#/logs?agent={busy.agent_id}&event=agent_registered")
+        expect(page.locator("#log-lines li.log")).to_have_count(1)
+    finally:
+        assert served.stop() == 0
 
 
 @pytest.fixture(autouse=True)
