@@ -93,6 +93,7 @@ def local(
     # Plain lines on stdout, flushed: scripts and tests read the URL and key from here.
     print(f"Ops-Core local runtime on {runtime.url}/v1/opscore", flush=True)
     print(f"admin key: {admin.value} ({key_note})", flush=True)
+    print(f"dashboard: {runtime.url}/ui/ (sign in with the admin key)", flush=True)
     print(f"logs: {runtime.sink.path}", flush=True)
     print(f"routes: {len(runtime.template.routes)} from {template}; Ctrl-C stops", flush=True)
 
