@@ -52,6 +52,8 @@ def test_sign_in_keeps_the_key_in_the_tab_and_an_agent_key_sees_only_its_agent(
     sign_in(page, ui_url, agent.agent_key, agent.agent_id)
     expect(page).to_have_url(re.compile(rf"#/agent/{agent.agent_id}$"))
     expect(page.locator("#agent-head h1")).to_contain_text(agent.agent_id)
+    expect(page.locator('[data-stat="success-rate"]')).to_have_text("— (0 succeeded, 0 failed, 0 timed out)")
+    expect(page.locator("#trigger-form")).to_have_count(0)
     expect(page.locator("#nav")).to_be_hidden()
     expect(page.locator("#who")).to_have_text(f"signed in: agent {agent.agent_id}")
     assert agent.agent_key not in page.url, "the key is never in the URL"
@@ -272,6 +274,16 @@ def test_the_logs_view_filters_like_opscore_logs_follows_and_expands_a_line(page
     expect(page.locator("#log-lines")).to_contain_text("No matching lines")
     expect(page.locator("#log-lines pre.command")).to_have_text(
         f"opscore logs --agent {agent.agent_id} --level WARNING"
+    )
+
+    # when the window starts after everything (a time in the browser's zone, an instant in the URL): nothing matches
+    page.get_by_label("Level").select_option("")
+    page.locator("#log-start").fill("2099-01-01T00:00")
+    page.get_by_role("button", name="Apply").click()
+    expect(page).to_have_url(re.compile(r"start=2098-12-31T23%3A00%3A00.000Z"))
+    expect(page.locator("#log-start")).to_have_value("2099-01-01T00:00")
+    expect(page.locator("#log-lines pre.command")).to_have_text(
+        f"opscore logs --agent {agent.agent_id} --start 2098-12-31T23:00:00.000Z"
     )
 
     # when following the agent's lines: what it does next appears without a reload

@@ -14,6 +14,8 @@ const FIELDS = [
   { name: "since", label: "Since", placeholder: "15m, 2h, 1d" },
   { name: "grep", label: "Text", placeholder: "a regular expression" },
 ];
+// A window by its ends, in the browser's zone in the form and as UTC instants in the URL (the server's --start/--end).
+const INSTANTS = [{ name: "start", label: "From" }, { name: "end", label: "Until" }];
 const LEVELS = ["", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 const FOLLOW_MS = 2000;
 const ID_FIELDS = [["session", "session_id"], ["task", "task_id"], ["workflow", "workflow_id"]];
@@ -26,11 +28,14 @@ export function mount(root, { params, navigate }) {
     const data = new FormData(form);
     const next = {};
     for (const [name, value] of data.entries()) if (String(value).trim()) next[name] = String(value).trim();
+    for (const { name } of INSTANTS) if (next[name]) next[name] = new Date(next[name]).toISOString();
     next.follow = data.get("follow") ? "1" : "";
     navigate(next);
   } },
   FIELDS.map((field) => h("label", {}, h("span", {}, field.label),
     h("input", { name: field.name, id: `log-${field.name}`, value: params.get(field.name) || "", placeholder: field.placeholder, autocomplete: "off", spellcheck: "false" }))),
+  INSTANTS.map((field) => h("label", {}, h("span", {}, field.label),
+    h("input", { name: field.name, id: `log-${field.name}`, type: "datetime-local", value: localInput(params.get(field.name)) }))),
   h("label", {}, h("span", {}, "Level"), h("select", { name: "level", id: "log-level" },
     LEVELS.map((level) => h("option", { value: level, selected: level === (params.get("level") || "") }, level ? `${level} and above` : "any")))),
   h("label", { class: "check" }, h("input", { type: "checkbox", name: "follow", id: "log-follow", value: "1", checked: follow }), "Follow"),
@@ -63,7 +68,7 @@ export function mount(root, { params, navigate }) {
 
   async function refresh() {
     const query = {};
-    for (const name of ["agent", "session", "event", "error_type", "since", "grep", "level"]) query[name] = params.get(name);
+    for (const name of ["agent", "session", "event", "error_type", "since", "start", "end", "grep", "level"]) query[name] = params.get(name);
     const answer = await call("GET", "/ui/api/logs", { query });
     if (answer.status !== 200) {
       const error = answer.body && answer.body.error;
@@ -88,11 +93,22 @@ export function mount(root, { params, navigate }) {
 }
 
 function commandFlags(params) {
-  const flag = { agent: "--agent", session: "--session", event: "--event", error_type: "--error-type", since: "--since", grep: "--grep", level: "--level" };
+  const flag = {
+    agent: "--agent", session: "--session", event: "--event", error_type: "--error-type", since: "--since",
+    start: "--start", end: "--end", grep: "--grep", level: "--level",
+  };
   let text = "";
   for (const [name, option] of Object.entries(flag)) {
     const value = params.get(name);
     if (value) text += ` ${option} ${/^[\w.:-]+$/.test(value) ? value : `'${value.replace(/'/g, "'\\''")}'`}`;
   }
   return text + (params.get("follow") === "1" ? " --follow" : "");
+}
+
+// An instant as a datetime-local input's value, in the browser's zone ("" when there is none).
+function localInput(stamp) {
+  const moment = stamp ? new Date(stamp) : null;
+  if (!moment || Number.isNaN(moment.getTime())) return "";
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${moment.getFullYear()}-${pad(moment.getMonth() + 1)}-${pad(moment.getDate())}T${pad(moment.getHours())}:${pad(moment.getMinutes())}`;
 }
