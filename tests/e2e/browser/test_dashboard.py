@@ -122,6 +122,12 @@ def test_the_fleet_shows_states_and_quarantine_and_filters_and_sorts_in_the_url(
     streaks = page.locator('#fleet-table [data-col="failure_streak"]').all_inner_texts()
     assert streaks == sorted(streaks, key=int, reverse=True)
 
+    # when sorted from the keyboard: the same, and the focus stays on the column's button
+    page.locator('button[data-sort="agent"]').focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"sort=agent&dir=asc"))
+    expect(page.locator('button[data-sort="agent"]')).to_be_focused()
+
     # and a shared link opens the same view
     page.goto(ui_url + "#/fleet?state=busy")
     expect(page.get_by_label("State")).to_have_value("busy")
@@ -302,7 +308,7 @@ def test_narrow_windows_keep_every_view_usable(page: Any, ui_url: str, api: Api)
 
     # then the waterfall's rows and marks are there, and nothing is wider than the window
     expect(page.locator('li[data-span="fallback ask for fetch"] .mark-fallback')).to_be_visible()
-    for view in ("", f"#/agent/{agent.agent_id}", "#/logs?since=5m"):
+    for view in ("", "#/fleet", f"#/agent/{agent.agent_id}", "#/logs?since=5m"):
         if view:
             page.goto(ui_url + view)
         expect(page.locator("main h1").first).to_be_visible()

@@ -69,6 +69,7 @@ function route() {
   generation += 1;
   const mine = generation;
   const focused = document.activeElement && document.activeElement.id;
+  const focusKey = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.focus : null;
   showChrome();
   if (!session.key()) {
     signInView();
@@ -92,14 +93,18 @@ function route() {
     const again = document.getElementById(focused);
     if (again) again.focus();
   }
-  loop(mounted, mine);
+  loop(mounted, mine, focusKey);
 }
 
-async function loop(mounted, mine) {
+// `focusKey`: the control that had the focus when the view was (re)mounted, given back once its row is drawn.
+async function loop(mounted, mine, focusKey) {
+  let first = true;
   while (mine === generation) {
     if (!document.hidden) {
       try {
-        const focus = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.focus : null;
+        const active = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.focus : null;
+        const focus = first ? focusKey || active : active;
+        first = false;
         await mounted.refresh();
         if (mine !== generation) return;
         // A refresh redraws rows: give the focus back to the same row's control, for keyboard users.
