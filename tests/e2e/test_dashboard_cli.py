@@ -119,6 +119,24 @@ def test_its_log_view_reads_the_log_file_for_admin_keys_only(dashboard: Served, 
     assert (status, json.loads(body)["error"]["code"]) == (400, "validation_error")
 
 
+def test_the_local_runtime_serves_the_dashboard_and_its_log_view_to_admin_keys_only(
+    local_ops_core: LocalProcess | None, api: Api
+) -> None:
+    if local_ops_core is None:
+        pytest.skip("the dashboard is served by the local runtime")
+    origin = local_ops_core.base_url.removesuffix("/v1/opscore")
+    agent = Operator(api)
+    status, headers, _ = fetch(origin + "/ui/")
+    assert (status, headers["Content-Type"]) == (200, "text/html; charset=utf-8")
+    logs = origin + "/ui/api/logs?since=5m"
+    assert (fetch(logs)[0], fetch(logs, "not-a-key-anyone-issued")[0], fetch(logs, agent.agent_key)[0]) == (
+        401,
+        401,
+        403,
+    )
+    assert fetch(logs, api.admin_key)[0] == 200
+
+
 def test_bad_usage_is_exit_2() -> None:
     both = run_cli("dashboard", "--url", "http://127.0.0.1:1", "--stack", "opscore-dev")
     assert (both.returncode, "give --url or --stack, not both" in both.stderr) == (2, True), both.stderr

@@ -8,7 +8,6 @@ for what a refresh brings.
 from __future__ import annotations
 
 import re
-import urllib.request
 from typing import Any
 
 import pytest
@@ -66,24 +65,6 @@ def test_sign_in_keeps_the_key_in_the_tab_and_an_agent_key_sees_only_its_agent(
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_label("API key")).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('opscore.key')") is None
-
-
-def test_the_log_endpoint_is_for_admin_keys_only(ui_url: str, api: Api) -> None:
-    # given an agent's key and the admin's
-    agent = Operator(api)
-
-    def status(key: str | None) -> int:
-        headers = {"X-API-Key": key} if key else {}
-        request = urllib.request.Request(ui_url + "api/logs?since=5m", headers=headers)  # noqa: S310 - loopback
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
-                return int(answer.status)
-        except urllib.error.HTTPError as error:
-            return error.code
-
-    # then only the admin's key reads the log lines
-    assert (status(None), status("not-a-key-anyone-issued"), status(agent.agent_key)) == (401, 401, 403)
-    assert status(api.admin_key) == 200
 
 
 def test_the_fleet_shows_states_and_quarantine_and_filters_and_sorts_in_the_url(
