@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -50,9 +50,8 @@ class Upstream:
         return self.forward("GET", API_BASE_PATH + "/agents", "limit=1", {"X-API-Key": key}, None).status
 
 
-def _kept(headers: object) -> dict[str, str]:
-    items = list(headers)  # type: ignore[call-overload]
-    return {name: value for name, value in items if name.lower() in FORWARDED_RESPONSE_HEADERS}
+def _kept(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    return {name: value for name, value in headers if name.lower() in FORWARDED_RESPONSE_HEADERS}
 
 
 class DashboardServer:
