@@ -16,11 +16,13 @@ function windowMs(text) {
 }
 
 // The bands of the window: each history entry (newest first from the API) holds from its timestamp to the next one;
-// before the first entry in the window the agent was in that entry's previous_state.
-export function bands(history, current, since, until) {
+// before the first entry in the window the agent was in that entry's previous_state (unknown, when the history read
+// stopped short of the window's start: `partial`).
+export function bands(history, current, since, until, partial = false) {
   const entries = [...history].sort((a, b) => a.timestamp.localeCompare(b.timestamp));
   const result = [];
   let state = entries.length ? entries[0].previous_state : (current ? current.state : null);
+  if (partial) state = null;
   let from = since;
   for (const entry of entries) {
     const at = Math.max(since, new Date(entry.timestamp).getTime());
@@ -76,9 +78,9 @@ export function mount(root, { agentId, params, navigate, admin }) {
           () => call("DELETE", `/agent/${enc(agentId)}/quarantine`), answer) }, "Lift quarantine") : null) : null);
   }
 
-  function renderTimeline(history, current, since, until) {
+  function renderTimeline(history, more, current, since, until) {
     const span = until - since;
-    const segments = bands(history, current, since, until);
+    const segments = bands(history, current, since, until, more);
     const bar = h("div", { class: "timeline", role: "img", "aria-label": `state timeline over the last ${window_}` },
       segments.map((band) => h("span", {
         class: `band state-${band.state || "none"}`,
@@ -90,7 +92,9 @@ export function mount(root, { agentId, params, navigate, admin }) {
       h("div", { class: "axis" }, h("span", {}, localTime(new Date(since).toISOString())), h("span", {}, "now")),
       h("ul", { class: "legend" }, STATES.map((name) => h("li", {}, h("span", { class: `swatch state-${name}` }), name)),
         h("li", {}, h("span", { class: "swatch state-none" }), "no report")),
-      h("p", { class: "hint" }, `${history.length} state change${history.length === 1 ? "" : "s"} in the window`));
+      h("p", { class: "hint" }, more
+        ? `The newest ${history.length} state changes: the bands before them are not drawn from the history; choose a shorter window.`
+        : `${history.length} state change${history.length === 1 ? "" : "s"} in the window`));
   }
 
   function renderStats(stats) {
@@ -153,7 +157,7 @@ export function mount(root, { agentId, params, navigate, admin }) {
       get(`${base}/tasks`, { limit: 50 }),
     ]);
     renderHead(agent);
-    renderTimeline(history.items, agent.current_state, since, until);
+    renderTimeline(history.items, history.more, agent.current_state, since, until);
     renderStats(stats);
     renderQueue(stats.queue, tasks.items);
     renderSessions(sessions.items);
