@@ -18,7 +18,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 # No telemetry from developer machines or CI (they have no network for it anyway).
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help python run test lint typecheck unit integration e2e validate build bench deploy schema clean
+.PHONY: help python run test lint typecheck unit integration e2e browser screenshots validate build bench deploy schema clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -67,6 +67,12 @@ integration: $(VENV)/.installed ## handler and state-machine tests on moto
 
 e2e: $(VENV)/.installed ## HTTP tests against the local runtime
 	$(BIN)/pytest tests/e2e
+
+browser: $(VENV)/.installed ## the dashboard's tests in headless Chromium (Debian's chromium package)
+	$(BIN)/pytest tests/e2e/browser
+
+screenshots: $(VENV)/.installed ## redraw docs/dashboard/*.png from a real run of the dashboard (needs chromium)
+	$(BIN)/python -m tests.e2e.browser.screenshots docs/dashboard
 
 validate: $(SAM_VENV)/.installed ## sam validate --lint
 	$(SAM) validate --lint --template template.yaml

@@ -23,12 +23,13 @@ DEADLINE_SECONDS = 30.0
 class Operator:
     """The operator's and the agent's side of one agent, over HTTP."""
 
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: Api, agent_id: str | None = None, name: str = "e2e") -> None:
         self.api = api
-        self.agent_id = f"e2e-{uuid.uuid4().hex[:10]}"
+        self.agent_id = agent_id or f"e2e-{uuid.uuid4().hex[:10]}"
+        self.name = name
         created = api.admin("POST", "/keys", body={"agent_id": self.agent_id})
         self.agent_key = created.body["api_key"]
-        assert api.request("PUT", f"/agent/{self.agent_id}", key=self.agent_key, body={"name": "e2e"}).status == 201
+        assert api.request("PUT", f"/agent/{self.agent_id}", key=self.agent_key, body={"name": name}).status == 201
 
     def start(self, tasks: list[dict[str, Any]], **body: Any) -> str:
         name = f"e2e-{uuid.uuid4().hex[:10]}"

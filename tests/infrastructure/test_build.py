@@ -87,7 +87,7 @@ def test_nothing_but_handlers_ships_in_functions_and_no_tooling_anywhere(build_d
         shipped = sorted(str(path.relative_to(build_dir / function)) for path in (build_dir / function).rglob("*"))
         assert shipped == ["__pycache__", "__pycache__/app.cpython-313.pyc", "app.py"], (function, shipped)
     names = {path.name for path in build_dir.rglob("*")}
-    for forbidden in ("opscore_tools", "moto", "pytest", "typer", "rich"):
+    for forbidden in ("opscore_tools", "playwright", "moto", "pytest", "typer", "rich"):
         assert forbidden not in names, forbidden
 
 

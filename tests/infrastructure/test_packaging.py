@@ -1,4 +1,5 @@
-"""A non-editable install of the project carries every module of the library and the tooling.
+"""A non-editable install of the project carries every module of the library and the tooling, and the dashboard's
+static files (served from the installed package, never fetched).
 
 The package list is found by setuptools, not kept by hand: this test builds the wheel, installs it into a fresh
 virtual environment (the dependencies come from the development environment, so nothing is downloaded) and imports
@@ -85,3 +86,11 @@ def test_a_wheel_installed_into_a_fresh_environment_imports_every_module(tmp_pat
         [python, "-c", check, *names], check=True, capture_output=True, text=True, cwd=tmp_path
     ).stdout.strip()
     assert imported == str(len(names))
+
+    # the dashboard's files, byte for byte
+    static = SOURCES["opscore_tools"] / "dashboard" / "static"
+    shipped = sorted(path.relative_to(static) for path in static.rglob("*") if path.is_file())
+    assert {"index.html", "app.js", "app.css"} <= {str(path) for path in shipped}
+    for path in shipped:
+        installed = site / "opscore_tools" / "dashboard" / "static" / path
+        assert installed.read_bytes() == (static / path).read_bytes(), f"the wheel lacks dashboard/static/{path}"

@@ -93,6 +93,7 @@ def local(
     # Plain lines on stdout, flushed: scripts and tests read the URL and key from here.
     print(f"Ops-Core local runtime on {runtime.url}/v1/opscore", flush=True)
     print(f"admin key: {admin.value} ({key_note})", flush=True)
+    print(f"dashboard: {runtime.url}/ui/ (sign in with the admin key)", flush=True)
     print(f"logs: {runtime.sink.path}", flush=True)
     print(f"routes: {len(runtime.template.routes)} from {template}; Ctrl-C stops", flush=True)
 
@@ -105,6 +106,71 @@ def local(
         if record is not None:
             forget_runtime(record)
     runtime.stop()
+    print("stopped", flush=True)
+
+
+@app.command()
+def dashboard(
+    url: Annotated[
+        str | None,
+        typer.Option(help="Ops-Core's API URL (default: the local runtime of this checkout).", show_default=False),
+    ] = None,
+    stack: ApiStackOption = None,
+    region: ApiRegionOption = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 3001,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(help="The log view's JSON-lines file (default: the local runtime's; --stack reads CloudWatch)."),
+    ] = None,
+) -> None:
+    """Serve the web dashboard on 127.0.0.1 in front of Ops-Core: a deployed stack (--stack), a URL, or the local
+    runtime. Ctrl-C stops it.
+
+    The browser signs in with an API key (kept for the tab only) and talks to this address alone: /ui is the
+    dashboard, /v1/opscore/* is forwarded to the API. The log view reads what `opscore logs` reads (CloudWatch with
+    your AWS credentials for --stack, else the log file) and is for admin keys only. `opscore local` serves the same
+    dashboard at its own /ui.
+    """
+    from opscore_tools.dashboard.proxy import DashboardServer
+    from opscore_tools.logs.sources import LogSource
+    from opscore_tools.target import TargetError, api_url_of_stack, normalize_url, running_runtime
+
+    try:
+        if stack is not None and url is not None:
+            raise TargetError("give --url or --stack, not both", 2)
+        if stack is not None:
+            api_url = api_url_of_stack(stack, region)
+        elif url is not None:
+            api_url = normalize_url(url)
+        elif (record := running_runtime()) is not None:
+            api_url = normalize_url(record.url)
+        else:
+            raise TargetError("no Ops-Core local runtime is running from this checkout: pass --url or --stack", 1)
+    except TargetError as error:
+        console.print(f"[red]error:[/] {escape(error.message)}")
+        raise typer.Exit(error.exit_code) from None
+
+    def log_source() -> LogSource:
+        from opscore_tools.logs.local_file import LocalFile, default_log_file
+
+        if stack is not None and log_file is None:
+            from opscore_tools.logs.stack import stack_logs
+
+            return stack_logs(stack, region, timeout_seconds=60.0, progress=None)
+        return LocalFile(log_file or default_log_file())
+
+    try:
+        server = DashboardServer(api_url, log_source, port=port)
+    except OSError as error:
+        console.print(f"[red]error:[/] cannot listen on 127.0.0.1:{port}: {error.strerror}")
+        raise typer.Exit(1) from None
+    server.start()
+    print(f"Ops-Core dashboard on {server.url}/ui/ for {api_url}; Ctrl-C stops", flush=True)
+    stop = threading.Event()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
     print("stopped", flush=True)
 
 

@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import TextIO, cast
 from urllib.parse import parse_qsl, urlsplit
 
+from opscore_tools.dashboard.web import Dashboard, Reply
 from opscore_tools.local.emulation import Emulation
 from opscore_tools.local.gateway import MAX_PAYLOAD_BYTES, Gateway, HttpRequest, HttpResponse
 from opscore_tools.local.lambdas import LambdaRuntime
 from opscore_tools.local.logsink import JsonLinesSink
 from opscore_tools.local.schedules import Scheduler
 from opscore_tools.local.template import Template, load_template
+from opscore_tools.logs.local_file import LocalFile
+from opscore_tools.target import API_BASE_PATH
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,8 @@ class LocalOpsCore:
         self._route_logs_to_sink()
         admin = self._install_admin_key(admin_key)
         self.gateway = Gateway(self.template, runtime)
-        self._server = ThreadingHTTPServer((self._host, self._port), _handler_class(self.gateway, self.sink))
+        dashboard = Dashboard(self._log_file, self._admin_status)
+        self._server = ThreadingHTTPServer((self._host, self._port), _handler_class(self.gateway, self.sink, dashboard))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="opscore-local", daemon=True)
         self._thread.start()
@@ -83,6 +87,15 @@ class LocalOpsCore:
         self._emulation.stop()
         self.sink.record("INFO", "local runtime stopped", "runtime_stopped")
         self.sink.close()
+
+    def _log_file(self) -> LocalFile:
+        return LocalFile(self.sink.path)
+
+    def _admin_status(self, key: str) -> int:
+        """What the API answers the key on an admin-only route: the dashboard's log view is for admins."""
+        assert self.gateway is not None, "not started"
+        probe = HttpRequest("GET", API_BASE_PATH + "/agents", [("limit", "1")], [("X-API-Key", key)])
+        return self.gateway.handle(probe).status
 
     def _route_logs_to_sink(self) -> None:
         # Every Powertools Logger of the library shares one handler; point it at the log file instead of stdout.
@@ -120,7 +133,7 @@ class LocalOpsCore:
         return AdminKey(value=value, key_id=installed.key_id, generated=admin_key is None)
 
 
-def _handler_class(gateway: Gateway, sink: JsonLinesSink) -> type[BaseHTTPRequestHandler]:
+def _handler_class(gateway: Gateway, sink: JsonLinesSink, dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "opscore-local"
@@ -131,6 +144,11 @@ def _handler_class(gateway: Gateway, sink: JsonLinesSink) -> type[BaseHTTPReques
         do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
 
         def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            if Dashboard.owns(parts.path):
+                # Not logged: the dashboard's own files and its log view's polling would fill the log it shows.
+                self._send_dashboard(parts.path, parts.query)
+                return
             started = time.perf_counter()
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_PAYLOAD_BYTES:
@@ -139,7 +157,6 @@ def _handler_class(gateway: Gateway, sink: JsonLinesSink) -> type[BaseHTTPReques
                 response = gateway.payload_too_large()
             else:
                 body = self.rfile.read(length) if length else b""
-                parts = urlsplit(self.path)
                 response = gateway.handle(
                     HttpRequest(
                         method=self.command,
@@ -165,6 +182,10 @@ def _handler_class(gateway: Gateway, sink: JsonLinesSink) -> type[BaseHTTPReques
                 latency_ms=round((time.perf_counter() - started) * 1000, 2),
             )
 
+        def _send_dashboard(self, path: str, query: str) -> None:
+            reply = dashboard_reply(dashboard, self, path, query)
+            self._send(HttpResponse(reply.status, reply.headers, reply.body))
+
         def _send(self, response: HttpResponse) -> None:
             self.send_response(response.status)
             for name, value in response.headers.items():
@@ -178,3 +199,9 @@ def _handler_class(gateway: Gateway, sink: JsonLinesSink) -> type[BaseHTTPReques
             """Requests are logged to the JSON-lines file above, not to stderr."""
 
     return Handler
+
+
+def dashboard_reply(dashboard: Dashboard, request: BaseHTTPRequestHandler, path: str, query: str) -> Reply:
+    if int(request.headers.get("Content-Length") or 0):
+        request.close_connection = True  # the dashboard takes no body: answer and close rather than read one
+    return dashboard.handle(request.command, path, parse_qsl(query, keep_blank_values=True), request.headers.items())

@@ -1,0 +1,144 @@
+"""`opscore dashboard` in front of an Ops-Core API (here the local runtime, by --url, as a deployed stack's would be):
+the dashboard's files, the API forwarded on the same origin, and the log view for admin keys only."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+from tests.e2e.conftest import Api, LocalProcess
+from tests.e2e.test_local_cli import run_cli
+from tests.e2e.test_sessions_over_http import Operator
+
+STARTUP_TIMEOUT_SECONDS = 30
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    url: str  # http://127.0.0.1:<port>
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=30)
+
+
+def start_dashboard(*args: str) -> Served:
+    """`opscore dashboard --port 0 ...`, once it says where it listens (its first line)."""
+    executable = Path(sys.executable).with_name("opscore")
+    process = subprocess.Popen(  # noqa: S603 - our own command, fixed arguments
+        [str(executable), "dashboard", "--port", "0", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()  # blocks until the line is written; the process flushes it at once
+    found = re.match(r"^Ops-Core dashboard on (http://127\.0\.0\.1:\d+)/ui/ for ", first)
+    if found is None:
+        process.kill()
+        raise AssertionError(f"opscore dashboard said {first!r}")
+    return Served(process, found.group(1))
+
+
+@pytest.fixture(scope="module")
+def dashboard(local_ops_core: LocalProcess | None) -> Iterator[Served]:
+    if local_ops_core is None:
+        pytest.skip("the log view reads the local runtime's log file")
+    served = start_dashboard("--url", local_ops_core.base_url, "--log-file", str(local_ops_core.log_path))
+    yield served
+    assert served.stop() == 0, "Ctrl-C stops opscore dashboard cleanly"
+
+
+def fetch(url: str, key: str | None = None, method: str = "GET", body: Any = None) -> tuple[int, dict[str, str], bytes]:
+    headers = {"X-API-Key": key} if key else {}
+    data = json.dumps(body).encode() if body is not None else None
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310 - loopback
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any) -> None:
+            return None
+
+    try:
+        with urllib.request.build_opener(NoRedirect).open(request, timeout=30) as answer:
+            return answer.status, dict(answer.headers.items()), answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers.items()), error.read()
+
+
+def test_the_dashboard_is_served_and_the_api_forwarded_on_one_origin(dashboard: Served, api: Api) -> None:
+    # the dashboard's files, and the root sends the browser to them
+    status, headers, body = fetch(dashboard.url + "/ui/")
+    assert (status, headers["Content-Type"]) == (200, "text/html; charset=utf-8")
+    assert b"Ops-Core dashboard" in body
+    assert fetch(dashboard.url + "/")[0] == 308
+    assert fetch(dashboard.url + "/somewhere-else")[0] == 404
+
+    # the API as it answers: a read with the admin's key, a refusal without one, a body sent on (a new agent key)
+    status, _, body = fetch(dashboard.url + "/v1/opscore/agents?limit=1", api.admin_key)
+    assert (status, "items" in json.loads(body)) == (200, True)
+    status, _, body = fetch(dashboard.url + "/v1/opscore/agents")
+    assert status == 401
+    agent_id = "e2e-dashboard-forwarded"
+    status, _, body = fetch(dashboard.url + "/v1/opscore/keys", api.admin_key, "POST", {"agent_id": agent_id})
+    assert (status, json.loads(body)["agent_id"]) == (201, agent_id)
+    agent_key = json.loads(body)["api_key"]
+    status, _, body = fetch(dashboard.url + f"/v1/opscore/agent/{agent_id}", agent_key, "PUT", {"name": "forwarded"})
+    assert status == 201, body
+    assert api.request("GET", f"/agent/{agent_id}", key=agent_key).body["name"] == "forwarded"
+
+
+def test_its_log_view_reads_the_log_file_for_admin_keys_only(dashboard: Served, api: Api) -> None:
+    # given an agent that registered (a line in the local runtime's log)
+    agent = Operator(api)
+
+    # then an admin reads that line through the dashboard, and the agent's own key is refused
+    query = f"/ui/api/logs?agent={agent.agent_id}&event=agent_registered"
+    status, _, body = fetch(dashboard.url + query, api.admin_key)
+    assert status == 200, body
+    lines = json.loads(body)["lines"]
+    assert [line["record"]["agent_id"] for line in lines] == [agent.agent_id]
+    assert fetch(dashboard.url + query, agent.agent_key)[0] == 403
+    assert fetch(dashboard.url + query)[0] == 401
+    status, _, body = fetch(dashboard.url + "/ui/api/logs?since=soon", api.admin_key)
+    assert (status, json.loads(body)["error"]["code"]) == (400, "validation_error")
+
+
+def test_the_local_runtime_serves_the_dashboard_and_its_log_view_to_admin_keys_only(
+    local_ops_core: LocalProcess | None, api: Api
+) -> None:
+    if local_ops_core is None:
+        pytest.skip("the dashboard is served by the local runtime")
+    origin = local_ops_core.base_url.removesuffix("/v1/opscore")
+    agent = Operator(api)
+    status, headers, _ = fetch(origin + "/ui/")
+    assert (status, headers["Content-Type"]) == (200, "text/html; charset=utf-8")
+    logs = origin + "/ui/api/logs?since=5m"
+    assert (fetch(logs)[0], fetch(logs, "not-a-key-anyone-issued")[0], fetch(logs, agent.agent_key)[0]) == (
+        401,
+        401,
+        403,
+    )
+    assert fetch(logs, api.admin_key)[0] == 200
+
+
+def test_bad_usage_is_exit_2() -> None:
+    both = run_cli("dashboard", "--url", "http://127.0.0.1:1", "--stack", "opscore-dev")
+    assert (both.returncode, "give --url or --stack, not both" in both.stderr) == (2, True), both.stderr
+    not_http = run_cli("dashboard", "--url", "ftp://example")
+    assert (not_http.returncode, "not an http(s) URL" in not_http.stderr) == (2, True), not_http.stderr
