@@ -146,6 +146,31 @@ def test_a_failure_without_fallback_ends_the_session_in_error(ops: Operator) -> 
     assert [t["status"] for t in view["tasks"]] == ["failed", "skipped"]
 
 
+def test_a_failure_not_worth_retrying_skips_the_retries_for_the_fallback(ops: Operator) -> None:
+    # given a task with three retries and a fallback, its first attempt leased
+    session_id = ops.start(
+        [
+            {"id": "fetch", "action": "web.fetch", "retry": {"max_retries": 3}, "fallback": "ask"},
+            {"id": "ask", "action": "human.ask", "fallback_only": True},
+        ]
+    )
+    fetch_id = ops.lease(session_id, "fetch")
+
+    # when the agent says `retryable` with the wrong type, then reports a failure not worth retrying
+    wrong = ops.result(fetch_id, {"status": "failed", "error": {"type": "InvalidUrl", "retryable": "no"}})
+    error = {"type": "InvalidUrl", "message": "no such host", "retryable": False}
+    assert ops.result(fetch_id, {"status": "failed", "error": error}).status == 200
+
+    # then the first is a 400 naming the field, and the fallback runs after the one attempt
+    assert (wrong.status, [detail["field"] for detail in wrong.body["error"]["details"]]) == (400, ["error.retryable"])
+    ops.succeed(ops.lease(session_id, "ask"))
+    view = ops.ended(session_id)
+    fetch = task(view, "fetch")
+    assert (view["status"], fetch["status"], fetch["attempts"]) == ("completed", "failed", 1)
+    assert fetch["error"] == {"type": "InvalidUrl", "message": "no such host", "task_id": None, "retryable": False}
+    assert task(view, "ask")["fallback_for"] == ["fetch"]
+
+
 def test_a_delay_then_a_timeout_then_a_retry(ops: Operator) -> None:
     session_id = ops.start(
         [{"id": "slow", "action": "x", "delay_seconds": 1, "timeout_seconds": 1, "retry": {"max_retries": 1}}]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from pytest_socket import disable_socket, enable_socket
 
 from opscore import wiring
 from opscore.core.clock import utc_now
+from opscore.core.observability import logger
 from opscore.dispatch.health import SweepReport
 from opscore_tools.local.emulation import (
     FAKE_AWS_ENVIRONMENT,
@@ -144,3 +148,35 @@ def sweep(runtime: LambdaRuntime, clock: Clock) -> Callable[[float], SweepReport
             return wiring.agent_health().sweep()
 
     return run
+
+
+class Lines(io.TextIOBase):
+    """What the functions write, line by line (Powertools' handler writes whole lines)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self.text.append(text)
+        return len(text)
+
+    def objects(self) -> list[dict[str, Any]]:
+        with self._lock:
+            joined = "".join(self.text)
+        return [json.loads(line) for line in joined.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def lines() -> Iterator[Lines]:
+    """Every line the functions log while the test runs."""
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    sink = Lines()
+    previous = handler.setStream(sink)
+    try:
+        yield sink
+    finally:
+        handler.setStream(previous)

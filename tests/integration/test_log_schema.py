@@ -4,20 +4,15 @@ event the page does not list, and no line holds a secret (an agent key, an admin
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import threading
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from pytest_socket import disable_socket, enable_socket, socket_allow_hosts
 
-from opscore.core.observability import logger
 from opscore_tools.local.lambdas import LambdaRuntime
 from tests.conftest import ADMIN_CONTEXT, REPO, EventFactory
-from tests.integration.conftest import Clock, Invoke
+from tests.integration.conftest import Clock, Invoke, Lines
 from tests.integration.session_driver import SessionDriver
 from tests.integration.test_dispatch import run_task
 from tests.webhook_receiver import SECRET as WEBHOOK_SECRET
@@ -45,37 +40,6 @@ def documented() -> tuple[dict[str, list[str]], set[str]]:
         events[row["event"]] = re.findall(r"`([a-z_]+\??)`", row["fields"])
         tables[-1].add(row["event"])
     return events, tables[0]  # the first table: the events every run of the flows shows
-
-
-class Lines(io.TextIOBase):
-    """What the functions write, line by line (Powertools' handler writes whole lines)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.text: list[str] = []
-        self._lock = threading.Lock()
-
-    def write(self, text: str) -> int:
-        with self._lock:
-            self.text.append(text)
-        return len(text)
-
-    def objects(self) -> list[dict[str, Any]]:
-        with self._lock:
-            joined = "".join(self.text)
-        return [json.loads(line) for line in joined.splitlines() if line.strip()]
-
-
-@pytest.fixture
-def lines() -> Iterator[Lines]:
-    handler = logger.registered_handler
-    assert isinstance(handler, __import__("logging").StreamHandler)
-    sink = Lines()
-    previous = handler.setStream(sink)
-    try:
-        yield sink
-    finally:
-        handler.setStream(previous)
 
 
 @pytest.fixture

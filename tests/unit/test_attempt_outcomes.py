@@ -3,7 +3,8 @@
 What is checked: a success of the session's last run completes the session, and only that one; the task that runs
 next after a delay shows as scheduled; a retried failure leaves the task `retrying` until Step Functions' backoff runs
 out; a failure with no retry left ends the task (failed, or timed out for a timeout, an expired lease or an agent gone
-offline) and marks a delayed fallback; a quarantine and a final failure are never retried; the attempt's history entry.
+offline) and marks a delayed fallback; a quarantine, a final failure and a failure the agent says is not worth retrying
+are never retried; the attempt's history entry.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any
 import pytest
 
 from opscore.core.clock import format_timestamp
-from opscore.sessions.attempts import failed, succeeded
+from opscore.sessions.attempts import agent_failure, failed, succeeded
 from opscore.sessions.errors import (
     AGENT_FAILED_ERROR,
+    AGENT_FAILED_FINAL_ERROR,
     AGENT_OFFLINE_ERROR,
     AGENT_QUARANTINED_ERROR,
     DELIVERY_FAILED_ERROR,
@@ -230,6 +232,24 @@ def test_a_final_failure_is_never_retried(error: str) -> None:
     assert end.outcome.status in {TaskStatus.FAILED, TaskStatus.TIMED_OUT}
     assert end.outcome.scheduled_for is None
     assert end.mark == scheduled(3, "notify", 60)
+
+
+def test_a_failure_the_agent_says_is_not_worth_retrying_fails_with_retries_left_and_keeps_why() -> None:
+    result = {"status": "failed", "error": {"type": "InvalidUrl", "message": "no such host", "retryable": False}}
+    reported = agent_failure(json.dumps(result))
+    end = failed(task("fetch", run_attempt=1), reported, AGENT_FAILED_FINAL_ERROR, NOW)  # two retries left
+    assert end.outcome.status is TaskStatus.FAILED
+    assert end.outcome.scheduled_for is None
+    assert end.mark == scheduled(3, "notify", 60)  # straight to the fallback
+    kept = {"type": "InvalidUrl", "message": "no such host", "task_id": None, "retryable": False}
+    assert json.loads(end.outcome.error_json or "") == kept
+    record = history(end.outcome.attempt_record_json)
+    assert (record["status"], record["error"], record["retry_at"]) == ("failed", kept, None)
+
+
+def test_a_retryable_failure_keeps_its_error_as_it_always_read() -> None:
+    reported = agent_failure(json.dumps({"status": "failed", "error": {"type": "UpstreamTimeout", "message": "slow"}}))
+    assert reported.model_dump(mode="json") == {"type": "UpstreamTimeout", "message": "slow", "task_id": None}
 
 
 # Marks and routes.

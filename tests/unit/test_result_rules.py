@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from opscore.core.errors import Conflict
 from opscore.dispatch.errors import AttemptRequired, ResultConflict, TaskNotOpen
 from opscore.dispatch.models import TaskResult
-from opscore.dispatch.results import KnownAnswer, known_answer, outcome_of
+from opscore.dispatch.results import KnownAnswer, known_answer, outcome_of, runner_error
+from opscore.sessions.errors import AGENT_FAILED_ERROR, RETRIED_ERRORS
 from opscore.sessions.models import TaskStatus
 from opscore.sessions.records import TaskRecord
 
@@ -105,3 +107,42 @@ def test_the_default_fault_is_kept_as_absent_so_a_repeat_reads_the_same() -> Non
     with_default = TaskResult.model_validate({"status": "failed", "error": {"type": "E", "fault": "task"}})
     without = TaskResult.model_validate({"status": "failed", "error": {"type": "E"}})
     assert with_default.model_dump(exclude_none=True) == without.model_dump(exclude_none=True)
+
+
+def test_the_default_retryable_is_kept_as_absent_so_a_repeat_reads_the_same() -> None:
+    said = TaskResult.model_validate({"status": "failed", "error": {"type": "E", "retryable": True}})
+    without = TaskResult.model_validate({"status": "failed", "error": {"type": "E"}})
+    final = TaskResult.model_validate({"status": "failed", "error": {"type": "E", "retryable": False}})
+    assert said.model_dump(exclude_none=True) == without.model_dump(exclude_none=True)
+    assert final.model_dump(mode="json", exclude_none=True)["error"] == {"type": "E", "message": "", "retryable": False}
+
+
+@pytest.mark.parametrize("value", ["false", 0, 1, None, [], {}])
+def test_retryable_is_a_boolean(value: object) -> None:
+    with pytest.raises(ValidationError) as refused:
+        TaskResult.model_validate({"status": "failed", "error": {"type": "E", "retryable": value}})
+    assert [problem["loc"] for problem in refused.value.errors()] == [("error", "retryable")]
+
+
+def test_retryable_goes_with_a_failed_result_only() -> None:
+    with pytest.raises(ValidationError, match="a succeeded result has no error"):
+        TaskResult.model_validate({"status": "succeeded", "error": {"type": "E", "retryable": False}})
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [({"type": "E"}, True), ({"type": "E", "retryable": True}, True), ({"type": "E", "retryable": False}, False)],
+)
+def test_the_runner_retries_a_failed_result_unless_it_says_it_is_not_worth_it(
+    error: dict[str, object], retried: bool
+) -> None:
+    name = runner_error(TaskResult.model_validate({"status": "failed", "error": error}))
+    assert (name in RETRIED_ERRORS) is retried
+    assert name.startswith("OpsCore.")
+    assert (name == AGENT_FAILED_ERROR) is retried
+
+
+@pytest.mark.parametrize(("fault", "outcome"), [(None, "failed"), ("agent", "counted")])
+def test_a_failure_not_worth_retrying_moves_the_agents_breaker_as_any_failure(fault: str | None, outcome: str) -> None:
+    error = {"type": "E", "retryable": False} | ({"fault": fault} if fault else {})
+    assert outcome_of(TaskResult.model_validate({"status": "failed", "error": error})) == outcome

@@ -25,15 +25,21 @@ from opscore.sessions.definition import (
     machine_name,
     runner_definition,
 )
-from opscore.sessions.errors import AGENT_QUARANTINED_ERROR, RETRIED_ERRORS, SESSION_CANCELLED_ERROR
+from opscore.sessions.errors import (
+    AGENT_FAILED_FINAL_ERROR,
+    AGENT_QUARANTINED_ERROR,
+    RETRIED_ERRORS,
+    SESSION_CANCELLED_ERROR,
+)
 from opscore.sessions.plan import task_runs
 from opscore.workflows.templates import WorkflowTemplate, check_template
 
 DISPATCH_ARN = "arn:aws:lambda:us-east-1:123456789012:function:opscore-dispatch"
 TARGETS = RunnerTargets(DISPATCH_ARN, "opscore-table")
 WAIT_FOR_TOKEN = "arn:aws:states:::lambda:invoke.waitForTaskToken"
-NEVER_RETRIED = (AGENT_QUARANTINED_ERROR, SESSION_CANCELLED_ERROR)
-# Retrier wildcards: either would retry a quarantine or a cancel too (States.TaskFailed matches all but a timeout).
+NEVER_RETRIED = (AGENT_QUARANTINED_ERROR, SESSION_CANCELLED_ERROR, AGENT_FAILED_FINAL_ERROR)
+# Retrier wildcards: either would retry a quarantine, a cancel or a failure not worth retrying too (States.TaskFailed
+# matches all but a timeout).
 WILDCARDS = ("States.ALL", "States.TaskFailed")
 STEP_FUNCTIONS_NAME_LIMIT = 80
 STEP_FUNCTIONS_DEFINITION_LIMIT = 1_048_576  # bytes: a hard quota
@@ -207,7 +213,7 @@ def test_without_retries_only_lambda_failures_are_retried() -> None:
         assert "Lambda.ServiceException" in retrier["ErrorEquals"]
 
 
-def test_a_quarantine_or_a_cancel_is_never_retried() -> None:
+def test_a_quarantine_a_cancel_or_a_failure_not_worth_retrying_is_never_retried() -> None:
     workflow = triage(summarize={"fallback": "notify", "retry": {"max_retries": 5}})
     for name, state in task_run_states(states_of(workflow)).items():
         for retrier in state["Retry"]:

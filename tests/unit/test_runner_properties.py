@@ -26,6 +26,7 @@ from opscore.core.errors import ValidationFailed
 from opscore.sessions.attempts import failed, succeeded
 from opscore.sessions.definition import RECORD_FAILURE, RunnerTargets, runner_definition
 from opscore.sessions.errors import (
+    AGENT_FAILED_FINAL_ERROR,
     AGENT_OFFLINE_ERROR,
     AGENT_QUARANTINED_ERROR,
     LEASE_EXPIRED_ERROR,
@@ -41,7 +42,7 @@ TARGETS = RunnerTargets("arn:aws:lambda:us-east-1:123456789012:function:opscore-
 WAIT_FOR_TOKEN = "arn:aws:states:::lambda:invoke.waitForTaskToken"
 NOW = datetime(2030, 5, 17, 8, 30, 0, 250_000, tzinfo=UTC)
 TIMEOUTS = {"States.Timeout", LEASE_EXPIRED_ERROR, AGENT_OFFLINE_ERROR}
-ERRORS = st.sampled_from([*RETRIED_ERRORS, AGENT_QUARANTINED_ERROR, "States.Runtime"])
+ERRORS = st.sampled_from([*RETRIED_ERRORS, AGENT_QUARANTINED_ERROR, AGENT_FAILED_FINAL_ERROR, "States.Runtime"])
 
 retry_policies = st.builds(
     RetryPolicy,

@@ -153,6 +153,54 @@ def test_a_worked_session_is_its_spans() -> None:
     }
 
 
+def test_a_failure_not_worth_retrying_says_so_on_its_attempt_and_on_the_session() -> None:
+    # given a session that ended in error when its first task's only attempt failed, not worth retrying
+    error = Problem(type="InvalidUrl", message="no such host", retryable=False)
+    session = SessionRecord(
+        session_id=SESSION,
+        agent_id="agent-1",
+        workflow_id="triage",
+        version=1,
+        status=SessionStatus.ERROR,
+        created_at=at(0),
+        started_at=at(0.1),
+        ended_at=at(5),
+        error=error.model_copy(update={"task_id": f"{SESSION}-000"}),
+        tasks=(TemplateTask("fetch", "web.fetch"),),
+    )
+    attempt = AttemptRecord(
+        attempt=1, status=TaskStatus.FAILED, started_at=at(1), ended_at=at(4), error=error, queued_at=at(1)
+    )
+    fetch = TaskRecord(
+        session_id=SESSION,
+        index=0,
+        template_id="fetch",
+        agent_id="agent-1",
+        action="web.fetch",
+        status=TaskStatus.FAILED,
+        attempts=1,
+        attempt_records={1: attempt.model_dump_json()},
+    )
+
+    # when its trace is read
+    trace = session_trace(session, [fetch])
+
+    # then both the attempt and the session say the error was not retryable, and nothing was retried
+    spans = by_name(trace.spans)
+    assert list(spans) == ["session triage", "fetch attempt 1"]
+    for span in spans.values():
+        assert (span.status, span.attributes["error.type"], span.attributes["error.retryable"]) == (
+            "ERROR",
+            "InvalidUrl",
+            False,
+        )
+    assert trace.totals.retries == 0
+
+
+def test_an_error_worth_retrying_has_no_retryable_attribute() -> None:
+    assert all("error.retryable" not in span.attributes for span in session_trace(*worked_session()).spans)
+
+
 def test_an_open_attempt_has_no_end_and_a_span_id_that_does_not_change() -> None:
     session, tasks = worked_session()
     session = session._replace(status=SessionStatus.PROCESSING, ended_at=None)

@@ -20,6 +20,16 @@ class ReportedError(RequestModel):
         ),
     )
 
+    retryable: bool = Field(
+        default=True,
+        # The default is kept as absent, as `fault`'s is: the same result reads the same with or without it.
+        exclude_if=lambda retryable: retryable,
+        description=(
+            "false: the failure is not worth retrying (the input is invalid, the target does not exist): the task's "
+            "remaining retries are skipped and its fallback runs, or the session ends in error."
+        ),
+    )
+
     @field_validator("fault", mode="before")
     @classmethod
     def _named_when_given(cls, value: object) -> object:

@@ -23,7 +23,7 @@ from opscore.core.retry import attempts
 from opscore.dispatch.errors import AttemptRequired, ResultConflict, TaskNotOpen
 from opscore.dispatch.models import TaskResult, TaskResultAccepted
 from opscore.sessions.attempts import AttemptEnd, agent_failure, failed, recorded, succeeded
-from opscore.sessions.errors import AGENT_FAILED_ERROR
+from opscore.sessions.errors import AGENT_FAILED_ERROR, AGENT_FAILED_FINAL_ERROR
 from opscore.sessions.models import TaskStatus, split_task_id
 from opscore.sessions.records import TaskRecord
 from opscore.sessions.store import SessionStore
@@ -133,7 +133,14 @@ def attempt_ended(task: TaskRecord, result: TaskResult, result_json: str, now: d
     """How the agent's result ends its attempt."""
     if result.status == "succeeded":
         return succeeded(task, result.output, now)
-    return failed(task, agent_failure(result_json), AGENT_FAILED_ERROR, now)
+    return failed(task, agent_failure(result_json), runner_error(result), now)
+
+
+def runner_error(result: TaskResult) -> str:
+    """The failure name the runner is told of a failed result: one its retriers do not list when the agent said the
+    failure is not worth retrying, so the task's remaining retries are skipped."""
+    assert result.error is not None  # the model requires an error on a failed result
+    return AGENT_FAILED_ERROR if result.error.retryable else AGENT_FAILED_FINAL_ERROR
 
 
 class KnownAnswer(NamedTuple):
@@ -194,7 +201,7 @@ def tell_runner(runner: RunnerControl, token: str, result: TaskResult) -> bool:
     if result.status == "succeeded":
         return runner.succeed(token, {"status": "succeeded"})
     assert result.error is not None  # the model requires an error on a failed result
-    return runner.fail(token, AGENT_FAILED_ERROR, f"{result.error.type}: {result.error.message}")
+    return runner.fail(token, runner_error(result), f"{result.error.type}: {result.error.message}")
 
 
 def _not_open_message(task_id: str, task: TaskRecord, attempt: int | None) -> str:

@@ -81,6 +81,7 @@ def count(ended: AttemptEnd, task: TaskRecord) -> None:
             "duration_ms": outcome.duration_ms,
             **attempt_timings(outcome.attempt_record_json),
             **({"error_type": problem.get("type"), "error_message": problem.get("message")} if problem else {}),
+            **({"retryable": False} if problem and problem.get("retryable") is False else {}),
             **({"scheduled_for": outcome.scheduled_for} if outcome.scheduled_for else {}),
         },
     )
@@ -163,10 +164,15 @@ def failed(task: TaskRecord, problem: Problem, error: str, now: datetime, *, fin
 
 
 def agent_failure(result_json: str) -> Problem:
-    """The agent's own error, from its failed result."""
+    """The agent's own error, from its failed result; it keeps `"retryable": false`, so the task shows why no retry
+    followed."""
     reported = parse_json(result_json) or {}
     error = reported.get("error") or {}
-    return Problem(type=str(error.get("type", AGENT_FAILED_ERROR)), message=str(error.get("message", "")))
+    return Problem(
+        type=str(error.get("type", AGENT_FAILED_ERROR)),
+        message=str(error.get("message", "")),
+        retryable=False if error.get("retryable") is False else None,
+    )
 
 
 def _outcome(  # noqa: PLR0917 - the parts of one outcome

@@ -6,7 +6,8 @@ the attempt itself) closes the token. On that state:
 - `delay_seconds` is a Wait state before it;
 - `timeout_seconds` is its `TimeoutSeconds`, counted from the moment it is queued (queue wait and work);
 - the retry policy is its native `Retry` on Ops-Core's retried failure names (RETRIED_ERRORS), with the template's
-  backoff; failures it does not list (a quarantined agent, a cancel) are never retried;
+  backoff; failures it does not list (a quarantined agent, a cancel, a failed result the agent says is not worth
+  retrying) are never retried;
 - `fallback` is a `Catch` to the fallback's own state; without one, the failure goes to `Record Failure`.
 A successful attempt is one state transition. Ops-Core records each attempt's end (and the session's completion)
 when it hears of it, so no state is spent on bookkeeping; only a failed session passes `Record Failure`, a Lambda

@@ -85,6 +85,11 @@ class Problem(ResponseModel):
     type: str
     message: str
     task_id: str | None = None
+    retryable: bool | None = Field(
+        default=None,
+        exclude_if=lambda retryable: retryable is None,
+        description="Present (false) when the agent said its failure was not worth retrying: no retry followed.",
+    )
 
 
 class SessionStarted(ResponseModel):

@@ -38,6 +38,7 @@ from opscore.core.retry import Backoff, attempts
 from opscore.dispatch.queue import queue_rank
 from opscore.sessions.attempts import route_of, timeout_problem
 from opscore.sessions.errors import (
+    AGENT_FAILED_FINAL_ERROR,
     AGENT_QUARANTINED_ERROR,
     INPUT_MISSING_ERROR,
     INPUT_TOO_LARGE_ERROR,
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
 # Reads and decisions of one dispatch before it gives up to Lambda's retry (its error is then `Throttled`).
 DISPATCH_ATTEMPTS = 3
 # The failures of a task itself (as opposed to the runner's): what the session's error then names.
-TASK_FAILURES = frozenset({*RETRIED_ERRORS, AGENT_QUARANTINED_ERROR, INPUT_TOO_LARGE_ERROR})
+TASK_FAILURES = frozenset({*RETRIED_ERRORS, AGENT_FAILED_FINAL_ERROR, AGENT_QUARANTINED_ERROR, INPUT_TOO_LARGE_ERROR})
 # How long before now a dispatch assumes its attempt was scheduled, when nothing tells it better (a tenth of the
 # timeout at most).
 DEADLINE_MARGIN_SECONDS = 1.0
@@ -369,6 +370,7 @@ def _log_session_failed(session: SessionRecord, problem: Problem) -> None:
             "error_type": problem.type,
             "error_message": problem.message,
             **failed_task,
+            **({"retryable": problem.retryable} if problem.retryable is not None else {}),
         },
     )
 

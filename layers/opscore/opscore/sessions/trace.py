@@ -179,9 +179,17 @@ def task_attributes(task: TaskRecord) -> dict[str, AttributeValue]:
 
 
 def _error_attributes(record: AttemptRecord) -> dict[str, AttributeValue]:
-    if record.error is None:
+    return problem_attributes(record.error)
+
+
+def problem_attributes(problem: Problem | None) -> dict[str, AttributeValue]:
+    """An error as span attributes: its type and message, and `error.retryable` when the agent said it was not."""
+    if problem is None:
         return {}
-    return {"error.type": record.error.type, "error.message": record.error.message}
+    attributes: dict[str, AttributeValue] = {"error.type": problem.type, "error.message": problem.message}
+    if problem.retryable is not None:
+        attributes["error.retryable"] = problem.retryable
+    return attributes
 
 
 def _status_of(record: AttemptRecord) -> SpanStatus:
@@ -329,7 +337,7 @@ def session_span(session: SessionRecord, attributes: dict[str, AttributeValue] |
         status = "OK"
     elif session.status is SessionStatus.ERROR:
         status = "ERROR"
-    error = {"error.type": session.error.type, "error.message": session.error.message} if session.error else {}
+    error = problem_attributes(session.error)
     base: dict[str, AttributeValue] = {
         "agent_id": session.agent_id,
         "session_id": session.session_id,
