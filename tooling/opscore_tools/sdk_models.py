@@ -63,7 +63,8 @@ def self_contained_spec() -> dict[str, Any]:
     for name, definition in definitions.items():
         schemas.setdefault(name, definition)
     schemas[TEMPLATE_NAME] = template
-    return _rewrite_refs(spec)
+    contained: dict[str, Any] = _rewrite_refs(spec)
+    return contained
 
 
 def _rewrite_refs(node: Any) -> Any:
