@@ -90,7 +90,9 @@ def test_a_quarantined_agent_s_pull_raises_quarantined_with_retry_after_and_the_
 
     assert isinstance(raised.value, Conflict), "a quarantine is a conflict too"
     assert raised.value.retry_after == 42.0
-    assert raised.value.quarantine == QUARANTINE
+    quarantine = raised.value.quarantine
+    assert quarantine is not None
+    assert quarantine.model_dump() == QUARANTINE
 
 
 def test_an_answer_that_is_not_ops_core_s_envelope_still_raises_by_status(answers: RecorderFactory) -> None:

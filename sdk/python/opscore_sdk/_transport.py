@@ -14,8 +14,6 @@ from opscore_sdk.errors import ConnectionFailed, OpsCoreError, error_from_answer
 from opscore_sdk.retry import RETRIED_STATUSES, RetryPolicy
 
 DEFAULT_TIMEOUT = 30.0
-# Set the per-call timeout to this to use the client's own.
-USE_CLIENT_TIMEOUT: Any = None
 
 
 @dataclass(frozen=True)

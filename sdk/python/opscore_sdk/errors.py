@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from opscore_sdk.models import Quarantine
+
 
 @dataclass(frozen=True)
 class FieldDetail:
@@ -82,10 +84,10 @@ class Quarantined(Conflict):
     the seconds until it may lease a probe task."""
 
     @property
-    def quarantine(self) -> dict[str, Any] | None:
+    def quarantine(self) -> Quarantine | None:
         error = self.body.get("error") if isinstance(self.body, dict) else None
         found = error.get("quarantine") if isinstance(error, dict) else None
-        return found if isinstance(found, dict) else None
+        return Quarantine.model_validate(found) if isinstance(found, dict) else None
 
 
 class Throttled(OpsCoreError):
