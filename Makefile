@@ -18,7 +18,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 # No telemetry from developer machines or CI (they have no network for it anyway).
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help python run test lint typecheck unit integration e2e browser screenshots validate build bench deploy schema clean
+.PHONY: help python run test lint typecheck unit integration e2e browser screenshots validate build bench deploy schema sdk-models clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -30,10 +30,10 @@ python:
 	fi
 	@echo "using $(PYTHON) ($$($(PYTHON) --version))"
 
-$(VENV)/.installed: pyproject.toml requirements-dev.txt layers/opscore/requirements.txt | python
+$(VENV)/.installed: pyproject.toml requirements-dev.txt layers/opscore/requirements.txt sdk/python/pyproject.toml | python
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e .
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e . -e sdk/python
 	@touch $@
 
 $(SAM_VENV)/.installed: requirements-sam.txt | python
@@ -53,11 +53,11 @@ lint: $(VENV)/.installed ## ruff lint and format check, and the complexity gate 
 	$(BIN)/ruff format --check .
 	@# The complexity gate: radon's cyclomatic complexity, which (unlike ruff's C90) counts boolean operators.
 	@# Nothing below B in what ships; the tooling and the bench may reach C. Failures name file:line and function.
-	$(BIN)/xenon --paths-in-front --max-absolute B --max-modules B --max-average A layers functions
+	$(BIN)/xenon --paths-in-front --max-absolute B --max-modules B --max-average A layers functions sdk/python/opscore_sdk
 	$(BIN)/xenon --paths-in-front --max-absolute C --max-modules B --max-average A tooling bench
 
 typecheck: $(VENV)/.installed ## mypy (strict on the opscore library)
-	$(BIN)/mypy layers/opscore/opscore tooling/opscore_tools functions bench
+	$(BIN)/mypy layers/opscore/opscore tooling/opscore_tools functions bench sdk/python/opscore_sdk
 
 unit: $(VENV)/.installed ## unit tests only
 	$(BIN)/pytest tests/unit
@@ -90,6 +90,9 @@ deploy: build ## sam deploy (CONFIG_ENV=dev|staging|prod; needs AWS credentials)
 
 schema: $(VENV)/.installed ## regenerate docs/workflow-template.schema.json from the template model
 	$(BIN)/python -m opscore_tools.schema docs/workflow-template.schema.json
+
+sdk-models: $(VENV)/.installed ## regenerate the Python SDK's models (sdk/python/opscore_sdk/models.py) from docs/openapi.yaml
+	$(BIN)/python -m opscore_tools.sdk_models
 
 clean: ## remove the virtual environments and build output
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

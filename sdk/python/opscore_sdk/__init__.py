@@ -1,0 +1,41 @@
+"""Ops-Core's Python SDK: `OpsCore` and `AsyncOpsCore` (typed clients of the REST API), their exceptions and retry
+policy, and `opscore_sdk.webhook` for agents that take their tasks by webhook."""
+
+__version__ = "0.1.0"
+
+from opscore_sdk.client import AsyncOpsCore, OpsCore
+from opscore_sdk.errors import (
+    Conflict,
+    ConnectionFailed,
+    FieldDetail,
+    Forbidden,
+    NotFound,
+    OpsCoreError,
+    Quarantined,
+    ServerError,
+    StaleState,
+    Throttled,
+    Unauthorized,
+    ValidationFailed,
+)
+from opscore_sdk.retry import NO_RETRIES, RetryPolicy
+
+__all__ = [
+    "NO_RETRIES",
+    "AsyncOpsCore",
+    "Conflict",
+    "ConnectionFailed",
+    "FieldDetail",
+    "Forbidden",
+    "NotFound",
+    "OpsCore",
+    "OpsCoreError",
+    "Quarantined",
+    "RetryPolicy",
+    "ServerError",
+    "StaleState",
+    "Throttled",
+    "Unauthorized",
+    "ValidationFailed",
+    "__version__",
+]
