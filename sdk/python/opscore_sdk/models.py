@@ -328,6 +328,10 @@ class TaskError(BaseModel):
     Whose failure it is. `task` (the default): the work failed (bad input, an upstream error); the task's retries absorb it and the agent's quarantine does not count it. `agent`: the agent itself is unwell (a crashed tool, out of memory); it counts toward the agent's quarantine.
     """
     message: Annotated[str | None, Field(max_length=2048)] = ""
+    retryable: bool | None = True
+    """
+    `false`: the failure is not worth retrying (the input is invalid, the target does not exist): the task's remaining retries are skipped, and its fallback runs at once (or, without one, the session ends in `error`). The task's error (and the session's) keeps `retryable: false`. It does not change what the agent's quarantine counts (`fault` says that).
+    """
     type: Annotated[
         str,
         Field(max_length=128, min_length=1, pattern="^[A-Za-z0-9][A-Za-z0-9._:-]*$"),
@@ -805,6 +809,10 @@ class Problem(BaseModel):
         extra="forbid",
     )
     message: str
+    retryable: Literal[False] | None = None
+    """
+    Present (false) when the agent's failed result said `"retryable": false`: the task's remaining retries were skipped, so the task failed after this attempt (and, on the session, ended it).
+    """
     task_id: TaskId | None
     """
     The task that failed, when a task did.
@@ -1365,6 +1373,9 @@ class TaskView(BaseModel):
     duration_ms: Annotated[int | None, Field(ge=0)]
     ended_at: Timestamp | None
     error: Problem | None
+    """
+    The last attempt's error (null once an attempt succeeded); `retryable: false` when the agent said it was not worth retrying, which is why no retry followed.
+    """
     fallback_for: list[str]
     """
     Template ids of the tasks this one ran in place of.
