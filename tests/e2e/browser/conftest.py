@@ -73,7 +73,7 @@ def ui_url(local_ops_core: LocalProcess | None) -> str:
     return local_ops_core.base_url.removesuffix("/v1/opscore") + "/ui/"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # closed after this package: an async test after it needs no loop left running
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     executable = chromium_path()  # fails (or skips on purpose) before Playwright starts
     assert executable
