@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from opscore_sdk import AgentWorker, Backoff, LeaseLost, NotRetryable, TaskContext
+from opscore_sdk import AgentFault, AgentWorker, Backoff, LeaseLost, NotRetryable, TaskContext
 from opscore_sdk._task import error_type
 from tests.integration.session_driver import eventually
 from tests.sdk.fake_opscore import SESSION, FakeOpsCore, leased
@@ -86,18 +86,20 @@ def test_it_registers_its_handlers_reports_idle_busy_idle_and_offline_on_stop(
 def test_an_exception_fails_the_attempt_with_its_type_and_message_and_not_retryable_says_so(
     fake: FakeOpsCore, worker: AgentWorker
 ) -> None:
-    # Given handlers that raise, one an exception not worth retrying
+    # Given handlers that raise, one an exception not worth retrying, one the agent's own fault
     @worker.task("web.fetch")
     def fetch(task: TaskContext) -> None:
         if task.input["n"] == 1:
             raise TimeoutError("upstream took too long")
-        raise BadInput("the url is not a url")
+        if task.input["n"] == 2:
+            raise BadInput("the url is not a url")
+        raise AgentFault("the browser crashed")
 
-    fake.queue += [leased(1), leased(2)]
+    fake.queue += [leased(1), leased(2), leased(3)]
 
     # When the worker runs them
     worker.start()
-    eventually(lambda: len(fake.results) == 2, "both results", lambda: fake.results)
+    eventually(lambda: len(fake.results) == 3, "three results", lambda: fake.results)
 
     # Then each failure names the exception's class and message; only the NotRetryable one says not to retry
     assert fake.results[task_id(1)] == {
@@ -109,6 +111,12 @@ def test_an_exception_fails_the_attempt_with_its_type_and_message_and_not_retrya
         "type": "BadInput",
         "message": "the url is not a url",
         "retryable": False,
+    }
+    # and an AgentFault says the agent is at fault
+    assert fake.results[task_id(3)]["error"] == {
+        "type": "AgentFault",
+        "message": "the browser crashed",
+        "fault": "agent",
     }
 
 

@@ -20,10 +20,11 @@ from opscore_sdk.errors import (
     ValidationFailed,
 )
 from opscore_sdk.retry import NO_RETRIES, RetryPolicy
-from opscore_sdk.worker import AgentWorker, Backoff, LeaseLost, NotRetryable, TaskContext
+from opscore_sdk.worker import AgentFault, AgentWorker, Backoff, LeaseLost, NotRetryable, TaskContext
 
 __all__ = [
     "NO_RETRIES",
+    "AgentFault",
     "AgentWorker",
     "AsyncOpsCore",
     "Backoff",

@@ -24,6 +24,11 @@ class NotRetryable(Exception):
     failed result says `"retryable": false`, and Ops-Core skips the task's remaining retries for its fallback."""
 
 
+class AgentFault(Exception):
+    """Raise it (or a subclass) when the agent itself is unwell (a crashed tool, out of memory) rather than the task:
+    the failed result says `"fault": "agent"`, which counts toward the agent's quarantine."""
+
+
 class LeaseLost(Exception):
     """Raised by `TaskContext.raise_if_lost()`: the task's lease is gone, so nobody will take its result."""
 
@@ -105,6 +110,8 @@ def failed(attempt: int, error: BaseException) -> dict[str, Any]:
     body: dict[str, Any] = {"type": error_type(error), "message": str(error)[:_MESSAGE_MAX]}
     if isinstance(error, NotRetryable):
         body["retryable"] = False
+    if isinstance(error, AgentFault):
+        body["fault"] = "agent"
     return {"status": "failed", "attempt": attempt, "error": body}
 
 

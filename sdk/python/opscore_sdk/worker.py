@@ -13,7 +13,8 @@ On start it registers the agent (its capabilities: the actions it has handlers f
 while the queue is empty and waiting out a quarantine's Retry-After. Each task runs on a thread of its own (an
 `async def` handler in an event loop of its own), its lease renewed in the background (opscore_sdk._lease); its
 return value is reported as the attempt's output, its exception as the attempt's failure (`NotRetryable` saying not
-to retry). The agent is `busy` while any task runs and `idle` when none does; only changes are reported.
+to retry, `AgentFault` that the agent is at fault). The agent is `busy` while any task runs and `idle` when none
+does; only changes are reported.
 
 Stopping (stop(), or SIGINT/SIGTERM under run()) stops leasing, lets running tasks finish for up to `drain_timeout`
 seconds (those still running then are told their lease is lost, and their results dropped), and reports `offline`.
@@ -38,12 +39,12 @@ from typing import Any
 from opscore_sdk._calls import AgentState
 from opscore_sdk._lease import LeaseKeeper
 from opscore_sdk._state import StateReporter
-from opscore_sdk._task import Handler, LeaseLost, NotRetryable, TaskContext, run_handler
+from opscore_sdk._task import AgentFault, Handler, LeaseLost, NotRetryable, TaskContext, run_handler
 from opscore_sdk.client import OpsCore
 from opscore_sdk.errors import Forbidden, NotFound, OpsCoreError, Quarantined, Unauthorized, ValidationFailed
 from opscore_sdk.models import LeasedTask
 
-__all__ = ["AgentWorker", "Backoff", "LeaseLost", "NotRetryable", "TaskContext"]
+__all__ = ["AgentFault", "AgentWorker", "Backoff", "LeaseLost", "NotRetryable", "TaskContext"]
 
 log = logging.getLogger("opscore_sdk.worker")
 
