@@ -297,6 +297,11 @@ def demo(
     """
     from opscore_tools.demo import run_demo
 
+    try:
+        import opscore_sdk  # noqa: F401 - the demo's agents run on it
+    except ImportError:
+        console.print("[red]error:[/] the demo needs the Python SDK: pip install ./sdk/python (make installs it)")
+        raise typer.Exit(2) from None
     out = Console(highlight=False)
     if not out.is_terminal:
         out = Console(highlight=False, width=160)  # piped: whole lines, not wrapped at 80 columns

@@ -17,14 +17,17 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from opscore_sdk import AgentWorker, Backoff, OpsCore, TaskContext
-from opscore_sdk.models import SessionView
+if TYPE_CHECKING:
+    # The SDK is a package of its own (sdk/python), installed beside the tooling in a checkout's environment but not
+    # a dependency of the `opscore` distribution: imported when the demo runs, so the tooling imports without it.
+    from opscore_sdk import AgentWorker, OpsCore, TaskContext
+    from opscore_sdk.models import SessionView
 
 ALWAYS = 1_000_000  # attempts that fail: every one
 DEADLINE_SECONDS = 55.0
@@ -181,6 +184,8 @@ class Running:
 
 @contextmanager
 def _agents(base_url: str, admin: OpsCore, run: Running) -> Iterator[None]:
+    from opscore_sdk import AgentWorker, Backoff, OpsCore
+
     clients = []
     try:
         for agent in AGENTS:
@@ -210,6 +215,8 @@ def _agents(base_url: str, admin: OpsCore, run: Running) -> Iterator[None]:
 
 def run_demo(base_url: str, admin_key: str, console: Console, deadline_seconds: float = DEADLINE_SECONDS) -> bool:
     """Run the demo against the Ops-Core at `base_url`; True when every session ended as expected."""
+    from opscore_sdk import OpsCore
+
     # The workers log through `opscore_sdk.worker`; the demo's own display says what happens.
     logging.getLogger("opscore_sdk").addHandler(logging.NullHandler())
     logging.getLogger("opscore_sdk").propagate = False
