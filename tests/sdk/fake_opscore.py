@@ -49,6 +49,7 @@ class FakeOpsCore:
         self.quarantine_retry_after: int | None = None
         self.heartbeats_unanswered = False
         self.takes_retryable = True
+        self.refuses_key = False
         self.leases = 0
 
     def client(self) -> OpsCore:
@@ -111,6 +112,8 @@ class FakeOpsCore:
         return _answer(200, {**stored, "timestamp": body["timestamp"][:26] + "Z"})
 
     def _next(self, parts: list[str], body: Any) -> httpx.Response:
+        if self.refuses_key:
+            return _answer(401, error_body("unauthorized"))
         if self.quarantine_retry_after is not None:
             retry = {"Retry-After": str(self.quarantine_retry_after)}
             return _answer(409, error_body("agent_quarantined"), retry)

@@ -4,6 +4,7 @@ The same worker against the local runtime: tests/uat/."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from opscore_sdk import AgentFault, AgentWorker, Backoff, LeaseLost, NotRetryable, TaskContext
+from opscore_sdk import AgentFault, AgentWorker, Backoff, LeaseLost, NotRetryable, TaskContext, WorkerFailed
 from opscore_sdk._task import error_type
 from tests.integration.session_driver import eventually
 from tests.sdk.fake_opscore import SESSION, FakeOpsCore, leased
@@ -341,3 +342,57 @@ def test_an_exception_class_name_the_api_would_refuse_is_made_acceptable() -> No
     assert error_type(ValueError()) == "ValueError"
     assert error_type(type("Bad Thing", (Exception,), {})()) == "Bad_Thing"
     assert error_type(type("Ärger", (Exception,), {})()) == "Error"
+
+
+@pytest.mark.asyncio
+async def test_arun_serves_in_an_event_loop_until_cancelled(fake: FakeOpsCore) -> None:
+    # Given a worker run by asyncio, with an async handler
+    worker = AgentWorker(fake.client(), "agent-1", poll=FAST_POLL)
+
+    @worker.task("web.fetch")
+    async def fetch(task: TaskContext) -> dict[str, Any]:
+        return {"n": task.input["n"]}
+
+    fake.queue.append(leased(1))
+    serving = asyncio.create_task(worker.arun())
+
+    # When its task is done and the program cancels it
+    while task_id(1) not in fake.results:
+        assert not serving.done(), serving
+        await asyncio.sleep(0.01)
+    serving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await serving
+
+    # Then it stopped as run() would: the result reported, the agent offline
+    assert fake.results[task_id(1)]["output"] == {"n": 1}
+    assert worker.stopped
+    assert fake.state_names[-1] == "offline"
+
+
+def test_a_broken_answer_to_a_lease_does_not_stop_the_worker(fake: FakeOpsCore, worker: AgentWorker) -> None:
+    # Given Ops-Core answers one lease with a body that is not a task
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> dict[str, Any]:
+        return {"ok": True}
+
+    fake.queue += [{"not": "a task"}, leased(2)]
+
+    # When the worker leases
+    worker.start()
+
+    # Then it goes on to the next task
+    eventually(lambda: task_id(2) in fake.results, "the next task done", lambda: fake.results)
+    assert worker.leasing
+
+
+def test_run_raises_worker_failed_when_the_worker_stops_on_its_own(fake: FakeOpsCore) -> None:
+    # Given Ops-Core refuses the agent's key when it leases (revoked after it registered)
+    fake.refuses_key = True
+    worker = AgentWorker(fake.client(), "agent-1", poll=FAST_POLL)
+
+    # When it runs, Then run() ends with the reason, and the agent's state says it too
+    with pytest.raises(WorkerFailed, match="refuses to lease tasks to this agent: 401 unauthorized"):
+        worker.run()
+    assert fake.state_names == ["idle", "error"]
+    assert "401 unauthorized" in fake.states[-1]["error"]["message"]

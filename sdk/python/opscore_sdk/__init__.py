@@ -20,7 +20,7 @@ from opscore_sdk.errors import (
     ValidationFailed,
 )
 from opscore_sdk.retry import NO_RETRIES, RetryPolicy
-from opscore_sdk.worker import AgentFault, AgentWorker, Backoff, LeaseLost, NotRetryable, TaskContext
+from opscore_sdk.worker import AgentFault, AgentWorker, Backoff, LeaseLost, NotRetryable, TaskContext, WorkerFailed
 
 __all__ = [
     "NO_RETRIES",
@@ -45,5 +45,6 @@ __all__ = [
     "Throttled",
     "Unauthorized",
     "ValidationFailed",
+    "WorkerFailed",
     "__version__",
 ]

@@ -20,7 +20,7 @@ Stopping (stop(), or SIGINT/SIGTERM under run()) stops leasing, lets running tas
 seconds (those still running then are told their lease is lost, and their results dropped), and reports `offline`.
 A worker whose heartbeats keep failing for want of an answer (`max_heartbeat_failures` in a row) stops taking work,
 gives up the leases it cannot renew, logs why, reports `error` with the reason if Ops-Core hears it, and stops:
-`failure` says why, and a supervisor restarts it.
+`failure` says why, and run() raises WorkerFailed, for a supervisor to restart it.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from opscore_sdk.client import OpsCore
 from opscore_sdk.errors import Forbidden, NotFound, OpsCoreError, Quarantined, Unauthorized, ValidationFailed
 from opscore_sdk.models import LeasedTask
 
-__all__ = ["AgentFault", "AgentWorker", "Backoff", "LeaseLost", "NotRetryable", "TaskContext"]
+__all__ = ["AgentFault", "AgentWorker", "Backoff", "LeaseLost", "NotRetryable", "TaskContext", "WorkerFailed"]
 
 log = logging.getLogger("opscore_sdk.worker")
 
@@ -67,6 +67,11 @@ class Backoff:
     def delay(self, empty_answers: int) -> float:
         ceiling = min(self.maximum, self.initial * self.multiplier ** max(0, empty_answers - 1))
         return ceiling * (0.5 + self.random() / 2)
+
+
+class WorkerFailed(Exception):
+    """Raised by run() and arun() when the worker stopped on its own (its `failure` is the message), so that the
+    process ends in an error and its supervisor restarts it."""
 
 
 @dataclass
@@ -218,8 +223,9 @@ class AgentWorker:
         return self._stop_requested.wait(timeout)
 
     def run(self) -> None:
-        """start(), then serve until SIGINT or SIGTERM (or a failure), then stop(). Signal handlers are installed
-        only when called from the main thread; the previous ones are put back on return."""
+        """start(), then serve until SIGINT or SIGTERM, then stop(); a failure (see `failure`) stops it too, and
+        raises WorkerFailed. Signal handlers are installed only when called from the main thread; the previous ones
+        are put back on return."""
         previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -231,6 +237,8 @@ class AgentWorker:
             self.stop()
             for installed, handler in previous.items():
                 signal.signal(installed, handler)
+        if self.failure is not None:
+            raise WorkerFailed(self.failure)
 
     async def arun(self) -> None:
         """run() for asyncio programs: the worker's threads do the work; the event loop only waits for a signal
@@ -249,6 +257,8 @@ class AgentWorker:
             for signum in installed:
                 loop.remove_signal_handler(signum)
             await asyncio.to_thread(self.stop)
+        if self.failure is not None:
+            raise WorkerFailed(self.failure)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("agent %s: %s received; shutting down", self.agent_id, signal.Signals(signum).name)
@@ -264,7 +274,12 @@ class AgentWorker:
     def _lease_loop(self) -> None:
         empty_answers = 0
         while self._wait_for_slot():
-            task, empty_answers, pause = self._lease(empty_answers)
+            try:
+                task, empty_answers, pause = self._lease(empty_answers)
+            except Exception:
+                # An answer the client could not read (not a task): the leasing thread must not end silently.
+                log.exception("agent %s: leasing failed", self.agent_id)
+                task, empty_answers, pause = None, empty_answers + 1, self._poll.delay(empty_answers + 1)
             if task is not None:
                 self._begin(task)
             elif pause:
