@@ -13,11 +13,16 @@ from tests.conftest import REPO
 DEMO_TIMEOUT_SECONDS = 120  # the demo itself gives up after 55 s of sessions; this only stops a hung process
 
 
-def test_the_demo_runs_every_session_as_expected_and_sums_up_each_agent() -> None:
+def test_the_demo_runs_every_session_as_expected_and_sums_up_each_agent(tmp_path: Path) -> None:
     # Given a checkout, when `opscore demo` runs with nothing else started
     opscore = Path(sys.executable).with_name("opscore")
     finished = subprocess.run(  # noqa: S603 - our own command, fixed arguments
-        [str(opscore), "demo"], cwd=REPO, capture_output=True, text=True, timeout=DEMO_TIMEOUT_SECONDS, check=False
+        [str(opscore), "demo", "--log-file", str(tmp_path / "demo.jsonl")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT_SECONDS,
+        check=False,
     )
 
     # Then it exits 0, having seen every session end as expected

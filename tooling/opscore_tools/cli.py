@@ -287,6 +287,9 @@ def demo(
     template: Annotated[Path, typer.Option(help="The SAM template of the local runtime the demo starts.")] = Path(
         "template.yaml"
     ),
+    log_file: Annotated[
+        Path | None, typer.Option(help="The local runtime's log file (default: .opscore/logs/demo-<time>.jsonl).")
+    ] = None,
 ) -> None:
     """Ops-Core at work in under a minute: three agents on the SDK's worker (different actions, speeds and failure
     rates) and five sessions (a retry, a fallback, a delay), shown live, then each session's outcome and a summary per
@@ -316,7 +319,7 @@ def demo(
             raise typer.Exit(2)
         from opscore_tools.local.server import LocalOpsCore
 
-        log_path = Path(".opscore/logs") / f"demo-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.jsonl"
+        log_path = log_file or Path(".opscore/logs") / f"demo-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.jsonl"
         # The health sweep every second: an expired lease would be noticed within the demo.
         runtime = LocalOpsCore(template, log_path.resolve(), port=0, schedule_seconds=1.0)
         admin = runtime.start(None)
