@@ -18,7 +18,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 # No telemetry from developer machines or CI (they have no network for it anyway).
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help python run test lint typecheck unit integration e2e browser screenshots validate build bench deploy schema sdk-models clean
+.PHONY: help python run demo test lint typecheck unit integration e2e browser screenshots validate build bench deploy schema sdk-models clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ $(SAM_VENV)/.installed: requirements-sam.txt | python
 
 run: $(VENV)/.installed ## install, then serve Ops-Core locally on $(HOST):$(PORT)
 	$(BIN)/opscore local --host $(HOST) --port $(PORT)
+
+demo: $(VENV)/.installed ## three agents on the SDK's worker run five sessions on a local runtime, live (under a minute)
+	$(BIN)/opscore demo
 
 test: lint typecheck validate ## every check: ruff, xenon, mypy, sam validate --lint, pytest
 	$(BIN)/pytest

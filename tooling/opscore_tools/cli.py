@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from opscore_tools.fleet import agent_command, agents_command
 from opscore_tools.logs.command import logs as logs_command
-from opscore_tools.target import ApiRegionOption, ApiStackOption, KeyOption, UrlOption
+from opscore_tools.target import ApiRegionOption, ApiStackOption, KeyOption, UrlOption, target_or_exit
 
 if TYPE_CHECKING:
     from opscore.keys.service import ApiKeys
@@ -344,6 +344,57 @@ def trace(  # noqa: PLR0917 - a command's options are its parameters
     out = Out(highlight=False)
     # Piped or redirected, the waterfall keeps its width instead of rich's 80 columns (and has no colour).
     render(answer, out if out.is_terminal else Out(highlight=False, width=200))
+
+
+@app.command()
+def demo(
+    url: UrlOption = None,
+    key: KeyOption = None,
+    template: Annotated[Path, typer.Option(help="The SAM template of the local runtime the demo starts.")] = Path(
+        "template.yaml"
+    ),
+    log_file: Annotated[
+        Path | None, typer.Option(help="The local runtime's log file (default: .opscore/logs/demo-<time>.jsonl).")
+    ] = None,
+) -> None:
+    """Ops-Core at work in under a minute: three agents on the SDK's worker (different actions, speeds and failure
+    rates) and five sessions (a retry, a fallback, a delay), shown live, then each session's outcome and a summary per
+    agent. Exits 0 only if every session ended as expected.
+
+    Starts a local runtime of its own (logs under .opscore/logs/) unless --url (or $OPSCORE_URL) names an Ops-Core,
+    with an admin --key.
+    """
+    from opscore_tools.demo import run_demo
+
+    try:
+        import opscore_sdk  # noqa: F401 - the demo's agents run on it
+    except ImportError:
+        console.print("[red]error:[/] the demo needs the Python SDK: pip install ./sdk/python (make installs it)")
+        raise typer.Exit(2) from None
+    out = Console(highlight=False)
+    if not out.is_terminal:
+        out = Console(highlight=False, width=160)  # piped: whole lines, not wrapped at 80 columns
+    if url or os.environ.get("OPSCORE_URL"):
+        target = target_or_exit(url, key)
+        ok = run_demo(target.base_url, target.api_key, out)
+    else:
+        if not template.is_file():
+            console.print(
+                f"[red]error:[/] no SAM template at {template} (run from the Ops-Core checkout, or pass --url)"
+            )
+            raise typer.Exit(2)
+        from opscore_tools.local.server import LocalOpsCore
+
+        log_path = log_file or Path(".opscore/logs") / f"demo-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.jsonl"
+        # The health sweep every second: an expired lease would be noticed within the demo.
+        runtime = LocalOpsCore(template, log_path.resolve(), port=0, schedule_seconds=1.0)
+        admin = runtime.start(None)
+        out.print(f"Ops-Core local runtime on {runtime.url}/v1/opscore (logs: {runtime.sink.path})")
+        try:
+            ok = run_demo(f"{runtime.url}/v1/opscore", admin.value, out)
+        finally:
+            runtime.stop()
+    raise typer.Exit(0 if ok else 1)
 
 
 def main() -> None:

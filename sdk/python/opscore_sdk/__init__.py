@@ -1,5 +1,6 @@
 """Ops-Core's Python SDK: `OpsCore` and `AsyncOpsCore` (typed clients of the REST API), their exceptions and retry
-policy, and `opscore_sdk.webhook` for agents that take their tasks by webhook."""
+policy, `AgentWorker` (an agent's lease, heartbeat and report loop around its handlers), and `opscore_sdk.webhook` for
+agents that take their tasks by webhook."""
 
 __version__ = "0.1.0"
 
@@ -19,23 +20,31 @@ from opscore_sdk.errors import (
     ValidationFailed,
 )
 from opscore_sdk.retry import NO_RETRIES, RetryPolicy
+from opscore_sdk.worker import AgentFault, AgentWorker, Backoff, LeaseLost, NotRetryable, TaskContext, WorkerFailed
 
 __all__ = [
     "NO_RETRIES",
+    "AgentFault",
+    "AgentWorker",
     "AsyncOpsCore",
+    "Backoff",
     "Conflict",
     "ConnectionFailed",
     "FieldDetail",
     "Forbidden",
+    "LeaseLost",
     "NotFound",
+    "NotRetryable",
     "OpsCore",
     "OpsCoreError",
     "Quarantined",
     "RetryPolicy",
     "ServerError",
     "StaleState",
+    "TaskContext",
     "Throttled",
     "Unauthorized",
     "ValidationFailed",
+    "WorkerFailed",
     "__version__",
 ]

@@ -1,0 +1,398 @@
+"""AgentWorker against an Ops-Core in memory (tests/sdk/fake_opscore.py): what it registers and reports, how it
+leases, heartbeats, reports results and failures, gives up leases it lost or cannot renew, and shuts down.
+The same worker against the local runtime: tests/uat/."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from opscore_sdk import AgentFault, AgentWorker, Backoff, LeaseLost, NotRetryable, TaskContext, WorkerFailed
+from opscore_sdk._task import error_type
+from tests.integration.session_driver import eventually
+from tests.sdk.fake_opscore import SESSION, FakeOpsCore, leased
+
+FAST_POLL = Backoff(initial=0.001, maximum=0.01)
+
+
+def task_id(number: int) -> str:
+    return f"{SESSION}-{number:03d}"
+
+
+class BadInput(NotRetryable):
+    pass
+
+
+@pytest.fixture
+def fake() -> FakeOpsCore:
+    return FakeOpsCore()
+
+
+@pytest.fixture
+def worker(fake: FakeOpsCore) -> Iterator[AgentWorker]:
+    worker = AgentWorker(fake.client(), "agent-1", max_concurrency=2, poll=FAST_POLL, drain_timeout=5)
+    yield worker
+    worker.stop(drain_timeout=0)
+
+
+def test_it_registers_its_handlers_reports_idle_busy_idle_and_offline_on_stop(
+    fake: FakeOpsCore, worker: AgentWorker
+) -> None:
+    # Given a worker with two handlers, one async
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> dict[str, Any]:
+        return {"fetched": task.input["n"], "attempt": task.attempt, "session": task.session_id}
+
+    @worker.task("text.summarise")
+    async def summarise(task: TaskContext) -> dict[str, Any]:
+        return {"summary": task.action}
+
+    fake.queue += [leased(1, attempt=2), leased(2, "text.summarise")]
+
+    # When it starts and the queue empties
+    worker.start()
+    eventually(lambda: len(fake.results) == 2, "both results", lambda: fake.results)
+    eventually(lambda: fake.state_names[-1:] == ["idle"], "idle again", lambda: fake.state_names)
+    worker.stop()
+
+    # Then it registered the actions it handles, with its concurrency
+    assert fake.registrations == [
+        {"name": "agent-1", "capabilities": ["text.summarise", "web.fetch"], "max_concurrency": 2}
+    ]
+    # and each result names its attempt and carries the handler's output
+    assert fake.results[task_id(1)] == {
+        "status": "succeeded",
+        "attempt": 2,
+        "output": {"fetched": 1, "attempt": 2, "session": SESSION},
+    }
+    assert fake.results[task_id(2)] == {"status": "succeeded", "attempt": 1, "output": {"summary": "text.summarise"}}
+    # and its states were changes only, idle first and offline last, each stamped later than the one before
+    names = fake.state_names
+    assert names[0] == "idle"
+    assert names[-1] == "offline"
+    assert "busy" in names
+    assert all(first != second for first, second in itertools.pairwise(names))
+    stamps = [state["timestamp"] for state in fake.states]
+    assert stamps == sorted(set(stamps))
+
+
+def test_an_exception_fails_the_attempt_with_its_type_and_message_and_not_retryable_says_so(
+    fake: FakeOpsCore, worker: AgentWorker
+) -> None:
+    # Given handlers that raise, one an exception not worth retrying, one the agent's own fault
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> None:
+        if task.input["n"] == 1:
+            raise TimeoutError("upstream took too long")
+        if task.input["n"] == 2:
+            raise BadInput("the url is not a url")
+        raise AgentFault("the browser crashed")
+
+    fake.queue += [leased(1), leased(2), leased(3)]
+
+    # When the worker runs them
+    worker.start()
+    eventually(lambda: len(fake.results) == 3, "three results", lambda: fake.results)
+
+    # Then each failure names the exception's class and message; only the NotRetryable one says not to retry
+    assert fake.results[task_id(1)] == {
+        "status": "failed",
+        "attempt": 1,
+        "error": {"type": "TimeoutError", "message": "upstream took too long"},
+    }
+    assert fake.results[task_id(2)]["error"] == {
+        "type": "BadInput",
+        "message": "the url is not a url",
+        "retryable": False,
+    }
+    # and an AgentFault says the agent is at fault
+    assert fake.results[task_id(3)]["error"] == {
+        "type": "AgentFault",
+        "message": "the browser crashed",
+        "fault": "agent",
+    }
+
+
+def test_an_ops_core_without_retryable_still_gets_the_failure(fake: FakeOpsCore, worker: AgentWorker) -> None:
+    # Given an Ops-Core that refuses the `retryable` field
+    fake.takes_retryable = False
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> None:
+        raise NotRetryable("no")
+
+    fake.queue.append(leased(1))
+
+    # When a handler raises NotRetryable
+    worker.start()
+
+    # Then the failure is reported without the field
+    eventually(lambda: task_id(1) in fake.results, "the result", lambda: fake.results)
+    assert fake.results[task_id(1)]["error"] == {"type": "NotRetryable", "message": "no"}
+
+
+def test_it_never_runs_more_than_max_concurrency_tasks_at_once(fake: FakeOpsCore, worker: AgentWorker) -> None:
+    # Given three tasks whose handlers wait to be released
+    release = threading.Event()
+    started: list[str] = []
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> None:
+        started.append(task.task_id)
+        release.wait()
+
+    fake.queue += [leased(1), leased(2), leased(3)]
+
+    # When the worker (two slots) runs
+    worker.start()
+    eventually(lambda: len(started) == 2, "two tasks running", lambda: started)
+
+    # Then the third waits in the queue until a slot frees, and all three complete
+    assert len(fake.queue) == 1
+    assert worker.running == 2
+    release.set()
+    eventually(lambda: len(fake.results) == 3, "three results", lambda: fake.results)
+    assert fake.leases == 3
+
+
+def test_a_lost_lease_tells_the_handler_and_its_result_is_dropped(fake: FakeOpsCore, worker: AgentWorker) -> None:
+    # Given a handler that works until its lease is lost, on a task heartbeating every second
+    stopped_by: list[str] = []
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> dict[str, Any]:
+        try:
+            while not task.lease_lost.wait(0.01):
+                pass
+            task.raise_if_lost()
+        except LeaseLost as lost:
+            stopped_by.append(str(lost))
+        return {"late": True}
+
+    fake.queue.append(leased(1, heartbeat_seconds=1))
+    worker.start()
+    eventually(lambda: task_id(1) in fake.heartbeats, "a heartbeat", lambda: fake.heartbeats)
+
+    # When Ops-Core ends the lease (the session was cancelled, or the lease expired)
+    with fake.lock:
+        fake.lost.add(task_id(1))
+
+    # Then the handler is told, its result is not reported, and the worker goes on
+    eventually(lambda: bool(stopped_by), "the handler told", lambda: stopped_by)
+    assert "task_not_open" in stopped_by[0]
+    eventually(lambda: worker.running == 0, "the slot freed", lambda: worker.running)
+    assert fake.results == {}
+    assert worker.failure is None
+
+
+def test_heartbeats_that_keep_failing_stop_the_worker_and_it_says_why(fake: FakeOpsCore) -> None:
+    # Given a worker whose heartbeats get no answer
+    worker = AgentWorker(fake.client(), "agent-1", poll=FAST_POLL, max_heartbeat_failures=2, drain_timeout=5)
+    told: list[str] = []
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> dict[str, Any]:
+        task.lease_lost.wait()
+        told.append(task.lost_reason or "")
+        return {"late": True}
+
+    fake.queue += [leased(1, heartbeat_seconds=1), leased(2)]
+    fake.heartbeats_unanswered = True
+
+    # When it runs a task
+    worker.start()
+
+    # Then it gives up: the handler is told, no result is reported, no more work is taken, and `error` says why
+    assert worker.wait(timeout=30), "the worker never gave up"
+    eventually(lambda: bool(told), "the handler told", lambda: told)
+    worker.stop()
+    assert "2 heartbeats in a row got no answer" in (worker.failure or "")
+    assert "gave up its leases" in told[0]
+    assert fake.results == {}
+    assert fake.leases == 1
+    assert fake.state_names[-1] == "error"
+    assert "heartbeats in a row" in fake.states[-1]["error"]["message"]
+
+
+def test_stop_lets_running_tasks_finish_and_leases_nothing_more(fake: FakeOpsCore, worker: AgentWorker) -> None:
+    # Given a task running
+    running = threading.Event()
+    release = threading.Event()
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> dict[str, Any]:
+        running.set()
+        release.wait()
+        return {"done": True}
+
+    fake.queue.append(leased(1))
+    worker.start()
+    assert running.wait(30)
+
+    # When the worker is stopped, another task is queued, and the running one finishes during the drain
+    stopping = threading.Thread(target=worker.stop)
+    stopping.start()
+    eventually(lambda: not worker.leasing, "leasing stopped")
+    with fake.lock:
+        fake.queue.append(leased(2))
+    release.set()
+    stopping.join()
+
+    # Then its result is reported, the queued one was never leased, and the agent is offline
+    assert fake.results[task_id(1)]["output"] == {"done": True}
+    assert fake.leases == 1
+    assert fake.state_names[-1] == "offline"
+
+
+def test_a_task_still_running_after_the_drain_timeout_is_told_and_its_result_dropped(
+    fake: FakeOpsCore, worker: AgentWorker
+) -> None:
+    # Given a handler that runs until its lease is lost
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> dict[str, Any]:
+        task.lease_lost.wait()
+        return {"late": True}
+
+    fake.queue.append(leased(1))
+    worker.start()
+    eventually(lambda: worker.running == 1, "the task running")
+
+    # When the worker stops with no time to drain
+    worker.stop(drain_timeout=0)
+
+    # Then the result is dropped and the agent is offline
+    eventually(lambda: worker.running == 0, "the handler ended")
+    assert fake.results == {}
+    assert fake.state_names[-1] == "offline"
+
+
+def test_a_quarantined_agent_waits_the_retry_after_it_is_told(
+    fake: FakeOpsCore, worker: AgentWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given Ops-Core answers that the agent is quarantined for an hour
+    fake.quarantine_retry_after = 3600
+    caplog.set_level(logging.INFO, logger="opscore_sdk.worker")
+
+    # When the worker starts
+    worker.start()
+    eventually(lambda: "quarantined" in caplog.text, "the quarantine logged", lambda: caplog.text)
+    worker.stop()
+
+    # Then it asked once and would have waited the hour (stop cut the wait short)
+    assert "agent agent-1 is quarantined; asking again in 3600 s" in caplog.text
+    assert fake.leases == 0
+    assert fake.state_names == ["idle", "offline"]
+
+
+def test_run_stops_gracefully_on_sigterm(fake: FakeOpsCore) -> None:
+    # Given a worker running in the main thread
+    worker = AgentWorker(fake.client(), "agent-1", poll=FAST_POLL)
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminate_once_idle() -> None:
+        eventually(lambda: fake.state_names[:1] == ["idle"], "the worker started", lambda: fake.state_names)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    # When SIGTERM arrives
+    threading.Thread(target=terminate_once_idle).start()
+    worker.run()
+
+    # Then run returns, the agent is offline, and the previous handler is back
+    assert fake.state_names[-1] == "offline"
+    assert worker.stopped
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_handler_must_answer_a_mapping_and_a_second_handler_for_an_action_is_refused(
+    fake: FakeOpsCore, worker: AgentWorker
+) -> None:
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> Any:
+        return ["not", "a", "mapping"]
+
+    with pytest.raises(ValueError, match="already registered"):
+        worker.task("web.fetch")(fetch)
+
+    fake.queue.append(leased(1))
+    worker.start()
+    eventually(lambda: task_id(1) in fake.results, "the result", lambda: fake.results)
+    assert fake.results[task_id(1)]["error"]["type"] == "TypeError"
+    assert "returned list" in fake.results[task_id(1)]["error"]["message"]
+
+
+def test_backoff_grows_to_its_maximum_with_jitter() -> None:
+    low = Backoff(initial=0.5, maximum=4.0, random=lambda: 0.0)
+    high = Backoff(initial=0.5, maximum=4.0, random=lambda: 1.0)
+
+    assert [high.delay(n) for n in (1, 2, 3, 4, 5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+    assert [low.delay(n) for n in (1, 4)] == [0.25, 2.0]
+    with pytest.raises(ValueError, match="initial"):
+        Backoff(initial=0)
+
+
+def test_an_exception_class_name_the_api_would_refuse_is_made_acceptable() -> None:
+    assert error_type(ValueError()) == "ValueError"
+    assert error_type(type("Bad Thing", (Exception,), {})()) == "Bad_Thing"
+    assert error_type(type("Ärger", (Exception,), {})()) == "Error"
+
+
+@pytest.mark.asyncio
+async def test_arun_serves_in_an_event_loop_until_cancelled(fake: FakeOpsCore) -> None:
+    # Given a worker run by asyncio, with an async handler
+    worker = AgentWorker(fake.client(), "agent-1", poll=FAST_POLL)
+
+    @worker.task("web.fetch")
+    async def fetch(task: TaskContext) -> dict[str, Any]:
+        return {"n": task.input["n"]}
+
+    fake.queue.append(leased(1))
+    serving = asyncio.create_task(worker.arun())
+
+    # When its task is done and the program cancels it
+    while task_id(1) not in fake.results:
+        assert not serving.done(), serving
+        await asyncio.sleep(0.01)
+    serving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await serving
+
+    # Then it stopped as run() would: the result reported, the agent offline
+    assert fake.results[task_id(1)]["output"] == {"n": 1}
+    assert worker.stopped
+    assert fake.state_names[-1] == "offline"
+
+
+def test_a_broken_answer_to_a_lease_does_not_stop_the_worker(fake: FakeOpsCore, worker: AgentWorker) -> None:
+    # Given Ops-Core answers one lease with a body that is not a task
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> dict[str, Any]:
+        return {"ok": True}
+
+    fake.queue += [{"not": "a task"}, leased(2)]
+
+    # When the worker leases
+    worker.start()
+
+    # Then it goes on to the next task
+    eventually(lambda: task_id(2) in fake.results, "the next task done", lambda: fake.results)
+    assert worker.leasing
+
+
+def test_run_raises_worker_failed_when_the_worker_stops_on_its_own(fake: FakeOpsCore) -> None:
+    # Given Ops-Core refuses the agent's key when it leases (revoked after it registered)
+    fake.refuses_key = True
+    worker = AgentWorker(fake.client(), "agent-1", poll=FAST_POLL)
+
+    # When it runs, Then run() ends with the reason, and the agent's state says it too
+    with pytest.raises(WorkerFailed, match="refuses to lease tasks to this agent: 401 unauthorized"):
+        worker.run()
+    assert fake.state_names == ["idle", "error"]
+    assert "401 unauthorized" in fake.states[-1]["error"]["message"]
