@@ -202,11 +202,6 @@ class CardDeclined(NotRetryable):
     pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the engine's `retryable: false` (a failed result's error; the runner skips the retries): until then "
-    "Ops-Core refuses the field, the worker reports the failure without it, and the task is retried",
-)
 def test_a_failure_not_worth_retrying_goes_straight_to_its_fallback(new_agent: NewAgent, admin: OpsCore) -> None:
     # Given a charge that may be retried twice, with a refund as its fallback, and a card that is declined
     agent = new_agent()
