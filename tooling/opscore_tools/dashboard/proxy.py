@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from opscore_tools.dashboard.web import Dashboard, Reply
 from opscore_tools.logs.sources import LogSource
+from opscore_tools.request_body import length_or_refuse
 from opscore_tools.target import API_BASE_PATH
 
 FORWARD_TIMEOUT_SECONDS = 30
@@ -97,7 +98,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
+        length = length_or_refuse(self)
+        if length is None:
+            return
         if Dashboard.owns(parts.path):
             if length:
                 self.close_connection = True  # the dashboard takes no body: answer and close rather than read one
