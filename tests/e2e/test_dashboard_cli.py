@@ -139,6 +139,23 @@ def test_its_log_view_reads_the_log_file_for_admin_keys_only(dashboard: Served, 
     assert (status, json.loads(body)["error"]["code"]) == (400, "validation_error")
 
 
+def test_with_url_alone_the_log_view_says_it_has_no_source_rather_than_read_this_checkouts_logs(
+    local_ops_core: LocalProcess | None, api: Api
+) -> None:
+    if local_ops_core is None:
+        pytest.skip("the dashboard is started in front of the local runtime")
+    # given opscore dashboard in front of an API by --url, with no --log-file
+    served = start_dashboard("--url", local_ops_core.base_url)
+    try:
+        # when an admin reads the log view: a 503 saying what to pass, not another runtime's lines
+        status, _, body = fetch(served.url + "/ui/api/logs?since=5m", api.admin_key)
+        error = json.loads(body)["error"]
+        assert (status, error["code"]) == (503, "logs_unavailable"), body
+        assert error["message"] == "no log source for --url: pass --log-file or --stack"
+    finally:
+        assert served.stop() == 0
+
+
 def test_the_local_runtime_serves_the_dashboard_and_its_log_view_to_admin_keys_only(
     local_ops_core: LocalProcess | None, api: Api
 ) -> None:

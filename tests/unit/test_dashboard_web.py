@@ -146,3 +146,21 @@ def test_the_filters_are_the_commands_and_a_bad_one_is_named() -> None:
     ):
         with pytest.raises(UsageError, match=named.replace("(", r"\(")):
             log_query_of(bad, NOW)
+
+
+def test_the_log_source_is_built_once_and_the_follow_interval_is_the_servers() -> None:
+    # given a source whose building is counted (a stack's finds its log groups when built)
+    built: list[Lines] = []
+
+    def build() -> Lines:
+        built.append(Lines(record("a1", "INFO", "task_queued", "task queued", "2026-12-01T09:59:00+00:00")))
+        return built[-1]
+
+    dashboard = Dashboard(build, Api(), follow_seconds=15.0)
+
+    # when the log view polls three times: one source, three reads, and the pace the server set
+    for _ in range(3):
+        status, body = logs(dashboard, "admin-key")
+        assert (status, body["follow_seconds"]) == (200, 15.0)
+    assert len(built) == 1
+    assert len(built[0].queries) == 3

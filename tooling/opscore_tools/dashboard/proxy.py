@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from opscore_tools.dashboard.web import Dashboard, Reply
+from opscore_tools.dashboard.web import FOLLOW_SECONDS, Dashboard, Reply
 from opscore_tools.logs.sources import LogSource
 from opscore_tools.request_body import length_or_refuse
 from opscore_tools.target import API_BASE_PATH
@@ -58,9 +58,16 @@ def _kept(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
 class DashboardServer:
     """The dashboard and the forwarding, served in the background on host:port (0 picks a free port)."""
 
-    def __init__(self, api_url: str, log_source: Callable[[], LogSource], host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        api_url: str,
+        log_source: Callable[[], LogSource],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        follow_seconds: float = FOLLOW_SECONDS,
+    ):
         self.upstream = Upstream(api_url)
-        self._dashboard = Dashboard(log_source, self.upstream.admin_status)
+        self._dashboard = Dashboard(log_source, self.upstream.admin_status, follow_seconds=follow_seconds)
         self._server = ThreadingHTTPServer((host, port), _handler_class(self._dashboard, self.upstream))
         self._server.daemon_threads = True
         self._host = host

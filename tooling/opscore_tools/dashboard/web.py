@@ -28,6 +28,8 @@ LOGS_PATH = "/ui/api/logs"
 MAX_LOG_LIMIT = 2000
 DEFAULT_LOG_LIMIT = 300
 VERDICT_SECONDS = 60.0
+FOLLOW_SECONDS = 2.0  # how often the log view re-reads in follow mode
+STACK_FOLLOW_SECONDS = 15.0  # on a stack each re-read is a Logs Insights query over the window, billed by the scan
 # Repeatable filters: the query parameter and the LogQuery field it fills.
 LIST_FILTERS = (
     ("agent", "agents"),
@@ -63,8 +65,13 @@ class Dashboard:
         admin_status: AdminCheck,
         *,
         clock: Callable[[], float] = time.monotonic,
+        follow_seconds: float = FOLLOW_SECONDS,
     ) -> None:
         self._log_source = log_source
+        # Built once and kept: a stack's source finds its log groups (a CloudFormation read) when first asked.
+        self._source: LogSource | None = None
+        self._source_lock = threading.Lock()
+        self._follow_seconds = follow_seconds
         self._admin_status = admin_status
         self._clock = clock
         # The API's verdict on a key, by its SHA-256, for a minute: the log view polls every few seconds, and each
@@ -113,6 +120,13 @@ class Dashboard:
                 self._verdicts[digest] = (status, now + VERDICT_SECONDS)
         return status
 
+    def _built_source(self) -> LogSource:
+        """The log source, built at the first read that can build it (a SourceError is not kept: asked again)."""
+        with self._source_lock:
+            if self._source is None:
+                self._source = self._log_source()
+            return self._source
+
     def _logs(self, key: str, query: list[tuple[str, str]]) -> Reply:
         refused = self._refusal(key)
         if refused is not None:
@@ -122,7 +136,7 @@ class Dashboard:
         except UsageError as error:
             return _error(400, "validation_error", str(error))
         try:
-            source = self._log_source()
+            source = self._built_source()
             found = source.find(log_query)
         except SourceError as error:
             return _error(503, "logs_unavailable", str(error))
@@ -131,6 +145,7 @@ class Dashboard:
             "matched": found.matched,
             "notes": list(found.notes),
             "lines": [line_json(line) for line in found.lines],
+            "follow_seconds": self._follow_seconds,
         }
         return Reply(200, json.dumps(body).encode(), {"Content-Type": "application/json", **_NO_STORE})
 
