@@ -1,8 +1,8 @@
 // Fleet: every agent (GET /agents, every page) with its state, last contact, queue and quarantine; filter by state,
 // sort by any column. Filters live in the URL: #/fleet?state=busy&sort=last_seen&dir=desc.
 
-import { all, enc } from "./api.js";
-import { h, put, ago, badge, empty, localTime } from "./dom.js";
+import { all, enc, isFinal } from "./api.js";
+import { h, put, ago, badge, empty, localTime, refusal } from "./dom.js";
 
 const STATES = ["initializing", "idle", "busy", "paused", "error", "offline"];
 const COLUMNS = [
@@ -76,5 +76,9 @@ export function mount(root, { params, navigate }) {
       h("tbody", {}, items.map(row)))));
   }
 
-  return { refresh, every: () => REFRESH_MS };
+  function failed(error) {
+    if (isFinal(error)) put(body, refusal(error));
+  }
+
+  return { refresh, failed, every: () => REFRESH_MS };
 }
