@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from opscore_tools.dashboard.proxy import Upstream
 from tests.conftest import REPO
 from tests.e2e.conftest import Api, LocalProcess
 from tests.e2e.test_local_cli import run_cli
@@ -121,6 +122,26 @@ def test_the_dashboard_is_served_and_the_api_forwarded_on_one_origin(dashboard: 
     status, _, body = fetch(dashboard.url + f"/v1/opscore/agent/{agent_id}", agent_key, "PUT", {"name": "forwarded"})
     assert status == 201, body
     assert api.request("GET", f"/agent/{agent_id}", key=agent_key).body["name"] == "forwarded"
+
+
+def test_it_answers_only_to_its_own_host_names(dashboard: Served, api: Api) -> None:
+    # given a request from a page whose name resolves to 127.0.0.1 (DNS rebinding): refused, naming the Host
+    port = urlsplit(dashboard.url).port
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        dashboard.url + "/v1/opscore/agents", headers={"Host": f"attacker.example:{port}", "X-API-Key": api.admin_key}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)  # noqa: S310 - loopback
+    assert refused.value.code == 403
+    assert "Host" in json.loads(refused.value.read())["error"]["message"]
+
+    # and by its own names, it answers
+    for name in ("127.0.0.1", "localhost"):
+        request = urllib.request.Request(  # noqa: S310 - loopback
+            dashboard.url + "/v1/opscore/agents?limit=1", headers={"Host": f"{name}:{port}", "X-API-Key": api.admin_key}
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback
+            assert answer.status == 200, name
 
 
 def test_its_log_view_reads_the_log_file_for_admin_keys_only(dashboard: Served, api: Api) -> None:
@@ -230,7 +251,7 @@ def test_a_body_length_that_cannot_be_trusted_is_refused_and_the_connection_clos
 ) -> None:
     # given either server, and a request whose body's length cannot be known from its headers
     origin = dashboard.url if server == "opscore dashboard" else local_ops_core.base_url.removesuffix("/v1/opscore")
-    head = b"POST /v1/opscore/keys HTTP/1.1\r\nHost: x\r\n" + length_headers
+    head = b"POST /v1/opscore/keys HTTP/1.1\r\nHost: 127.0.0.1\r\n" + length_headers
     request = head + b"\r\n{}\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n"
 
     # when it is sent: a clear 4xx naming the header, and nothing after it is read as another request
@@ -239,3 +260,33 @@ def test_a_body_length_that_cannot_be_trusted_is_refused_and_the_connection_clos
     assert code in answer, answer
     assert b"Content-Length" in answer, answer
     assert after == b"", "the connection is closed after the refusal"
+
+
+@pytest.fixture
+def hangs_up() -> Iterator[str]:
+    """An 'API' on loopback that reads each request and closes the connection without a word."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                connection.recv(65536)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1/opscore"
+    listener.close()
+
+
+def test_an_api_that_hangs_up_is_a_502_naming_it(hangs_up: str) -> None:
+    # when a request is forwarded to an API that closes the connection instead of answering
+    reply = Upstream(hangs_up).forward("GET", "/v1/opscore/agents", "", {"X-API-Key": "k"}, None)
+
+    # then the browser gets a 502 in the API's error envelope, saying what happened
+    assert reply.status == 502
+    error = json.loads(reply.body)["error"]
+    assert error["code"] == "bad_gateway"
+    assert error["message"].startswith(f"cannot reach {hangs_up}: RemoteDisconnected")

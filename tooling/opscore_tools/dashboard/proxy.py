@@ -7,6 +7,8 @@ and the key goes nowhere but to the API. Nothing is stored: each request carries
 
 from __future__ import annotations
 
+import http.client
+import json
 import threading
 import urllib.error
 import urllib.request
@@ -41,10 +43,16 @@ class Upstream:
                 return Reply(answer.status, answer.read(), _kept(answer.headers.items()))
         except urllib.error.HTTPError as error:
             return Reply(error.code, error.read(), _kept(error.headers.items()))
-        except (urllib.error.URLError, TimeoutError) as error:
-            reason = getattr(error, "reason", error)
-            message = f'{{"error": {{"code": "bad_gateway", "message": "cannot reach {self.base_url}: {reason}"}}}}'
-            return Reply(502, message.encode(), {"Content-Type": "application/json"})
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+            # Unreachable, timed out, or the API hung up mid-answer (RemoteDisconnected, IncompleteRead).
+            reason = getattr(error, "reason", None) or error.__class__.__name__ + (f": {error}" if str(error) else "")
+            return Reply(
+                502,
+                json.dumps(
+                    {"error": {"code": "bad_gateway", "message": f"cannot reach {self.base_url}: {reason}"}}
+                ).encode(),
+                {"Content-Type": "application/json"},
+            )
 
     def admin_status(self, key: str) -> int:
         """The API's answer to the key on GET /agents (admin only): 200 for an admin key, 403 for an agent's."""
@@ -68,7 +76,7 @@ class DashboardServer:
     ):
         self.upstream = Upstream(api_url)
         self._dashboard = Dashboard(log_source, self.upstream.admin_status, follow_seconds=follow_seconds)
-        self._server = ThreadingHTTPServer((host, port), _handler_class(self._dashboard, self.upstream))
+        self._server = ThreadingHTTPServer((host, port), _handler_class(self._dashboard, self.upstream, host))
         self._server.daemon_threads = True
         self._host = host
         self._thread: threading.Thread | None = None
@@ -88,8 +96,9 @@ class DashboardServer:
             self._thread.join()
 
 
-def _handler_class(dashboard: Dashboard, upstream: Upstream) -> type[BaseHTTPRequestHandler]:
-    return type("Handler", (_Handler,), {"dashboard": dashboard, "upstream": upstream})
+def _handler_class(dashboard: Dashboard, upstream: Upstream, host: str) -> type[BaseHTTPRequestHandler]:
+    hosts = frozenset({"127.0.0.1", "localhost", host.lower()})
+    return type("Handler", (_Handler,), {"dashboard": dashboard, "upstream": upstream, "hosts": hosts})
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -97,6 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "opscore-dashboard"
     dashboard: Dashboard
     upstream: Upstream
+    hosts: frozenset[str]  # the names the browser may call this server by
 
     def do_GET(self) -> None:
         self._serve()
@@ -105,6 +115,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         parts = urlsplit(self.path)
+        if not self._host_is_ours():
+            # A page of another site whose name resolves to 127.0.0.1 (DNS rebinding) must not reach the API from here.
+            self.close_connection = True
+            message = f"the dashboard answers only to {', '.join(sorted(self.hosts))} as its Host"
+            body = json.dumps({"error": {"code": "forbidden", "message": message}}).encode()
+            self._send(Reply(403, body, {"Content-Type": "application/json"}))
+            return
         length = length_or_refuse(self)
         if length is None:
             return
@@ -120,6 +137,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             body = b'{"error": {"code": "not_found", "message": "the dashboard is at /ui/"}}'
             self._send(Reply(404, body, {"Content-Type": "application/json"}))
+
+    def _host_is_ours(self) -> bool:
+        host = (self.headers.get("Host") or "").strip().lower()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return name in self.hosts
 
     def _forward(self, path: str, query: str, length: int) -> None:
         if length > MAX_BODY_BYTES:

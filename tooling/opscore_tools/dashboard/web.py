@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import mimetypes
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -134,7 +135,7 @@ class Dashboard:
         try:
             log_query = log_query_of(query, datetime.now(UTC))
         except UsageError as error:
-            return _error(400, "validation_error", str(error))
+            return _error(400, "validation_error", as_parameters(str(error)))
         try:
             source = self._built_source()
             found = source.find(log_query)
@@ -172,6 +173,12 @@ def log_query_of(query: list[tuple[str, str]], now: datetime) -> LogQuery:
         grep=single.get("grep"),
         limit=int(limit_text),
     )
+
+
+def as_parameters(message: str) -> str:
+    """A message of `opscore logs` for the URL it came from: its options (--error-type) named as the query string's
+    parameters (error_type)."""
+    return re.sub(r"--([a-z][a-z-]*)", lambda option: option.group(1).replace("-", "_"), message)
 
 
 def line_json(line: LogLine) -> dict[str, Any]:
