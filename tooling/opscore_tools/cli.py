@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import threading
 from datetime import UTC, datetime
@@ -155,9 +156,11 @@ def dashboard(
         console.print(f"[red]error:[/] {escape(error.message)}")
         raise typer.Exit(error.exit_code) from None
 
-    log_source, follow_seconds = _dashboard_logs(url, stack, region, log_file)
+    log_source, follow_seconds, source_flags = _dashboard_logs(url, stack, region, log_file)
     try:
-        server = DashboardServer(api_url, log_source, port=port, follow_seconds=follow_seconds)
+        server = DashboardServer(
+            api_url, log_source, port=port, follow_seconds=follow_seconds, source_flags=source_flags
+        )
     except OSError as error:
         console.print(f"[red]error:[/] cannot listen on 127.0.0.1:{port}: {error.strerror}")
         raise typer.Exit(1) from None
@@ -173,8 +176,9 @@ def dashboard(
 
 def _dashboard_logs(
     url: str | None, stack: str | None, region: str | None, log_file: Path | None
-) -> tuple[Callable[[], LogSource], float]:
-    """What the dashboard's log view reads (built at its first read), and how often its follow mode re-reads."""
+) -> tuple[Callable[[], LogSource], float, str]:
+    """What the dashboard's log view reads (built at its first read), how often its follow mode re-reads, and the
+    options `opscore logs` needs to read the same (shown with the view's empty state)."""
     from opscore_tools.dashboard.web import FOLLOW_SECONDS, STACK_FOLLOW_SECONDS
     from opscore_tools.logs.local_file import LocalFile, default_log_file
     from opscore_tools.logs.sources import SourceError
@@ -190,8 +194,13 @@ def _dashboard_logs(
             raise SourceError("no log source for --url: pass --log-file or --stack")
         return LocalFile(default_log_file())
 
-    # Each re-read of a stack's logs is a Logs Insights query over the view's window: follow it slowly.
-    return log_source, STACK_FOLLOW_SECONDS if stack is not None and log_file is None else FOLLOW_SECONDS
+    if log_file is not None:
+        return log_source, FOLLOW_SECONDS, f"--file {shlex.quote(str(log_file))}"
+    if stack is not None:
+        # Each re-read of a stack's logs is a Logs Insights query over the view's window: follow it slowly.
+        flags = f"--stack {shlex.quote(stack)}" + (f" --region {shlex.quote(region)}" if region else "")
+        return log_source, STACK_FOLLOW_SECONDS, flags
+    return log_source, FOLLOW_SECONDS, ""
 
 
 # What `opscore asl` writes in place of the stack's ARNs, named as CloudFormation's substitutions name them.

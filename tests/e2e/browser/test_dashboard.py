@@ -243,8 +243,10 @@ def test_actions_confirm_first_and_show_the_apis_answer(page: Any, ui_url: str, 
         "POST", "/workflows", body={"name": "e2e-dashboard-digest", "tasks": [{"id": "t", "action": "x"}]}
     )
     assert workflow.status in {200, 201}, workflow.body
-    page.reload()
-    page.get_by_label("Workflow").select_option("e2e-dashboard-digest")
+    chooser = page.get_by_label("Workflow")
+    chooser.focus()  # the list is read again when it gets the focus: no reload needed
+    expect(chooser.locator('option[value="e2e-dashboard-digest"]')).to_have_count(1)
+    chooser.select_option("e2e-dashboard-digest")
     page.get_by_label("Input (JSON object)").fill('{"topic": "agents"}')
     page.get_by_label("Priority (0 to 9)").fill("3")
     page.get_by_role("button", name="Trigger…").click()
@@ -390,6 +392,12 @@ def test_opscore_dashboard_serves_the_same_views_in_front_of_an_api(
         expect(page.locator(f'tr[data-agent="{busy.agent_id}"] [data-col="queued"]')).to_have_text("2")
         page.goto(served.url + f"/ui/#/logs?agent={busy.agent_id}&event=agent_registered")
         expect(page.locator("#log-lines li.log")).to_have_count(1)
+
+        # and a search with no match shows the command that reads the same file
+        page.goto(served.url + f"/ui/#/logs?agent={busy.agent_id}&event=no_such_event")
+        expect(page.locator("#log-lines pre.command")).to_have_text(
+            f"opscore logs --file {local_ops_core.log_path} --agent {busy.agent_id} --event no_such_event"
+        )
     finally:
         assert served.stop() == 0
 

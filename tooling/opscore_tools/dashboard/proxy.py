@@ -72,10 +72,14 @@ class DashboardServer:
         log_source: Callable[[], LogSource],
         host: str = "127.0.0.1",
         port: int = 0,
+        *,
         follow_seconds: float = FOLLOW_SECONDS,
+        source_flags: str = "",
     ):
         self.upstream = Upstream(api_url)
-        self._dashboard = Dashboard(log_source, self.upstream.admin_status, follow_seconds=follow_seconds)
+        self._dashboard = Dashboard(
+            log_source, self.upstream.admin_status, follow_seconds=follow_seconds, source_flags=source_flags
+        )
         self._server = ThreadingHTTPServer((host, port), _handler_class(self._dashboard, self.upstream, host))
         self._server.daemon_threads = True
         self._host = host

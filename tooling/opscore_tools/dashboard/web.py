@@ -67,8 +67,10 @@ class Dashboard:
         *,
         clock: Callable[[], float] = time.monotonic,
         follow_seconds: float = FOLLOW_SECONDS,
+        source_flags: str = "",
     ) -> None:
         self._log_source = log_source
+        self._source_flags = source_flags  # what `opscore logs` needs to read the same source: "--stack NAME"
         # Built once and kept: a stack's source finds its log groups (a CloudFormation read) when first asked.
         self._source: LogSource | None = None
         self._source_lock = threading.Lock()
@@ -147,6 +149,7 @@ class Dashboard:
             "notes": list(found.notes),
             "lines": [line_json(line) for line in found.lines],
             "follow_seconds": self._follow_seconds,
+            "source_flags": self._source_flags,
         }
         return Reply(200, json.dumps(body).encode(), {"Content-Type": "application/json", **_NO_STORE})
 

@@ -181,10 +181,14 @@ function triggerForm(agentId, answer) {
   const input = h("textarea", { id: "trigger-input", rows: 3, spellcheck: "false" }, "{}");
   const priority = h("input", { id: "trigger-priority", type: "number", min: 0, max: 9, placeholder: "5" });
   const problem = h("p", { class: "error", id: "trigger-problem", role: "alert" });
-  all("/workflows", { limit: 100 }, 5).then(({ items }) => {
+  // Listed when the form is drawn and again each time the list gets the focus: a workflow stored since shows up.
+  const load = () => all("/workflows", { limit: 100 }, 5).then(({ items }) => {
+    const chosen = select.value;
     put(select, h("option", { value: "" }, items.length ? "choose a workflow" : "no stored workflows: POST /workflows first"),
-      ...items.map((w) => h("option", { value: w.workflow_id }, `${w.workflow_id} (v${w.latest_version})${w.description ? ` — ${w.description}` : ""}`)));
+      ...items.map((w) => h("option", { value: w.workflow_id, selected: w.workflow_id === chosen }, `${w.workflow_id} (v${w.latest_version})${w.description ? ` — ${w.description}` : ""}`)));
   }).catch((error) => { problem.textContent = `Cannot list workflows: ${error.message}`; });
+  select.addEventListener("focus", load);
+  load();
   return h("section", { class: "trigger" },
     h("h2", {}, "Trigger a workflow"),
     h("form", { id: "trigger-form", onsubmit: (event) => {

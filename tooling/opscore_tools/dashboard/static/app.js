@@ -167,7 +167,7 @@ function signInView(notice) {
     h("h1", {}, "Sign in"),
     h("p", {}, "The key is kept for this browser tab only (sessionStorage) and sent to the API as X-API-Key; it never goes in a URL."),
     form,
-    h("p", { class: "hint" }, "Running locally? `make run` prints the admin key (or set OPSCORE_ADMIN_KEY).")));
+    h("p", { class: "hint" }, "Running locally? ", h("code", {}, "make run"), " prints the admin key (or set ", h("code", {}, "OPSCORE_ADMIN_KEY"), ").")));
   keyInput.focus();
 }
 

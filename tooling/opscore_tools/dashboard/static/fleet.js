@@ -67,7 +67,8 @@ export function mount(root, { params, navigate }) {
     if (!items.length) {
       put(body, state
         ? empty(`No agent is ${state} now.`)
-        : empty("No agents yet — register one (its key from POST /keys as an admin):",
+        : empty("No agents yet — make an agent key as an admin (its api_key is $AGENT_KEY), then register the agent with it:",
+          `curl -X POST ${location.origin}/v1/opscore/keys \\\n  -H "X-API-Key: $ADMIN_KEY" -H 'Content-Type: application/json' -d '{"agent_id": "my-agent"}'\n` +
           `curl -X PUT ${location.origin}/v1/opscore/agent/my-agent \\\n  -H "X-API-Key: $AGENT_KEY" -H 'Content-Type: application/json' -d '{"name": "my agent"}'`));
       return;
     }

@@ -85,7 +85,8 @@ export function mount(root, { params, navigate }) {
     const live = follow ? ` · following (every ${followMs / 1000} s)` : " · read once: tick Follow and Apply for new lines as they come";
     note.textContent = `${source} · ${lines.length} line${lines.length === 1 ? "" : "s"}${matched !== null && matched > lines.length ? ` of ${matched}` : ""}${notes.length ? ` · ${notes.join("; ")}` : ""}${live}`;
     if (!lines.length) {
-      put(body, empty("No matching lines. The same search from a terminal:", `opscore logs${commandFlags(params)}`));
+      const source = answer.body.source_flags ? ` ${answer.body.source_flags}` : "";
+      put(body, empty("No matching lines. The same search from a terminal:", `opscore logs${source}${commandFlags(params)}`));
       return;
     }
     const atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
