@@ -4,19 +4,24 @@ the dashboard's files, the API forwarded on the same origin, and the log view fo
 from __future__ import annotations
 
 import json
+import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from opscore_tools.dashboard.proxy import Upstream
 from tests.conftest import REPO
 from tests.e2e.conftest import Api, LocalProcess
 from tests.e2e.test_local_cli import run_cli
@@ -36,7 +41,8 @@ class Served:
 
 
 def start_dashboard(*args: str) -> Served:
-    """`opscore dashboard --port 0 ...`, once it says where it listens (its first line)."""
+    """`opscore dashboard --port 0 ...`, once it says where it listens (its first line); a process that says nothing
+    for STARTUP_TIMEOUT_SECONDS is killed and fails the test rather than hanging the run."""
     executable = Path(sys.executable).with_name("opscore")
     process = subprocess.Popen(  # noqa: S603 - our own command, fixed arguments
         [str(executable), "dashboard", "--port", "0", *args],
@@ -45,13 +51,28 @@ def start_dashboard(*args: str) -> Served:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    assert process.stdout is not None
-    first = process.stdout.readline()  # blocks until the line is written; the process flushes it at once
+    first = first_line(process, STARTUP_TIMEOUT_SECONDS)
     found = re.match(r"^Ops-Core dashboard on (http://127\.0\.0\.1:\d+)/ui/ for ", first)
     if found is None:
         process.kill()
         raise AssertionError(f"opscore dashboard said {first!r}")
     return Served(process, found.group(1))
+
+
+def first_line(process: subprocess.Popen[str], timeout_seconds: float) -> str:
+    """The process's first line of output, read on a thread so that a stall ends in `timeout_seconds`."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        lines.put(process.stdout.readline())
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        return lines.get(timeout=timeout_seconds)
+    except queue.Empty:
+        process.kill()
+        raise AssertionError(f"opscore dashboard said nothing for {timeout_seconds}s") from None
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +124,26 @@ def test_the_dashboard_is_served_and_the_api_forwarded_on_one_origin(dashboard: 
     assert api.request("GET", f"/agent/{agent_id}", key=agent_key).body["name"] == "forwarded"
 
 
+def test_it_answers_only_to_its_own_host_names(dashboard: Served, api: Api) -> None:
+    # given a request from a page whose name resolves to 127.0.0.1 (DNS rebinding): refused, naming the Host
+    port = urlsplit(dashboard.url).port
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        dashboard.url + "/v1/opscore/agents", headers={"Host": f"attacker.example:{port}", "X-API-Key": api.admin_key}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)  # noqa: S310 - loopback
+    assert refused.value.code == 403
+    assert "Host" in json.loads(refused.value.read())["error"]["message"]
+
+    # and by its own names, it answers
+    for name in ("127.0.0.1", "localhost"):
+        request = urllib.request.Request(  # noqa: S310 - loopback
+            dashboard.url + "/v1/opscore/agents?limit=1", headers={"Host": f"{name}:{port}", "X-API-Key": api.admin_key}
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback
+            assert answer.status == 200, name
+
+
 def test_its_log_view_reads_the_log_file_for_admin_keys_only(dashboard: Served, api: Api) -> None:
     # given an agent that registered (a line in the local runtime's log)
     agent = Operator(api)
@@ -117,6 +158,23 @@ def test_its_log_view_reads_the_log_file_for_admin_keys_only(dashboard: Served, 
     assert fetch(dashboard.url + query)[0] == 401
     status, _, body = fetch(dashboard.url + "/ui/api/logs?since=soon", api.admin_key)
     assert (status, json.loads(body)["error"]["code"]) == (400, "validation_error")
+
+
+def test_with_url_alone_the_log_view_says_it_has_no_source_rather_than_read_this_checkouts_logs(
+    local_ops_core: LocalProcess | None, api: Api
+) -> None:
+    if local_ops_core is None:
+        pytest.skip("the dashboard is started in front of the local runtime")
+    # given opscore dashboard in front of an API by --url, with no --log-file
+    served = start_dashboard("--url", local_ops_core.base_url)
+    try:
+        # when an admin reads the log view: a 503 saying what to pass, not another runtime's lines
+        status, _, body = fetch(served.url + "/ui/api/logs?since=5m", api.admin_key)
+        error = json.loads(body)["error"]
+        assert (status, error["code"]) == (503, "logs_unavailable"), body
+        assert error["message"] == "no log source for --url: pass --log-file or --stack"
+    finally:
+        assert served.stop() == 0
 
 
 def test_the_local_runtime_serves_the_dashboard_and_its_log_view_to_admin_keys_only(
@@ -142,3 +200,93 @@ def test_bad_usage_is_exit_2() -> None:
     assert (both.returncode, "give --url or --stack, not both" in both.stderr) == (2, True), both.stderr
     not_http = run_cli("dashboard", "--url", "ftp://example")
     assert (not_http.returncode, "not an http(s) URL" in not_http.stderr) == (2, True), not_http.stderr
+
+
+def test_a_dashboard_that_says_nothing_fails_the_start_instead_of_hanging_it() -> None:
+    # given a process that never writes its first line
+    silent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+
+    # when its first line is awaited: the wait ends with a failure, and the process is gone
+    with pytest.raises(AssertionError, match="said nothing"):
+        first_line(silent, timeout_seconds=0.5)
+    assert silent.wait(timeout=30) != 0
+
+
+def raw_exchange(origin: str, request: bytes) -> tuple[bytes, bytes]:
+    """Send `request` as written on a new connection: the first answer's status line and body, then what else
+    the server sends until it closes the connection (b"" for a connection it closed after the answer)."""
+    host, port = urlsplit(origin).hostname, urlsplit(origin).port
+    assert host is not None
+    assert port is not None
+    with socket.create_connection((host, port), timeout=30) as connection:
+        connection.sendall(request)
+        answer = connection.makefile("rb")
+        status = answer.readline().strip()
+        length = 0
+        while (header := answer.readline().strip()) != b"":
+            name, _, value = header.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        body = answer.read(length)
+        return status + b" " + body, answer.read()
+
+
+@pytest.mark.parametrize(
+    ("length_headers", "status", "code"),
+    [
+        (b"Content-Length: abc\r\n", b"400", b"bad_request"),
+        (b"Content-Length: -1\r\n", b"400", b"bad_request"),
+        (b"Content-Length: 2\r\nContent-Length: 3\r\n", b"400", b"bad_request"),
+        (b"Transfer-Encoding: chunked\r\n", b"411", b"length_required"),
+    ],
+)
+@pytest.mark.parametrize("server", ["opscore dashboard", "opscore local"])
+def test_a_body_length_that_cannot_be_trusted_is_refused_and_the_connection_closed(
+    server: str,
+    length_headers: bytes,
+    status: bytes,
+    code: bytes,
+    dashboard: Served,
+    local_ops_core: LocalProcess,
+) -> None:
+    # given either server, and a request whose body's length cannot be known from its headers
+    origin = dashboard.url if server == "opscore dashboard" else local_ops_core.base_url.removesuffix("/v1/opscore")
+    head = b"POST /v1/opscore/keys HTTP/1.1\r\nHost: 127.0.0.1\r\n" + length_headers
+    request = head + b"\r\n{}\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n"
+
+    # when it is sent: a clear 4xx naming the header, and nothing after it is read as another request
+    answer, after = raw_exchange(origin, request)
+    assert answer.startswith(b"HTTP/1.1 " + status), answer
+    assert code in answer, answer
+    assert b"Content-Length" in answer, answer
+    assert after == b"", "the connection is closed after the refusal"
+
+
+@pytest.fixture
+def hangs_up() -> Iterator[str]:
+    """An 'API' on loopback that reads each request and closes the connection without a word."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                connection.recv(65536)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1/opscore"
+    listener.close()
+
+
+def test_an_api_that_hangs_up_is_a_502_naming_it(hangs_up: str) -> None:
+    # when a request is forwarded to an API that closes the connection instead of answering
+    reply = Upstream(hangs_up).forward("GET", "/v1/opscore/agents", "", {"X-API-Key": "k"}, None)
+
+    # then the browser gets a 502 in the API's error envelope, saying what happened
+    assert reply.status == 502
+    error = json.loads(reply.body)["error"]
+    assert error["code"] == "bad_gateway"
+    assert error["message"].startswith(f"cannot reach {hangs_up}: RemoteDisconnected")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from opscore_tools.dashboard.web import LOGS_PATH, VERDICT_SECONDS, Dashboard, log_query_of
+from opscore_tools.dashboard.web import LOGS_PATH, VERDICT_SECONDS, Dashboard, as_parameters, log_query_of
 from opscore_tools.logs.records import LogLine, LogQuery, UsageError, parse_line
 from opscore_tools.logs.sources import Found, SourceError
 
@@ -146,3 +146,37 @@ def test_the_filters_are_the_commands_and_a_bad_one_is_named() -> None:
     ):
         with pytest.raises(UsageError, match=named.replace("(", r"\(")):
             log_query_of(bad, NOW)
+
+
+def test_the_log_source_is_built_once_and_the_follow_interval_is_the_servers() -> None:
+    # given a source whose building is counted (a stack's finds its log groups when built)
+    built: list[Lines] = []
+
+    def build() -> Lines:
+        built.append(Lines(record("a1", "INFO", "task_queued", "task queued", "2026-12-01T09:59:00+00:00")))
+        return built[-1]
+
+    dashboard = Dashboard(build, Api(), follow_seconds=15.0)
+
+    # when the log view polls three times: one source, three reads, and the pace the server set
+    for _ in range(3):
+        status, body = logs(dashboard, "admin-key")
+        assert (status, body["follow_seconds"]) == (200, 15.0)
+    assert len(built) == 1
+    assert len(built[0].queries) == 3
+
+
+def test_a_bad_filter_is_named_as_the_urls_parameter_not_the_commands_option() -> None:
+    # given an admin's log view with filters it refuses
+    dashboard = Dashboard(Lines, Api())
+    for query, named in (
+        ({"since": "soon"}, "since takes an amount"),
+        ({"level": "LOUD"}, "level must be one of"),
+        ({"since": "5m", "start": "2026-12-01T09:00:00Z"}, "give since or start, not both"),
+    ):
+        # when it is asked for: a 400 naming the parameter, as in the URL
+        status, body = logs(dashboard, "admin-key", **query)
+        message = body["error"]["message"]  # type: ignore[index]
+        assert (status, message.startswith(named)) == (400, True), message
+        assert "--" not in message
+    assert as_parameters("--error-type or --end") == "error_type or end"

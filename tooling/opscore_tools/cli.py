@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import threading
 from datetime import UTC, datetime
@@ -19,8 +20,11 @@ from opscore_tools.logs.command import logs as logs_command
 from opscore_tools.target import ApiRegionOption, ApiStackOption, KeyOption, UrlOption, target_or_exit
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from opscore.keys.service import ApiKeys
     from opscore.workflows.templates import WorkflowTemplate
+    from opscore_tools.logs.sources import LogSource
 
 app = typer.Typer(help="Ops-Core: lifecycle and workflow service for AI agents.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys of a deployed Ops-Core stack.", no_args_is_help=True)
@@ -120,7 +124,10 @@ def dashboard(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 3001,
     log_file: Annotated[
         Path | None,
-        typer.Option(help="The log view's JSON-lines file (default: the local runtime's; --stack reads CloudWatch)."),
+        typer.Option(
+            help="The log view's JSON-lines file (default: the local runtime's; --stack reads CloudWatch; "
+            "with --url the log view needs this or answers 503)."
+        ),
     ] = None,
 ) -> None:
     """Serve the web dashboard on 127.0.0.1 in front of Ops-Core: a deployed stack (--stack), a URL, or the local
@@ -128,11 +135,10 @@ def dashboard(
 
     The browser signs in with an API key (kept for the tab only) and talks to this address alone: /ui is the
     dashboard, /v1/opscore/* is forwarded to the API. The log view reads what `opscore logs` reads (CloudWatch with
-    your AWS credentials for --stack, else the log file) and is for admin keys only. `opscore local` serves the same
-    dashboard at its own /ui.
+    your AWS credentials for --stack, else the log file; with --url only --log-file) and is for admin keys only.
+    `opscore local` serves the same dashboard at its own /ui.
     """
     from opscore_tools.dashboard.proxy import DashboardServer
-    from opscore_tools.logs.sources import LogSource
     from opscore_tools.target import TargetError, api_url_of_stack, normalize_url, running_runtime
 
     try:
@@ -150,17 +156,11 @@ def dashboard(
         console.print(f"[red]error:[/] {escape(error.message)}")
         raise typer.Exit(error.exit_code) from None
 
-    def log_source() -> LogSource:
-        from opscore_tools.logs.local_file import LocalFile, default_log_file
-
-        if stack is not None and log_file is None:
-            from opscore_tools.logs.stack import stack_logs
-
-            return stack_logs(stack, region, timeout_seconds=60.0, progress=None)
-        return LocalFile(log_file or default_log_file())
-
+    log_source, follow_seconds, source_flags = _dashboard_logs(url, stack, region, log_file)
     try:
-        server = DashboardServer(api_url, log_source, port=port)
+        server = DashboardServer(
+            api_url, log_source, port=port, follow_seconds=follow_seconds, source_flags=source_flags
+        )
     except OSError as error:
         console.print(f"[red]error:[/] cannot listen on 127.0.0.1:{port}: {error.strerror}")
         raise typer.Exit(1) from None
@@ -172,6 +172,35 @@ def dashboard(
     stop.wait()
     server.stop()
     print("stopped", flush=True)
+
+
+def _dashboard_logs(
+    url: str | None, stack: str | None, region: str | None, log_file: Path | None
+) -> tuple[Callable[[], LogSource], float, str]:
+    """What the dashboard's log view reads (built at its first read), how often its follow mode re-reads, and the
+    options `opscore logs` needs to read the same (shown with the view's empty state)."""
+    from opscore_tools.dashboard.web import FOLLOW_SECONDS, STACK_FOLLOW_SECONDS
+    from opscore_tools.logs.local_file import LocalFile, default_log_file
+    from opscore_tools.logs.sources import SourceError
+
+    def log_source() -> LogSource:
+        if log_file is not None:
+            return LocalFile(log_file)
+        if stack is not None:
+            from opscore_tools.logs.stack import stack_logs
+
+            return stack_logs(stack, region, timeout_seconds=60.0, progress=None)
+        if url is not None:  # this checkout's log file is not that API's
+            raise SourceError("no log source for --url: pass --log-file or --stack")
+        return LocalFile(default_log_file())
+
+    if log_file is not None:
+        return log_source, FOLLOW_SECONDS, f"--file {shlex.quote(str(log_file))}"
+    if stack is not None:
+        # Each re-read of a stack's logs is a Logs Insights query over the view's window: follow it slowly.
+        flags = f"--stack {shlex.quote(stack)}" + (f" --region {shlex.quote(region)}" if region else "")
+        return log_source, STACK_FOLLOW_SECONDS, flags
+    return log_source, FOLLOW_SECONDS, ""
 
 
 # What `opscore asl` writes in place of the stack's ARNs, named as CloudFormation's substitutions name them.

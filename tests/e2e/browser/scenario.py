@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.e2e.conftest import Api
-from tests.e2e.test_quarantine_over_http import open_breaker
+from tests.e2e.test_quarantine_over_http import SINGLE, open_breaker
 from tests.e2e.test_sessions_over_http import Operator
 from tests.e2e.test_traces_over_http import TASKS
 
@@ -47,6 +47,19 @@ def quarantined_agent(api: Api, new: NewAgent = Operator) -> tuple[Operator, dic
     assert api.request("PUT", f"/agent/{agent.agent_id}", key=agent.agent_key, body=body).status == 200
     report(agent, "idle")
     return agent, open_breaker(agent, api)
+
+
+def failing_agent(api: Api, failures: int, new: NewAgent = Operator) -> Operator:
+    """An agent whose last `failures` tasks failed by its own fault, one short of its quarantine: its error streak."""
+    agent = new(api)
+    body = {"name": agent.name, "quarantine_after": failures + 1, "quarantine_cooldown_seconds": 3600}
+    assert api.request("PUT", f"/agent/{agent.agent_id}", key=agent.agent_key, body=body).status == 200
+    report(agent, "idle")
+    error = {"type": "OutOfMemory", "message": "the worker ran out of memory", "fault": "agent"}
+    for _ in range(failures):
+        task = agent.lease(agent.start(SINGLE), "work")
+        assert agent.result(task, {"status": "failed", "error": error}).status == 200
+    return agent
 
 
 def retried_and_fallen_back(api: Api, new: NewAgent = Operator) -> tuple[Operator, str]:

@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.browser.scenario import busy_agent_with_a_queue, quarantined_agent, retried_and_fallen_back
+from tests.e2e.browser.conftest import ZONE_NAME
+from tests.e2e.browser.scenario import (
+    busy_agent_with_a_queue,
+    failing_agent,
+    quarantined_agent,
+    retried_and_fallen_back,
+)
 from tests.e2e.conftest import Api, LocalProcess
 from tests.e2e.test_dashboard_cli import start_dashboard
 from tests.e2e.test_sessions_over_http import Operator
@@ -25,6 +31,13 @@ def sign_in(page: Any, ui_url: str, key: str, agent_id: str = "", at: str = "") 
     if agent_id:
         page.get_by_label("Agent id").fill(agent_id)
     page.get_by_role("button", name="Sign in").click()
+
+
+def next_refresh(page: Any) -> None:
+    """Wait (on the page, not the clock) until the view has refreshed once more: the header's time changes."""
+    status = page.locator("#status")
+    expect(status).to_have_text(re.compile(r"^Updated "))
+    expect(status).not_to_have_text(status.inner_text())
 
 
 def confirm(page: Any) -> None:
@@ -70,9 +83,10 @@ def test_sign_in_keeps_the_key_in_the_tab_and_an_agent_key_sees_only_its_agent(
 def test_the_fleet_shows_states_and_quarantine_and_filters_and_sorts_in_the_url(
     page: Any, ui_url: str, api: Api
 ) -> None:
-    # given a busy agent with a queue and a quarantined one
+    # given a busy agent with a queue, a quarantined one (error streak 1), and one with an error streak of 2
     busy, _sessions = busy_agent_with_a_queue(api)
     sick, _quarantine = quarantined_agent(api)
+    failing = failing_agent(api, failures=2)
 
     # when the admin signs in
     sign_in(page, ui_url, api.admin_key)
@@ -87,21 +101,23 @@ def test_the_fleet_shows_states_and_quarantine_and_filters_and_sorts_in_the_url(
     expect(sick_row.locator('[data-col="state"]')).to_have_text("error")
     expect(sick_row.locator('[data-col="quarantined"]')).to_have_text("quarantined")
     expect(sick_row.locator('[data-col="failure_streak"]')).to_have_text("1")
-    expect(busy_row.locator('[data-col="last_seen"] time')).to_have_attribute("title", re.compile(r"CET|GMT\+1"))
+    expect(busy_row.locator('[data-col="last_seen"] time')).to_have_attribute("title", re.compile(re.escape(ZONE_NAME)))
 
-    # when filtered by state: the filter is in the URL, and only agents in that state remain
-    page.get_by_label("State").select_option("error")
-    expect(page).to_have_url(re.compile(r"#/fleet\?state=error"))
-    expect(sick_row).to_be_visible()
-    expect(busy_row).to_have_count(0)
-
-    # when sorted by error streak, descending: the URL says so, and the streak column is in that order
+    # when the whole fleet is sorted by error streak, descending: the URL says so, and the column is in that order
     page.locator('button[data-sort="failure_streak"]').click()
     page.locator('button[data-sort="failure_streak"]').click()
     expect(page).to_have_url(re.compile(r"sort=failure_streak&dir=desc"))
     expect(page.locator('th[aria-sort="descending"]')).to_contain_text("Error streak")
     streaks = page.locator('#fleet-table [data-col="failure_streak"]').all_inner_texts()
     assert streaks == sorted(streaks, key=int, reverse=True)
+    order = page.locator("#fleet-table tbody tr").evaluate_all("rows => rows.map((row) => row.dataset.agent)")
+    assert order.index(failing.agent_id) < order.index(sick.agent_id) < order.index(busy.agent_id)
+
+    # when filtered by state: the filter is in the URL, and only agents in that state remain
+    page.get_by_label("State").select_option("error")
+    expect(page).to_have_url(re.compile(r"#/fleet\?state=error"))
+    expect(sick_row).to_be_visible()
+    expect(busy_row).to_have_count(0)
 
     # when sorted from the keyboard: the same, and the focus stays on the column's button
     page.locator('button[data-sort="agent"]').focus()
@@ -190,11 +206,16 @@ def test_actions_confirm_first_and_show_the_apis_answer(page: Any, ui_url: str, 
     busy, sessions = busy_agent_with_a_queue(api)
     sign_in(page, ui_url, api.admin_key, at=f"#/agent/{sick.agent_id}")
 
-    # when the quarantine's lift is asked for and then declined: nothing is sent
+    # when the quarantine's lift is asked for and then declined: nothing is sent, by the next refresh either
     expect(page.locator("#quarantine")).to_contain_text("Quarantined")
+    methods: list[str] = []
+    page.on("request", lambda request: methods.append(request.method))
     page.get_by_role("button", name="Lift quarantine").click()
     page.locator("dialog#confirm").get_by_role("button", name="Cancel").click()
+    next_refresh(page)
     expect(page.locator("#action-answer")).to_be_empty()
+    assert methods, "the refresh's requests were seen"
+    assert "DELETE" not in methods
 
     # when confirmed: the API's 200, and the banner goes with the next refresh
     page.get_by_role("button", name="Lift quarantine").click()
@@ -222,8 +243,10 @@ def test_actions_confirm_first_and_show_the_apis_answer(page: Any, ui_url: str, 
         "POST", "/workflows", body={"name": "e2e-dashboard-digest", "tasks": [{"id": "t", "action": "x"}]}
     )
     assert workflow.status in {200, 201}, workflow.body
-    page.reload()
-    page.get_by_label("Workflow").select_option("e2e-dashboard-digest")
+    chooser = page.get_by_label("Workflow")
+    chooser.focus()  # the list is read again when it gets the focus: no reload needed
+    expect(chooser.locator('option[value="e2e-dashboard-digest"]')).to_have_count(1)
+    chooser.select_option("e2e-dashboard-digest")
     page.get_by_label("Input (JSON object)").fill('{"topic": "agents"}')
     page.get_by_label("Priority (0 to 9)").fill("3")
     page.get_by_role("button", name="Trigger…").click()
@@ -245,7 +268,7 @@ def test_the_logs_view_filters_like_opscore_logs_follows_and_expands_a_line(page
     lines = page.locator("#log-lines li.log")
     expect(lines).to_have_count(1)
     expect(lines.first.locator(".log-event")).to_have_text("task_retry_scheduled")
-    expect(lines.first.locator(".log-time")).to_contain_text(re.compile(r"CET|GMT\+1"))
+    expect(lines.first.locator(".log-time")).to_contain_text(ZONE_NAME)
     expect(page.locator("#log-agent")).to_have_value(agent.agent_id)
 
     # when the line is expanded: its JSON
@@ -267,10 +290,10 @@ def test_the_logs_view_filters_like_opscore_logs_follows_and_expands_a_line(page
     page.get_by_label("Level").select_option("")
     page.locator("#log-start").fill("2099-01-01T00:00")
     page.get_by_role("button", name="Apply").click()
-    expect(page).to_have_url(re.compile(r"start=2098-12-31T23%3A00%3A00.000Z"))
+    expect(page).to_have_url(re.compile(r"start=2098-12-31T18%3A30%3A00.000Z"))
     expect(page.locator("#log-start")).to_have_value("2099-01-01T00:00")
     expect(page.locator("#log-lines pre.command")).to_have_text(
-        f"opscore logs --agent {agent.agent_id} --start 2098-12-31T23:00:00.000Z"
+        f"opscore logs --agent {agent.agent_id} --start 2098-12-31T18:30:00.000Z"
     )
 
     # when following the agent's lines: what it does next appears without a reload
@@ -289,11 +312,72 @@ def test_narrow_windows_keep_every_view_usable(page: Any, ui_url: str, api: Api)
 
     # then the waterfall's rows and marks are there, and nothing is wider than the window
     expect(page.locator('li[data-span="fallback ask for fetch"] .mark-fallback')).to_be_visible()
-    for view in ("", "#/fleet", f"#/agent/{agent.agent_id}", "#/logs?since=5m"):
+    # (each view once its content is drawn: its table, its lines, or its empty state)
+    drawn = {
+        "": "#waterfall li.span",
+        "#/fleet": "#fleet-table, #fleet-body .empty",
+        f"#/agent/{agent.agent_id}": "#agent-sessions tbody tr",
+        "#/logs?since=5m": "#log-lines li.log, #log-lines .empty",
+    }
+    for view, content in drawn.items():
         if view:
             page.goto(ui_url + view)
-        expect(page.locator("main h1").first).to_be_visible()
+        expect(page.locator(content).first).to_be_visible()
         assert page.evaluate("document.documentElement.scrollWidth") <= 420, view
+
+
+def test_refreshes_and_a_hidden_tab_keep_the_operators_place(page: Any, ui_url: str, api: Api) -> None:
+    # given an agent with tasks in its queue, and a quarantined one
+    busy, _sessions = busy_agent_with_a_queue(api)
+    sick, _quarantine = quarantined_agent(api)
+    sign_in(page, ui_url, api.admin_key, at=f"#/agent/{busy.agent_id}")
+
+    # when the queue's list is opened and an input typed: both stay as they were through a refresh
+    page.locator("#agent-queue details summary").click()
+    typed = page.get_by_label("Input (JSON object)")
+    typed.fill('{"topic": "kept"}')
+    next_refresh(page)
+    expect(page.locator("#agent-queue details")).to_have_attribute("open", "")
+    expect(page.locator("#agent-queue details li")).to_have_count(2)
+
+    # when the tab is hidden and shown again: the view refreshes in place, what was typed is still there
+    page.evaluate(
+        """() => {
+            Object.defineProperty(document, "hidden", { value: false, configurable: true });
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    next_refresh(page)
+    expect(typed).to_have_value('{"topic": "kept"}')
+    expect(page.locator("#agent-queue details")).to_have_attribute("open", "")
+
+    # when the quarantined agent's lift button has the focus: it keeps it through a refresh, and gets it back when
+    # its dialog is declined after a refresh redrew it
+    page.goto(ui_url + f"#/agent/{sick.agent_id}")
+    lift = page.get_by_role("button", name="Lift quarantine")
+    lift.focus()
+    next_refresh(page)
+    expect(lift).to_be_focused()
+    lift.click()
+    expect(page.locator("dialog#confirm")).to_be_visible()
+    next_refresh(page)
+    page.locator("dialog#confirm").get_by_role("button", name="Cancel").click()
+    expect(lift).to_be_focused()
+
+
+def test_a_read_the_api_refuses_is_said_in_the_view_not_left_loading(page: Any, ui_url: str, api: Api) -> None:
+    # given an agent, and links with a state and a session id the API refuses (400)
+    agent = Operator(api)
+
+    # when the fleet is opened with an unknown state: the API's 400 is the view, not "Loading"
+    sign_in(page, ui_url, api.admin_key, at="#/fleet?state=bogus")
+    expect(page.locator("#view-error")).to_contain_text("400")
+    expect(page.locator("#fleet-body .pending")).to_have_count(0)
+
+    # when a session id is not one: the same
+    page.goto(ui_url + f"#/agent/{agent.agent_id}/session/not-a-session-id")
+    expect(page.locator("#view-error")).to_contain_text("400")
+    expect(page.locator("#session-head .pending")).to_have_count(0)
 
 
 def test_opscore_dashboard_serves_the_same_views_in_front_of_an_api(
@@ -308,14 +392,27 @@ def test_opscore_dashboard_serves_the_same_views_in_front_of_an_api(
         expect(page.locator(f'tr[data-agent="{busy.agent_id}"] [data-col="queued"]')).to_have_text("2")
         page.goto(served.url + f"/ui/#/logs?agent={busy.agent_id}&event=agent_registered")
         expect(page.locator("#log-lines li.log")).to_have_count(1)
+
+        # and a search with no match shows the command that reads the same file
+        page.goto(served.url + f"/ui/#/logs?agent={busy.agent_id}&event=no_such_event")
+        expect(page.locator("#log-lines pre.command")).to_have_text(
+            f"opscore logs --file {local_ops_core.log_path} --agent {busy.agent_id} --event no_such_event"
+        )
     finally:
         assert served.stop() == 0
 
 
 @pytest.fixture(autouse=True)
 def _no_key_in_the_address(page: Any, api: Api) -> Any:
-    """Whatever a test does, the admin key never appears in an address the browser asked for."""
+    """Whatever a test does, no key the browser sent (the admin's, an agent's) appears in an address it asked for."""
     asked: list[str] = []
-    page.on("request", lambda request: asked.append(request.url))
+    keys = {api.admin_key}
+
+    def seen(request: Any) -> None:
+        asked.append(request.url)
+        if key := request.headers.get("x-api-key"):
+            keys.add(key)
+
+    page.on("request", seen)
     yield
-    assert not [url for url in asked if api.admin_key in url]
+    assert not [url for url in asked for key in keys if key in url]

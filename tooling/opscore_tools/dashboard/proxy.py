@@ -7,6 +7,8 @@ and the key goes nowhere but to the API. Nothing is stored: each request carries
 
 from __future__ import annotations
 
+import http.client
+import json
 import threading
 import urllib.error
 import urllib.request
@@ -14,8 +16,9 @@ from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from opscore_tools.dashboard.web import Dashboard, Reply
+from opscore_tools.dashboard.web import FOLLOW_SECONDS, Dashboard, Reply
 from opscore_tools.logs.sources import LogSource
+from opscore_tools.request_body import length_or_refuse
 from opscore_tools.target import API_BASE_PATH
 
 FORWARD_TIMEOUT_SECONDS = 30
@@ -40,10 +43,16 @@ class Upstream:
                 return Reply(answer.status, answer.read(), _kept(answer.headers.items()))
         except urllib.error.HTTPError as error:
             return Reply(error.code, error.read(), _kept(error.headers.items()))
-        except (urllib.error.URLError, TimeoutError) as error:
-            reason = getattr(error, "reason", error)
-            message = f'{{"error": {{"code": "bad_gateway", "message": "cannot reach {self.base_url}: {reason}"}}}}'
-            return Reply(502, message.encode(), {"Content-Type": "application/json"})
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+            # Unreachable, timed out, or the API hung up mid-answer (RemoteDisconnected, IncompleteRead).
+            reason = getattr(error, "reason", None) or error.__class__.__name__ + (f": {error}" if str(error) else "")
+            return Reply(
+                502,
+                json.dumps(
+                    {"error": {"code": "bad_gateway", "message": f"cannot reach {self.base_url}: {reason}"}}
+                ).encode(),
+                {"Content-Type": "application/json"},
+            )
 
     def admin_status(self, key: str) -> int:
         """The API's answer to the key on GET /agents (admin only): 200 for an admin key, 403 for an agent's."""
@@ -57,10 +66,21 @@ def _kept(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
 class DashboardServer:
     """The dashboard and the forwarding, served in the background on host:port (0 picks a free port)."""
 
-    def __init__(self, api_url: str, log_source: Callable[[], LogSource], host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        api_url: str,
+        log_source: Callable[[], LogSource],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        follow_seconds: float = FOLLOW_SECONDS,
+        source_flags: str = "",
+    ):
         self.upstream = Upstream(api_url)
-        self._dashboard = Dashboard(log_source, self.upstream.admin_status)
-        self._server = ThreadingHTTPServer((host, port), _handler_class(self._dashboard, self.upstream))
+        self._dashboard = Dashboard(
+            log_source, self.upstream.admin_status, follow_seconds=follow_seconds, source_flags=source_flags
+        )
+        self._server = ThreadingHTTPServer((host, port), _handler_class(self._dashboard, self.upstream, host))
         self._server.daemon_threads = True
         self._host = host
         self._thread: threading.Thread | None = None
@@ -80,8 +100,9 @@ class DashboardServer:
             self._thread.join()
 
 
-def _handler_class(dashboard: Dashboard, upstream: Upstream) -> type[BaseHTTPRequestHandler]:
-    return type("Handler", (_Handler,), {"dashboard": dashboard, "upstream": upstream})
+def _handler_class(dashboard: Dashboard, upstream: Upstream, host: str) -> type[BaseHTTPRequestHandler]:
+    hosts = frozenset({"127.0.0.1", "localhost", host.lower()})
+    return type("Handler", (_Handler,), {"dashboard": dashboard, "upstream": upstream, "hosts": hosts})
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -89,6 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "opscore-dashboard"
     dashboard: Dashboard
     upstream: Upstream
+    hosts: frozenset[str]  # the names the browser may call this server by
 
     def do_GET(self) -> None:
         self._serve()
@@ -97,7 +119,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
+        if not self._host_is_ours():
+            # A page of another site whose name resolves to 127.0.0.1 (DNS rebinding) must not reach the API from here.
+            self.close_connection = True
+            message = f"the dashboard answers only to {', '.join(sorted(self.hosts))} as its Host"
+            body = json.dumps({"error": {"code": "forbidden", "message": message}}).encode()
+            self._send(Reply(403, body, {"Content-Type": "application/json"}))
+            return
+        length = length_or_refuse(self)
+        if length is None:
+            return
         if Dashboard.owns(parts.path):
             if length:
                 self.close_connection = True  # the dashboard takes no body: answer and close rather than read one
@@ -110,6 +141,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             body = b'{"error": {"code": "not_found", "message": "the dashboard is at /ui/"}}'
             self._send(Reply(404, body, {"Content-Type": "application/json"}))
+
+    def _host_is_ours(self) -> bool:
+        host = (self.headers.get("Host") or "").strip().lower()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return name in self.hosts
 
     def _forward(self, path: str, query: str, length: int) -> None:
         if length > MAX_BODY_BYTES:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import mimetypes
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -28,6 +29,8 @@ LOGS_PATH = "/ui/api/logs"
 MAX_LOG_LIMIT = 2000
 DEFAULT_LOG_LIMIT = 300
 VERDICT_SECONDS = 60.0
+FOLLOW_SECONDS = 2.0  # how often the log view re-reads in follow mode
+STACK_FOLLOW_SECONDS = 15.0  # on a stack each re-read is a Logs Insights query over the window, billed by the scan
 # Repeatable filters: the query parameter and the LogQuery field it fills.
 LIST_FILTERS = (
     ("agent", "agents"),
@@ -63,8 +66,15 @@ class Dashboard:
         admin_status: AdminCheck,
         *,
         clock: Callable[[], float] = time.monotonic,
+        follow_seconds: float = FOLLOW_SECONDS,
+        source_flags: str = "",
     ) -> None:
         self._log_source = log_source
+        self._source_flags = source_flags  # what `opscore logs` needs to read the same source: "--stack NAME"
+        # Built once and kept: a stack's source finds its log groups (a CloudFormation read) when first asked.
+        self._source: LogSource | None = None
+        self._source_lock = threading.Lock()
+        self._follow_seconds = follow_seconds
         self._admin_status = admin_status
         self._clock = clock
         # The API's verdict on a key, by its SHA-256, for a minute: the log view polls every few seconds, and each
@@ -113,6 +123,13 @@ class Dashboard:
                 self._verdicts[digest] = (status, now + VERDICT_SECONDS)
         return status
 
+    def _built_source(self) -> LogSource:
+        """The log source, built at the first read that can build it (a SourceError is not kept: asked again)."""
+        with self._source_lock:
+            if self._source is None:
+                self._source = self._log_source()
+            return self._source
+
     def _logs(self, key: str, query: list[tuple[str, str]]) -> Reply:
         refused = self._refusal(key)
         if refused is not None:
@@ -120,9 +137,9 @@ class Dashboard:
         try:
             log_query = log_query_of(query, datetime.now(UTC))
         except UsageError as error:
-            return _error(400, "validation_error", str(error))
+            return _error(400, "validation_error", as_parameters(str(error)))
         try:
-            source = self._log_source()
+            source = self._built_source()
             found = source.find(log_query)
         except SourceError as error:
             return _error(503, "logs_unavailable", str(error))
@@ -131,6 +148,8 @@ class Dashboard:
             "matched": found.matched,
             "notes": list(found.notes),
             "lines": [line_json(line) for line in found.lines],
+            "follow_seconds": self._follow_seconds,
+            "source_flags": self._source_flags,
         }
         return Reply(200, json.dumps(body).encode(), {"Content-Type": "application/json", **_NO_STORE})
 
@@ -157,6 +176,12 @@ def log_query_of(query: list[tuple[str, str]], now: datetime) -> LogQuery:
         grep=single.get("grep"),
         limit=int(limit_text),
     )
+
+
+def as_parameters(message: str) -> str:
+    """A message of `opscore logs` for the URL it came from: its options (--error-type) named as the query string's
+    parameters (error_type)."""
+    return re.sub(r"--([a-z][a-z-]*)", lambda option: option.group(1).replace("-", "_"), message)
 
 
 def line_json(line: LogLine) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from opscore_tools.local.logsink import JsonLinesSink
 from opscore_tools.local.schedules import Scheduler
 from opscore_tools.local.template import Template, load_template
 from opscore_tools.logs.local_file import LocalFile
+from opscore_tools.request_body import length_or_refuse
 from opscore_tools.target import API_BASE_PATH
 
 
@@ -145,28 +146,15 @@ def _handler_class(gateway: Gateway, sink: JsonLinesSink, dashboard: Dashboard) 
 
         def _serve(self) -> None:
             parts = urlsplit(self.path)
+            length = length_or_refuse(self)
+            if length is None:
+                return
             if Dashboard.owns(parts.path):
                 # Not logged: the dashboard's own files and its log view's polling would fill the log it shows.
-                self._send_dashboard(parts.path, parts.query)
+                self._send_dashboard(parts.path, parts.query, length)
                 return
             started = time.perf_counter()
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_PAYLOAD_BYTES:
-                # Read nothing of it: answer and close, as API Gateway does.
-                self.close_connection = True
-                response = gateway.payload_too_large()
-            else:
-                body = self.rfile.read(length) if length else b""
-                response = gateway.handle(
-                    HttpRequest(
-                        method=self.command,
-                        path=parts.path,
-                        query=parse_qsl(parts.query, keep_blank_values=True),
-                        headers=list(self.headers.items()),
-                        body=body,
-                        source_ip=self.client_address[0],
-                    )
-                )
+            response = gateway_answer(gateway, self, length)
             self._send(response)
             request_id = response.headers.get("x-amzn-RequestId")
             sink.record(
@@ -182,8 +170,8 @@ def _handler_class(gateway: Gateway, sink: JsonLinesSink, dashboard: Dashboard) 
                 latency_ms=round((time.perf_counter() - started) * 1000, 2),
             )
 
-        def _send_dashboard(self, path: str, query: str) -> None:
-            reply = dashboard_reply(dashboard, self, path, query)
+        def _send_dashboard(self, path: str, query: str, length: int) -> None:
+            reply = dashboard_reply(dashboard, self, path, query, length)
             self._send(HttpResponse(reply.status, reply.headers, reply.body))
 
         def _send(self, response: HttpResponse) -> None:
@@ -201,7 +189,27 @@ def _handler_class(gateway: Gateway, sink: JsonLinesSink, dashboard: Dashboard) 
     return Handler
 
 
-def dashboard_reply(dashboard: Dashboard, request: BaseHTTPRequestHandler, path: str, query: str) -> Reply:
-    if int(request.headers.get("Content-Length") or 0):
+def dashboard_reply(dashboard: Dashboard, request: BaseHTTPRequestHandler, path: str, query: str, length: int) -> Reply:
+    if length:
         request.close_connection = True  # the dashboard takes no body: answer and close rather than read one
     return dashboard.handle(request.command, path, parse_qsl(query, keep_blank_values=True), request.headers.items())
+
+
+def gateway_answer(gateway: Gateway, request: BaseHTTPRequestHandler, length: int) -> HttpResponse:
+    """The API's answer to the request, its body read (`length` bytes) unless it is over API Gateway's limit."""
+    if length > MAX_PAYLOAD_BYTES:
+        # Read nothing of it: answer and close, as API Gateway does.
+        request.close_connection = True
+        return gateway.payload_too_large()
+    parts = urlsplit(request.path)
+    body = request.rfile.read(length) if length else b""
+    return gateway.handle(
+        HttpRequest(
+            method=request.command,
+            path=parts.path,
+            query=parse_qsl(parts.query, keep_blank_values=True),
+            headers=list(request.headers.items()),
+            body=body,
+            source_ip=request.client_address[0],
+        )
+    )

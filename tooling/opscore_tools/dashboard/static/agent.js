@@ -2,8 +2,8 @@
 // priority and its recent sessions; an admin lifts its quarantine, cancels a session or triggers a stored workflow.
 // #/agent/<id>?window=1h
 
-import { all, call, enc, get } from "./api.js";
-import { h, put, ago, badge, clock, confirmThen, duration, empty, localTime, percent } from "./dom.js";
+import { all, call, enc, get, isFinal } from "./api.js";
+import { h, put, ago, badge, clock, confirmThen, duration, empty, localTime, percent, refusal } from "./dom.js";
 
 const WINDOWS = ["15m", "1h", "6h", "24h"];
 const STATES = ["initializing", "idle", "busy", "paused", "error", "offline"];
@@ -73,7 +73,7 @@ export function mount(root, { agentId, params, navigate, admin }) {
       quarantine ? h("div", { class: "banner", id: "quarantine" },
         h("p", {}, h("strong", {}, "Quarantined"), ` since ${localTime(quarantine.since)}: ${quarantine.failures} failure(s) in ${quarantine.window_seconds} s, last ${quarantine.last_error_type}`,
           quarantine.half_open ? " — half-open: it may lease one probe task" : ` — probe after ${localTime(quarantine.probe_after)}`),
-        admin ? h("button", { type: "button", id: "lift-quarantine", class: "danger", onclick: () => confirmThen(
+        admin ? h("button", { type: "button", id: "lift-quarantine", class: "danger", "data-focus": "lift-quarantine", onclick: () => confirmThen(
           `Lift the quarantine of ${agentId}? Its failures are cleared and its queued tasks are handed out again.`,
           () => call("DELETE", `/agent/${enc(agentId)}/quarantine`), answer) }, "Lift quarantine") : null) : null);
   }
@@ -111,6 +111,8 @@ export function mount(root, { agentId, params, navigate, admin }) {
       stats.sampled ? h("p", { class: "hint" }, "Sampled: a read bound was reached; the figures cover the newest part of the window.") : null);
   }
 
+  // The queue's list stays open or closed across refreshes, as the operator left it.
+  let queueOpen = false;
   function renderQueue(queue, tasks) {
     const byPriority = queue.queued_by_priority;
     const most = Math.max(1, ...Object.values(byPriority));
@@ -121,9 +123,10 @@ export function mount(root, { agentId, params, navigate, admin }) {
     put(parts.queue,
       h("p", { class: "facts", id: "queue-counts" }, `${queue.queued} queued, ${queue.in_flight} in flight`),
       rows.length ? h("table", { class: "grid compact" }, h("tbody", {}, rows)) : empty("Nothing is queued."),
-      tasks.length ? h("details", {}, h("summary", {}, `The queue, in dispatch order (${tasks.length})`),
+      tasks.length ? h("details", { id: "queue-tasks", open: queueOpen, ontoggle: (event) => { queueOpen = event.currentTarget.open; } },
+        h("summary", { "data-focus": "queue-tasks" }, `The queue, in dispatch order (${tasks.length})`),
         h("ol", { class: "queue" }, tasks.map((task) => h("li", {}, `p${task.priority} ${task.action} `,
-          h("a", { href: `#/agent/${enc(agentId)}/session/${task.session_id}` }, task.task_id), ` · attempt ${task.attempt} · queued `, ago(task.enqueued_at))))) : null);
+          h("a", { href: `#/agent/${enc(agentId)}/session/${enc(task.session_id)}` }, task.task_id), ` · attempt ${task.attempt} · queued `, ago(task.enqueued_at))))) : null);
   }
 
   function renderSessions(items) {
@@ -134,7 +137,7 @@ export function mount(root, { agentId, params, navigate, admin }) {
     put(parts.sessions, h("div", { class: "scroll" }, h("table", { class: "grid", id: "sessions-table" },
       h("thead", {}, h("tr", {}, ["Session", "Workflow", "Status", "Created", "Took", "Error", admin ? "" : null].filter((x) => x !== null).map((label) => h("th", { scope: "col" }, label)))),
       h("tbody", {}, items.map((s) => h("tr", { "data-session": s.session_id },
-        h("th", { scope: "row" }, h("a", { href: `#/agent/${enc(agentId)}/session/${s.session_id}`, class: "mono", "data-focus": `session:${s.session_id}` }, s.session_id.slice(0, 12) + "…")),
+        h("th", { scope: "row" }, h("a", { href: `#/agent/${enc(agentId)}/session/${enc(s.session_id)}`, class: "mono", "data-focus": `session:${s.session_id}` }, s.session_id.slice(0, 12) + "…")),
         h("td", {}, `${s.workflow_id} v${s.version}`),
         h("td", { "data-col": "status" }, h("span", { class: `badge status-${s.status}` }, s.status)),
         h("td", {}, localTime(s.created_at)),
@@ -142,7 +145,7 @@ export function mount(root, { agentId, params, navigate, admin }) {
         h("td", { class: "error" }, s.error ? s.error.type : ""),
         admin ? h("td", {}, OPEN.has(s.status) ? h("button", { type: "button", class: "danger small", "data-cancel": s.session_id, "data-focus": `cancel:${s.session_id}`, onclick: () => confirmThen(
           `Cancel session ${s.session_id}? Its open tasks are skipped and its runner stopped.`,
-          () => call("POST", `/agent/${enc(agentId)}/sessions/${s.session_id}/cancel`), answer) }, "Cancel") : "") : null))))));
+          () => call("POST", `/agent/${enc(agentId)}/sessions/${enc(s.session_id)}/cancel`), answer) }, "Cancel") : "") : null))))));
   }
 
   async function refresh() {
@@ -165,7 +168,8 @@ export function mount(root, { agentId, params, navigate, admin }) {
 
   function failed(error) {
     if (error.status === 404) put(parts.head, empty(`No agent ${agentId} is registered.`));
-    if (error.status === 403) put(parts.head, empty(`This key may not see agent ${agentId} (403).`));
+    else if (error.status === 403) put(parts.head, empty(`This key may not see agent ${agentId} (403).`));
+    else if (isFinal(error)) put(parts.head, refusal(error));
   }
 
   return { refresh, failed, every: () => REFRESH_MS };
@@ -177,10 +181,14 @@ function triggerForm(agentId, answer) {
   const input = h("textarea", { id: "trigger-input", rows: 3, spellcheck: "false" }, "{}");
   const priority = h("input", { id: "trigger-priority", type: "number", min: 0, max: 9, placeholder: "5" });
   const problem = h("p", { class: "error", id: "trigger-problem", role: "alert" });
-  all("/workflows", { limit: 100 }, 5).then(({ items }) => {
+  // Listed when the form is drawn and again each time the list gets the focus: a workflow stored since shows up.
+  const load = () => all("/workflows", { limit: 100 }, 5).then(({ items }) => {
+    const chosen = select.value;
     put(select, h("option", { value: "" }, items.length ? "choose a workflow" : "no stored workflows: POST /workflows first"),
-      ...items.map((w) => h("option", { value: w.workflow_id }, `${w.workflow_id} (v${w.latest_version})${w.description ? ` — ${w.description}` : ""}`)));
+      ...items.map((w) => h("option", { value: w.workflow_id, selected: w.workflow_id === chosen }, `${w.workflow_id} (v${w.latest_version})${w.description ? ` — ${w.description}` : ""}`)));
   }).catch((error) => { problem.textContent = `Cannot list workflows: ${error.message}`; });
+  select.addEventListener("focus", load);
+  load();
   return h("section", { class: "trigger" },
     h("h2", {}, "Trigger a workflow"),
     h("form", { id: "trigger-form", onsubmit: (event) => {

@@ -16,6 +16,11 @@ export class ApiError extends Error {
   }
 }
 
+// An error asking again will not change (a bad filter, an unknown id): every 4xx but 429 (try later).
+export function isFinal(error) {
+  return error instanceof ApiError && error.status >= 400 && error.status < 500 && error.status !== 429;
+}
+
 export const session = {
   key: () => sessionStorage.getItem(KEY),
   agent: () => sessionStorage.getItem(AGENT),

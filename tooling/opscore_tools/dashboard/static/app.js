@@ -1,8 +1,9 @@
 // The dashboard's shell: sign-in, the router (views and their filters live in the URL's hash, so a link can be
 // shared: #/fleet?state=busy&sort=last_seen), and the refresh loop every view shares (a refresh never overlaps the
-// one before it and never blanks what is shown: a failed refresh says so and keeps the last answer).
+// one before it and never blanks what is shown: a failed refresh says so and keeps the last answer; a 4xx, which the
+// same request would get again, is shown in the view and ends the polling).
 
-import { call, enc, session, ApiError } from "./api.js";
+import { call, enc, isFinal, session, ApiError } from "./api.js";
 import { h, put } from "./dom.js";
 import * as fleet from "./fleet.js";
 import * as agent from "./agent.js";
@@ -12,6 +13,8 @@ import * as logs from "./logs.js";
 const main = document.getElementById("main");
 const status = document.getElementById("status");
 let generation = 0;
+// Ends the current loop's wait at once (a tab shown again refreshes now, keeping what was typed in the view).
+let wake = () => {};
 
 function parseHash() {
   const raw = location.hash.replace(/^#/, "") || "/";
@@ -124,10 +127,14 @@ async function loop(mounted, mine, focusKey) {
         status.textContent = `Could not refresh: ${error.message}`;
         status.className = "status error";
         if (mounted.failed) mounted.failed(error);
+        if (isFinal(error)) return;
       }
     }
     if (!mounted.every) return;
-    await new Promise((resolve) => setTimeout(resolve, mounted.every()));
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, mounted.every());
+      wake = () => { clearTimeout(timer); resolve(); };
+    });
   }
 }
 
@@ -160,7 +167,7 @@ function signInView(notice) {
     h("h1", {}, "Sign in"),
     h("p", {}, "The key is kept for this browser tab only (sessionStorage) and sent to the API as X-API-Key; it never goes in a URL."),
     form,
-    h("p", { class: "hint" }, "Running locally? `make run` prints the admin key (or set OPSCORE_ADMIN_KEY).")));
+    h("p", { class: "hint" }, "Running locally? ", h("code", {}, "make run"), " prints the admin key (or set ", h("code", {}, "OPSCORE_ADMIN_KEY"), ").")));
   keyInput.focus();
 }
 
@@ -194,6 +201,6 @@ document.getElementById("sign-out").addEventListener("click", () => {
 });
 window.addEventListener("hashchange", route);
 document.addEventListener("visibilitychange", () => {
-  if (!document.hidden) route();
+  if (!document.hidden) wake();
 });
 route();

@@ -74,18 +74,31 @@ export function badge(state) {
   return h("span", { class: `badge state-${state || "none"}` }, name);
 }
 
+// A view's answer when the API refused its read for good (a 4xx): said where the view would be.
+export function refusal(error) {
+  return h("p", { class: "error", role: "alert", id: "view-error" }, `The API refused this view: ${error.message}`);
+}
+
 export function empty(text, command) {
   return h("div", { class: "empty" }, h("p", {}, text), command ? h("pre", { class: "command" }, command) : null);
 }
 
 // Ask first (a modal dialog: keyboard and screen reader friendly), then run `act`, which resolves to the API's
 // {status, body}; the answer is shown in `where`, errors included.
+// The focus goes back to the control that asked (by its data-focus: a refresh may have redrawn it meanwhile).
 export async function confirmThen(question, act, where) {
   const dialog = document.getElementById("confirm");
+  const opener = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.focus : null;
   document.getElementById("confirm-text").textContent = question;
   dialog.returnValue = "";
   dialog.showModal();
   const choice = await new Promise((resolve) => dialog.addEventListener("close", () => resolve(dialog.returnValue), { once: true }));
+  // (Chromium may leave the focus on the closed dialog's button when the opener is gone: that is lost focus too.)
+  const lost = !document.activeElement || document.activeElement === document.body || dialog.contains(document.activeElement);
+  if (opener && lost) {
+    const again = document.querySelector(`[data-focus="${CSS.escape(opener)}"]`);
+    if (again) again.focus();
+  }
   if (choice !== "ok") return null;
   put(where, h("p", { class: "pending" }, "Sending…"));
   let answer;

@@ -1,8 +1,8 @@
 // Fleet: every agent (GET /agents, every page) with its state, last contact, queue and quarantine; filter by state,
 // sort by any column. Filters live in the URL: #/fleet?state=busy&sort=last_seen&dir=desc.
 
-import { all, enc } from "./api.js";
-import { h, put, ago, badge, empty, localTime } from "./dom.js";
+import { all, enc, isFinal } from "./api.js";
+import { h, put, ago, badge, empty, localTime, refusal } from "./dom.js";
 
 const STATES = ["initializing", "idle", "busy", "paused", "error", "offline"];
 const COLUMNS = [
@@ -67,7 +67,8 @@ export function mount(root, { params, navigate }) {
     if (!items.length) {
       put(body, state
         ? empty(`No agent is ${state} now.`)
-        : empty("No agents yet — register one (its key from POST /keys as an admin):",
+        : empty("No agents yet — make an agent key as an admin (its api_key is $AGENT_KEY), then register the agent with it:",
+          `curl -X POST ${location.origin}/v1/opscore/keys \\\n  -H "X-API-Key: $ADMIN_KEY" -H 'Content-Type: application/json' -d '{"agent_id": "my-agent"}'\n` +
           `curl -X PUT ${location.origin}/v1/opscore/agent/my-agent \\\n  -H "X-API-Key: $AGENT_KEY" -H 'Content-Type: application/json' -d '{"name": "my agent"}'`));
       return;
     }
@@ -76,5 +77,9 @@ export function mount(root, { params, navigate }) {
       h("tbody", {}, items.map(row)))));
   }
 
-  return { refresh, every: () => REFRESH_MS };
+  function failed(error) {
+    if (isFinal(error)) put(body, refusal(error));
+  }
+
+  return { refresh, failed, every: () => REFRESH_MS };
 }

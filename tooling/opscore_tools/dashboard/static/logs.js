@@ -1,6 +1,7 @@
 // Logs: the `opscore logs` filters (agent, session, level, error type, event, time window, text), read by the
 // dashboard's server from the same sources as the command (the local runtime's file, or a stack's CloudWatch);
-// follow mode re-reads every two seconds; each line expands to its JSON. Admin keys only.
+// follow mode re-reads as often as the server says (two seconds for a file, slower for a stack, where each read is
+// a Logs Insights query); without it the lines are read once. Each line expands to its JSON. Admin keys only.
 // #/logs?agent=a1&level=WARNING&since=15m&follow=1
 
 import { call } from "./api.js";
@@ -17,11 +18,12 @@ const FIELDS = [
 // A window by its ends, in the browser's zone in the form and as UTC instants in the URL (the server's --start/--end).
 const INSTANTS = [{ name: "start", label: "From" }, { name: "end", label: "Until" }];
 const LEVELS = ["", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
-const FOLLOW_MS = 2000;
+const FOLLOW_MS = 2000; // until the server's first answer says how often to re-read
 const ID_FIELDS = [["session", "session_id"], ["task", "task_id"], ["workflow", "workflow_id"]];
 
 export function mount(root, { params, navigate }) {
   const follow = params.get("follow") === "1";
+  let followMs = FOLLOW_MS;
   const expanded = new Set();
   const form = h("form", { class: "log-filters", id: "log-filters", onsubmit: (event) => {
     event.preventDefault();
@@ -79,9 +81,12 @@ export function mount(root, { params, navigate }) {
       return;
     }
     const { lines, matched, notes, source } = answer.body;
-    note.textContent = `${source} · ${lines.length} line${lines.length === 1 ? "" : "s"}${matched !== null && matched > lines.length ? ` of ${matched}` : ""}${notes.length ? ` · ${notes.join("; ")}` : ""}${follow ? " · following" : ""}`;
+    if (answer.body.follow_seconds) followMs = answer.body.follow_seconds * 1000;
+    const live = follow ? ` · following (every ${followMs / 1000} s)` : " · read once: tick Follow and Apply for new lines as they come";
+    note.textContent = `${source} · ${lines.length} line${lines.length === 1 ? "" : "s"}${matched !== null && matched > lines.length ? ` of ${matched}` : ""}${notes.length ? ` · ${notes.join("; ")}` : ""}${live}`;
     if (!lines.length) {
-      put(body, empty("No matching lines. The same search from a terminal:", `opscore logs${commandFlags(params)}`));
+      const source = answer.body.source_flags ? ` ${answer.body.source_flags}` : "";
+      put(body, empty("No matching lines. The same search from a terminal:", `opscore logs${source}${commandFlags(params)}`));
       return;
     }
     const atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
@@ -89,7 +94,7 @@ export function mount(root, { params, navigate }) {
     if (follow && atBottom) window.scrollTo(0, document.body.scrollHeight);
   }
 
-  return { refresh, every: follow ? () => FOLLOW_MS : null };
+  return { refresh, every: follow ? () => followMs : null };
 }
 
 function commandFlags(params) {

@@ -2,8 +2,8 @@
 // run as distinct segments, waits hatched, retries, timeouts and fallbacks marked with their reason), and a task's
 // input, output and error on click. An admin cancels an open session. #/agent/<id>/session/<sid>?task=<task id>
 
-import { call, enc, get } from "./api.js";
-import { h, put, clock, confirmThen, duration, json, localTime } from "./dom.js";
+import { call, enc, get, isFinal } from "./api.js";
+import { h, put, clock, confirmThen, duration, json, localTime, refusal } from "./dom.js";
 
 const REFRESH_MS = 3000;
 const OPEN = new Set(["waiting", "processing"]);
@@ -51,9 +51,9 @@ export function mount(root, { agentId, sessionId, params, navigate, admin }) {
     put(head,
       h("div", { class: "title" }, h("h1", {}, `Session ${trace.workflow_id} v${trace.version}`),
         h("span", { class: `badge status-${trace.status}`, id: "session-status" }, trace.status),
-        admin && open ? h("button", { type: "button", id: "cancel-session", class: "danger", onclick: () => confirmThen(
+        admin && open ? h("button", { type: "button", id: "cancel-session", class: "danger", "data-focus": "cancel-session", onclick: () => confirmThen(
           `Cancel session ${sessionId}? Its open tasks are skipped and its runner stopped.`,
-          () => call("POST", `/agent/${enc(agentId)}/sessions/${sessionId}/cancel`), answer) }, "Cancel session") : null),
+          () => call("POST", `/agent/${enc(agentId)}/sessions/${enc(sessionId)}/cancel`), answer) }, "Cancel session") : null),
       h("p", { class: "facts mono" }, sessionId),
       h("p", { class: "facts" }, `started ${localTime(trace.start_time)} · ${trace.duration_ms === null ? "still open" : `took ${duration(trace.duration_ms)}`}`),
       h("p", { class: "facts", id: "trace-totals" },
@@ -159,7 +159,8 @@ export function mount(root, { agentId, sessionId, params, navigate, admin }) {
 
   let stop = false;
   function failed(error) {
-    if (error.status === 404) put(head, h("p", { class: "error" }, `No session ${sessionId} for agent ${agentId} (404).`));
+    if (error.status === 404) put(head, h("p", { class: "error", role: "alert", id: "view-error" }, `No session ${sessionId} for agent ${agentId} (404).`));
+    else if (isFinal(error)) put(head, refusal(error));
   }
   // An ended session changes no more: it is read once (a cancel reloads the view).
   return { refresh, failed, every: () => (stop ? 30000 : REFRESH_MS) };
