@@ -396,3 +396,35 @@ def test_run_raises_worker_failed_when_the_worker_stops_on_its_own(fake: FakeOps
         worker.run()
     assert fake.state_names == ["idle", "error"]
     assert "401 unauthorized" in fake.states[-1]["error"]["message"]
+
+
+def test_stop_keeps_to_the_drain_timeout_when_every_slot_is_busy(fake: FakeOpsCore) -> None:
+    # Given a worker with one slot, taken by a handler that ignores its lease and runs until released
+    worker = AgentWorker(fake.client(), "agent-1", max_concurrency=1, poll=FAST_POLL)
+    started, release = threading.Event(), threading.Event()
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> dict[str, Any]:
+        started.set()
+        release.wait()
+        return {"late": True}
+
+    fake.queue.append(leased(1))
+    worker.start()
+    # (the handler starts after the leasing thread took the slot; it then waits for a free one)
+    eventually(started.is_set, "the handler running")
+
+    # When the worker stops with no time to drain
+    stopping = threading.Thread(target=worker.stop, kwargs={"drain_timeout": 0}, daemon=True)
+    stopping.start()
+
+    # Then it stops while the handler still runs (the leasing thread waiting for a slot does not hold it up)
+    try:
+        eventually(lambda: worker.stopped, "the worker stopped", lambda: fake.state_names)
+        assert worker.running == 1
+        assert fake.state_names[-1] == "offline"
+    finally:
+        release.set()
+    # and the handler's late result is dropped
+    eventually(lambda: worker.running == 0, "the handler ended")
+    assert "output" not in fake.results.get(task_id(1), {})

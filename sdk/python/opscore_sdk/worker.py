@@ -193,11 +193,14 @@ class AgentWorker:
         the results of those still running, and report `offline` (or leave the `error` a failure reported)."""
         if self._stopped.is_set():
             return
-        self._stopping.set()
-        self._stop_requested.set()
-        if self._leaser is not None and self._leaser is not threading.current_thread():
-            self._leaser.join()
         wait = self.drain_timeout if drain_timeout is None else drain_timeout
+        with self._lock:
+            self._stopping.set()
+            self._stop_requested.set()
+            self._lock.notify_all()  # the leasing thread may be waiting for a slot: it must see the stop now
+        if self._leaser is not None and self._leaser is not threading.current_thread():
+            # It ends once its lease request is answered; a request still hanging must not hold up the stop.
+            self._leaser.join(timeout=wait)
         with self._lock:
             if self._running:
                 log.info("agent %s: waiting up to %g s for %d running task(s)", self.agent_id, wait, len(self._running))
