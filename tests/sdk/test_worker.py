@@ -428,3 +428,19 @@ def test_stop_keeps_to_the_drain_timeout_when_every_slot_is_busy(fake: FakeOpsCo
     # and the handler's late result is dropped
     eventually(lambda: worker.running == 0, "the handler ended")
     assert "output" not in fake.results.get(task_id(1), {})
+
+
+def test_a_task_with_a_field_this_sdk_does_not_know_is_still_run(fake: FakeOpsCore, worker: AgentWorker) -> None:
+    # Given a newer Ops-Core whose leased task carries a field this SDK does not know
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> dict[str, Any]:
+        return {"n": task.input["n"]}
+
+    fake.queue.append({**leased(1), "trace_id": "abc"})
+
+    # When the worker leases it
+    worker.start()
+
+    # Then the handler runs and its result is reported
+    eventually(lambda: task_id(1) in fake.results, "the result", lambda: fake.results)
+    assert fake.results[task_id(1)]["output"] == {"n": 1}

@@ -10,7 +10,7 @@ import httpx
 
 from opscore_sdk import __version__
 from opscore_sdk._calls import Call
-from opscore_sdk.errors import ConnectionFailed, OpsCoreError, error_from_answer
+from opscore_sdk.errors import ConnectionFailed, OpsCoreError, UnexpectedResponse, error_from_answer
 from opscore_sdk.retry import RETRIED_STATUSES, RetryPolicy
 
 DEFAULT_TIMEOUT = 30.0
@@ -71,9 +71,17 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
 
 
 def outcome[T](call: Call[T], response: httpx.Response) -> T:
-    if response.is_success:
+    if not response.is_success:
+        raise answer_error(response)
+    try:
         return call.parse(response)
-    raise answer_error(response)
+    except ValueError as unreadable:  # pydantic's ValidationError is one; so is a body that is not JSON
+        raise UnexpectedResponse(
+            f"{call.method} {call.path}: the answer does not fit the API's model: {unreadable}"[:2000],
+            status=response.status_code,
+            code="unexpected_response",
+            body=response.text[:2000],
+        ) from unreadable
 
 
 def answer_error(response: httpx.Response) -> OpsCoreError:
