@@ -15,7 +15,16 @@ from typing import Any
 
 import pytest
 
-from opscore_sdk import AgentFault, AgentWorker, Backoff, LeaseLost, NotRetryable, TaskContext, WorkerFailed
+from opscore_sdk import (
+    AgentFault,
+    AgentWorker,
+    Backoff,
+    LeaseLost,
+    NotRetryable,
+    RetryPolicy,
+    TaskContext,
+    WorkerFailed,
+)
 from opscore_sdk._task import error_type
 from tests.integration.session_driver import eventually
 from tests.sdk.fake_opscore import SESSION, FakeOpsCore, leased
@@ -444,3 +453,87 @@ def test_a_task_with_a_field_this_sdk_does_not_know_is_still_run(fake: FakeOpsCo
     # Then the handler runs and its result is reported
     eventually(lambda: task_id(1) in fake.results, "the result", lambda: fake.results)
     assert fake.results[task_id(1)]["output"] == {"n": 1}
+
+
+def test_a_handler_ended_by_a_cancel_fails_the_attempt_and_its_heartbeats_stop(
+    fake: FakeOpsCore, worker: AgentWorker
+) -> None:
+    # Given an async handler ended by a cancel escaping it (an inner task's, say)
+    @worker.task("web.fetch")
+    async def fetch(task: TaskContext) -> None:
+        raise asyncio.CancelledError
+
+    fake.queue.append(leased(1, heartbeat_seconds=1))
+
+    # When the worker runs it
+    worker.start()
+
+    # Then the attempt fails with the cancel's type, and the slot is free again
+    eventually(lambda: task_id(1) in fake.results, "the result", lambda: fake.results)
+    assert fake.results[task_id(1)]["status"] == "failed"
+    assert fake.results[task_id(1)]["error"]["type"] == "CancelledError"
+    eventually(lambda: worker.running == 0, "the slot freed")
+
+
+def test_heartbeats_are_sent_once_each_whatever_the_clients_retry_policy(fake: FakeOpsCore) -> None:
+    # Given a client that retries, and heartbeats that get no answer
+    sleeps: list[float] = []
+    retrying = RetryPolicy(max_attempts=4, sleep=sleeps.append)
+    worker = AgentWorker(fake.client(retrying), "agent-1", poll=FAST_POLL, max_heartbeat_failures=2, drain_timeout=0)
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> None:
+        task.lease_lost.wait()
+
+    fake.queue.append(leased(1, heartbeat_seconds=1))
+    fake.heartbeats_unanswered = True
+
+    # When a task runs until the worker gives up on its heartbeats
+    worker.start()
+    assert worker.wait(timeout=30), "the worker never gave up"
+    worker.stop()
+
+    # Then no heartbeat went through the client's retries: each failed beat was counted at once
+    assert sleeps == []
+    assert "2 heartbeats in a row" in (worker.failure or "")
+
+
+def test_a_result_is_reported_without_waiting_for_a_heartbeat_in_flight(fake: FakeOpsCore, worker: AgentWorker) -> None:
+    # Given a heartbeat that hangs
+    opened = fake.hold("heartbeat")
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> dict[str, Any]:
+        fake.held["heartbeat"].wait()
+        return {"done": True}
+
+    fake.queue.append(leased(1, heartbeat_seconds=1))
+
+    # When the handler finishes while it is in flight
+    worker.start()
+    try:
+        # Then the result is reported all the same
+        eventually(lambda: task_id(1) in fake.results, "the result", lambda: fake.results)
+    finally:
+        opened.set()
+    assert fake.results[task_id(1)]["output"] == {"done": True}
+
+
+def test_the_handler_starts_while_the_busy_report_is_still_on_its_way(fake: FakeOpsCore, worker: AgentWorker) -> None:
+    # Given a handler, and state reports that hang once the worker has reported idle
+    started = threading.Event()
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> None:
+        started.set()
+
+    worker.start()
+    opened = fake.hold("state")
+    fake.queue.append(leased(1))
+
+    # When a task is leased
+    # Then its handler runs before the busy report is answered
+    try:
+        eventually(started.is_set, "the handler started", lambda: fake.state_names)
+    finally:
+        opened.set()

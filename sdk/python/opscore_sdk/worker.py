@@ -332,17 +332,20 @@ class AgentWorker:
         with self._lock:
             self._running[task.task_id] = _Running(context, keeper, thread)
         log.info("task %s attempt %d (%s) leased", task.task_id, task.attempt, task.action)
-        self._states.settle(self._wanted_state)
+        # The lease is renewed and the handler runs before the state report, which may take its retries' time.
         keeper.start()
         thread.start()
+        self._states.settle(self._wanted_state)
 
     # ------------------------------------------------------------------ one task
 
     def _work(self, context: TaskContext, keeper: LeaseKeeper) -> None:
         try:
-            handler = self._handlers.get(context.action)
-            result = _no_handler(context) if handler is None else run_handler(handler, context)
-            keeper.finish()
+            try:
+                handler = self._handlers.get(context.action)
+                result = _no_handler(context) if handler is None else run_handler(handler, context)
+            finally:
+                keeper.finish()  # whatever ended the handler, nobody works on the task now
             if context.lease_lost.is_set():
                 log.warning(
                     "task %s attempt %d: result dropped: %s", context.task_id, context.attempt, context.lost_reason
