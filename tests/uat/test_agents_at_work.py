@@ -179,7 +179,14 @@ def test_a_webhook_agent_answers_one_task_at_once_and_reports_a_long_one_later(
         return {"status": "succeeded", "output": {"answer": task.input["question"].upper()}}
 
     with serving(webhook.wsgi_app(secret, handle)) as endpoint:
-        registration = {"name": "hooked", "delivery": "webhook", "endpoint": endpoint, "webhook_secret": secret}
+        # Two slots: which session is dispatched first is not fixed, and the long task holds its slot until reported.
+        registration = {
+            "name": "hooked",
+            "delivery": "webhook",
+            "endpoint": endpoint,
+            "webhook_secret": secret,
+            "max_concurrency": 2,
+        }
         agent.client.register(agent.agent_id, registration)
         agent.client.report_state(agent.agent_id, "idle")
 
