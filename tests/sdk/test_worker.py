@@ -55,9 +55,10 @@ def worker(fake: FakeOpsCore) -> Iterator[AgentWorker]:
 def test_it_registers_its_handlers_reports_idle_busy_idle_and_offline_on_stop(
     fake: FakeOpsCore, worker: AgentWorker
 ) -> None:
-    # Given a worker with two handlers, one async
+    # Given a worker with two handlers, one async (the first running until the agent is reported busy)
     @worker.task("web.fetch")
     def fetch(task: TaskContext) -> dict[str, Any]:
+        eventually(lambda: "busy" in fake.state_names, "busy reported", lambda: fake.state_names)
         return {"fetched": task.input["n"], "attempt": task.attempt, "session": task.session_id}
 
     @worker.task("text.summarise")

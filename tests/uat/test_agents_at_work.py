@@ -76,6 +76,8 @@ def test_a_workflow_runs_end_to_end_and_the_agent_s_state_follows_the_worker(
 
     @worker.task("web.fetch")
     def fetch(task: TaskContext) -> dict[str, Any]:
+        # Running until the agent shows busy: a task done before its busy report would be seen idle throughout.
+        until(lambda: agent.client.get_agent(agent.agent_id).current_state, _is_busy, "the agent busy")
         return {"body": f"news about {task.input['topic']}"}
 
     @worker.task("text.summarise")
@@ -249,3 +251,7 @@ def test_a_failure_not_worth_retrying_goes_straight_to_its_fallback(new_agent: N
     assert charge_view.error.type == "CardDeclined"
     assert (refund_view.fallback_for, refund_view.output) == (["charge"], {"refunded": True})
     assert view.status == "completed"
+
+
+def _is_busy(current: Any) -> bool:
+    return current is not None and current.state == "busy"
