@@ -262,7 +262,7 @@ def test_stop_lets_running_tasks_finish_and_leases_nothing_more(fake: FakeOpsCor
     assert fake.state_names[-1] == "offline"
 
 
-def test_a_task_still_running_after_the_drain_timeout_is_told_and_its_result_dropped(
+def test_a_task_still_running_after_the_drain_timeout_is_told_and_reported_failed_worth_retrying(
     fake: FakeOpsCore, worker: AgentWorker
 ) -> None:
     # Given a handler that runs until its lease is lost
@@ -278,9 +278,16 @@ def test_a_task_still_running_after_the_drain_timeout_is_told_and_its_result_dro
     # When the worker stops with no time to drain
     worker.stop(drain_timeout=0)
 
-    # Then the result is dropped and the agent is offline
+    # Then the attempt is reported failed as given up, worth retrying (not left to expire), the handler's own result
+    # dropped, and the agent is offline
     eventually(lambda: worker.running == 0, "the handler ended")
-    assert fake.results == {}
+    assert fake.results == {
+        task_id(1): {
+            "status": "failed",
+            "attempt": 1,
+            "error": {"type": "WorkerStopped", "message": "the worker stopped before the task finished"},
+        }
+    }
     assert fake.state_names[-1] == "offline"
 
 

@@ -17,7 +17,8 @@ to retry, `AgentFault` that the agent is at fault). The agent is `busy` while an
 does; only changes are reported.
 
 Stopping (stop(), or SIGINT/SIGTERM under run()) stops leasing, lets running tasks finish for up to `drain_timeout`
-seconds (those still running then are told their lease is lost, and their results dropped), and reports `offline`.
+seconds (those still running then are told their lease is lost and reported failed, `WorkerStopped`, worth
+retrying; whatever their handlers return later is dropped), and reports `offline`.
 A worker whose heartbeats keep failing for want of an answer (`max_heartbeat_failures` in a row) stops taking work,
 gives up the leases it cannot renew, logs why, reports `error` with the reason if Ops-Core hears it, and stops:
 `failure` says why, and run() raises WorkerFailed, for a supervisor to restart it.
@@ -189,8 +190,8 @@ class AgentWorker:
         self._leaser.start()
 
     def stop(self, drain_timeout: float | None = None) -> None:
-        """Stop leasing, let running tasks finish for up to `drain_timeout` seconds (default: the worker's), drop
-        the results of those still running, and report `offline` (or leave the `error` a failure reported)."""
+        """Stop leasing, let running tasks finish for up to `drain_timeout` seconds (default: the worker's), report
+        those still running failed (WorkerStopped), and report `offline` (or leave the `error` a failure reported)."""
         if self._stopped.is_set():
             return
         wait = self.drain_timeout if drain_timeout is None else drain_timeout
@@ -208,18 +209,28 @@ class AgentWorker:
             left = list(self._running.values())
         if not drained:
             log.warning(
-                "agent %s: %d task(s) still running after %g s; their results are dropped",
+                "agent %s: %d task(s) still running after %g s; they are given up as failed",
                 self.agent_id,
                 len(left),
                 wait,
             )
             for running in left:
-                running.context.lose("the worker stopped before the task finished")
-                running.keeper.finish()
+                self._give_up(running)
         if self.failure is None:
             self._states.report("offline", details={"reason": "the worker stopped"})
         self._stopped.set()
         log.info("agent %s: stopped", self.agent_id)
+
+    def _give_up(self, running: _Running) -> None:
+        """End a task still running at the drain timeout: its handler is told, and the attempt is reported failed
+        (worth retrying) so that it is retried now rather than when its lease expires, which would count toward the
+        agent's quarantine."""
+        context = running.context
+        reason = "the worker stopped before the task finished"
+        context.lose(reason)
+        running.keeper.finish()
+        error = {"type": "WorkerStopped", "message": reason}
+        self._report(context, {"status": "failed", "attempt": context.attempt, "error": error})
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the worker has been asked to stop (a signal under run(), or a failure); True if it was."""
