@@ -56,6 +56,8 @@ class FakeOpsCore:
         # `held[route]` is set once one waits.
         self.gates: dict[str, threading.Event] = {}
         self.held: dict[str, threading.Event] = {}
+        # Routes whose requests fail with an exception no client turns into an OpsCoreError (a bug, say).
+        self.broken: set[str] = set()
 
     def client(self, retries: RetryPolicy = NO_RETRIES) -> OpsCore:
         return OpsCore(BASE_URL, API_KEY, retries=retries, transport=httpx.MockTransport(self))
@@ -78,6 +80,8 @@ class FakeOpsCore:
         if route in self.gates:
             self.held[route].set()
             self.gates[route].wait()
+        if route in self.broken:
+            raise RuntimeError(f"the {route} route is broken")
         with self.lock:
             return self._route(request.method, path.split("/")[1:], body)
 

@@ -545,3 +545,54 @@ def test_the_handler_starts_while_the_busy_report_is_still_on_its_way(fake: Fake
         eventually(started.is_set, "the handler started", lambda: fake.state_names)
     finally:
         opened.set()
+
+
+def test_an_unexpected_exception_starting_a_task_does_not_stop_the_leasing(
+    fake: FakeOpsCore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a worker with one slot whose state reports fail with an exception the client does not expect
+    worker = AgentWorker(fake.client(), "agent-1", max_concurrency=1, poll=FAST_POLL, drain_timeout=0)
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> dict[str, Any]:
+        if task.input["n"] == 1:  # (ends once the busy report is on its way, so that it is made, and fails)
+            fake.held["state"].wait()
+            opened.set()
+        return {"n": task.input["n"]}
+
+    worker.start()
+    opened = fake.hold("state")
+    fake.broken.add("state")
+    fake.queue += [leased(1), leased(2)]
+
+    # When it leases two tasks in turn
+    # Then both run and are reported, and it still leases
+    try:
+        eventually(lambda: len(fake.results) == 2, "both results", lambda: (fake.results, caplog.text))
+        assert worker.leasing
+    finally:
+        fake.broken.clear()
+        opened.set()
+        worker.stop()
+
+
+def test_an_unexpected_exception_from_a_heartbeat_tells_the_handler_its_lease_is_lost(
+    fake: FakeOpsCore, worker: AgentWorker
+) -> None:
+    # Given heartbeats that fail with an exception the client does not expect
+    told: list[str] = []
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> None:
+        task.lease_lost.wait()
+        told.append(task.lost_reason or "")
+
+    fake.broken.add("heartbeat")
+    fake.queue.append(leased(1, heartbeat_seconds=1))
+
+    # When a task runs
+    worker.start()
+
+    # Then its handler is told the lease is lost, and why
+    eventually(lambda: bool(told), "the handler told")
+    assert "RuntimeError" in told[0]

@@ -104,6 +104,12 @@ class LeaseKeeper:
             # 409 task_not_open (expired, cancelled, or its attempt ended), 404, 403: the lease is not ours any more.
             self._lose(f"Ops-Core ended the lease: {error}")
             return False
+        except Exception as error:
+            # Not an answer at all (a bug, here or below): the lease cannot be kept, and the handler must hear so
+            # rather than this thread ending silently while the lease runs out.
+            log.exception("task %s attempt %d: heartbeat failed", context.task_id, context.attempt)
+            self._lose(f"the lease could not be renewed: {type(error).__name__}: {error}")
+            return False
         self._expires_at = renewed.lease_expires_at
         self._on_renewed()
         return True

@@ -290,13 +290,14 @@ class AgentWorker:
         while self._wait_for_slot():
             try:
                 task, empty_answers, pause = self._lease(empty_answers)
+                if task is not None:
+                    self._begin(task)
             except Exception:
-                # An answer the client could not read (not a task): the leasing thread must not end silently.
+                # Whatever went wrong (an answer the client could not read, a failure starting a task), the leasing
+                # thread must not end, silently leaving run() waiting forever.
                 log.exception("agent %s: leasing failed", self.agent_id)
-                task, empty_answers, pause = None, empty_answers + 1, self._poll.delay(empty_answers + 1)
-            if task is not None:
-                self._begin(task)
-            elif pause:
+                empty_answers, pause = empty_answers + 1, self._poll.delay(empty_answers + 1)
+            if pause:
                 self._stopping.wait(pause)
 
     def _wait_for_slot(self) -> bool:
@@ -344,8 +345,14 @@ class AgentWorker:
             self._running[task.task_id] = _Running(context, keeper, thread)
         log.info("task %s attempt %d (%s) leased", task.task_id, task.attempt, task.action)
         # The lease is renewed and the handler runs before the state report, which may take its retries' time.
-        keeper.start()
-        thread.start()
+        try:
+            keeper.start()
+            thread.start()
+        except BaseException:
+            with self._lock:  # no thread will free the slot
+                self._running.pop(task.task_id, None)
+            keeper.finish()
+            raise
         self._states.settle(self._wanted_state)
 
     # ------------------------------------------------------------------ one task
