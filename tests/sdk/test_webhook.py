@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -234,3 +237,22 @@ def test_a_content_length_that_is_not_a_number_of_bytes_is_answered_400(length: 
     # Then it is answered 400, naming the header
     assert answered == ["400 Bad Request"]
     assert b"Content-Length" in body
+
+
+def test_the_python_check_in_docs_agents_md_agrees_with_the_sdk_and_never_raises() -> None:
+    # Given the signature check docs/agents.md shows in Python
+    text = (Path(__file__).resolve().parents[2] / "docs" / "agents.md").read_text()
+    snippet = re.search(r"```python\n(import hashlib, hmac, time\n.*?)```", text, re.DOTALL)
+    assert snippet is not None, "docs/agents.md has no Python signature check"
+    namespace: dict[str, Any] = {}
+    exec(snippet.group(1), namespace)  # noqa: S102 - the project's own documentation
+    check = namespace["verify"]
+    now = str(int(time.time()))
+
+    # When it checks a good delivery and odd ones
+    good = check(SECRET, now, webhook.sign(SECRET, now, BODY), BODY)
+    odd = [check(SECRET, stamp, signature, BODY) for stamp, signature in [("²", "sha256=00"), (now, "sha256=é")]]
+
+    # Then it takes the good one and refuses the others without raising
+    assert good is True
+    assert odd == [False, False]
