@@ -596,3 +596,41 @@ def test_an_unexpected_exception_from_a_heartbeat_tells_the_handler_its_lease_is
     # Then its handler is told the lease is lost, and why
     eventually(lambda: bool(told), "the handler told")
     assert "RuntimeError" in told[0]
+
+
+def test_a_second_signal_ends_the_drain(fake: FakeOpsCore, caplog: pytest.LogCaptureFixture) -> None:
+    # Given a worker running in the main thread with a long drain timeout, and a task that runs until released
+    worker = AgentWorker(fake.client(), "agent-1", poll=FAST_POLL, drain_timeout=3600)
+    caplog.set_level(logging.INFO, logger="opscore_sdk.worker")
+    started, release = threading.Event(), threading.Event()
+    problems: list[str] = []
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> None:
+        started.set()
+        release.wait()
+
+    def signal_twice() -> None:
+        try:
+            eventually(started.is_set, "the task running")
+            os.kill(os.getpid(), signal.SIGTERM)
+            eventually(lambda: "waiting up to" in caplog.text, "the drain begun", lambda: caplog.text)
+            os.kill(os.getpid(), signal.SIGTERM)
+            eventually(lambda: worker.stopped, "the worker stopped")
+        except AssertionError as failure:
+            problems.append(str(failure))
+        finally:
+            release.set()
+
+    fake.queue.append(leased(1))
+
+    # When SIGTERM arrives, and again during the drain
+    signaller = threading.Thread(target=signal_twice)
+    signaller.start()
+    worker.run()
+    signaller.join()
+
+    # Then run returned without waiting for the task, which was given up, and the agent is offline
+    assert problems == []
+    assert fake.results[task_id(1)]["error"]["type"] == "WorkerStopped"
+    assert fake.state_names[-1] == "offline"

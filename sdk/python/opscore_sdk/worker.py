@@ -17,8 +17,8 @@ to retry, `AgentFault` that the agent is at fault). The agent is `busy` while an
 does; only changes are reported.
 
 Stopping (stop(), or SIGINT/SIGTERM under run()) stops leasing, lets running tasks finish for up to `drain_timeout`
-seconds (those still running then are told their lease is lost and reported failed, `WorkerStopped`, worth
-retrying; whatever their handlers return later is dropped), and reports `offline`.
+seconds or until a second signal (those still running then are told their lease is lost and reported failed,
+`WorkerStopped`, worth retrying; whatever their handlers return later is dropped), and reports `offline`.
 A worker whose heartbeats keep failing for want of an answer (`max_heartbeat_failures` in a row) stops taking work,
 gives up the leases it cannot renew, logs why, reports `error` with the reason if Ops-Core hears it, and stops:
 `failure` says why, and run() raises WorkerFailed, for a supervisor to restart it.
@@ -129,6 +129,7 @@ class AgentWorker:
         self._stopping = threading.Event()  # no more leasing
         self._stop_requested = threading.Event()  # run() should stop the worker (a signal, or a failure)
         self._stopped = threading.Event()
+        self._drain_cut = threading.Event()  # a second signal: stop waiting for running tasks
         self._leaser: threading.Thread | None = None
         self._quarantined = False
         # Why the worker stopped on its own (heartbeats failing, its key refused); None otherwise.
@@ -205,9 +206,9 @@ class AgentWorker:
         with self._lock:
             if self._running:
                 log.info("agent %s: waiting up to %g s for %d running task(s)", self.agent_id, wait, len(self._running))
-            drained = self._lock.wait_for(lambda: not self._running, timeout=wait)
+            self._lock.wait_for(lambda: not self._running or self._drain_cut.is_set(), timeout=wait)
             left = list(self._running.values())
-        if not drained:
+        if left:
             log.warning(
                 "agent %s: %d task(s) still running after %g s; they are given up as failed",
                 self.agent_id,
@@ -261,7 +262,7 @@ class AgentWorker:
         installed = []
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, self._stop_requested.set)
+                loop.add_signal_handler(signum, self._on_signal, signum, None)
                 installed.append(signum)
         try:
             await asyncio.to_thread(self.start)
@@ -275,8 +276,16 @@ class AgentWorker:
             raise WorkerFailed(self.failure)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("agent %s: %s received; shutting down", self.agent_id, signal.Signals(signum).name)
-        self._stop_requested.set()
+        name = signal.Signals(signum).name
+        if not self._stop_requested.is_set():
+            log.info("agent %s: %s received; shutting down", self.agent_id, name)
+            self._stop_requested.set()
+            return
+        # A second signal: the operator will not wait for the drain.
+        log.warning("agent %s: %s received again; giving up the running tasks now", self.agent_id, name)
+        with self._lock:
+            self._drain_cut.set()
+            self._lock.notify_all()
 
     # ------------------------------------------------------------------ leasing
 
