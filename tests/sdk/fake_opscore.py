@@ -1,6 +1,7 @@
 """A small Ops-Core in memory, behind httpx's MockTransport, for the worker's tests: the routes a polling agent uses,
 with the rules the worker depends on (stale state timestamps refused, 204 on an empty queue, quarantine's 409 with
-Retry-After, heartbeats of a lost lease answered 409 task_not_open), and switches to make heartbeats fail."""
+Retry-After, heartbeats of a lost lease answered 409 task_not_open), switches to make heartbeats fail, and gates
+that hold a route's requests until a test opens them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from opscore_sdk import NO_RETRIES, OpsCore
+from opscore_sdk import NO_RETRIES, OpsCore, RetryPolicy
 from tests.sdk.conftest import API_KEY, BASE_URL, error_body
 
 SESSION = "a" * 32
@@ -51,9 +52,21 @@ class FakeOpsCore:
         self.takes_retryable = True
         self.refuses_key = False
         self.leases = 0
+        # A route (its last path segment: "heartbeat", "state") held closed: its requests wait until the gate opens;
+        # `held[route]` is set once one waits.
+        self.gates: dict[str, threading.Event] = {}
+        self.held: dict[str, threading.Event] = {}
+        # Routes whose requests fail with an exception no client turns into an OpsCoreError (a bug, say).
+        self.broken: set[str] = set()
 
-    def client(self) -> OpsCore:
-        return OpsCore(BASE_URL, API_KEY, retries=NO_RETRIES, transport=httpx.MockTransport(self))
+    def client(self, retries: RetryPolicy = NO_RETRIES) -> OpsCore:
+        return OpsCore(BASE_URL, API_KEY, retries=retries, transport=httpx.MockTransport(self))
+
+    def hold(self, route: str) -> threading.Event:
+        """Hold `route`'s requests; answer the gate to open."""
+        self.held[route] = threading.Event()
+        self.gates[route] = threading.Event()
+        return self.gates[route]
 
     @property
     def state_names(self) -> list[str]:
@@ -63,6 +76,12 @@ class FakeOpsCore:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path.removeprefix("/v1/opscore")
         body = json.loads(request.content) if request.content else None
+        route = path.rsplit("/", 1)[-1]
+        if route in self.gates:
+            self.held[route].set()
+            self.gates[route].wait()
+        if route in self.broken:
+            raise RuntimeError(f"the {route} route is broken")
         with self.lock:
             return self._route(request.method, path.split("/")[1:], body)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pydantic
 import pytest
 
 from opscore_sdk import (
@@ -14,9 +15,12 @@ from opscore_sdk import (
     StaleState,
     Throttled,
     Unauthorized,
+    UnexpectedResponse,
     ValidationFailed,
 )
+from opscore_sdk.models import RegistrationRequest
 from tests.sdk.conftest import Recorder, RecorderFactory, error_body
+from tests.sdk.fake_opscore import leased
 
 QUARANTINE = {
     "since": "2026-01-01T00:00:00.000000Z",
@@ -106,3 +110,37 @@ def test_an_answer_that_is_not_ops_core_s_envelope_still_raises_by_status(answer
     assert (raised.value.status, raised.value.code) == (502, "http_502")
     assert "bad gateway" in raised.value.message
     assert raised.value.request_id is None
+
+
+def test_an_answer_with_a_field_this_sdk_does_not_know_is_read_and_the_field_ignored(answers: RecorderFactory) -> None:
+    # Given a newer Ops-Core that adds a field to a leased task (and to the agent inside a page)
+    with answers((200, {**leased(1), "trace_id": "abc"})).client(max_attempts=1) as client:
+        # When the agent leases it
+        task = client.next_task("agent-1")
+
+    # Then the task is read as usual
+    assert task is not None
+    assert task.task_id == leased(1)["task_id"]
+    assert not hasattr(task, "trace_id")
+
+
+def test_a_request_body_model_still_refuses_a_misspelt_field() -> None:
+    # Given a request body no answer carries
+    # When it is built with a field the API does not take
+    # Then it fails before anything is sent
+    with pytest.raises(pydantic.ValidationError):
+        RegistrationRequest.model_validate({"name": "a1", "capabilities": ["x"], "max_concurency": 2})
+
+
+def test_a_successful_answer_that_does_not_fit_its_model_raises_unexpected_response(answers: RecorderFactory) -> None:
+    # Given Ops-Core answers 200 with a leased task missing its id
+    body = {name: value for name, value in leased(1).items() if name != "task_id"}
+    with answers((200, body)).client(max_attempts=1) as client, pytest.raises(UnexpectedResponse) as raised:
+        # When the agent leases it
+        client.next_task("agent-1")
+
+    # Then the error is the SDK's own, with the status and the body
+    assert isinstance(raised.value, OpsCoreError)
+    assert raised.value.status == 200
+    assert raised.value.code == "unexpected_response"
+    assert "task_id" in str(raised.value)

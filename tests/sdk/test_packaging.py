@@ -45,3 +45,15 @@ def test_the_package_metadata_names_only_an_http_client_and_pydantic() -> None:
         "pydantic",
     ]
     assert all("<" in requirement for requirement in project["dependencies"]), "compatible ranges, capped"
+
+
+def test_the_version_is_kept_in_one_place() -> None:
+    import tomllib
+
+    # Given the package's build settings
+    settings = tomllib.loads((REPO / "sdk" / "python" / "pyproject.toml").read_text())
+
+    # Then the version is read from opscore_sdk.__version__, not written twice
+    assert "version" not in settings["project"]
+    assert settings["project"]["dynamic"] == ["version"]
+    assert settings["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "opscore_sdk.__version__"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from opscore_sdk import ConnectionFailed, NotFound, RetryPolicy, ServerError, Throttled, ValidationFailed
+from opscore_sdk import Conflict, ConnectionFailed, NotFound, RetryPolicy, ServerError, Throttled, ValidationFailed
 from tests.sdk.conftest import Recorder, error_body
 
 HEALTH = {"status": "ok", "version": "0.1.0"}
@@ -166,3 +166,76 @@ def test_no_retries_policy_sends_once() -> None:
         client.health()
 
     assert len(answers.requests) == 1
+
+
+def test_a_trigger_answered_request_in_progress_is_sent_again_with_the_same_key() -> None:
+    # Given a retried trigger whose first try Ops-Core is still carrying out
+    started = {
+        "session_id": "a" * 32,
+        "workflow_id": "digest",
+        "version": 1,
+        "agent_id": "agent-1",
+        "status": "waiting",
+        "quarantine": None,
+        "created_at": "2026-01-01T00:00:00.000000Z",
+        "ended_at": None,
+    }
+    answers = Recorder((409, error_body("request_in_progress", "retry shortly")), (200, started))
+
+    # When it is sent
+    with answers.client() as client:
+        client.trigger("agent-1", template={"name": "t", "tasks": []})
+
+    # Then it went again after a backoff, under the same Idempotency-Key
+    assert len(answers.requests) == 2
+    assert answers.sleeps == [0.5]
+    keys = {request.headers["Idempotency-Key"] for request in answers.requests}
+    assert len(keys) == 1
+
+
+def test_a_result_answered_conflict_send_it_again_is_sent_again() -> None:
+    # Given a result that raced another write to its task
+    accepted = {"task_id": LEASED["task_id"], "session_id": LEASED["session_id"], "attempt": 1, "status": "succeeded"}
+    answers = Recorder((409, error_body("conflict", "changing too fast; send it again")), (200, accepted))
+
+    # When it is reported
+    with answers.client() as client:
+        client.succeed("agent-1", LEASED["task_id"], attempt=1)
+
+    # Then it was sent again and taken
+    assert len(answers.requests) == 2
+
+
+def test_other_conflicts_and_unsafe_calls_are_not_sent_again() -> None:
+    # Given a result for an attempt that ended, and a lease racing another write
+    ended = Recorder((409, error_body("task_not_open")))
+    raced = Recorder((409, error_body("conflict")))
+
+    # When they are sent
+    with ended.client() as client, pytest.raises(Conflict):
+        client.succeed("agent-1", LEASED["task_id"], attempt=1)
+    with raced.client() as client, pytest.raises(Conflict):
+        client.next_task("agent-1")
+
+    # Then neither went twice
+    assert (len(ended.requests), len(raced.requests)) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "waited"),
+    [
+        (503, "3", 3.0),
+        (429, "Wed, 01 Jan 2098 00:00:00 GMT", 8.0),  # far ahead: the policy's cap
+        (503, "Mon, 01 Jan 2001 00:00:00 GMT", 0.0),  # passed: at once
+    ],
+)
+def test_retry_after_is_honoured_on_503_too_and_as_an_http_date(status: int, retry_after: str, waited: float) -> None:
+    # Given Ops-Core (or a proxy) asks to come back later, then answers
+    answers = Recorder((status, error_body("x"), {"Retry-After": retry_after}), (200, HEALTH))
+
+    # When a read is made
+    with answers.client() as client:
+        client.health()
+
+    # Then the client waited what it was told (capped by the policy)
+    assert answers.sleeps == [waited]

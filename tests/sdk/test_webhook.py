@@ -3,8 +3,12 @@ dispatcher expects: 200 with a TaskResult, 202 when the handler defers, 401 on a
 
 from __future__ import annotations
 
+import io
 import json
+import re
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +16,7 @@ import pytest
 
 from opscore.dispatch.delivery.webhook import answer_meaning, signed_headers
 from opscore.dispatch.models import TaskResult as ServiceTaskResult
-from opscore_sdk import webhook
+from opscore_sdk import AgentFault, NotRetryable, webhook
 from opscore_sdk.models import LeasedTask
 from tests.sdk.test_retries import LEASED
 
@@ -165,3 +169,90 @@ async def test_asgi_takes_a_plain_handler_too_and_answers_as_wsgi_does() -> None
     assert _accepted_by_ops_core(await _post_asgi(_crash, _delivery())).status == "failed"
     assert (await _post_asgi(_fetch, _delivery(signed_at=NOW + 3600))).status_code == 401
     assert (await _post_asgi(_fetch, _delivery(b"{}"), b"{}")).status_code == 400
+
+
+@pytest.mark.parametrize("returned", [None, [1, 2], "done"])
+def test_a_handler_answering_something_other_than_a_result_fails_the_attempt_rather_than_answering_500(
+    returned: object,
+) -> None:
+    # Given a handler that returns neither a TaskResult nor DEFERRED
+    # When a delivery reaches it
+    response = _post_wsgi(lambda _task: returned, _delivery())
+
+    # Then the attempt fails, in an answer Ops-Core takes (a 500 would have the task delivered again)
+    result = _accepted_by_ops_core(response)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error.type == "TypeError"
+
+
+@pytest.mark.asyncio
+async def test_the_receivers_report_not_retryable_and_agent_faults_and_make_the_type_acceptable() -> None:
+    # Given handlers raising a failure not worth retrying, an agent fault, and an exception whose name the API refuses
+    def refuse(task: LeasedTask) -> object:
+        raise NotRetryable("the url is not a url")
+
+    def crash(task: LeasedTask) -> object:
+        raise AgentFault("the browser crashed")
+
+    def odd(task: LeasedTask) -> object:
+        raise type("Bad Thing", (Exception,), {})("odd")
+
+    # When deliveries reach them, by WSGI and by ASGI
+    refused = _accepted_by_ops_core(_post_wsgi(refuse, _delivery()))
+    crashed = _accepted_by_ops_core(await _post_asgi(crash, _delivery()))
+    oddly = _accepted_by_ops_core(_post_wsgi(odd, _delivery()))
+
+    # Then each failure says so as a worker's would, in a result Ops-Core takes
+    assert refused.error is not None
+    assert refused.error.model_dump(exclude_none=True)["retryable"] is False
+    assert crashed.error is not None
+    assert crashed.error.fault == "agent"
+    assert oddly.error is not None
+    assert oddly.error.type == "Bad_Thing"
+
+
+@pytest.mark.parametrize("timestamp", ["9" * 400, "²", "-5", " 1800000000"])
+def test_a_timestamp_that_is_not_plain_unix_seconds_is_refused_as_a_bad_signature(timestamp: str) -> None:
+    # Given a delivery whose timestamp is not a short run of ASCII digits
+    headers = {**_delivery(), "X-OpsCore-Timestamp": timestamp}
+
+    # When it is checked
+    # Then it is refused (never an OverflowError)
+    with pytest.raises(webhook.InvalidSignature):
+        webhook.verify(SECRET, headers, BODY, now=NOW)
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", "1e3"])
+def test_a_content_length_that_is_not_a_number_of_bytes_is_answered_400(length: str) -> None:
+    # Given a WSGI request whose Content-Length is not a number of bytes
+    app = webhook.wsgi_app(SECRET, _fetch, clock=lambda: NOW)
+    answered: list[str] = []
+    environ = {"REQUEST_METHOD": "POST", "CONTENT_LENGTH": length, "wsgi.input": io.BytesIO(BODY)}
+    environ |= {"HTTP_" + name.upper().replace("-", "_"): value for name, value in _delivery().items()}
+
+    # When it reaches the receiver
+    body = b"".join(app(environ, lambda status, _headers: answered.append(status)))
+
+    # Then it is answered 400, naming the header
+    assert answered == ["400 Bad Request"]
+    assert b"Content-Length" in body
+
+
+def test_the_python_check_in_docs_agents_md_agrees_with_the_sdk_and_never_raises() -> None:
+    # Given the signature check docs/agents.md shows in Python
+    text = (Path(__file__).resolve().parents[2] / "docs" / "agents.md").read_text()
+    snippet = re.search(r"```python\n(import hashlib, hmac, time\n.*?)```", text, re.DOTALL)
+    assert snippet is not None, "docs/agents.md has no Python signature check"
+    namespace: dict[str, Any] = {}
+    exec(snippet.group(1), namespace)  # noqa: S102 - the project's own documentation
+    check = namespace["verify"]
+    now = str(int(time.time()))
+
+    # When it checks a good delivery and odd ones
+    good = check(SECRET, now, webhook.sign(SECRET, now, BODY), BODY)
+    odd = [check(SECRET, stamp, signature, BODY) for stamp, signature in [("²", "sha256=00"), (now, "sha256=é")]]
+
+    # Then it takes the good one and refuses the others without raising
+    assert good is True
+    assert odd == [False, False]

@@ -15,7 +15,16 @@ from typing import Any
 
 import pytest
 
-from opscore_sdk import AgentFault, AgentWorker, Backoff, LeaseLost, NotRetryable, TaskContext, WorkerFailed
+from opscore_sdk import (
+    AgentFault,
+    AgentWorker,
+    Backoff,
+    LeaseLost,
+    NotRetryable,
+    RetryPolicy,
+    TaskContext,
+    WorkerFailed,
+)
 from opscore_sdk._task import error_type
 from tests.integration.session_driver import eventually
 from tests.sdk.fake_opscore import SESSION, FakeOpsCore, leased
@@ -46,9 +55,10 @@ def worker(fake: FakeOpsCore) -> Iterator[AgentWorker]:
 def test_it_registers_its_handlers_reports_idle_busy_idle_and_offline_on_stop(
     fake: FakeOpsCore, worker: AgentWorker
 ) -> None:
-    # Given a worker with two handlers, one async
+    # Given a worker with two handlers, one async (the first running until the agent is reported busy)
     @worker.task("web.fetch")
     def fetch(task: TaskContext) -> dict[str, Any]:
+        eventually(lambda: "busy" in fake.state_names, "busy reported", lambda: fake.state_names)
         return {"fetched": task.input["n"], "attempt": task.attempt, "session": task.session_id}
 
     @worker.task("text.summarise")
@@ -252,7 +262,7 @@ def test_stop_lets_running_tasks_finish_and_leases_nothing_more(fake: FakeOpsCor
     assert fake.state_names[-1] == "offline"
 
 
-def test_a_task_still_running_after_the_drain_timeout_is_told_and_its_result_dropped(
+def test_a_task_still_running_after_the_drain_timeout_is_told_and_reported_failed_worth_retrying(
     fake: FakeOpsCore, worker: AgentWorker
 ) -> None:
     # Given a handler that runs until its lease is lost
@@ -268,9 +278,16 @@ def test_a_task_still_running_after_the_drain_timeout_is_told_and_its_result_dro
     # When the worker stops with no time to drain
     worker.stop(drain_timeout=0)
 
-    # Then the result is dropped and the agent is offline
+    # Then the attempt is reported failed as given up, worth retrying (not left to expire), the handler's own result
+    # dropped, and the agent is offline
     eventually(lambda: worker.running == 0, "the handler ended")
-    assert fake.results == {}
+    assert fake.results == {
+        task_id(1): {
+            "status": "failed",
+            "attempt": 1,
+            "error": {"type": "WorkerStopped", "message": "the worker stopped before the task finished"},
+        }
+    }
     assert fake.state_names[-1] == "offline"
 
 
@@ -396,3 +413,224 @@ def test_run_raises_worker_failed_when_the_worker_stops_on_its_own(fake: FakeOps
         worker.run()
     assert fake.state_names == ["idle", "error"]
     assert "401 unauthorized" in fake.states[-1]["error"]["message"]
+
+
+def test_stop_keeps_to_the_drain_timeout_when_every_slot_is_busy(fake: FakeOpsCore) -> None:
+    # Given a worker with one slot, taken by a handler that ignores its lease and runs until released
+    worker = AgentWorker(fake.client(), "agent-1", max_concurrency=1, poll=FAST_POLL)
+    started, release = threading.Event(), threading.Event()
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> dict[str, Any]:
+        started.set()
+        release.wait()
+        return {"late": True}
+
+    fake.queue.append(leased(1))
+    worker.start()
+    # (the handler starts after the leasing thread took the slot; it then waits for a free one)
+    eventually(started.is_set, "the handler running")
+
+    # When the worker stops with no time to drain
+    stopping = threading.Thread(target=worker.stop, kwargs={"drain_timeout": 0}, daemon=True)
+    stopping.start()
+
+    # Then it stops while the handler still runs (the leasing thread waiting for a slot does not hold it up)
+    try:
+        eventually(lambda: worker.stopped, "the worker stopped", lambda: fake.state_names)
+        assert worker.running == 1
+        assert fake.state_names[-1] == "offline"
+    finally:
+        release.set()
+    # and the handler's late result is dropped
+    eventually(lambda: worker.running == 0, "the handler ended")
+    assert "output" not in fake.results.get(task_id(1), {})
+
+
+def test_a_task_with_a_field_this_sdk_does_not_know_is_still_run(fake: FakeOpsCore, worker: AgentWorker) -> None:
+    # Given a newer Ops-Core whose leased task carries a field this SDK does not know
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> dict[str, Any]:
+        return {"n": task.input["n"]}
+
+    fake.queue.append({**leased(1), "trace_id": "abc"})
+
+    # When the worker leases it
+    worker.start()
+
+    # Then the handler runs and its result is reported
+    eventually(lambda: task_id(1) in fake.results, "the result", lambda: fake.results)
+    assert fake.results[task_id(1)]["output"] == {"n": 1}
+
+
+def test_a_handler_ended_by_a_cancel_fails_the_attempt_and_its_heartbeats_stop(
+    fake: FakeOpsCore, worker: AgentWorker
+) -> None:
+    # Given an async handler ended by a cancel escaping it (an inner task's, say)
+    @worker.task("web.fetch")
+    async def fetch(task: TaskContext) -> None:
+        raise asyncio.CancelledError
+
+    fake.queue.append(leased(1, heartbeat_seconds=1))
+
+    # When the worker runs it
+    worker.start()
+
+    # Then the attempt fails with the cancel's type, and the slot is free again
+    eventually(lambda: task_id(1) in fake.results, "the result", lambda: fake.results)
+    assert fake.results[task_id(1)]["status"] == "failed"
+    assert fake.results[task_id(1)]["error"]["type"] == "CancelledError"
+    eventually(lambda: worker.running == 0, "the slot freed")
+
+
+def test_heartbeats_are_sent_once_each_whatever_the_clients_retry_policy(fake: FakeOpsCore) -> None:
+    # Given a client that retries, and heartbeats that get no answer
+    sleeps: list[float] = []
+    retrying = RetryPolicy(max_attempts=4, sleep=sleeps.append)
+    worker = AgentWorker(fake.client(retrying), "agent-1", poll=FAST_POLL, max_heartbeat_failures=2, drain_timeout=0)
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> None:
+        task.lease_lost.wait()
+
+    fake.queue.append(leased(1, heartbeat_seconds=1))
+    fake.heartbeats_unanswered = True
+
+    # When a task runs until the worker gives up on its heartbeats
+    worker.start()
+    assert worker.wait(timeout=30), "the worker never gave up"
+    worker.stop()
+
+    # Then no heartbeat went through the client's retries: each failed beat was counted at once
+    assert sleeps == []
+    assert "2 heartbeats in a row" in (worker.failure or "")
+
+
+def test_a_result_is_reported_without_waiting_for_a_heartbeat_in_flight(fake: FakeOpsCore, worker: AgentWorker) -> None:
+    # Given a heartbeat that hangs
+    opened = fake.hold("heartbeat")
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> dict[str, Any]:
+        fake.held["heartbeat"].wait()
+        return {"done": True}
+
+    fake.queue.append(leased(1, heartbeat_seconds=1))
+
+    # When the handler finishes while it is in flight
+    worker.start()
+    try:
+        # Then the result is reported all the same
+        eventually(lambda: task_id(1) in fake.results, "the result", lambda: fake.results)
+    finally:
+        opened.set()
+    assert fake.results[task_id(1)]["output"] == {"done": True}
+
+
+def test_the_handler_starts_while_the_busy_report_is_still_on_its_way(fake: FakeOpsCore, worker: AgentWorker) -> None:
+    # Given a handler, and state reports that hang once the worker has reported idle
+    started = threading.Event()
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> None:
+        started.set()
+
+    worker.start()
+    opened = fake.hold("state")
+    fake.queue.append(leased(1))
+
+    # When a task is leased
+    # Then its handler runs before the busy report is answered
+    try:
+        eventually(started.is_set, "the handler started", lambda: fake.state_names)
+    finally:
+        opened.set()
+
+
+def test_an_unexpected_exception_starting_a_task_does_not_stop_the_leasing(
+    fake: FakeOpsCore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a worker with one slot whose state reports fail with an exception the client does not expect
+    worker = AgentWorker(fake.client(), "agent-1", max_concurrency=1, poll=FAST_POLL, drain_timeout=0)
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> dict[str, Any]:
+        if task.input["n"] == 1:  # (ends once the busy report is on its way, so that it is made, and fails)
+            fake.held["state"].wait()
+            opened.set()
+        return {"n": task.input["n"]}
+
+    worker.start()
+    opened = fake.hold("state")
+    fake.broken.add("state")
+    fake.queue += [leased(1), leased(2)]
+
+    # When it leases two tasks in turn
+    # Then both run and are reported, and it still leases
+    try:
+        eventually(lambda: len(fake.results) == 2, "both results", lambda: (fake.results, caplog.text))
+        assert worker.leasing
+    finally:
+        fake.broken.clear()
+        opened.set()
+        worker.stop()
+
+
+def test_an_unexpected_exception_from_a_heartbeat_tells_the_handler_its_lease_is_lost(
+    fake: FakeOpsCore, worker: AgentWorker
+) -> None:
+    # Given heartbeats that fail with an exception the client does not expect
+    told: list[str] = []
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> None:
+        task.lease_lost.wait()
+        told.append(task.lost_reason or "")
+
+    fake.broken.add("heartbeat")
+    fake.queue.append(leased(1, heartbeat_seconds=1))
+
+    # When a task runs
+    worker.start()
+
+    # Then its handler is told the lease is lost, and why
+    eventually(lambda: bool(told), "the handler told")
+    assert "RuntimeError" in told[0]
+
+
+def test_a_second_signal_ends_the_drain(fake: FakeOpsCore, caplog: pytest.LogCaptureFixture) -> None:
+    # Given a worker running in the main thread with a long drain timeout, and a task that runs until released
+    worker = AgentWorker(fake.client(), "agent-1", poll=FAST_POLL, drain_timeout=3600)
+    caplog.set_level(logging.INFO, logger="opscore_sdk.worker")
+    started, release = threading.Event(), threading.Event()
+    problems: list[str] = []
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> None:
+        started.set()
+        release.wait()
+
+    def signal_twice() -> None:
+        try:
+            eventually(started.is_set, "the task running")
+            os.kill(os.getpid(), signal.SIGTERM)
+            eventually(lambda: "waiting up to" in caplog.text, "the drain begun", lambda: caplog.text)
+            os.kill(os.getpid(), signal.SIGTERM)
+            eventually(lambda: worker.stopped, "the worker stopped")
+        except AssertionError as failure:
+            problems.append(str(failure))
+        finally:
+            release.set()
+
+    fake.queue.append(leased(1))
+
+    # When SIGTERM arrives, and again during the drain
+    signaller = threading.Thread(target=signal_twice)
+    signaller.start()
+    worker.run()
+    signaller.join()
+
+    # Then run returned without waiting for the task, which was given up, and the agent is offline
+    assert problems == []
+    assert fake.results[task_id(1)]["error"]["type"] == "WorkerStopped"
+    assert fake.state_names[-1] == "offline"

@@ -76,6 +76,8 @@ def test_a_workflow_runs_end_to_end_and_the_agent_s_state_follows_the_worker(
 
     @worker.task("web.fetch")
     def fetch(task: TaskContext) -> dict[str, Any]:
+        # Running until the agent shows busy: a task done before its busy report would be seen idle throughout.
+        until(lambda: agent.client.get_agent(agent.agent_id).current_state, _is_busy, "the agent busy")
         return {"body": f"news about {task.input['topic']}"}
 
     @worker.task("text.summarise")
@@ -179,7 +181,14 @@ def test_a_webhook_agent_answers_one_task_at_once_and_reports_a_long_one_later(
         return {"status": "succeeded", "output": {"answer": task.input["question"].upper()}}
 
     with serving(webhook.wsgi_app(secret, handle)) as endpoint:
-        registration = {"name": "hooked", "delivery": "webhook", "endpoint": endpoint, "webhook_secret": secret}
+        # Two slots: which session is dispatched first is not fixed, and the long task holds its slot until reported.
+        registration = {
+            "name": "hooked",
+            "delivery": "webhook",
+            "endpoint": endpoint,
+            "webhook_secret": secret,
+            "max_concurrency": 2,
+        }
         agent.client.register(agent.agent_id, registration)
         agent.client.report_state(agent.agent_id, "idle")
 
@@ -242,3 +251,7 @@ def test_a_failure_not_worth_retrying_goes_straight_to_its_fallback(new_agent: N
     assert charge_view.error.type == "CardDeclined"
     assert (refund_view.fallback_for, refund_view.output) == (["charge"], {"refunded": True})
     assert view.status == "completed"
+
+
+def _is_busy(current: Any) -> bool:
+    return current is not None and current.state == "busy"

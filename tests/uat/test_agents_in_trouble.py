@@ -77,7 +77,7 @@ def test_an_agent_killed_mid_task_gets_the_retry_after_its_restart(new_agent: Ne
     # Given an agent process working on a task that heartbeats every second and may be retried once
     agent = new_agent()
     with agent_process(agent) as first:
-        until(lambda: current_state(agent), bool, "the agent registered and idle")
+        until(lambda: current_state(agent), lambda state: state == "idle", "the agent registered and idle")
         task = {
             "action": "work.slow",
             "input": {"seconds": 60},
@@ -158,7 +158,7 @@ def test_sigterm_mid_task_lets_the_task_finish_and_the_agent_goes_offline(new_ag
     # Given an agent process working on one task, with another queued behind it
     agent = new_agent()
     with agent_process(agent) as process:
-        until(lambda: current_state(agent), bool, "the agent registered and idle")
+        until(lambda: current_state(agent), lambda state: state == "idle", "the agent registered and idle")
         working = admin.run_task(agent.agent_id, {"action": "work.slow", "input": {"seconds": 1}})
         process.said("started")
         waiting = admin.run_task(agent.agent_id, {"action": "work.slow", "input": {"seconds": 1}})

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
@@ -80,8 +81,12 @@ def _expect_fallback(view: SessionView) -> str | None:
 
 
 def _expect_delay(view: SessionView) -> str | None:
-    waited = _task(view, "follow-up").history[0].delay_seconds
-    return None if waited == 3 else f"the follow-up waited {waited} s, expected 3"
+    record = _task(view, "follow-up").history[0]
+    if record.delay_seconds != 3 or record.leased_at is None:
+        return f"the follow-up's attempt says a delay of {record.delay_seconds} s, expected 3"
+    # That the task really waited: it was handed out no sooner than 3 s after its session began.
+    waited = (datetime.fromisoformat(record.leased_at.root) - datetime.fromisoformat(view.created_at)).total_seconds()
+    return None if waited >= 3 else f"the follow-up was leased {waited:.1f} s after its session began, expected 3"
 
 
 def _task(view: SessionView, task_id: str) -> Any:

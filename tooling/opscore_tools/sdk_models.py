@@ -6,7 +6,9 @@ self-contained, deterministically: the template schema's `$defs` and the templat
 `components/schemas` (as TaskTemplate, RetryPolicy, ..., and WorkflowTemplate) and each urn reference pointed at
 its copy. The template schema (written by pydantic) spells an optional value `anyOf: [{type: T, ...}, {type: null}]`,
 which the generator turns into a root model whose default (null) does not fit its type: each such pair is
-rewritten as the equivalent `type: [T, "null"]` with the same constraints. The generator then runs with fixed
+rewritten as the equivalent `type: [T, "null"]` with the same constraints. Every schema an answer may carry loses
+its `additionalProperties: false`, so that the SDK ignores a field a newer Ops-Core adds rather than refusing the
+whole answer; request bodies no answer carries keep it. The generator then runs with fixed
 options and a fixed header (no timestamp), so the same spec always gives the same file, which the drift test checks.
 """
 
@@ -64,7 +66,53 @@ def self_contained_spec() -> dict[str, Any]:
         schemas.setdefault(name, definition)
     schemas[TEMPLATE_NAME] = template
     contained: dict[str, Any] = _rewrite_refs(spec)
+    for name in sorted(_answered_schemas(contained)):
+        _open_to_new_fields(contained["components"]["schemas"][name])
     return contained
+
+
+def _answered_schemas(spec: dict[str, Any]) -> set[str]:
+    """The component schemas an answer of Ops-Core may carry: those its responses refer to, and theirs in turn."""
+    schemas = spec["components"]["schemas"]
+    pending = _references(
+        [
+            operation.get("responses", {})
+            for item in spec["paths"].values()
+            for operation in item.values()
+            if isinstance(operation, dict)
+        ]
+        + [spec["components"].get("responses", {})]
+    )
+    found: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name not in found and name in schemas:
+            found.add(name)
+            pending |= _references(schemas[name])
+    return found
+
+
+def _references(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        own = {node["$ref"].rsplit("/", 1)[1]} if isinstance(node.get("$ref"), str) else set()
+        return own.union(*(_references(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_references(item) for item in node))
+    return set()
+
+
+def _open_to_new_fields(node: Any) -> None:
+    """Drop `additionalProperties: false` from a schema and the objects inside it, so that its model ignores a field
+    a newer Ops-Core adds to an answer instead of refusing the answer (pydantic's default). Request bodies that no
+    answer carries keep it: a misspelt field there fails before it is sent."""
+    if isinstance(node, dict):
+        if node.get("additionalProperties") is False:
+            del node["additionalProperties"]
+        for value in node.values():
+            _open_to_new_fields(value)
+    elif isinstance(node, list):
+        for item in node:
+            _open_to_new_fields(item)
 
 
 def _rewrite_refs(node: Any) -> Any:

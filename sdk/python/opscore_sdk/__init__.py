@@ -17,6 +17,7 @@ from opscore_sdk.errors import (
     StaleState,
     Throttled,
     Unauthorized,
+    UnexpectedResponse,
     ValidationFailed,
 )
 from opscore_sdk.retry import NO_RETRIES, RetryPolicy
@@ -44,6 +45,7 @@ __all__ = [
     "TaskContext",
     "Throttled",
     "Unauthorized",
+    "UnexpectedResponse",
     "ValidationFailed",
     "WorkerFailed",
     "__version__",

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from opscore_sdk._task import TaskContext
 from opscore_sdk._transport import DEFAULT_TIMEOUT
 from opscore_sdk.client import OpsCore
-from opscore_sdk.errors import ConnectionFailed, OpsCoreError, ServerError, Throttled
+from opscore_sdk.errors import ConnectionFailed, OpsCoreError, ServerError, Throttled, UnexpectedResponse
+from opscore_sdk.retry import NO_RETRIES
 
 log = logging.getLogger("opscore_sdk.worker")
 
@@ -63,9 +64,9 @@ class LeaseKeeper:
         self._thread.start()
 
     def finish(self) -> None:
+        """Stop renewing; returns at once (a heartbeat in flight is ignored when it ends), so that a result is never
+        held up behind one."""
         self._done.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join()
 
     def _interval(self) -> float:
         beat = self._context.task.heartbeat_seconds
@@ -83,10 +84,15 @@ class LeaseKeeper:
         context = self._context
         left = _seconds_until(self._expires_at)
         try:
+            # One try: the next beat is the retry, and the handler learns of a lost lease without waiting out a
+            # chain of the client's retries.
             renewed = self._client.heartbeat(
-                self._agent_id, context.task_id, timeout=min(DEFAULT_TIMEOUT, max(MIN_HEARTBEAT_TIMEOUT, left))
+                self._agent_id,
+                context.task_id,
+                timeout=min(DEFAULT_TIMEOUT, max(MIN_HEARTBEAT_TIMEOUT, left)),
+                retries=NO_RETRIES,
             )
-        except (ConnectionFailed, ServerError, Throttled) as error:
+        except (ConnectionFailed, ServerError, Throttled, UnexpectedResponse) as error:
             if self._done.is_set():
                 return False
             log.warning("task %s attempt %d: heartbeat failed: %s", context.task_id, context.attempt, error)
@@ -97,6 +103,12 @@ class LeaseKeeper:
         except OpsCoreError as error:
             # 409 task_not_open (expired, cancelled, or its attempt ended), 404, 403: the lease is not ours any more.
             self._lose(f"Ops-Core ended the lease: {error}")
+            return False
+        except Exception as error:
+            # Not an answer at all (a bug, here or below): the lease cannot be kept, and the handler must hear so
+            # rather than this thread ending silently while the lease runs out.
+            log.exception("task %s attempt %d: heartbeat failed", context.task_id, context.attempt)
+            self._lose(f"the lease could not be renewed: {type(error).__name__}: {error}")
             return False
         self._expires_at = renewed.lease_expires_at
         self._on_renewed()

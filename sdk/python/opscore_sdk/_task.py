@@ -91,7 +91,9 @@ def run_handler(handler: Handler, context: TaskContext) -> dict[str, Any]:
         returned = handler(context)
         output = asyncio.run(_awaited(returned)) if inspect.isawaitable(returned) else returned
         return succeeded(context.attempt, output)
-    except Exception as error:
+    except BaseException as error:
+        # On a task's own thread a CancelledError (an inner cancel escaping an async handler), or a SystemExit, ends
+        # only the handler: it is the attempt's failure like any exception, so the attempt ends now.
         return failed(context.attempt, error)
 
 

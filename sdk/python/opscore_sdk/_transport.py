@@ -3,15 +3,17 @@ turning an answer into a value or an exception."""
 
 from __future__ import annotations
 
+import email.utils
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from opscore_sdk import __version__
 from opscore_sdk._calls import Call
-from opscore_sdk.errors import ConnectionFailed, OpsCoreError, error_from_answer
-from opscore_sdk.retry import RETRIED_STATUSES, RetryPolicy
+from opscore_sdk.errors import ConnectionFailed, OpsCoreError, UnexpectedResponse, error_from_answer
+from opscore_sdk.retry import RETRIED_CONFLICTS, RETRIED_STATUSES, RetryPolicy
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -54,26 +56,60 @@ def retry_delay(
         never_sent = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
         return policy.delay(attempt) if never_sent or call.safe else None
     assert response is not None
-    if response.status_code not in RETRIED_STATUSES:
-        return None
+    return _answer_retry_delay(policy, call, attempt, response)
+
+
+def _answer_retry_delay(policy: RetryPolicy, call: Call[Any], attempt: int, response: httpx.Response) -> float | None:
     if response.status_code == 429:
         # Throttled: the request was refused, not carried out, so it may go again whatever it is.
         return policy.delay(attempt, retry_after_seconds(response))
-    return policy.delay(attempt) if call.safe else None
+    if response.status_code == 409 and call.safe and _error_code(response) in RETRIED_CONFLICTS:
+        # Ops-Core says "send it again": a repeat of the same request, still in progress or raced by another write.
+        return policy.delay(attempt)
+    if response.status_code not in RETRIED_STATUSES:
+        return None
+    return policy.delay(attempt, retry_after_seconds(response)) if call.safe else None
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        envelope = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    return envelope.get("code") if isinstance(envelope, dict) else None
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
+    """The answer's Retry-After in seconds: a number of seconds, or an HTTP date (a proxy's); None if absent or
+    unreadable."""
     value = response.headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:  # an HTTP date: rare from Ops-Core; back off as usual
+    if value is None:
         return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT; one without a zone is read as such
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def outcome[T](call: Call[T], response: httpx.Response) -> T:
-    if response.is_success:
+    if not response.is_success:
+        raise answer_error(response)
+    try:
         return call.parse(response)
-    raise answer_error(response)
+    except ValueError as unreadable:  # pydantic's ValidationError is one; so is a body that is not JSON
+        raise UnexpectedResponse(
+            f"{call.method} {call.path}: the answer does not fit the API's model: {unreadable}"[:2000],
+            status=response.status_code,
+            code="unexpected_response",
+            body=response.text[:2000],
+        ) from unreadable
 
 
 def answer_error(response: httpx.Response) -> OpsCoreError:

@@ -81,17 +81,18 @@ class OpsCore:
     ) -> None:
         self.close()
 
-    def _run[T](self, call: Call[T], timeout: float | None) -> T:
+    def _run[T](self, call: Call[T], timeout: float | None, retries: RetryPolicy | None = None) -> T:
+        policy = retries or self._settings.retries
         attempt = 1
         while True:
             try:
                 response = self._http.send(build(self._http, call, timeout))
             except httpx.TransportError as error:
-                delay = retry_delay(self._settings.retries, call, attempt, response=None, error=error)
+                delay = retry_delay(policy, call, attempt, response=None, error=error)
                 if delay is None:
                     raise no_answer(call, error) from error
             else:
-                delay = retry_delay(self._settings.retries, call, attempt, response=response, error=None)
+                delay = retry_delay(policy, call, attempt, response=response, error=None)
                 if delay is None:
                     return outcome(call, response)
             self._sleep(delay)
@@ -307,9 +308,12 @@ class OpsCore:
         """Report that the task's `attempt` failed with `error` (a TaskError: `type`, `message`, `fault`)."""
         return self._run(_calls.report_result(agent_id, task_id, _calls.failed(attempt, error)), timeout)
 
-    def heartbeat(self, agent_id: str, task_id: str, *, timeout: float | None = None) -> models.TaskHeartbeat:
-        """POST /agent/{agentId}/tasks/{taskId}/heartbeat: renew the lease (Conflict `task_not_open` once lost)."""
-        return self._run(_calls.heartbeat(agent_id, task_id), timeout)
+    def heartbeat(
+        self, agent_id: str, task_id: str, *, timeout: float | None = None, retries: RetryPolicy | None = None
+    ) -> models.TaskHeartbeat:
+        """POST /agent/{agentId}/tasks/{taskId}/heartbeat: renew the lease (Conflict `task_not_open` once lost).
+        `retries` replaces the client's policy for this call (the worker's heartbeats are retried by the worker)."""
+        return self._run(_calls.heartbeat(agent_id, task_id), timeout, retries)
 
     def iter_workflows(self, *, limit: int | None = None) -> Iterator[models.WorkflowSummary]:
         """Every item of `list_workflows`, page after page, fetched as the iteration reaches it."""
@@ -386,17 +390,18 @@ class AsyncOpsCore:
     ) -> None:
         await self.close()
 
-    async def _run[T](self, call: Call[T], timeout: float | None) -> T:
+    async def _run[T](self, call: Call[T], timeout: float | None, retries: RetryPolicy | None = None) -> T:
+        policy = retries or self._settings.retries
         attempt = 1
         while True:
             try:
                 response = await self._http.send(build(self._http, call, timeout))
             except httpx.TransportError as error:
-                delay = retry_delay(self._settings.retries, call, attempt, response=None, error=error)
+                delay = retry_delay(policy, call, attempt, response=None, error=error)
                 if delay is None:
                     raise no_answer(call, error) from error
             else:
-                delay = retry_delay(self._settings.retries, call, attempt, response=response, error=None)
+                delay = retry_delay(policy, call, attempt, response=response, error=None)
                 if delay is None:
                     return outcome(call, response)
             await self._sleep(delay)
@@ -614,9 +619,12 @@ class AsyncOpsCore:
         """Report that the task's `attempt` failed with `error` (a TaskError: `type`, `message`, `fault`)."""
         return await self._run(_calls.report_result(agent_id, task_id, _calls.failed(attempt, error)), timeout)
 
-    async def heartbeat(self, agent_id: str, task_id: str, *, timeout: float | None = None) -> models.TaskHeartbeat:
-        """POST /agent/{agentId}/tasks/{taskId}/heartbeat: renew the lease (Conflict `task_not_open` once lost)."""
-        return await self._run(_calls.heartbeat(agent_id, task_id), timeout)
+    async def heartbeat(
+        self, agent_id: str, task_id: str, *, timeout: float | None = None, retries: RetryPolicy | None = None
+    ) -> models.TaskHeartbeat:
+        """POST /agent/{agentId}/tasks/{taskId}/heartbeat: renew the lease (Conflict `task_not_open` once lost).
+        `retries` replaces the client's policy for this call."""
+        return await self._run(_calls.heartbeat(agent_id, task_id), timeout, retries)
 
     def iter_workflows(self, *, limit: int | None = None) -> AsyncIterator[models.WorkflowSummary]:
         """Every item of `list_workflows`, page after page, fetched as the iteration reaches it."""

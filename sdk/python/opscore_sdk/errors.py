@@ -51,6 +51,11 @@ class ConnectionFailed(OpsCoreError):
     """No answer: the connection failed or the request timed out (after the retries the policy allows)."""
 
 
+class UnexpectedResponse(OpsCoreError):
+    """A successful answer whose body does not fit the model the API documents (code `unexpected_response`): an
+    Ops-Core that changed a field's type, or a proxy's page. `body` is what came back."""
+
+
 class ValidationFailed(OpsCoreError):
     """400: the request is not valid; `details` names each wrong field."""
 

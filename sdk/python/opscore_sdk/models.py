@@ -18,9 +18,6 @@ from typing_extensions import TypeAliasType
 
 
 class AgentError(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     message: Annotated[str | None, Field(max_length=2048)] = ""
     type: Annotated[str, Field(max_length=128, min_length=1)]
 
@@ -30,9 +27,6 @@ class StateSeconds(BaseModel):
     Seconds in each state within the window (every state named; time before the first report counts nowhere).
     """
 
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     busy: Annotated[float, Field(ge=0.0)]
     error: Annotated[float, Field(ge=0.0)]
     idle: Annotated[float, Field(ge=0.0)]
@@ -42,9 +36,6 @@ class StateSeconds(BaseModel):
 
 
 class CreatedKey(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     agent_id: str | None
     api_key: str
     """
@@ -55,9 +46,6 @@ class CreatedKey(BaseModel):
 
 
 class Detail(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     field: str
     """
     Dotted path of the field; empty for the whole body.
@@ -87,9 +75,6 @@ class KeyRequest(BaseModel):
 
 
 class Percentiles(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     count: Annotated[int, Field(ge=0)]
     """
     The attempts measured.
@@ -110,9 +95,6 @@ QueuedByPriorityAdditionalProperty = TypeAliasType(
 
 
 class QueueCounts(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     in_flight: Annotated[int, Field(ge=0)]
     """
     Tasks leased to the agent now.
@@ -157,9 +139,6 @@ class Reference(BaseModel):
     Replaced, when the task is queued, by the value at the first path that has one, else by `default`; with neither, the attempt fails with OpsCore.InputMissing (its retries and fallback apply). Paths: input.KEY... (the session's input), tasks.ID.output.KEY... (a task that runs before this one; a number picks a list's item), failed.error.type, failed.error.message and failed.task (in a fallback: the task it stands in for).
     """
 
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     field_from: Annotated[FieldFrom | FieldFrom1, Field(alias="$from")]
     default: Any | None = None
     """
@@ -262,9 +241,6 @@ class RegistrationRequest(BaseModel):
 
 
 class RetryPolicy(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     backoff_rate: Annotated[
         float | None, Field(ge=1.0, le=10.0, title="Backoff Rate")
     ] = 2.0
@@ -304,9 +280,6 @@ class StateReport(BaseModel):
 
 
 class TaskCounts(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     failed: Annotated[int, Field(ge=0)]
     succeeded: Annotated[int, Field(ge=0)]
     success_rate: Annotated[float | None, Field(ge=0.0, le=1.0)]
@@ -393,9 +366,6 @@ class TaskResult(RootModel[TaskResult1 | TaskResult2]):
 
 
 class TaskResultAccepted(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     attempt: Annotated[int, Field(ge=1)]
     """
     The attempt the result was taken for.
@@ -412,9 +382,6 @@ class TaskResultAccepted(BaseModel):
 
 
 class TaskTemplate(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     action: Annotated[
         str,
         Field(
@@ -491,9 +458,6 @@ class TraceSpan(BaseModel):
 
     """
 
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     attributes: dict[str, str | int | bool]
     duration_ms: Annotated[int | None, Field(ge=0)]
     end_time: Timestamp | None
@@ -515,9 +479,6 @@ class TraceSpan(BaseModel):
 
 
 class TraceTotals(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     attempts: Annotated[int, Field(ge=0)]
     fallbacks: Annotated[int, Field(ge=0)]
     queue_wait_ms: Annotated[int, Field(ge=0)]
@@ -540,17 +501,11 @@ class TraceTotals(BaseModel):
 
 
 class WorkflowCreated(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     version: Annotated[int, Field(ge=1)]
     workflow_id: str
 
 
 class WorkflowSummary(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     description: str | None
     latest_version: Annotated[int, Field(ge=1)]
     updated_at: Annotated[
@@ -567,9 +522,6 @@ class WorkflowTemplate(BaseModel):
     A workflow template, posted to POST /v1/opscore/workflows as JSON or YAML. Besides this schema: task ids are unique, a fallback names a task of the same template, fallbacks never lead back to their task, at least one task is not fallback_only, and a reference reads only a task that can run before its own.
     """
 
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     description: Annotated[str | None, Field(max_length=1024, title="Description")] = (
         None
     )
@@ -586,9 +538,6 @@ class WorkflowTemplate(BaseModel):
 
 
 class WorkflowVersion(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     created_at: Annotated[
         str, Field(pattern="^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{6}Z$")
     ]
@@ -651,9 +600,6 @@ class AdHocTask(BaseModel):
 
 
 class AgentStats(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     agent_id: Annotated[str, Field(pattern="^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
     failure_streak: Annotated[int, Field(ge=0)]
     """
@@ -701,9 +647,6 @@ class AgentStats(BaseModel):
 
 
 class AgentSummary(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     agent_id: Annotated[str, Field(pattern="^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
     failure_streak: Annotated[int, Field(ge=0)]
     """
@@ -732,9 +675,6 @@ class AgentSummary(BaseModel):
 
 
 class CurrentState(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     details: dict[str, Any] | None
     error: AgentError | None
     state: Literal["initializing", "idle", "busy", "paused", "error", "offline"]
@@ -755,9 +695,6 @@ class LeasedTask(BaseModel):
     A task handed to its agent under a lease; what tasks/next answers and what a webhook delivers.
     """
 
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     action: str
     attempt: Annotated[int, Field(ge=1)]
     """
@@ -805,9 +742,6 @@ class LeasedTask(BaseModel):
 
 
 class Problem(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     message: str
     retryable: Literal[False] | None = None
     """
@@ -838,9 +772,6 @@ class Quarantine(BaseModel):
     A quarantined agent's circuit breaker: since when and why it is handed nothing, and when it may lease one probe task (whose success lifts the quarantine, and whose failure starts it again).
     """
 
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     failures: Annotated[int, Field(ge=0)]
     """
     Its own failures within the window when it (re)began.
@@ -880,9 +811,6 @@ class Quarantine(BaseModel):
 
 
 class QueuedTask(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     action: str
     attempt: Annotated[int, Field(ge=1)]
     enqueued_at: Annotated[
@@ -908,9 +836,6 @@ class QueuedTask(BaseModel):
 
 
 class SessionStarted(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     quarantine: Quarantine | None
     """
     The agent's quarantine when it is quarantined (null otherwise): the session is accepted, but its tasks fail over to their fallbacks (`OpsCore.AgentQuarantined`) until the agent is half-open.
@@ -928,9 +853,6 @@ class SessionStarted(BaseModel):
 
 
 class SessionSummary(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     agent_id: Annotated[str, Field(pattern="^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
     created_at: Annotated[
         str, Field(pattern="^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{6}Z$")
@@ -967,9 +889,6 @@ class SessionSummary(BaseModel):
 
 
 class SessionTrace(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     agent_id: Annotated[str, Field(pattern="^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
     duration_ms: Annotated[int | None, Field(ge=0)]
     """
@@ -1004,9 +923,6 @@ class SessionTrace(BaseModel):
 
 
 class StateAccepted(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     agent_id: Annotated[str, Field(pattern="^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
     previous_state: (
         Literal["initializing", "idle", "busy", "paused", "error", "offline"] | None
@@ -1025,9 +941,6 @@ class StateAccepted(BaseModel):
 
 
 class StateHistoryEntry(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     details: dict[str, Any] | None
     error: AgentError | None
     previous_state: (
@@ -1050,9 +963,6 @@ class StateHistoryEntry(BaseModel):
 
 
 class TaskHeartbeat(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     attempt: Annotated[int, Field(ge=1)]
     """
     The attempt that goes on.
@@ -1074,9 +984,6 @@ class TaskStarted(BaseModel):
     A SessionStarted for the ad-hoc task's own session, with the task's id.
     """
 
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     quarantine: Quarantine | None
     """
     The agent's quarantine when it is quarantined (null otherwise), as SessionStarted has it.
@@ -1161,9 +1068,6 @@ class TriggerRequest(RootModel[TriggerRequest1 | TriggerRequest2]):
 
 
 class WorkflowPage(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     items: list[WorkflowSummary]
     next_token: str | None = None
     """
@@ -1176,9 +1080,6 @@ class Agent(BaseModel):
     The registration (without `webhook_secret`), the current state and the agent's queue.
     """
 
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     agent_id: Annotated[str, Field(pattern="^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
     capabilities: list[str]
     current_state: CurrentState | None
@@ -1227,9 +1128,6 @@ class Agent(BaseModel):
 
 
 class AgentPage(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     items: list[AgentSummary]
     next_token: str | None = None
     """
@@ -1238,9 +1136,6 @@ class AgentPage(BaseModel):
 
 
 class AttemptRecord(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     attempt: Annotated[int, Field(ge=1)]
     delay_seconds: Annotated[int, Field(ge=0)]
     """
@@ -1287,9 +1182,6 @@ class AttemptRecord(BaseModel):
 
 
 class Error1(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     code: Literal[
         "validation_error",
         "unauthorized",
@@ -1321,17 +1213,11 @@ class Error1(BaseModel):
 
 
 class Error(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     error: Error1
     request_id: str
 
 
 class HistoryPage(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     items: list[StateHistoryEntry]
     next_token: str | None = None
     """
@@ -1340,9 +1226,6 @@ class HistoryPage(BaseModel):
 
 
 class QueuePage(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     items: list[QueuedTask]
     next_token: str | None = None
     """
@@ -1351,9 +1234,6 @@ class QueuePage(BaseModel):
 
 
 class SessionPage(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     items: list[SessionSummary]
     next_token: str | None = None
     """
@@ -1362,9 +1242,6 @@ class SessionPage(BaseModel):
 
 
 class TaskView(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     action: str
     attempts: Annotated[int, Field(ge=0)]
     """
@@ -1426,9 +1303,6 @@ class SessionView(BaseModel):
     A SessionSummary with the session's input and its tasks.
     """
 
-    model_config = ConfigDict(
-        extra="forbid",
-    )
     agent_id: Annotated[str, Field(pattern="^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
     created_at: Annotated[
         str, Field(pattern="^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{6}Z$")

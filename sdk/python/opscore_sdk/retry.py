@@ -2,8 +2,9 @@
 
 Exponential backoff with full jitter: before retry n (1, 2, ...) the client waits a random time between 0 and
 min(cap, base * 2 ** (n - 1)), so many clients that failed together do not come back together. A 429's
-`Retry-After` is honoured instead (capped at `cap`). Only answers that may go away are retried (429, 5xx) and
-requests that got no answer (connection errors, timeouts), and then only when repeating the request is safe.
+`Retry-After` (a 429's or a 503's, in seconds or as an HTTP date) is honoured instead (capped at `cap`). Only
+answers that may go away are retried (429, 5xx, the 409s that say to send the request again) and requests that got
+no answer (connection errors, timeouts), and then only when repeating the request is safe.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+# 409s that ask for the request again: a repeat of an idempotent request whose first try is still running
+# (`request_in_progress`), and a write that lost a race to another (`conflict`: "changing too fast... send it again").
+RETRIED_CONFLICTS = frozenset({"request_in_progress", "conflict"})
 
 
 @dataclass(frozen=True)

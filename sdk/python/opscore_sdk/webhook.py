@@ -22,12 +22,14 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
+from opscore_sdk._task import failed
 from opscore_sdk.models import LeasedTask
 
 SIGNATURE_HEADER: Final = "X-OpsCore-Signature"
 TIMESTAMP_HEADER: Final = "X-OpsCore-Timestamp"
 DEFAULT_TOLERANCE_SECONDS: Final = 300
 MAX_BODY_BYTES: Final = 1024 * 1024
+_MAX_TIMESTAMP_DIGITS: Final = 12
 
 
 class InvalidSignature(Exception):
@@ -64,10 +66,10 @@ def verify_signature(
 ) -> None:
     """Raise InvalidSignature unless `signature` is Ops-Core's for `body` at `timestamp`, and `timestamp` is within
     `tolerance` seconds of `now` (default the current time)."""
-    try:
-        signed_at = int(timestamp)
-    except ValueError:
-        raise InvalidSignature(f"the {TIMESTAMP_HEADER} header is not Unix seconds") from None
+    # ASCII digits only, and few of them: int() takes "²" or "-5" and would overflow turning 400 digits into a float.
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= _MAX_TIMESTAMP_DIGITS):
+        raise InvalidSignature(f"the {TIMESTAMP_HEADER} header is not Unix seconds")
+    signed_at = int(timestamp)
     age = (time.time() if now is None else now) - signed_at
     if abs(age) > tolerance:
         raise InvalidSignature(f"the delivery was signed {age:.0f} s from now, beyond the {tolerance:g} s tolerance")
@@ -111,22 +113,26 @@ def _refusal(error: Exception) -> tuple[int, bytes]:
     return _answer(status, {"error": str(error)})
 
 
-def _result(task: LeasedTask, outcome: Outcome) -> tuple[int, bytes]:
+def _result(task: LeasedTask, outcome: object) -> tuple[int, bytes]:
     if isinstance(outcome, _Deferred):
         return _answer(202, {"accepted": task.task_id})
-    result = outcome.model_dump(mode="json", exclude_unset=True) if isinstance(outcome, BaseModel) else dict(outcome)
+    if isinstance(outcome, BaseModel):
+        result = outcome.model_dump(mode="json", exclude_unset=True)
+    elif isinstance(outcome, Mapping):
+        result = dict(outcome)
+    else:
+        # Answering 500 would have Ops-Core deliver the task again and again: the handler's mistake fails the attempt.
+        message = f"the handler returned {type(outcome).__name__}, not a TaskResult (a mapping or a model) or DEFERRED"
+        return _failure(task, TypeError(message))
     # The result is for the attempt delivered, unless the handler said otherwise.
     result.setdefault("attempt", task.attempt)
     return _answer(200, result)
 
 
-def _failure(task: LeasedTask, error: Exception) -> tuple[int, bytes]:
-    """A handler that raised fails the attempt, with the exception's type and message (as a worker's would)."""
-    message = str(error)[:2048]
-    return _answer(
-        200,
-        {"status": "failed", "attempt": task.attempt, "error": {"type": type(error).__name__, "message": message}},
-    )
+def _failure(task: LeasedTask, error: BaseException) -> tuple[int, bytes]:
+    """A handler that raised fails the attempt as a worker's would: its type (made acceptable to the API) and message,
+    `retryable: false` for NotRetryable, `fault: agent` for AgentFault."""
+    return _answer(200, failed(task.attempt, error))
 
 
 def _task_or_refusal(
@@ -164,7 +170,10 @@ def wsgi_app(
     def _wsgi_exchange(environ: dict[str, Any]) -> tuple[int, bytes]:
         if environ.get("REQUEST_METHOD") != "POST":
             return _answer(405, {"error": "deliveries are POSTed"})
-        length = int(environ.get("CONTENT_LENGTH") or 0)
+        declared = environ.get("CONTENT_LENGTH") or "0"
+        if not (declared.isascii() and declared.isdigit()):
+            return _answer(400, {"error": "the Content-Length header is not a number of bytes"})
+        length = int(declared)
         if length > MAX_BODY_BYTES:
             return _answer(413, {"error": "the body is too large for a task"})
         body = environ["wsgi.input"].read(length) if length else b""

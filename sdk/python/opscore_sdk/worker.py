@@ -17,7 +17,8 @@ to retry, `AgentFault` that the agent is at fault). The agent is `busy` while an
 does; only changes are reported.
 
 Stopping (stop(), or SIGINT/SIGTERM under run()) stops leasing, lets running tasks finish for up to `drain_timeout`
-seconds (those still running then are told their lease is lost, and their results dropped), and reports `offline`.
+seconds or until a second signal (those still running then are told their lease is lost and reported failed,
+`WorkerStopped`, worth retrying; whatever their handlers return later is dropped), and reports `offline`.
 A worker whose heartbeats keep failing for want of an answer (`max_heartbeat_failures` in a row) stops taking work,
 gives up the leases it cannot renew, logs why, reports `error` with the reason if Ops-Core hears it, and stops:
 `failure` says why, and run() raises WorkerFailed, for a supervisor to restart it.
@@ -128,6 +129,7 @@ class AgentWorker:
         self._stopping = threading.Event()  # no more leasing
         self._stop_requested = threading.Event()  # run() should stop the worker (a signal, or a failure)
         self._stopped = threading.Event()
+        self._drain_cut = threading.Event()  # a second signal: stop waiting for running tasks
         self._leaser: threading.Thread | None = None
         self._quarantined = False
         # Why the worker stopped on its own (heartbeats failing, its key refused); None otherwise.
@@ -189,34 +191,47 @@ class AgentWorker:
         self._leaser.start()
 
     def stop(self, drain_timeout: float | None = None) -> None:
-        """Stop leasing, let running tasks finish for up to `drain_timeout` seconds (default: the worker's), drop
-        the results of those still running, and report `offline` (or leave the `error` a failure reported)."""
+        """Stop leasing, let running tasks finish for up to `drain_timeout` seconds (default: the worker's), report
+        those still running failed (WorkerStopped), and report `offline` (or leave the `error` a failure reported)."""
         if self._stopped.is_set():
             return
-        self._stopping.set()
-        self._stop_requested.set()
-        if self._leaser is not None and self._leaser is not threading.current_thread():
-            self._leaser.join()
         wait = self.drain_timeout if drain_timeout is None else drain_timeout
+        with self._lock:
+            self._stopping.set()
+            self._stop_requested.set()
+            self._lock.notify_all()  # the leasing thread may be waiting for a slot: it must see the stop now
+        if self._leaser is not None and self._leaser is not threading.current_thread():
+            # It ends once its lease request is answered; a request still hanging must not hold up the stop.
+            self._leaser.join(timeout=wait)
         with self._lock:
             if self._running:
                 log.info("agent %s: waiting up to %g s for %d running task(s)", self.agent_id, wait, len(self._running))
-            drained = self._lock.wait_for(lambda: not self._running, timeout=wait)
+            self._lock.wait_for(lambda: not self._running or self._drain_cut.is_set(), timeout=wait)
             left = list(self._running.values())
-        if not drained:
+        if left:
             log.warning(
-                "agent %s: %d task(s) still running after %g s; their results are dropped",
+                "agent %s: %d task(s) still running after %g s; they are given up as failed",
                 self.agent_id,
                 len(left),
                 wait,
             )
             for running in left:
-                running.context.lose("the worker stopped before the task finished")
-                running.keeper.finish()
+                self._give_up(running)
         if self.failure is None:
             self._states.report("offline", details={"reason": "the worker stopped"})
         self._stopped.set()
         log.info("agent %s: stopped", self.agent_id)
+
+    def _give_up(self, running: _Running) -> None:
+        """End a task still running at the drain timeout: its handler is told, and the attempt is reported failed
+        (worth retrying) so that it is retried now rather than when its lease expires, which would count toward the
+        agent's quarantine."""
+        context = running.context
+        reason = "the worker stopped before the task finished"
+        context.lose(reason)
+        running.keeper.finish()
+        error = {"type": "WorkerStopped", "message": reason}
+        self._report(context, {"status": "failed", "attempt": context.attempt, "error": error})
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the worker has been asked to stop (a signal under run(), or a failure); True if it was."""
@@ -247,7 +262,7 @@ class AgentWorker:
         installed = []
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, self._stop_requested.set)
+                loop.add_signal_handler(signum, self._on_signal, signum, None)
                 installed.append(signum)
         try:
             await asyncio.to_thread(self.start)
@@ -261,8 +276,16 @@ class AgentWorker:
             raise WorkerFailed(self.failure)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("agent %s: %s received; shutting down", self.agent_id, signal.Signals(signum).name)
-        self._stop_requested.set()
+        name = signal.Signals(signum).name
+        if not self._stop_requested.is_set():
+            log.info("agent %s: %s received; shutting down", self.agent_id, name)
+            self._stop_requested.set()
+            return
+        # A second signal: the operator will not wait for the drain.
+        log.warning("agent %s: %s received again; giving up the running tasks now", self.agent_id, name)
+        with self._lock:
+            self._drain_cut.set()
+            self._lock.notify_all()
 
     # ------------------------------------------------------------------ leasing
 
@@ -276,13 +299,14 @@ class AgentWorker:
         while self._wait_for_slot():
             try:
                 task, empty_answers, pause = self._lease(empty_answers)
+                if task is not None:
+                    self._begin(task)
             except Exception:
-                # An answer the client could not read (not a task): the leasing thread must not end silently.
+                # Whatever went wrong (an answer the client could not read, a failure starting a task), the leasing
+                # thread must not end, silently leaving run() waiting forever.
                 log.exception("agent %s: leasing failed", self.agent_id)
-                task, empty_answers, pause = None, empty_answers + 1, self._poll.delay(empty_answers + 1)
-            if task is not None:
-                self._begin(task)
-            elif pause:
+                empty_answers, pause = empty_answers + 1, self._poll.delay(empty_answers + 1)
+            if pause:
                 self._stopping.wait(pause)
 
     def _wait_for_slot(self) -> bool:
@@ -329,17 +353,26 @@ class AgentWorker:
         with self._lock:
             self._running[task.task_id] = _Running(context, keeper, thread)
         log.info("task %s attempt %d (%s) leased", task.task_id, task.attempt, task.action)
+        # The lease is renewed and the handler runs before the state report, which may take its retries' time.
+        try:
+            keeper.start()
+            thread.start()
+        except BaseException:
+            with self._lock:  # no thread will free the slot
+                self._running.pop(task.task_id, None)
+            keeper.finish()
+            raise
         self._states.settle(self._wanted_state)
-        keeper.start()
-        thread.start()
 
     # ------------------------------------------------------------------ one task
 
     def _work(self, context: TaskContext, keeper: LeaseKeeper) -> None:
         try:
-            handler = self._handlers.get(context.action)
-            result = _no_handler(context) if handler is None else run_handler(handler, context)
-            keeper.finish()
+            try:
+                handler = self._handlers.get(context.action)
+                result = _no_handler(context) if handler is None else run_handler(handler, context)
+            finally:
+                keeper.finish()  # whatever ended the handler, nobody works on the task now
             if context.lease_lost.is_set():
                 log.warning(
                     "task %s attempt %d: result dropped: %s", context.task_id, context.attempt, context.lost_reason
