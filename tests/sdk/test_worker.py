@@ -634,3 +634,27 @@ def test_a_second_signal_ends_the_drain(fake: FakeOpsCore, caplog: pytest.LogCap
     assert problems == []
     assert fake.results[task_id(1)]["error"]["type"] == "WorkerStopped"
     assert fake.state_names[-1] == "offline"
+
+
+def test_a_task_leased_after_the_stop_gave_up_waiting_is_given_back_not_run(fake: FakeOpsCore) -> None:
+    # Given a worker whose lease request hangs
+    worker = AgentWorker(fake.client(), "agent-1", max_concurrency=1, poll=FAST_POLL, drain_timeout=0)
+    ran = threading.Event()
+
+    @worker.task("web.fetch")
+    def fetch(task: TaskContext) -> None:
+        ran.set()
+
+    opened = fake.hold("next")
+    worker.start()
+    eventually(fake.held["next"].is_set, "a lease request waiting")
+
+    # When the worker stops without waiting for it, and the request then brings a task
+    worker.stop()
+    fake.queue.append(leased(1))
+    opened.set()
+
+    # Then the task is given back at once as WorkerStopped (to be retried), and its handler never runs
+    eventually(lambda: task_id(1) in fake.results, "the task given back", lambda: fake.results)
+    assert fake.results[task_id(1)]["error"]["type"] == "WorkerStopped"
+    assert not ran.is_set()

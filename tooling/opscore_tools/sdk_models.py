@@ -66,22 +66,25 @@ def self_contained_spec() -> dict[str, Any]:
         schemas.setdefault(name, definition)
     schemas[TEMPLATE_NAME] = template
     contained: dict[str, Any] = _rewrite_refs(spec)
-    for name in sorted(_answered_schemas(contained)):
+    # Schemas only answers carry take new fields; one a request body carries too (a workflow template, its retry
+    # policy) keeps refusing them, so that a misspelt field fails before it is sent rather than vanishing.
+    for name in sorted(_reached(contained, "responses") - _reached(contained, "requestBody", "requestBodies")):
         _open_to_new_fields(contained["components"]["schemas"][name])
     return contained
 
 
-def _answered_schemas(spec: dict[str, Any]) -> set[str]:
-    """The component schemas an answer of Ops-Core may carry: those its responses refer to, and theirs in turn."""
+def _reached(spec: dict[str, Any], part: str, components: str | None = None) -> set[str]:
+    """The component schemas that one part of the operations (`responses`, `requestBody`) refers to, with the
+    shared components of that kind, and the schemas they refer to in turn."""
     schemas = spec["components"]["schemas"]
     pending = _references(
         [
-            operation.get("responses", {})
+            operation.get(part, {})
             for item in spec["paths"].values()
             for operation in item.values()
             if isinstance(operation, dict)
         ]
-        + [spec["components"].get("responses", {})]
+        + [spec["components"].get(components or part, {})]
     )
     found: set[str] = set()
     while pending:

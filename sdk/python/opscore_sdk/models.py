@@ -18,6 +18,9 @@ from typing_extensions import TypeAliasType
 
 
 class AgentError(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
     message: Annotated[str | None, Field(max_length=2048)] = ""
     type: Annotated[str, Field(max_length=128, min_length=1)]
 
@@ -139,6 +142,9 @@ class Reference(BaseModel):
     Replaced, when the task is queued, by the value at the first path that has one, else by `default`; with neither, the attempt fails with OpsCore.InputMissing (its retries and fallback apply). Paths: input.KEY... (the session's input), tasks.ID.output.KEY... (a task that runs before this one; a number picks a list's item), failed.error.type, failed.error.message and failed.task (in a fallback: the task it stands in for).
     """
 
+    model_config = ConfigDict(
+        extra="forbid",
+    )
     field_from: Annotated[FieldFrom | FieldFrom1, Field(alias="$from")]
     default: Any | None = None
     """
@@ -241,6 +247,9 @@ class RegistrationRequest(BaseModel):
 
 
 class RetryPolicy(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
     backoff_rate: Annotated[
         float | None, Field(ge=1.0, le=10.0, title="Backoff Rate")
     ] = 2.0
@@ -382,6 +391,9 @@ class TaskResultAccepted(BaseModel):
 
 
 class TaskTemplate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
     action: Annotated[
         str,
         Field(
@@ -522,6 +534,9 @@ class WorkflowTemplate(BaseModel):
     A workflow template, posted to POST /v1/opscore/workflows as JSON or YAML. Besides this schema: task ids are unique, a fallback names a task of the same template, fallbacks never lead back to their task, at least one task is not fallback_only, and a reference reads only a task that can run before its own.
     """
 
+    model_config = ConfigDict(
+        extra="forbid",
+    )
     description: Annotated[str | None, Field(max_length=1024, title="Description")] = (
         None
     )

@@ -32,6 +32,7 @@ import logging
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
@@ -80,6 +81,8 @@ class _Running:
     context: TaskContext
     keeper: LeaseKeeper
     thread: threading.Thread
+    # Whose answer the attempt gets: its handler's, or the stop's WorkerStopped (set once, under the worker's lock).
+    answered_by: str | None = None
 
 
 class AgentWorker:
@@ -200,14 +203,18 @@ class AgentWorker:
             self._stopping.set()
             self._stop_requested.set()
             self._lock.notify_all()  # the leasing thread may be waiting for a slot: it must see the stop now
+        deadline = time.monotonic() + wait  # one deadline for the leasing thread and the running tasks
         if self._leaser is not None and self._leaser is not threading.current_thread():
-            # It ends once its lease request is answered; a request still hanging must not hold up the stop.
+            # It ends once its lease request is answered; a request still hanging must not hold up the stop (a task
+            # it brings later is answered WorkerStopped: see _begin).
             self._leaser.join(timeout=wait)
         with self._lock:
             if self._running:
                 log.info("agent %s: waiting up to %g s for %d running task(s)", self.agent_id, wait, len(self._running))
-            self._lock.wait_for(lambda: not self._running or self._drain_cut.is_set(), timeout=wait)
-            left = list(self._running.values())
+            self._lock.wait_for(
+                lambda: not self._running or self._drain_cut.is_set(), timeout=max(0.0, deadline - time.monotonic())
+            )
+            left = [running for running in self._running.values() if self._answer(running, "stop")]
         if left:
             log.warning(
                 "agent %s: %d task(s) still running after %g s; they are given up as failed",
@@ -230,8 +237,14 @@ class AgentWorker:
         reason = "the worker stopped before the task finished"
         context.lose(reason)
         running.keeper.finish()
-        error = {"type": "WorkerStopped", "message": reason}
-        self._report(context, {"status": "failed", "attempt": context.attempt, "error": error})
+        self._report(context, _stopped(context, reason))
+
+    @staticmethod
+    def _answer(running: _Running, by: str) -> bool:
+        """Whether `by` (the handler, or the stop) answers the attempt: the first to ask does. Under the lock."""
+        if running.answered_by is None:
+            running.answered_by = by
+        return running.answered_by == by
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the worker has been asked to stop (a signal under run(), or a failure); True if it was."""
@@ -269,9 +282,11 @@ class AgentWorker:
             await asyncio.to_thread(self._stop_requested.wait)
         finally:
             self._stop_requested.set()
-            for signum in installed:
-                loop.remove_signal_handler(signum)
-            await asyncio.to_thread(self.stop)
+            try:
+                await asyncio.to_thread(self.stop)  # a second signal meanwhile cuts the drain short
+            finally:
+                for signum in installed:
+                    loop.remove_signal_handler(signum)
         if self.failure is not None:
             raise WorkerFailed(self.failure)
 
@@ -351,7 +366,13 @@ class AgentWorker:
             target=self._work, args=(context, keeper), name=f"opscore-task-{task.task_id}", daemon=True
         )
         with self._lock:
-            self._running[task.task_id] = _Running(context, keeper, thread)
+            stopping = self._stopping.is_set()
+            if not stopping:
+                self._running[task.task_id] = _Running(context, keeper, thread)
+        if stopping:
+            # Leased by a request the stop did not wait for: given back at once, to be retried, not left to expire.
+            self._report(context, _stopped(context, "the worker was stopping when the task was leased"))
+            return
         log.info("task %s attempt %d (%s) leased", task.task_id, task.attempt, task.action)
         # The lease is renewed and the handler runs before the state report, which may take its retries' time.
         try:
@@ -373,7 +394,10 @@ class AgentWorker:
                 result = _no_handler(context) if handler is None else run_handler(handler, context)
             finally:
                 keeper.finish()  # whatever ended the handler, nobody works on the task now
-            if context.lease_lost.is_set():
+            with self._lock:
+                running = self._running.get(context.task_id)
+                ours = running is None or self._answer(running, "handler")
+            if context.lease_lost.is_set() or not ours:
                 log.warning(
                     "task %s attempt %d: result dropped: %s", context.task_id, context.attempt, context.lost_reason
                 )
@@ -440,3 +464,9 @@ class AgentWorker:
 def _no_handler(context: TaskContext) -> dict[str, Any]:
     message = f"this worker has no handler for {context.action!r}"
     return {"status": "failed", "attempt": context.attempt, "error": {"type": "NoHandler", "message": message}}
+
+
+def _stopped(context: TaskContext, reason: str) -> dict[str, Any]:
+    """The failed result of an attempt the worker gives back as it stops: worth retrying, and not the agent's fault."""
+    error = {"type": "WorkerStopped", "message": reason}
+    return {"status": "failed", "attempt": context.attempt, "error": error}
