@@ -203,18 +203,7 @@ class AgentWorker:
             self._stopping.set()
             self._stop_requested.set()
             self._lock.notify_all()  # the leasing thread may be waiting for a slot: it must see the stop now
-        deadline = time.monotonic() + wait  # one deadline for the leasing thread and the running tasks
-        if self._leaser is not None and self._leaser is not threading.current_thread():
-            # It ends once its lease request is answered; a request still hanging must not hold up the stop (a task
-            # it brings later is answered WorkerStopped: see _begin).
-            self._leaser.join(timeout=wait)
-        with self._lock:
-            if self._running:
-                log.info("agent %s: waiting up to %g s for %d running task(s)", self.agent_id, wait, len(self._running))
-            self._lock.wait_for(
-                lambda: not self._running or self._drain_cut.is_set(), timeout=max(0.0, deadline - time.monotonic())
-            )
-            left = [running for running in self._running.values() if self._answer(running, "stop")]
+        left = self._drain(wait)
         if left:
             log.warning(
                 "agent %s: %d task(s) still running after %g s; they are given up as failed",
@@ -228,6 +217,22 @@ class AgentWorker:
             self._states.report("offline", details={"reason": "the worker stopped"})
         self._stopped.set()
         log.info("agent %s: stopped", self.agent_id)
+
+    def _drain(self, wait: float) -> list[_Running]:
+        """Wait, up to `wait` seconds in all, for the leasing thread and the running tasks; the tasks still running
+        then, which the stop answers."""
+        deadline = time.monotonic() + wait
+        if self._leaser is not None and self._leaser is not threading.current_thread():
+            # It ends once its lease request is answered; a request still hanging must not hold up the stop (a task
+            # it brings later is answered WorkerStopped: see _begin).
+            self._leaser.join(timeout=wait)
+        with self._lock:
+            if self._running:
+                log.info("agent %s: waiting up to %g s for %d running task(s)", self.agent_id, wait, len(self._running))
+            self._lock.wait_for(
+                lambda: not self._running or self._drain_cut.is_set(), timeout=max(0.0, deadline - time.monotonic())
+            )
+            return [running for running in self._running.values() if self._answer(running, "stop")]
 
     def _give_up(self, running: _Running) -> None:
         """End a task still running at the drain timeout: its handler is told, and the attempt is reported failed
