@@ -25,11 +25,10 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from opscore.agents.models import AgentState
 from opscore.agents.records import PROBES_NOT, TAKES_NO_WORK, CountedFailure
 from opscore.agents.store import DEADLINES_INDEX, agent_key
-from opscore.agents.tallies import tally_updates
 from opscore.aws.dynamodb import run_transaction, translated_errors, update_if
 from opscore.aws.items import decode_item, n, s
 from opscore.aws.updates import Update
-from opscore.sessions.items import QUEUE_ATTRIBUTES, mark_request, outcome_update, task_key, task_record
+from opscore.sessions.items import QUEUE_ATTRIBUTES, ended_writes, outcome_update, task_key, task_record
 from opscore.sessions.models import TaskStatus, task_id
 from opscore.sessions.records import TaskRecord, TaskRef
 
@@ -268,9 +267,7 @@ class TaskQueue:
             slot_release(self._table, agent_id, counted),
         ]
         if ended is not None:
-            items += tally_updates(self._table, agent_id, ended.outcome)
-            if ended.mark is not None:
-                items.append({"Update": mark_request(self._table, task.session_id, ended.mark, now)})  # type: ignore[typeddict-item]
+            items += ended_writes(self._table, task.session_id, agent_id, ended, now)
         return run_transaction(self._client, items) is None
 
     def withdraw(self, agent_id: str, task: TaskRef, ended: AttemptEnd, now: str) -> bool:
@@ -280,9 +277,7 @@ class TaskQueue:
             "#status = :queued AND #dispatch_seq = :seq", queued="queued", seq=task.sequence
         )
         items: list[TransactWriteItemTypeDef] = [{"Update": update.request(self._table)}]  # type: ignore[typeddict-item]
-        items += tally_updates(self._table, agent_id, ended.outcome)
-        if ended.mark is not None:
-            items.append({"Update": mark_request(self._table, task.session_id, ended.mark, now)})  # type: ignore[typeddict-item]
+        items += ended_writes(self._table, task.session_id, agent_id, ended, now)
         return run_transaction(self._client, items) is None
 
 

@@ -6,14 +6,20 @@ items themselves.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from opscore.agents.tallies import tally_updates
 from opscore.aws.items import Attributes, Item, s
 from opscore.aws.updates import Update
 from opscore.core.contracts import parse_json
 from opscore.sessions.models import Problem, SessionStatus, TaskStatus
 from opscore.sessions.records import DEFAULT_LEASE_SECONDS, SessionRecord, TaskRecord, TemplateTask
 from opscore.sessions.writes import SessionEnd, TaskMark, TaskOutcome
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+    from opscore.sessions.attempts import AttemptEnd
 
 SESSION_SK = "SESSION"
 TASK_PREFIX = "TASK#"
@@ -128,6 +134,17 @@ def outcome_update(session_id: str, outcome: TaskOutcome, now: str) -> Update:
         else:
             update.set(name, value)
     return update
+
+
+def ended_writes(
+    table: str, session_id: str, agent_id: str, ended: AttemptEnd, now: str
+) -> list[TransactWriteItemTypeDef]:
+    """What every recorded end of an attempt writes beside its task's update, in the same transaction: the agent's
+    tallies (so that each end is counted once, with it) and the mark of the task that runs next after a wait."""
+    items = tally_updates(table, agent_id, ended.outcome)
+    if ended.mark is not None:
+        items.append({"Update": mark_request(table, session_id, ended.mark, now)})  # type: ignore[typeddict-item]
+    return items
 
 
 def mark_request(table: str, session_id: str, mark: TaskMark, now: str) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from opscore.agents.tallies import tally_updates
 from opscore.aws.dynamodb import ConditionFailed, run_transaction, translated_errors, update_if
 from opscore.aws.items import Item, decode_item, n, s
 from opscore.aws.pages import decode_page_token, encode_page_token
@@ -31,6 +30,7 @@ from opscore.dispatch.queue import queue_entry, slot_release
 from opscore.sessions.items import (
     SESSION_SK,
     TASK_PREFIX,
+    ended_writes,
     mark_request,
     outcome_update,
     session_end_request,
@@ -333,9 +333,7 @@ class SessionStore:
         )
         transaction.items.append({"Update": update.request(self._table)})  # type: ignore[typeddict-item]
         transaction.items.append(slot_release(self._table, result.agent_id, result.counted))
-        transaction.items += tally_updates(self._table, result.agent_id, ended.outcome)
-        if ended.mark is not None:
-            transaction.items.append({"Update": mark_request(self._table, result.session_id, ended.mark, result.now)})  # type: ignore[typeddict-item]
+        transaction.items += ended_writes(self._table, result.session_id, result.agent_id, ended, result.now)
         return self._run_guarded(transaction)
 
     # ------------------------------------------------------------------ cancel
