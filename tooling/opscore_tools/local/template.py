@@ -100,6 +100,14 @@ class GatewayResponse:
 
 
 @dataclass(frozen=True)
+class Throttle:
+    """A usage plan's per-key limit: steady requests a second, and how many may come at once."""
+
+    rate: float
+    burst: int
+
+
+@dataclass(frozen=True)
 class Table:
     logical_id: str
     properties: dict[str, Any]
@@ -130,6 +138,7 @@ class Template:
     tables: list[Table]
     state_machines: list[StateMachine] = field(default_factory=list)
     schedules: list[Schedule] = field(default_factory=list)
+    per_key_throttle: Throttle | None = None  # the usage plan's, when the template has one
 
     @property
     def table_names(self) -> dict[str, str]:
@@ -189,6 +198,8 @@ class _Resolver:
             return str(raw)
         if isinstance(raw, dict) and set(raw) == {"Ref"}:
             name = raw["Ref"]
+            if name in PSEUDO_PARAMETERS:
+                return PSEUDO_PARAMETERS[name]
             if name in self._tables:
                 return self._tables[name]
             if self._type(name) == "AWS::Serverless::StateMachine":
@@ -306,7 +317,23 @@ def load_template(path: Path) -> Template:
         tables=tables,
         state_machines=state_machines,
         schedules=schedules,
+        per_key_throttle=_per_key_throttle(resources, resolver),
     )
+
+
+def _per_key_throttle(resources: dict[str, Any], resolver: _Resolver) -> Throttle | None:
+    """The usage plan's throttle (the per-key limit), its parameters' defaults resolved; None without a plan."""
+    throttles = [
+        Throttle(
+            rate=float(resolver.value(resource["Properties"]["Throttle"]["RateLimit"], f"{logical_id}.RateLimit")),
+            burst=int(resolver.value(resource["Properties"]["Throttle"]["BurstLimit"], f"{logical_id}.BurstLimit")),
+        )
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::ApiGateway::UsagePlan" and "Throttle" in resource.get("Properties", {})
+    ]
+    if len(throttles) > 1:
+        raise TemplateError("the local runtime emulates one usage plan")
+    return throttles[0] if throttles else None
 
 
 def _authorizer(api: dict[str, Any]) -> Authorizer | None:

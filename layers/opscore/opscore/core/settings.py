@@ -25,6 +25,8 @@ class Variable(StrEnum):
     RUNNER_LOG_GROUP_ARN = "RUNNER_LOG_GROUP_ARN"
     IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"
     DISPATCH_FUNCTION_ARN = "DISPATCH_FUNCTION_ARN"
+    USAGE_PLAN_NAME = "USAGE_PLAN_NAME"
+    USAGE_KEY_NAMESPACE = "USAGE_KEY_NAMESPACE"
 
 
 # The ones a function may require; the others have defaults.
@@ -58,6 +60,16 @@ class Settings(BaseModel):
     idempotency_table: str | None = Field(default=None, description="Powertools idempotency (IDEMPOTENCY_TABLE).")
     dispatch_function_arn: str | None = Field(
         default=None, description="Invoked to serve an agent's queue (DISPATCH_FUNCTION_ARN)."
+    )
+    usage_plan_name: str = Field(
+        default="",
+        max_length=1024,
+        description="The per-key usage plan each key's API Gateway API key joins (USAGE_PLAN_NAME; empty: none).",
+    )
+    usage_key_namespace: str = Field(
+        default="",
+        max_length=1024,
+        description="What makes this stack's per-key usage identifiers its own (USAGE_KEY_NAMESPACE; empty: none).",
     )
     max_clock_skew_seconds: int = Field(
         default=300, ge=0, le=86_400, description="How far in the future a reported timestamp may be."
