@@ -11,10 +11,10 @@ from opscore.agents.models import AGENT_ID_PATTERN
 from opscore.api.resolver import empty_response, json_response
 from opscore.api.routes import ADMIN, Api, Request
 from opscore.core.observability import logger, metrics, tracer
-from opscore.core.settings import TABLE_NAME, require_settings
+from opscore.core.settings import TABLE_NAME, USAGE_KEY_NAMESPACE, USAGE_PLAN_NAME, require_settings
 from opscore.keys.models import KeyRequest, RotateRequest
 
-SETTINGS = require_settings(TABLE_NAME)
+SETTINGS = require_settings(TABLE_NAME, USAGE_PLAN_NAME, USAGE_KEY_NAMESPACE)
 api = Api()
 
 

@@ -68,7 +68,7 @@ def api_keys() -> ApiKeys:
 
     configured = settings()
     usage: UsageKeys = NO_USAGE_KEYS
-    if configured.usage_plan_name:
+    if configured.usage_plan_name and configured.opscore_per_key_limits == "usage_plan":
         usage = ApiGatewayUsageKeys(apigateway, configured.usage_plan_name, configured.usage_key_namespace)
     return ApiKeys(KeyStore(dynamodb(), configured.table_name), utc_now, usage)
 

@@ -90,6 +90,7 @@ class Gateway:
         self._template = template
         self._runtime = runtime
         limit = per_key or template.per_key_throttle
+        # The functions make no API Gateway API keys here (OPSCORE_PER_KEY_LIMITS=gateway): this is the usage plan.
         self._throttle = KeyThrottle(limit) if limit is not None and limit.rate > 0 else None
         # Literal segments win over {parameters}, as in API Gateway.
         self._routes = sorted(template.routes, key=lambda route: route.path.count("{"))

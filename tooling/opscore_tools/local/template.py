@@ -196,16 +196,8 @@ class _Resolver:
     def value(self, raw: Any, where: str) -> str:
         if isinstance(raw, str | int | float | bool):
             return str(raw)
-        if isinstance(raw, dict) and set(raw) == {"Ref"}:
-            name = raw["Ref"]
-            if name in PSEUDO_PARAMETERS:
-                return PSEUDO_PARAMETERS[name]
-            if name in self._tables:
-                return self._tables[name]
-            if self._type(name) == "AWS::Serverless::StateMachine":
-                return local_state_machine_arn(name)
-            if name in self._parameters and "Default" in self._parameters[name]:
-                return str(self._parameters[name]["Default"])
+        if isinstance(raw, dict) and set(raw) == {"Ref"} and (found := self._ref(raw["Ref"])) is not None:
+            return found
         if isinstance(raw, dict) and set(raw) == {"Fn::GetAtt"}:
             name, attribute = raw["Fn::GetAtt"]
             return self._attribute(name, attribute, where)
@@ -214,6 +206,18 @@ class _Resolver:
                 r"\$\{([A-Za-z0-9:._]+)\}", lambda found: self._placeholder(found.group(1), where), raw["Fn::Sub"]
             )
         raise TemplateError(f"{where}: the local runtime cannot resolve {raw!r}")
+
+    def _ref(self, name: str) -> str | None:
+        """What !Ref <name> stands for locally: a pseudo parameter, a table, a state machine, a parameter's default."""
+        if name in PSEUDO_PARAMETERS:
+            return PSEUDO_PARAMETERS[name]
+        if name in self._tables:
+            return self._tables[name]
+        if self._type(name) == "AWS::Serverless::StateMachine":
+            return local_state_machine_arn(name)
+        if name in self._parameters and "Default" in self._parameters[name]:
+            return str(self._parameters[name]["Default"])
+        return None
 
     def _attribute(self, name: str, attribute: str, where: str) -> str:
         kind = self._type(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from functools import cache
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +28,7 @@ class Variable(StrEnum):
     DISPATCH_FUNCTION_ARN = "DISPATCH_FUNCTION_ARN"
     USAGE_PLAN_NAME = "USAGE_PLAN_NAME"
     USAGE_KEY_NAMESPACE = "USAGE_KEY_NAMESPACE"
+    OPSCORE_PER_KEY_LIMITS = "OPSCORE_PER_KEY_LIMITS"
 
 
 # The ones a function may require; the others have defaults.
@@ -38,6 +40,8 @@ RUNNER_LOG_GROUP_ARN = Variable.RUNNER_LOG_GROUP_ARN
 RUNNER_SETTINGS = (RUNNER_MACHINE_PREFIX, RUNNER_ROLE_ARN, RUNNER_LOG_GROUP_ARN, Variable.DISPATCH_FUNCTION_ARN)
 IDEMPOTENCY_TABLE = Variable.IDEMPOTENCY_TABLE
 DISPATCH_FUNCTION_ARN = Variable.DISPATCH_FUNCTION_ARN
+USAGE_PLAN_NAME = Variable.USAGE_PLAN_NAME
+USAGE_KEY_NAMESPACE = Variable.USAGE_KEY_NAMESPACE
 
 
 class Settings(BaseModel):
@@ -70,6 +74,13 @@ class Settings(BaseModel):
         default="",
         max_length=1024,
         description="What makes this stack's per-key usage identifiers its own (USAGE_KEY_NAMESPACE; empty: none).",
+    )
+    opscore_per_key_limits: Literal["usage_plan", "gateway"] = Field(
+        default="usage_plan",
+        description=(
+            "Who limits each key's requests (OPSCORE_PER_KEY_LIMITS): `usage_plan`, API Gateway's per-key usage plan "
+            "(each key gets its API key there); `gateway`, the local runtime's gateway itself (no API keys made)."
+        ),
     )
     max_clock_skew_seconds: int = Field(
         default=300, ge=0, le=86_400, description="How far in the future a reported timestamp may be."
