@@ -10,8 +10,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 from opscore.core.clock import format_timestamp
-from opscore.core.errors import Conflict, FieldProblem, NotFound, Throttled, ValidationFailed
+from opscore.core.errors import FieldProblem, NotFound, Throttled, ValidationFailed
 from opscore.core.observability import MetricUnit, logger, metrics
+from opscore.keys.errors import KeyInactive
 from opscore.keys.models import ApiKey, CreatedKey, KeyPage, KeyRequest, Principal, Role, RotateRequest
 from opscore.keys.store import KeyStore, StoredKey
 from opscore.keys.usage import NO_USAGE_KEYS, UsageKeys
@@ -116,9 +117,9 @@ class ApiKeys:
         if old is None:
             raise NotFound(f"no API key with id {key_id}")
         if old.revoked:
-            raise Conflict(f"API key {key_id} is revoked: issue a new key instead of rotating it")
+            raise KeyInactive(f"API key {key_id} is revoked: issue a new key instead of rotating it")
         if expired(old, now):
-            raise Conflict(f"API key {key_id} has expired: issue a new key instead of rotating it")
+            raise KeyInactive(f"API key {key_id} has expired: issue a new key instead of rotating it")
         return old
 
     def install(self, api_key: str, role: Role, agent_id: str | None, created_by: str) -> ApiKey:
