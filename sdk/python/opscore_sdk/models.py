@@ -1275,6 +1275,7 @@ class Error1(BaseModel):
         "runner_limit_reached",
         "agent_quarantined",
         "not_quarantined",
+        "key_inactive",
     ]
     details: list[Detail] | None = None
     message: str
