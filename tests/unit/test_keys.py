@@ -151,7 +151,16 @@ def test_an_expiry_not_in_the_future_is_a_400_naming_it(keys: ApiKeys, store: Fa
 
 
 @pytest.mark.parametrize(
-    "expires_at", ["2027-01-01", "2027-01-01T00:00:00", 1798761600, "tomorrow", "2027-13-01T00:00:00Z"]
+    "expires_at",
+    [
+        "2027-01-01",
+        "2027-01-01T00:00:00",
+        1798761600,
+        "tomorrow",
+        "2027-13-01T00:00:00Z",
+        "9999-12-31T23:59:59-23:59",
+        "2027-06-30T23:59:60Z",
+    ],
 )
 def test_an_expiry_must_be_rfc3339_with_its_offset(expires_at: Any) -> None:
     import json

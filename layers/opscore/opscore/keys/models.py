@@ -15,6 +15,7 @@ from opscore.core.contracts import RequestModel, ResponseModel
 # RFC 3339 date-time with its offset: pydantic alone would also take Unix times and other ISO 8601 spellings.
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 EARLIEST_EXPIRY = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_YEAR = 9998  # a year later, offsets could carry a stored UTC time past datetime.max
 
 
 class Role(StrEnum):
@@ -28,11 +29,12 @@ def rfc3339(value: Any, field: str) -> datetime:
         raise ValueError(f"{field} must be an RFC 3339 date-time with its offset, e.g. 2026-12-31T00:00:00Z")
     try:
         moment = datetime.fromisoformat(value.upper())
-        in_range = moment >= EARLIEST_EXPIRY
+        # In UTC as well: 9999-12-31T23:59:59-01:00 is past datetime.max there, and is stored in UTC.
+        in_range = moment >= EARLIEST_EXPIRY and moment.astimezone(UTC).year <= MAX_YEAR
     except (OverflowError, ValueError):
         in_range = False
     if not in_range:
-        raise ValueError(f"{field} must be a real date-time after 1970-01-01T00:00:00Z")
+        raise ValueError(f"{field} must be a real date-time between 1970 and 9998")
     return moment
 
 
