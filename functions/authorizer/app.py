@@ -11,9 +11,10 @@ from opscore import wiring
 from opscore.api.access import authorizer_response
 from opscore.core.errors import Unauthorized
 from opscore.core.observability import MetricUnit, logger, metrics, tracer
-from opscore.core.settings import TABLE_NAME, require_settings
+from opscore.core.settings import TABLE_NAME, USAGE_KEY_NAMESPACE, require_settings, settings
+from opscore.keys.usage import usage_identifier
 
-SETTINGS = require_settings(TABLE_NAME)
+SETTINGS = require_settings(TABLE_NAME, USAGE_KEY_NAMESPACE)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
@@ -24,7 +25,9 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
     principal = wiring.api_keys().authenticate(event.headers.get("x-api-key"))
     if principal is None:
         # The key itself is never logged: only that one was missing or not valid, and where it was used.
-        reason = "no API key" if not event.headers.get("x-api-key") else "unknown, revoked or malformed API key"
+        reason = (
+            "no API key" if not event.headers.get("x-api-key") else "unknown, revoked, expired or malformed API key"
+        )
         logger.info(
             "api key refused",
             extra={"event": "auth_failed", "path": event.path, "error_type": "unauthorized", "error_message": reason},
@@ -33,4 +36,5 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
         # API Gateway turns exactly this error message into a 401; any other failure would become a 500.
         raise Unauthorized("Unauthorized")
     logger.append_keys(key_id=principal.key_id, agent_id=principal.agent_id)
-    return authorizer_response(principal, event.method_arn)
+    usage_key = usage_identifier(settings().usage_key_namespace, principal.key_id)
+    return authorizer_response(principal, event.method_arn, usage_key)

@@ -57,7 +57,9 @@ def test_table_is_on_demand_recoverable_encrypted_and_expiring(document: dict[st
         "AgentTasks": ["agent_tasks", "agent_tasks_sk"],
         "Deadlines": ["deadline_kind", "deadline_at"],
         "Agents": ["agents_shard", "agents_sk"],
+        "Keys": ["keys_list", "keys_sk"],
     }
+    assert "key_hash" not in indexes["Keys"]["Projection"]["NonKeyAttributes"], "a listing never reads a key's hash"
     # Every index projects what its readers use, never the whole item (task inputs and histories stay out).
     assert all(index["Projection"]["ProjectionType"] == "INCLUDE" for index in indexes.values())
 
@@ -75,6 +77,8 @@ KEY_PREFIXES = {"KEY#*", "AGENT#*", "WORKFLOW#*", "WORKFLOWS", "SESSION#*"}
 TOKEN_ACTIONS = {"states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"}
 
 
+APIGATEWAY = "arn:${AWS::Partition}:apigateway:${AWS::Region}::"
+APIGATEWAY_PATHS = ["/apikeys", "/apikeys/*", "/usageplans", "/usageplans/*/keys"]
 RUNNER_ARN = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${RunnerNamePrefix}-*"
 RUNNER_EXECUTIONS = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:${RunnerNamePrefix}-*:*"
 # Actions IAM cannot scope to a resource: task tokens, and the log delivery of a state machine being created.
@@ -127,6 +131,11 @@ def test_policies_are_scoped_to_their_resources_and_key_prefixes(document: dict[
             # Only the runners' role, and only to Step Functions.
             assert resource == {"Fn::GetAtt": ["SessionRunnerRole", "Arn"]}, name
             assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "states.amazonaws.com"}}, name
+        elif any(action.startswith("apigateway:") for action in actions):
+            # Only the keys function, on API keys and usage plans' keys (each key's per-key limit).
+            assert name == "KeysFunction"
+            assert set(actions) <= {"apigateway:GET", "apigateway:POST", "apigateway:DELETE"}
+            assert resource == [{"Fn::Sub": APIGATEWAY + path} for path in APIGATEWAY_PATHS], name
         elif any(action.startswith("states:") for action in actions):
             # Session runners and their executions, by this stack's name prefix only.
             assert resource in ({"Fn::Sub": RUNNER_ARN}, {"Fn::Sub": RUNNER_EXECUTIONS}), name
@@ -195,3 +204,30 @@ def test_every_function_follows_the_stacks_tracing_mode(document: dict[str, Any]
     assert variables["OPSCORE_TRACING"] == {"Ref": "TracingMode"}
     assert document["Parameters"]["TracingMode"]["AllowedValues"] == ["service", "sdk"]
     assert {function.environment["OPSCORE_TRACING"] for function in template.functions.values()} == {"service"}
+
+
+def test_each_key_is_limited_by_a_usage_plan_the_authorizer_names_it_in(document: dict[str, Any]) -> None:
+    api = document["Resources"]["OpsCoreApi"]["Properties"]
+    assert api["ApiKeySourceType"] == "AUTHORIZER", "clients never send an API Gateway API key"
+    assert api["Auth"]["ApiKeyRequired"] is True
+    (plan,) = resources(document, "AWS::ApiGateway::UsagePlan").values()
+    assert plan["Properties"]["Throttle"] == {
+        "RateLimit": {"Ref": "PerKeyRateLimit"},
+        "BurstLimit": {"Ref": "PerKeyBurstLimit"},
+    }
+    assert plan["Properties"]["UsagePlanName"] == {"Fn::Sub": "${AWS::StackName}-per-key"}
+    keys = document["Resources"]["KeysFunction"]["Properties"]["Environment"]["Variables"]
+    assert keys["USAGE_PLAN_NAME"] == plan["Properties"]["UsagePlanName"]
+    assert document["Outputs"]["PerKeyUsagePlanName"]["Value"] == plan["Properties"]["UsagePlanName"]
+    health = document["Resources"]["HealthFunction"]["Properties"]["Events"]["Health"]["Properties"]["Auth"]
+    assert health == {"Authorizer": "NONE", "ApiKeyRequired": False}
+    parameters = document["Parameters"]
+    assert parameters["PerKeyRateLimit"]["Default"] < parameters["ThrottlingRateLimit"]["Default"]
+
+
+def test_the_authorizer_cache_ttl_is_a_parameter(document: dict[str, Any]) -> None:
+    api = document["Resources"]["OpsCoreApi"]["Properties"]
+    identity = api["Auth"]["Authorizers"]["ApiKeyAuthorizer"]["Identity"]
+    assert identity["ReauthorizeEvery"] == {"Ref": "AuthorizerCacheTtlSeconds"}
+    ttl = document["Parameters"]["AuthorizerCacheTtlSeconds"]
+    assert (ttl["Default"], ttl["MinValue"], ttl["MaxValue"]) == (60, 0, 3600)

@@ -48,7 +48,7 @@ def test_an_agent_key_is_shown_once_and_authorizes_only_its_agents_routes(
 ) -> None:
     status, created = create_key(call, api_event, {"agent_id": "agent-1"})
     assert status == 201
-    assert set(created) == {"key_id", "api_key", "role", "agent_id"}
+    assert set(created) == {"key_id", "api_key", "role", "agent_id", "expires_at", "rotated_from"}
     assert (created["role"], created["agent_id"]) == ("agent", "agent-1")
     assert created["api_key"].startswith("opsk_")
 
@@ -140,3 +140,5 @@ def test_example_events_run_against_their_functions(call: Invoke, api_event: Eve
     assert call("KeysFunction", api_event("keys/create_agent_key.json"))[0] == 201
     assert call("KeysFunction", api_event("keys/create_admin_key.json"))[0] == 201
     assert call("KeysFunction", api_event("keys/revoke.json"))[0] == 404  # the sample names a key never issued
+    assert call("KeysFunction", api_event("keys/list.json"))[0] == 200
+    assert call("KeysFunction", api_event("keys/rotate.json"))[0] == 404  # the sample names a key never issued

@@ -1,8 +1,10 @@
-"""`opscore keys create|revoke`: an operator bootstraps keys of a deployed stack with their own AWS credentials."""
+"""`opscore keys create|list|revoke|rotate --stack/--table`: an operator manages the keys of a deployed stack with
+their own AWS credentials (the first admin key among them)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -72,12 +74,21 @@ def test_create_an_agent_key_by_table_name(aws: Any) -> None:
     assert json.loads(result.stdout)["agent_id"] == "agent-7"
 
 
-def test_clear_errors_for_missing_targets_and_bad_requests(aws: Any, cloudformation: Stubber) -> None:
+def test_clear_errors_for_missing_targets_and_bad_requests(
+    aws: Any, cloudformation: Stubber, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cloudformation.add_client_error(
         "describe_stacks", "ValidationError", "Stack with id nope does not exist", expected_params={"StackName": "nope"}
     )
+    monkeypatch.chdir(tmp_path)  # a checkout with no local runtime running
+    for name in ("OPSCORE_URL", "OPSCORE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
     neither = runner.invoke(app, ["keys", "create", "--role", "admin"])
-    assert (neither.exit_code, "--stack" in neither.output) == (2, True)
+    assert (neither.exit_code, "--stack" in neither.output) == (1, True), "no API to reach, and no stack named"
+    both = runner.invoke(app, ["keys", "list", "--stack", "s", "--table", "t"])
+    assert both.exit_code == 2
+    url_and_table = runner.invoke(app, ["keys", "list", "--table", "t", "--url", "http://127.0.0.1:1"])
+    assert url_and_table.exit_code == 2
     no_stack = runner.invoke(app, ["keys", "create", "--stack", "nope", "--role", "admin"])
     assert no_stack.exit_code == 1
     assert "nope" in no_stack.output
@@ -85,3 +96,37 @@ def test_clear_errors_for_missing_targets_and_bad_requests(aws: Any, cloudformat
     assert agent_without_id.exit_code == 2
     unknown = runner.invoke(app, ["keys", "revoke", "00000000000000ff", "--table", wiring.settings().table_name])
     assert (unknown.exit_code, "no API key" in unknown.output) == (1, True)
+
+
+def test_list_and_rotate_in_a_stacks_table(aws: Any, cloudformation: Stubber) -> None:
+    table = wiring.settings().table_name
+    created = json.loads(runner.invoke(app, ["keys", "create", "--table", table, "--agent-id", "a7"]).stdout)
+    expiring = runner.invoke(app, ["keys", "create", "--table", table, "--role", "admin", "--expires-in", "1d"])
+    assert expiring.exit_code == 0, expiring.output
+    assert json.loads(expiring.stdout)["expires_at"] is not None
+
+    rotated = runner.invoke(app, ["keys", "rotate", created["key_id"], "--table", table, "--old-key-expires-in", "1h"])
+    assert rotated.exit_code == 0, rotated.output
+    new = json.loads(rotated.stdout)
+    assert (new["rotated_from"], new["agent_id"]) == (created["key_id"], "a7")
+    assert wiring.api_keys().authenticate(new["api_key"]) is not None
+    assert wiring.api_keys().authenticate(created["api_key"]) is not None, "within its grace period"
+
+    listed = runner.invoke(app, ["keys", "list", "--table", table, "--agent-id", "a7", "--json"])
+    assert listed.exit_code == 0, listed.output
+    items = json.loads(listed.stdout)
+    assert [item["key_id"] for item in items] == [created["key_id"], new["key_id"]]
+    assert items[0]["expires_at"] is not None
+    assert created["api_key"] not in listed.stdout
+    shown = runner.invoke(app, ["keys", "list", "--table", table])
+    assert shown.exit_code == 0
+    assert created["key_id"] in shown.stdout
+    assert "3 keys" in shown.stdout
+
+    runner.invoke(app, ["keys", "revoke", created["key_id"], "--table", table])
+    again = runner.invoke(app, ["keys", "rotate", created["key_id"], "--table", table])
+    assert (again.exit_code, "revoked" in again.output) == (1, True)
+    bad = runner.invoke(
+        app, ["keys", "rotate", new["key_id"], "--table", table, "--expires-at", "2020-01-01T00:00:00Z"]
+    )
+    assert (bad.exit_code, "expires_at" in bad.output) == (2, True)

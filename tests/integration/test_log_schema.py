@@ -63,7 +63,10 @@ def test_real_flows_log_every_documented_event_with_its_fields(
     secret = created["api_key"]
     status, admin = call("KeysFunction", api_event("keys/create_admin_key.json"))
     assert status == 201, admin
-    for key in (secret, admin["api_key"]):  # each key used, through the authorizer
+    rotate = api_event("keys/rotate.json", path={"keyId": created["key_id"]})
+    status, rotated = call("KeysFunction", rotate)
+    assert status == 201, rotated
+    for key in (secret, admin["api_key"], rotated["api_key"]):  # each key used, through the authorizer
         allowed = api_event("authorizer/request.json")
         allowed["headers"]["X-API-Key"] = allowed["multiValueHeaders"]["X-API-Key"] = key
         assert runtime.invoke("AuthorizerFunction", allowed)["policyDocument"]["Statement"]
@@ -128,7 +131,7 @@ def test_real_flows_log_every_documented_event_with_its_fields(
     disable_socket()
 
     written = lines.objects()
-    for kept_secret in (secret, admin["api_key"], WEBHOOK_SECRET):
+    for kept_secret in (secret, admin["api_key"], rotated["api_key"], WEBHOOK_SECRET):
         assert kept_secret not in json.dumps(written), "a secret was logged"
     logged = [line for line in written if "_aws" not in line]  # metric lines are metrics, not log lines
     events, required = documented()

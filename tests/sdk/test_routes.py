@@ -16,6 +16,8 @@ from tests.conftest import REPO
 METHODS = {
     "health": "health",
     "createKey": "create_key",
+    "listKeys": "list_keys",
+    "rotateKey": "rotate_key",
     "revokeKey": "revoke_key",
     "createWorkflow": "create_workflow",
     "listWorkflows": "list_workflows",
@@ -40,6 +42,7 @@ METHODS = {
     "taskHeartbeat": "heartbeat",
 }
 ITERATORS = {
+    "listKeys": "iter_keys",
     "listWorkflows": "iter_workflows",
     "listAgents": "iter_agents",
     "getStateHistory": "iter_state_history",

@@ -131,6 +131,8 @@ ACCESS = {
     ("POST", "/agent/{agentId}/tasks/{taskId}/result"): "path_agent",
     ("POST", "/agent/{agentId}/tasks/{taskId}/heartbeat"): "path_agent",
     ("POST", "/keys"): "admin",
+    ("GET", "/keys"): "admin",
+    ("POST", "/keys/{keyId}/rotate"): "admin",
     ("DELETE", "/keys/{keyId}"): "admin",
     ("POST", "/workflows"): "admin",
     ("GET", "/workflows"): "admin",

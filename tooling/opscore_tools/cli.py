@@ -16,18 +16,18 @@ from rich.console import Console
 from rich.markup import escape
 
 from opscore_tools.fleet import agent_command, agents_command
+from opscore_tools.keys_cli import keys_app
 from opscore_tools.logs.command import logs as logs_command
 from opscore_tools.target import ApiRegionOption, ApiStackOption, KeyOption, UrlOption, target_or_exit
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from opscore.keys.service import ApiKeys
     from opscore.workflows.templates import WorkflowTemplate
+    from opscore_tools.local.template import Throttle
     from opscore_tools.logs.sources import LogSource
 
 app = typer.Typer(help="Ops-Core: lifecycle and workflow service for AI agents.", no_args_is_help=True)
-keys_app = typer.Typer(help="Manage API keys of a deployed Ops-Core stack.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 console = Console(stderr=True, highlight=False)
 app.command("agents")(agents_command)
@@ -36,7 +36,7 @@ app.command("logs", no_args_is_help=False)(logs_command)
 
 
 @app.command()
-def local(
+def local(  # noqa: PLR0917 - a command's options are its parameters
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 3000,
     template: Annotated[Path, typer.Option(help="The SAM template whose routes and functions to serve.")] = Path(
@@ -51,10 +51,29 @@ def local(
             min=0.1, help="Run scheduled functions (the health sweep) every N seconds instead of the template's rate."
         ),
     ] = None,
+    per_key_rate: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            envvar="OPSCORE_LOCAL_PER_KEY_RATE",
+            help="Requests a second each API key may make (default: the template's PerKeyRateLimit; 0: no limit).",
+            show_default=False,
+        ),
+    ] = None,
+    per_key_burst: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            envvar="OPSCORE_LOCAL_PER_KEY_BURST",
+            help="Requests each API key may make at once (default: the template's PerKeyBurstLimit).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the Ops-Core API locally: real handlers and authorizer, in-process DynamoDB (moto). Ctrl-C stops it.
 
     The admin key is $OPSCORE_ADMIN_KEY (at least 16 characters) or, when unset, generated and printed.
+    Each key is limited as the template's per-key usage plan limits it in AWS (429 with Retry-After beyond it).
     """
     from opscore.core.errors import OpsCoreError
     from opscore_tools.local.server import LocalOpsCore
@@ -66,7 +85,14 @@ def local(
         )
         raise typer.Exit(2)
     log_path = log_file or Path(".opscore/logs") / f"local-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.jsonl"
-    runtime = LocalOpsCore(template, log_path.resolve(), host=host, port=port, schedule_seconds=schedule_every)
+    runtime = LocalOpsCore(
+        template,
+        log_path.resolve(),
+        host=host,
+        port=port,
+        schedule_seconds=schedule_every,
+        per_key_throttle=_per_key_throttle(template, per_key_rate, per_key_burst),
+    )
     try:
         admin = runtime.start(os.environ.get("OPSCORE_ADMIN_KEY") or None)
     except OSError as error:
@@ -111,6 +137,16 @@ def local(
             forget_runtime(record)
     runtime.stop()
     print("stopped", flush=True)
+
+
+def _per_key_throttle(template: Path, rate: float | None, burst: int | None) -> Throttle | None:
+    """The per-key limit the flags name, the template's for what they leave out; None: the template's own."""
+    from opscore_tools.local.template import Throttle, load_template
+
+    if rate is None and burst is None:
+        return None
+    planned = load_template(template).per_key_throttle or Throttle(rate=0, burst=1)
+    return Throttle(rate=planned.rate if rate is None else rate, burst=planned.burst if burst is None else burst)
 
 
 @app.command()
@@ -274,68 +310,6 @@ def _workflow_template(text: str, *, yaml: bool) -> WorkflowTemplate:
         raise ValidationFailed("the workflow template is not valid", field_problems(error)) from None
     check_template(template)
     return template
-
-
-def _key_service(stack: str | None, table: str | None, region: str | None) -> ApiKeys:
-    from opscore_tools.stack import key_service
-
-    if (stack is None) == (table is None):
-        console.print("[red]error:[/] name the deployed stack with --stack NAME (or its table with --table NAME)")
-        raise typer.Exit(2)
-    try:
-        return key_service(stack=stack, table=table, region=region)
-    except LookupError as error:
-        console.print(f"[red]error:[/] {error}")
-        raise typer.Exit(1) from None
-
-
-StackOption = Annotated[str | None, typer.Option(help="CloudFormation stack name of the deployment.")]
-TableOption = Annotated[str | None, typer.Option(help="The Ops-Core table name, instead of --stack.")]
-RegionOption = Annotated[str | None, typer.Option(help="AWS region (default: your AWS configuration's).")]
-
-
-@keys_app.command("create")
-def keys_create(
-    role: Annotated[str, typer.Option(help="admin, or agent (with --agent-id).")] = "agent",
-    agent_id: Annotated[str | None, typer.Option(help="The agent the key acts for.")] = None,
-    stack: StackOption = None,
-    table: TableOption = None,
-    region: RegionOption = None,
-) -> None:
-    """Create an API key directly in a deployed stack's table, with your own AWS credentials.
-
-    This is how the first admin key of a new deployment is made: no key is ever baked into the template.
-    The key is printed once; only its SHA-256 is stored.
-    """
-    from pydantic import ValidationError
-
-    from opscore.keys.models import KeyRequest
-
-    try:
-        request = KeyRequest.model_validate({"role": role, "agent_id": agent_id}, strict=False)
-    except ValidationError as error:
-        console.print(f"[red]error:[/] {error.errors()[0]['msg']}")
-        raise typer.Exit(2) from None
-    created = _key_service(stack, table, region).create(request, created_by="opscore-cli")
-    print(created.model_dump_json(indent=2))
-
-
-@keys_app.command("revoke")
-def keys_revoke(
-    key_id: Annotated[str, typer.Argument(help="The key_id printed when the key was created.")],
-    stack: StackOption = None,
-    table: TableOption = None,
-    region: RegionOption = None,
-) -> None:
-    """Revoke an API key of a deployed stack: it gets 401 from its next request on."""
-    from opscore.core.errors import OpsCoreError
-
-    try:
-        _key_service(stack, table, region).revoke(key_id, revoked_by="opscore-cli")
-    except OpsCoreError as error:
-        console.print(f"[red]error:[/] {error.message}")
-        raise typer.Exit(1) from None
-    print(f"revoked {key_id}")
 
 
 @app.command()

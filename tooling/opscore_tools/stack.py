@@ -11,25 +11,42 @@ if TYPE_CHECKING:
     from opscore.keys.service import ApiKeys
 
 TABLE_OUTPUT = "TableName"
+USAGE_PLAN_OUTPUT = "PerKeyUsagePlanName"
 
 
-def table_of_stack(stack: str, region: str | None = None) -> str:
-    """The table name a deployed stack reports in its `TableName` output."""
+def outputs_of_stack(stack: str, region: str | None = None) -> dict[str, str]:
+    """A deployed stack's outputs, by key."""
     client = boto3.client("cloudformation", region_name=region)
     try:
         stacks = client.describe_stacks(StackName=stack)["Stacks"]
     except ClientError as error:
         raise LookupError(f"stack {stack}: {error.response['Error'].get('Message', 'not found')}") from None
-    for output in stacks[0].get("Outputs", []):
-        if output.get("OutputKey") == TABLE_OUTPUT:
-            return output["OutputValue"]
-    raise LookupError(f"stack {stack} has no {TABLE_OUTPUT} output; is it an Ops-Core stack?")
+    return {output["OutputKey"]: output["OutputValue"] for output in stacks[0].get("Outputs", [])}
+
+
+def table_of_stack(stack: str, region: str | None = None) -> str:
+    """The table name a deployed stack reports in its `TableName` output."""
+    outputs = outputs_of_stack(stack, region)
+    if TABLE_OUTPUT not in outputs:
+        raise LookupError(f"stack {stack} has no {TABLE_OUTPUT} output; is it an Ops-Core stack?")
+    return outputs[TABLE_OUTPUT]
 
 
 def key_service(stack: str | None, table: str | None, region: str | None = None) -> ApiKeys:
+    """The keys of a stack's table. With `stack`, new keys also get their API key in the stack's per-key usage plan
+    (named by its `PerKeyUsagePlanName` output; a stack deployed before per-key limits has none, and needs none)."""
     from opscore.core.clock import utc_now
     from opscore.keys.service import ApiKeys
     from opscore.keys.store import KeyStore
+    from opscore.keys.usage import NO_USAGE_KEYS, ApiGatewayUsageKeys, UsageKeys
 
-    table_name = table or table_of_stack(stack or "", region)
-    return ApiKeys(KeyStore(boto3.client("dynamodb", region_name=region), table_name), utc_now)
+    usage: UsageKeys = NO_USAGE_KEYS
+    if table is None:
+        outputs = outputs_of_stack(stack or "", region)
+        if TABLE_OUTPUT not in outputs:
+            raise LookupError(f"stack {stack} has no {TABLE_OUTPUT} output; is it an Ops-Core stack?")
+        table = outputs[TABLE_OUTPUT]
+        if USAGE_PLAN_OUTPUT in outputs:
+            client = boto3.client("apigateway", region_name=region)
+            usage = ApiGatewayUsageKeys(lambda: client, outputs[USAGE_PLAN_OUTPUT], stack or "")
+    return ApiKeys(KeyStore(boto3.client("dynamodb", region_name=region), table), utc_now, usage)

@@ -64,8 +64,20 @@ def registry() -> Registry:
 def api_keys() -> ApiKeys:
     from opscore.keys.service import ApiKeys
     from opscore.keys.store import KeyStore
+    from opscore.keys.usage import NO_USAGE_KEYS, ApiGatewayUsageKeys, UsageKeys
 
-    return ApiKeys(KeyStore(dynamodb(), settings().table_name), utc_now)
+    configured = settings()
+    usage: UsageKeys = NO_USAGE_KEYS
+    if configured.usage_plan_name and configured.opscore_per_key_limits == "usage_plan":
+        usage = ApiGatewayUsageKeys(apigateway, configured.usage_plan_name, configured.usage_key_namespace)
+    return ApiKeys(KeyStore(dynamodb(), configured.table_name), utc_now, usage)
+
+
+@cache
+def apigateway() -> Any:
+    import boto3
+
+    return boto3.client("apigateway")
 
 
 @cache
@@ -183,6 +195,7 @@ def reset() -> None:
         registry,
         agent_analytics,
         api_keys,
+        apigateway,
         workflows,
         stepfunctions,
         runner_control,

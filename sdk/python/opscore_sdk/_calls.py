@@ -88,9 +88,23 @@ def health() -> Call[models.Health]:
     return Call("GET", "/health", _model(models.Health), safe=True)
 
 
-def create_key(*, role: str | None, agent_id: str | None) -> Call[models.CreatedKey]:
-    body = {name: value for name, value in (("role", role), ("agent_id", agent_id)) if value is not None}
+def create_key(*, role: str | None, agent_id: str | None, expires_at: When | None = None) -> Call[models.CreatedKey]:
+    expiry = _text(expires_at) if expires_at is not None else None
+    fields = (("role", role), ("agent_id", agent_id), ("expires_at", expiry))
+    body = {name: value for name, value in fields if value is not None}
     return Call("POST", "/keys", _model(models.CreatedKey), safe=False, json=body)
+
+
+def list_keys(*, agent_id: str | None, limit: int | None, next_token: str | None) -> Call[models.KeyPage]:
+    query = _query(agent_id=agent_id, limit=limit, next_token=next_token)
+    return Call("GET", "/keys", _model(models.KeyPage), safe=True, query=query)
+
+
+def rotate_key(key_id: str, *, expires_at: When | None, old_key_expires_at: When | None) -> Call[models.CreatedKey]:
+    # Not safe: a repeat would issue a second new key.
+    fields = (("expires_at", expires_at), ("old_key_expires_at", old_key_expires_at))
+    body = {name: _text(value) for name, value in fields if value is not None}
+    return Call("POST", f"/keys/{_segment(key_id)}/rotate", _model(models.CreatedKey), safe=False, json=body)
 
 
 def revoke_key(key_id: str) -> Call[None]:

@@ -107,10 +107,36 @@ class OpsCore:
         *,
         role: Literal["admin", "agent"] | None = None,
         agent_id: str | None = None,
+        expires_at: When | None = None,
         timeout: float | None = None,
     ) -> models.CreatedKey:
-        """POST /keys (admin): an agent key (`agent_id=`) or an admin key (`role="admin"`)."""
-        return self._run(_calls.create_key(role=role, agent_id=agent_id), timeout)
+        """POST /keys (admin): an agent key (`agent_id=`) or an admin key (`role="admin"`), expiring at
+        `expires_at` when given."""
+        return self._run(_calls.create_key(role=role, agent_id=agent_id, expires_at=expires_at), timeout)
+
+    def list_keys(
+        self,
+        *,
+        agent_id: str | None = None,
+        limit: int | None = None,
+        next_token: str | None = None,
+        timeout: float | None = None,
+    ) -> models.KeyPage:
+        """GET /keys (admin): one page of keys (never a key itself); `iter_keys` follows every page."""
+        return self._run(_calls.list_keys(agent_id=agent_id, limit=limit, next_token=next_token), timeout)
+
+    def rotate_key(
+        self,
+        key_id: str,
+        *,
+        expires_at: When | None = None,
+        old_key_expires_at: When | None = None,
+        timeout: float | None = None,
+    ) -> models.CreatedKey:
+        """POST /keys/{keyId}/rotate (admin): a new key for the same principal; the old one works on until it is
+        revoked, expires, or reaches `old_key_expires_at`."""
+        call = _calls.rotate_key(key_id, expires_at=expires_at, old_key_expires_at=old_key_expires_at)
+        return self._run(call, timeout)
 
     def revoke_key(self, key_id: str, *, timeout: float | None = None) -> None:
         """DELETE /keys/{keyId} (admin)."""
@@ -319,6 +345,10 @@ class OpsCore:
         """Every item of `list_workflows`, page after page, fetched as the iteration reaches it."""
         return _every_item(lambda token: self.list_workflows(limit=limit, next_token=token))
 
+    def iter_keys(self, *, agent_id: str | None = None, limit: int | None = None) -> Iterator[models.KeyInfo]:
+        """Every item of `list_keys`, page after page, fetched as the iteration reaches it."""
+        return _every_item(lambda token: self.list_keys(agent_id=agent_id, limit=limit, next_token=token))
+
     def iter_agents(
         self, *, state: AgentState | None = None, limit: int | None = None
     ) -> Iterator[models.AgentSummary]:
@@ -416,10 +446,36 @@ class AsyncOpsCore:
         *,
         role: Literal["admin", "agent"] | None = None,
         agent_id: str | None = None,
+        expires_at: When | None = None,
         timeout: float | None = None,
     ) -> models.CreatedKey:
-        """POST /keys (admin): an agent key (`agent_id=`) or an admin key (`role="admin"`)."""
-        return await self._run(_calls.create_key(role=role, agent_id=agent_id), timeout)
+        """POST /keys (admin): an agent key (`agent_id=`) or an admin key (`role="admin"`), expiring at
+        `expires_at` when given."""
+        return await self._run(_calls.create_key(role=role, agent_id=agent_id, expires_at=expires_at), timeout)
+
+    async def list_keys(
+        self,
+        *,
+        agent_id: str | None = None,
+        limit: int | None = None,
+        next_token: str | None = None,
+        timeout: float | None = None,
+    ) -> models.KeyPage:
+        """GET /keys (admin): one page of keys (never a key itself); `iter_keys` follows every page."""
+        return await self._run(_calls.list_keys(agent_id=agent_id, limit=limit, next_token=next_token), timeout)
+
+    async def rotate_key(
+        self,
+        key_id: str,
+        *,
+        expires_at: When | None = None,
+        old_key_expires_at: When | None = None,
+        timeout: float | None = None,
+    ) -> models.CreatedKey:
+        """POST /keys/{keyId}/rotate (admin): a new key for the same principal; the old one works on until it is
+        revoked, expires, or reaches `old_key_expires_at`."""
+        call = _calls.rotate_key(key_id, expires_at=expires_at, old_key_expires_at=old_key_expires_at)
+        return await self._run(call, timeout)
 
     async def revoke_key(self, key_id: str, *, timeout: float | None = None) -> None:
         """DELETE /keys/{keyId} (admin)."""
@@ -629,6 +685,10 @@ class AsyncOpsCore:
     def iter_workflows(self, *, limit: int | None = None) -> AsyncIterator[models.WorkflowSummary]:
         """Every item of `list_workflows`, page after page, fetched as the iteration reaches it."""
         return _every_item_async(lambda token: self.list_workflows(limit=limit, next_token=token))
+
+    def iter_keys(self, *, agent_id: str | None = None, limit: int | None = None) -> AsyncIterator[models.KeyInfo]:
+        """Every item of `list_keys`, page after page, fetched as the iteration reaches it."""
+        return _every_item_async(lambda token: self.list_keys(agent_id=agent_id, limit=limit, next_token=token))
 
     def iter_agents(
         self, *, state: AgentState | None = None, limit: int | None = None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
@@ -44,8 +45,16 @@ class CreatedKey(BaseModel):
     """
     Shown once; store it now.
     """
+    expires_at: AwareDatetime | None
+    """
+    When the key stops working (UTC).
+    """
     key_id: Annotated[str, Field(pattern="^[0-9a-f]{16}$")]
     role: Literal["admin", "agent"]
+    rotated_from: Annotated[str | None, Field(pattern="^[0-9a-f]{16}$")]
+    """
+    The key this one replaces (set by a rotation).
+    """
 
 
 class Detail(BaseModel):
@@ -63,6 +72,36 @@ class Health(BaseModel):
     version: str
 
 
+class KeyInfo(BaseModel):
+    """
+    A key as GET /keys lists it; never the key, never its hash. Null where not set.
+    """
+
+    agent_id: str | None
+    created_at: AwareDatetime | None
+    created_by: str | None
+    """
+    The key id of the admin that created it, or `opscore-cli` / `opscore-local`.
+    """
+    expires_at: AwareDatetime | None
+    key_id: Annotated[str, Field(pattern="^[0-9a-f]{16}$")]
+    last_used_on: date | None
+    """
+    The UTC day the key last authenticated (recorded once a day, so never more precise).
+    """
+    revoked_at: AwareDatetime | None
+    role: Literal["admin", "agent"]
+    rotated_from: Annotated[str | None, Field(pattern="^[0-9a-f]{16}$")]
+
+
+class KeyPage(BaseModel):
+    items: list[KeyInfo]
+    next_token: str | None = None
+    """
+    Present when more keys follow.
+    """
+
+
 class KeyRequest(BaseModel):
     """
     `{"agent_id": ...}` for an agent key, `{"role": "admin"}` for an admin key.
@@ -74,6 +113,10 @@ class KeyRequest(BaseModel):
     agent_id: Annotated[
         str | None, Field(pattern="^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
     ] = None
+    expires_at: AwareDatetime | None = None
+    """
+    When the key stops working: RFC 3339 with its offset, after now (else 400 naming `expires_at`). Stored in UTC with microseconds. Absent or null: the key works until it is revoked.
+    """
     role: Literal["admin", "agent"] | None = None
 
 
@@ -265,6 +308,20 @@ class RetryPolicy(BaseModel):
     max_retries: Annotated[int | None, Field(ge=0, le=10, title="Max Retries")] = 0
     """
     Attempts after the first one.
+    """
+
+
+class RotateRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    expires_at: AwareDatetime | None = None
+    """
+    When the new key stops working (RFC 3339 with its offset, after now).
+    """
+    old_key_expires_at: AwareDatetime | None = None
+    """
+    When the old key stops working (RFC 3339 with its offset, after now): the end of its grace period. An earlier expiry the old key already has is kept. Absent: the old key works until revoked or expired.
     """
 
 
@@ -1218,6 +1275,7 @@ class Error1(BaseModel):
         "runner_limit_reached",
         "agent_quarantined",
         "not_quarantined",
+        "key_inactive",
     ]
     details: list[Detail] | None = None
     message: str

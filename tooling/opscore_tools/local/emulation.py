@@ -25,8 +25,13 @@ FAKE_AWS_ENVIRONMENT = {
 
 
 # What the local runtime changes in the functions' behaviour, on purpose: no X-Ray daemon runs locally (Tracer would
-# only warn on every segment), and webhook agents live on this machine (loopback is refused in AWS).
-LOCAL_ONLY_ENVIRONMENT = {"POWERTOOLS_TRACE_DISABLED": "true", "OPSCORE_WEBHOOK_PRIVATE_ENDPOINTS": "allow"}
+# only warn on every segment), webhook agents live on this machine (loopback is refused in AWS), and no API Gateway
+# usage plan exists (the local gateway throttles each key itself, opscore_tools.local.gateway.KeyThrottle).
+LOCAL_ONLY_ENVIRONMENT = {
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "OPSCORE_WEBHOOK_PRIVATE_ENDPOINTS": "allow",
+    "OPSCORE_PER_KEY_LIMITS": "gateway",
+}
 
 
 def table_definition(name: str, properties: dict[str, Any]) -> dict[str, Any]:

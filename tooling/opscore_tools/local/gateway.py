@@ -2,23 +2,29 @@
 
 What it reproduces, all read from template.yaml: the routes; the REQUEST authorizer with its identity header, its
 "Unauthorized" -> 401 rule and its IAM policy (evaluated against the method ARN, so a denied route is a 403 exactly as
-in AWS); the gateway responses (unknown route, 401, 403, 413, 5xx) rendered from their templates.
+in AWS); the gateway responses (unknown route, 401, 403, 413, 429, 5xx) rendered from their templates; and the
+per-key usage plan's throttle, as a token bucket per key (KeyThrottle).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from opscore_tools.local.lambdas import LambdaRuntime
-from opscore_tools.local.template import ACCOUNT_ID, REGION, GatewayResponse, Route, Template
+from opscore_tools.local.template import ACCOUNT_ID, REGION, GatewayResponse, Route, Template, Throttle
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 API_ID = "opscorelocal"
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's own limit
@@ -55,10 +61,37 @@ class HttpResponse:
     function: str | None = None
 
 
+class KeyThrottle:
+    """The per-key usage plan as a token bucket per key: each holds up to `burst` requests and refills at `rate` a
+    second; a request finding its key's bucket empty is refused with how long until a token comes back."""
+
+    def __init__(self, throttle: Throttle, clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate, self._burst = throttle.rate, throttle.burst
+        self._clock = clock
+        self._lock = threading.Lock()  # requests are served on threads of their own
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when counted)
+
+    def take(self, key: str) -> float | None:
+        """None when the key may make the request now; else the seconds until it may."""
+        with self._lock:
+            now = self._clock()
+            tokens, counted = self._buckets.get(key, (float(self._burst), now))
+            tokens = min(float(self._burst), tokens + (now - counted) * self._rate)
+            if tokens >= 1:
+                self._buckets[key] = (tokens - 1, now)
+                return None
+            self._buckets[key] = (tokens, now)
+            return (1 - tokens) / self._rate
+
+
 class Gateway:
-    def __init__(self, template: Template, runtime: LambdaRuntime) -> None:
+    def __init__(self, template: Template, runtime: LambdaRuntime, per_key: Throttle | None = None) -> None:
+        """`per_key`: the per-key limit (default: the template's usage plan; a rate of 0 turns it off)."""
         self._template = template
         self._runtime = runtime
+        limit = per_key or template.per_key_throttle
+        # The functions make no API Gateway API keys here (OPSCORE_PER_KEY_LIMITS=gateway): this is the usage plan.
+        self._throttle = KeyThrottle(limit) if limit is not None and limit.rate > 0 else None
         # Literal segments win over {parameters}, as in API Gateway.
         self._routes = sorted(template.routes, key=lambda route: route.path.count("{"))
 
@@ -160,12 +193,27 @@ class Gateway:
             return self._gateway_response("AUTHORIZER_FAILURE", request_id, "Authorizer failure")
         if not policy_allows(result.get("policyDocument", {}), method_arn):
             return self._gateway_response("ACCESS_DENIED", request_id, "User is not authorized to access this resource")
+        throttled = self._throttled(result, request_id)
+        if throttled is not None:
+            return throttled
         event["requestContext"]["authorizer"] = {
             **{name: str(value) for name, value in (result.get("context") or {}).items()},
             "principalId": result.get("principalId"),
             "integrationLatency": 0,
         }
         return None
+
+    def _throttled(self, result: dict[str, Any], request_id: str) -> HttpResponse | None:
+        """The usage plan's answer when the key is over its limit (keyed, as in AWS, by the API key the authorizer
+        names; by its principal when it names none)."""
+        if self._throttle is None:
+            return None
+        wait = self._throttle.take(str(result.get("usageIdentifierKey") or result.get("principalId")))
+        if wait is None:
+            return None
+        response = self._gateway_response("THROTTLED", request_id, "Too Many Requests")
+        response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        return response
 
     def _integration_response(self, result: Any, request_id: str, function: str) -> HttpResponse:
         if not isinstance(result, dict) or "statusCode" not in result:

@@ -18,7 +18,7 @@ from opscore_tools.local.gateway import MAX_PAYLOAD_BYTES, Gateway, HttpRequest,
 from opscore_tools.local.lambdas import LambdaRuntime
 from opscore_tools.local.logsink import JsonLinesSink
 from opscore_tools.local.schedules import Scheduler
-from opscore_tools.local.template import Template, load_template
+from opscore_tools.local.template import Template, Throttle, load_template
 from opscore_tools.logs.local_file import LocalFile
 from opscore_tools.request_body import length_or_refuse
 from opscore_tools.target import API_BASE_PATH
@@ -41,8 +41,12 @@ class LocalOpsCore:
         host: str = "127.0.0.1",
         port: int = 3000,
         schedule_seconds: float | None = None,
+        *,
+        per_key_throttle: Throttle | None = None,
     ) -> None:
+        """`per_key_throttle`: each key's limit, instead of the template's usage plan (a rate of 0: no limit)."""
         self.template: Template = load_template(template_path)
+        self._per_key_throttle = per_key_throttle
         self._schedule_seconds = schedule_seconds
         self._scheduler: Scheduler | None = None
         self.sink = JsonLinesSink(log_path)
@@ -63,7 +67,7 @@ class LocalOpsCore:
         self._emulation.start(runtime.invoke)
         self._route_logs_to_sink()
         admin = self._install_admin_key(admin_key)
-        self.gateway = Gateway(self.template, runtime)
+        self.gateway = Gateway(self.template, runtime, self._per_key_throttle)
         dashboard = Dashboard(self._log_file, self._admin_status)
         self._server = ThreadingHTTPServer((self._host, self._port), _handler_class(self.gateway, self.sink, dashboard))
         self._server.daemon_threads = True

@@ -100,6 +100,14 @@ class GatewayResponse:
 
 
 @dataclass(frozen=True)
+class Throttle:
+    """A usage plan's per-key limit: steady requests a second, and how many may come at once."""
+
+    rate: float
+    burst: int
+
+
+@dataclass(frozen=True)
 class Table:
     logical_id: str
     properties: dict[str, Any]
@@ -130,6 +138,7 @@ class Template:
     tables: list[Table]
     state_machines: list[StateMachine] = field(default_factory=list)
     schedules: list[Schedule] = field(default_factory=list)
+    per_key_throttle: Throttle | None = None  # the usage plan's, when the template has one
 
     @property
     def table_names(self) -> dict[str, str]:
@@ -187,14 +196,8 @@ class _Resolver:
     def value(self, raw: Any, where: str) -> str:
         if isinstance(raw, str | int | float | bool):
             return str(raw)
-        if isinstance(raw, dict) and set(raw) == {"Ref"}:
-            name = raw["Ref"]
-            if name in self._tables:
-                return self._tables[name]
-            if self._type(name) == "AWS::Serverless::StateMachine":
-                return local_state_machine_arn(name)
-            if name in self._parameters and "Default" in self._parameters[name]:
-                return str(self._parameters[name]["Default"])
+        if isinstance(raw, dict) and set(raw) == {"Ref"} and (found := self._ref(raw["Ref"])) is not None:
+            return found
         if isinstance(raw, dict) and set(raw) == {"Fn::GetAtt"}:
             name, attribute = raw["Fn::GetAtt"]
             return self._attribute(name, attribute, where)
@@ -203,6 +206,18 @@ class _Resolver:
                 r"\$\{([A-Za-z0-9:._]+)\}", lambda found: self._placeholder(found.group(1), where), raw["Fn::Sub"]
             )
         raise TemplateError(f"{where}: the local runtime cannot resolve {raw!r}")
+
+    def _ref(self, name: str) -> str | None:
+        """What !Ref <name> stands for locally: a pseudo parameter, a table, a state machine, a parameter's default."""
+        if name in PSEUDO_PARAMETERS:
+            return PSEUDO_PARAMETERS[name]
+        if name in self._tables:
+            return self._tables[name]
+        if self._type(name) == "AWS::Serverless::StateMachine":
+            return local_state_machine_arn(name)
+        if name in self._parameters and "Default" in self._parameters[name]:
+            return str(self._parameters[name]["Default"])
+        return None
 
     def _attribute(self, name: str, attribute: str, where: str) -> str:
         kind = self._type(name)
@@ -306,7 +321,23 @@ def load_template(path: Path) -> Template:
         tables=tables,
         state_machines=state_machines,
         schedules=schedules,
+        per_key_throttle=_per_key_throttle(resources, resolver),
     )
+
+
+def _per_key_throttle(resources: dict[str, Any], resolver: _Resolver) -> Throttle | None:
+    """The usage plan's throttle (the per-key limit), its parameters' defaults resolved; None without a plan."""
+    throttles = [
+        Throttle(
+            rate=float(resolver.value(resource["Properties"]["Throttle"]["RateLimit"], f"{logical_id}.RateLimit")),
+            burst=int(resolver.value(resource["Properties"]["Throttle"]["BurstLimit"], f"{logical_id}.BurstLimit")),
+        )
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::ApiGateway::UsagePlan" and "Throttle" in resource.get("Properties", {})
+    ]
+    if len(throttles) > 1:
+        raise TemplateError("the local runtime emulates one usage plan")
+    return throttles[0] if throttles else None
 
 
 def _authorizer(api: dict[str, Any]) -> Authorizer | None:

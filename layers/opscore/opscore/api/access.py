@@ -47,11 +47,15 @@ def allowed_resources(principal: Principal, method_arn: str) -> list[str]:
     ]
 
 
-def authorizer_response(principal: Principal, method_arn: str) -> dict[str, Any]:
+def authorizer_response(principal: Principal, method_arn: str, usage_key: str | None = None) -> dict[str, Any]:
+    """The policy and context for the principal; with `usage_key`, the API Gateway API key whose usage plan
+    throttles this key (the API reads its API keys from the authorizer)."""
     context: dict[str, str] = {"key_id": principal.key_id, "role": principal.role.value}
     if principal.agent_id is not None:
         context["agent_id"] = principal.agent_id
+    extra: dict[str, str] = {"usageIdentifierKey": usage_key} if usage_key else {}
     return {
+        **extra,
         "principalId": principal.key_id,
         "policyDocument": {
             "Version": "2012-10-17",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from functools import cache
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +26,9 @@ class Variable(StrEnum):
     RUNNER_LOG_GROUP_ARN = "RUNNER_LOG_GROUP_ARN"
     IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"
     DISPATCH_FUNCTION_ARN = "DISPATCH_FUNCTION_ARN"
+    USAGE_PLAN_NAME = "USAGE_PLAN_NAME"
+    USAGE_KEY_NAMESPACE = "USAGE_KEY_NAMESPACE"
+    OPSCORE_PER_KEY_LIMITS = "OPSCORE_PER_KEY_LIMITS"
 
 
 # The ones a function may require; the others have defaults.
@@ -36,6 +40,8 @@ RUNNER_LOG_GROUP_ARN = Variable.RUNNER_LOG_GROUP_ARN
 RUNNER_SETTINGS = (RUNNER_MACHINE_PREFIX, RUNNER_ROLE_ARN, RUNNER_LOG_GROUP_ARN, Variable.DISPATCH_FUNCTION_ARN)
 IDEMPOTENCY_TABLE = Variable.IDEMPOTENCY_TABLE
 DISPATCH_FUNCTION_ARN = Variable.DISPATCH_FUNCTION_ARN
+USAGE_PLAN_NAME = Variable.USAGE_PLAN_NAME
+USAGE_KEY_NAMESPACE = Variable.USAGE_KEY_NAMESPACE
 
 
 class Settings(BaseModel):
@@ -58,6 +64,23 @@ class Settings(BaseModel):
     idempotency_table: str | None = Field(default=None, description="Powertools idempotency (IDEMPOTENCY_TABLE).")
     dispatch_function_arn: str | None = Field(
         default=None, description="Invoked to serve an agent's queue (DISPATCH_FUNCTION_ARN)."
+    )
+    usage_plan_name: str = Field(
+        default="",
+        max_length=1024,
+        description="The per-key usage plan each key's API Gateway API key joins (USAGE_PLAN_NAME; empty: none).",
+    )
+    usage_key_namespace: str = Field(
+        default="",
+        max_length=1024,
+        description="What makes this stack's per-key usage identifiers its own (USAGE_KEY_NAMESPACE; empty: none).",
+    )
+    opscore_per_key_limits: Literal["usage_plan", "gateway"] = Field(
+        default="usage_plan",
+        description=(
+            "Who limits each key's requests (OPSCORE_PER_KEY_LIMITS): `usage_plan`, API Gateway's per-key usage plan "
+            "(each key gets its API key there); `gateway`, the local runtime's gateway itself (no API keys made)."
+        ),
     )
     max_clock_skew_seconds: int = Field(
         default=300, ge=0, le=86_400, description="How far in the future a reported timestamp may be."

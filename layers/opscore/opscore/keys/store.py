@@ -2,19 +2,32 @@
 
 The key id is the first 16 hex digits of that SHA-256, so the authorizer finds a key with one GetItem computed from
 the presented key alone, and an operator can revoke it by id without ever seeing the key again.
+
+Every key item is also in the Keys index (`keys_list=KEYS`, `keys_sk=<admin | agent#<agent id>>#<created_at>#<key
+id>`), which GET /keys pages through with a Query: one partition, since keys change rarely (created, rotated,
+revoked, and used at most one write a day each). The index projects what a listing shows, never `key_hash`. A key
+stored before the index existed is put into it by its first use (the authorizer's daily `last_used_on` write).
+
+`expires_at` is a string (`format_timestamp`'s form): the table's TTL reads only numbers, so it never deletes a key.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from opscore.aws.dynamodb import ConditionFailed, translated_errors
-from opscore.aws.items import Item, decode_item, s
-from opscore.keys.models import Role
+from opscore.aws.dynamodb import ConditionFailed, run_transaction, translated_errors
+from opscore.aws.items import Attributes, Item, decode_item, s
+from opscore.aws.pages import decode_page_token, encode_page_token
+from opscore.keys.models import KeyInfo, Role
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+KEYS_INDEX = "Keys"
+KEYS_LIST = "KEYS"
+# Sort keys of the Keys index sort between these (ids and timestamps hold neither character).
+AFTER, PAST = " ", "~"
 
 
 @dataclass(frozen=True)
@@ -24,10 +37,23 @@ class StoredKey:
     role: Role
     agent_id: str | None
     revoked: bool
+    expires_at: str | None = None  # format_timestamp's form, so string order is time order
+    last_used_on: str | None = None  # YYYY-MM-DD (UTC)
+    created_at: str | None = None
+    rotated_from: str | None = None
 
 
 def key_item_key(key_id: str) -> Item:
     return {"PK": s(f"KEY#{key_id}"), "SK": s("KEY")}
+
+
+def scope_of(agent_id: str | None) -> str:
+    """The Keys index's sort-key prefix of a principal: `admin`, or `agent#<id>` (agent ids hold no '#')."""
+    return "admin" if agent_id is None else f"agent#{agent_id}"
+
+
+def keys_sort_key(agent_id: str | None, created_at: str, key_id: str) -> str:
+    return f"{scope_of(agent_id)}#{created_at}#{key_id}"
 
 
 class KeyStore:
@@ -35,8 +61,7 @@ class KeyStore:
         self._client = client
         self._table = table_name
 
-    def put_new(self, key: StoredKey, created_at: str, created_by: str) -> bool:
-        """Store a key unless its id is taken; returns False when it is (the caller draws another key)."""
+    def _new_item(self, key: StoredKey, created_at: str, created_by: str) -> Item:
         item: Item = {
             **key_item_key(key.key_id),
             "entity": s("api_key"),
@@ -45,15 +70,56 @@ class KeyStore:
             "role": s(key.role.value),
             "created_at": s(created_at),
             "created_by": s(created_by),
+            "keys_list": s(KEYS_LIST),
+            "keys_sk": s(keys_sort_key(key.agent_id, created_at, key.key_id)),
         }
-        if key.agent_id is not None:
-            item["agent_id"] = s(key.agent_id)
+        optional = {"agent_id": key.agent_id, "expires_at": key.expires_at, "rotated_from": key.rotated_from}
+        item.update({name: s(value) for name, value in optional.items() if value is not None})
+        return item
+
+    def put_new(self, key: StoredKey, created_at: str, created_by: str) -> bool:
+        """Store a key unless its id is taken; returns False when it is (the caller draws another key)."""
         try:
             with translated_errors():
-                self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(PK)")
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=self._new_item(key, created_at, created_by),
+                    ConditionExpression="attribute_not_exists(PK)",
+                )
         except ConditionFailed:
             return False
         return True
+
+    def put_rotated(
+        self, new: StoredKey, created_at: str, created_by: str, old: StoredKey, old_expires_at: str | None
+    ) -> bool:
+        """Store `new` and, in the same transaction, set `old`'s expiry to `old_expires_at` (when given), only if the
+        old key is still as it was read: there, not revoked, its expiry unchanged. False when it no longer is (or the
+        new id is taken)."""
+        old_unchanged = "attribute_exists(PK) AND attribute_not_exists(revoked_at) AND "
+        values: dict[str, Any] = {}
+        if old.expires_at is None:
+            old_unchanged += "attribute_not_exists(expires_at)"
+        else:
+            old_unchanged += "expires_at = :read"
+            values[":read"] = s(old.expires_at)
+        check: dict[str, Any] = {"TableName": self._table, "Key": key_item_key(old.key_id)}
+        check["ConditionExpression"] = old_unchanged
+        if values:
+            check["ExpressionAttributeValues"] = values
+        if old_expires_at is not None:
+            check["UpdateExpression"] = "SET expires_at = :grace"
+            check["ExpressionAttributeValues"] = {**values, ":grace": s(old_expires_at)}
+        put: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": self._new_item(new, created_at, created_by),
+            "ConditionExpression": "attribute_not_exists(PK)",
+        }
+        action = "Update" if old_expires_at is not None else "ConditionCheck"
+        items: list[Any] = [{"Put": put}, {action: check}]
+        with translated_errors():
+            failed = run_transaction(self._client, items)
+        return failed is None
 
     def get(self, key_id: str) -> StoredKey | None:
         # Strongly consistent, so a revoked key stops working with the very next request.
@@ -62,14 +128,7 @@ class KeyStore:
         item = response.get("Item")
         if not item:
             return None
-        attributes = decode_item(item)
-        return StoredKey(
-            key_id=attributes.get("key_id") or key_id,
-            key_hash=attributes.get("key_hash", ""),
-            role=Role(attributes.get("role") or Role.AGENT.value),
-            agent_id=attributes.get("agent_id"),
-            revoked="revoked_at" in attributes,
-        )
+        return _stored_key(decode_item(item), key_id)
 
     def revoke(self, key_id: str, now: str, revoked_by: str) -> bool:
         """Mark the key revoked (idempotently); returns False when no such key exists."""
@@ -86,3 +145,78 @@ class KeyStore:
         except ConditionFailed:
             return False
         return True
+
+    def record_use(self, key: StoredKey, day: str) -> bool:
+        """Set `last_used_on` to `day` unless it already is that day or later (at most one write a key a day), and
+        put a key stored before the Keys index existed into it. False when nothing was written."""
+        created_at = key.created_at or ""
+        try:
+            with translated_errors():
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=key_item_key(key.key_id),
+                    UpdateExpression="SET last_used_on = :day, keys_list = if_not_exists(keys_list, :list), "
+                    "keys_sk = if_not_exists(keys_sk, :sk)",
+                    ConditionExpression="attribute_exists(PK) AND "
+                    "(attribute_not_exists(last_used_on) OR last_used_on < :day)",
+                    ExpressionAttributeValues={
+                        ":day": s(day),
+                        ":list": s(KEYS_LIST),
+                        ":sk": s(keys_sort_key(key.agent_id, created_at, key.key_id)),
+                    },
+                )
+        except ConditionFailed:
+            return False
+        return True
+
+    def list_page(self, agent_id: str | None, limit: int, next_token: str | None) -> tuple[list[KeyInfo], str | None]:
+        """A page of keys, admin keys first then by agent, each principal's oldest first; only `agent_id`'s when
+        given. One Query of the Keys index (eventually consistent); the token is the last sort key shown."""
+        prefix = "" if agent_id is None else scope_of(agent_id) + "#"
+        low, high = prefix or AFTER, prefix + PAST
+        if next_token is not None:
+            after = decode_page_token(
+                next_token, lambda key: set(key) == {"keys_sk"} and key["keys_sk"].startswith(prefix)
+            )["keys_sk"]
+            low = max(low, after + AFTER)
+        with translated_errors():
+            answer = self._client.query(
+                TableName=self._table,
+                IndexName=KEYS_INDEX,
+                KeyConditionExpression="keys_list = :list AND keys_sk BETWEEN :low AND :high",
+                ExpressionAttributeValues={":list": s(KEYS_LIST), ":low": s(low), ":high": s(high)},
+                Limit=limit + 1,  # one more than shown: whether more follow
+            )
+        found = [decode_item(item) for item in answer.get("Items", [])]
+        page = found[:limit]
+        more = len(found) > limit or (bool(page) and "LastEvaluatedKey" in answer)
+        token = encode_page_token({"keys_sk": page[-1]["keys_sk"]}) if more else None
+        return [_key_info(attributes) for attributes in page], token
+
+
+def _stored_key(attributes: Attributes, key_id: str) -> StoredKey:
+    return StoredKey(
+        key_id=attributes.get("key_id") or key_id,
+        key_hash=attributes.get("key_hash", ""),
+        role=Role(attributes.get("role") or Role.AGENT.value),
+        agent_id=attributes.get("agent_id"),
+        revoked="revoked_at" in attributes,
+        expires_at=attributes.get("expires_at"),
+        last_used_on=attributes.get("last_used_on"),
+        created_at=attributes.get("created_at"),
+        rotated_from=attributes.get("rotated_from"),
+    )
+
+
+def _key_info(attributes: Attributes) -> KeyInfo:
+    return KeyInfo(
+        key_id=attributes["key_id"],
+        role=Role(attributes.get("role") or Role.AGENT.value),
+        agent_id=attributes.get("agent_id"),
+        created_at=attributes.get("created_at"),
+        created_by=attributes.get("created_by"),
+        expires_at=attributes.get("expires_at"),
+        last_used_on=attributes.get("last_used_on"),
+        revoked_at=attributes.get("revoked_at"),
+        rotated_from=attributes.get("rotated_from"),
+    )

@@ -1,0 +1,12 @@
+"""What a key operation can run into beyond the common errors."""
+
+from __future__ import annotations
+
+from opscore.core.errors import Conflict
+
+
+class KeyInactive(Conflict):
+    """The key is revoked or has expired: it cannot be rotated (a new key is issued instead). Not `conflict`, which
+    asks for the request again."""
+
+    code = "key_inactive"
