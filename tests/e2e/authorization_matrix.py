@@ -39,7 +39,8 @@ def agent_route(allowed: int) -> Row:
 
 
 MATRIX: dict[tuple[str, str], Row] = {
-    # method, path (as docs/openapi.yaml spells it)        no key, malformed, unknown, revoked, expired, admin, own, other
+    # (method, path as docs/openapi.yaml spells it): Row(no_key, malformed, unknown, revoked, expired, admin, own,
+    # other)
     ("GET", "/health"): Row(200, 200, 200, 200, 200, 200, 200, 200),  # no authorizer: a key is not even read
     ("POST", "/keys"): admin_only(201),
     ("DELETE", "/keys/{keyId}"): admin_only(204),

@@ -57,6 +57,7 @@ class Scene:
     revoked_key: str
     workflow_id: str
     standing: dict[str, str] = field(default_factory=dict)
+    fresh: bool = False  # the cell being run is allowed: what its call uses up is made for it
 
     @property
     def path(self) -> str:
@@ -122,45 +123,41 @@ def now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-# How to make a valid request of each route for a row's agent. `fresh`: the cell is allowed, so a resource its call
-# uses up is made for it; refused cells aim at the row's standing resources, which they must not change.
-RECIPES: dict[Route, Callable[[Scene, bool], Call]] = {
-    ("GET", "/health"): lambda s, fresh: Call("/health"),
-    ("POST", "/keys"): lambda s, fresh: Call("/keys", {"agent_id": s.agent_id}),
-    ("DELETE", "/keys/{keyId}"): lambda s, fresh: Call(f"/keys/{s.new_key_id() if fresh else s.key_id}"),
-    ("POST", "/workflows"): lambda s, fresh: Call(
+# How to make a valid request of each route for a row's agent. When the cell is allowed (`s.fresh`), a resource its
+# call uses up is made for it; refused cells aim at the row's standing resources, which they must not change.
+RECIPES: dict[Route, Callable[[Scene], Call]] = {
+    ("GET", "/health"): lambda _: Call("/health"),
+    ("POST", "/keys"): lambda s: Call("/keys", {"agent_id": s.agent_id}),
+    ("DELETE", "/keys/{keyId}"): lambda s: Call(f"/keys/{s.new_key_id() if s.fresh else s.key_id}"),
+    ("POST", "/workflows"): lambda _: Call(
         "/workflows", {"name": f"matrix-{uuid.uuid4().hex[:12]}", "tasks": [TEMPLATE_TASK]}
     ),
-    ("GET", "/workflows"): lambda s, fresh: Call("/workflows"),
-    ("GET", "/workflows/{workflowId}"): lambda s, fresh: Call(f"/workflows/{s.workflow_id}"),
-    ("GET", "/agents"): lambda s, fresh: Call("/agents"),
-    ("GET", "/sessions/{sessionId}/trace"): lambda s, fresh: Call(f"/sessions/{s.session()}/trace"),
-    ("PUT", "/agent/{agentId}"): lambda s, fresh: Call(s.path, REGISTRATION),
-    ("GET", "/agent/{agentId}"): lambda s, fresh: Call(s.path),
-    ("POST", "/agent/{agentId}/state"): lambda s, fresh: Call(f"{s.path}/state", {"state": "idle", "timestamp": now()}),
-    ("GET", "/agent/{agentId}/stats"): lambda s, fresh: Call(f"{s.path}/stats"),
-    ("GET", "/agent/{agentId}/state/history"): lambda s, fresh: Call(f"{s.path}/state/history"),
-    ("GET", "/agent/{agentId}/sessions"): lambda s, fresh: Call(f"{s.path}/sessions"),
-    ("GET", "/agent/{agentId}/sessions/{sessionId}"): lambda s, fresh: Call(f"{s.path}/sessions/{s.session()}"),
-    ("GET", "/agent/{agentId}/sessions/{sessionId}/trace"): lambda s, fresh: Call(
-        f"{s.path}/sessions/{s.session()}/trace"
+    ("GET", "/workflows"): lambda _: Call("/workflows"),
+    ("GET", "/workflows/{workflowId}"): lambda s: Call(f"/workflows/{s.workflow_id}"),
+    ("GET", "/agents"): lambda _: Call("/agents"),
+    ("GET", "/sessions/{sessionId}/trace"): lambda s: Call(f"/sessions/{s.session()}/trace"),
+    ("PUT", "/agent/{agentId}"): lambda s: Call(s.path, REGISTRATION),
+    ("GET", "/agent/{agentId}"): lambda s: Call(s.path),
+    ("POST", "/agent/{agentId}/state"): lambda s: Call(f"{s.path}/state", {"state": "idle", "timestamp": now()}),
+    ("GET", "/agent/{agentId}/stats"): lambda s: Call(f"{s.path}/stats"),
+    ("GET", "/agent/{agentId}/state/history"): lambda s: Call(f"{s.path}/state/history"),
+    ("GET", "/agent/{agentId}/sessions"): lambda s: Call(f"{s.path}/sessions"),
+    ("GET", "/agent/{agentId}/sessions/{sessionId}"): lambda s: Call(f"{s.path}/sessions/{s.session()}"),
+    ("GET", "/agent/{agentId}/sessions/{sessionId}/trace"): lambda s: Call(f"{s.path}/sessions/{s.session()}/trace"),
+    ("GET", "/agent/{agentId}/tasks"): lambda s: Call(f"{s.path}/tasks"),
+    ("POST", "/agent/{agentId}/tasks/next"): lambda s: (s.ensure_queued(), Call(f"{s.path}/tasks/next"))[1],
+    ("POST", "/agent/{agentId}/tasks/{taskId}/result"): lambda s: Call(
+        f"{s.path}/tasks/{s.lease() if s.fresh else s.leased()}/result", {"status": "succeeded", "output": {}}
     ),
-    ("GET", "/agent/{agentId}/tasks"): lambda s, fresh: Call(f"{s.path}/tasks"),
-    ("POST", "/agent/{agentId}/tasks/next"): lambda s, fresh: (s.ensure_queued(), Call(f"{s.path}/tasks/next"))[1],
-    ("POST", "/agent/{agentId}/tasks/{taskId}/result"): lambda s, fresh: Call(
-        f"{s.path}/tasks/{s.lease() if fresh else s.leased()}/result", {"status": "succeeded", "output": {}}
-    ),
-    ("POST", "/agent/{agentId}/tasks/{taskId}/heartbeat"): lambda s, fresh: Call(
-        f"{s.path}/tasks/{s.leased()}/heartbeat"
-    ),
-    ("DELETE", "/agent/{agentId}/quarantine"): lambda s, fresh: (
+    ("POST", "/agent/{agentId}/tasks/{taskId}/heartbeat"): lambda s: Call(f"{s.path}/tasks/{s.leased()}/heartbeat"),
+    ("DELETE", "/agent/{agentId}/quarantine"): lambda s: (
         s.once("quarantined", s.quarantine),
         Call(f"{s.path}/quarantine"),
     )[1],
-    ("POST", "/agent/{agentId}/workflow"): lambda s, fresh: Call(f"{s.path}/workflow", {"workflow_id": s.workflow_id}),
-    ("POST", "/agent/{agentId}/tasks"): lambda s, fresh: Call(f"{s.path}/tasks", {"action": "matrix.work"}),
-    ("POST", "/agent/{agentId}/sessions/{sessionId}/cancel"): lambda s, fresh: Call(
-        f"{s.path}/sessions/{s.start_session() if fresh else s.session()}/cancel"
+    ("POST", "/agent/{agentId}/workflow"): lambda s: Call(f"{s.path}/workflow", {"workflow_id": s.workflow_id}),
+    ("POST", "/agent/{agentId}/tasks"): lambda s: Call(f"{s.path}/tasks", {"action": "matrix.work"}),
+    ("POST", "/agent/{agentId}/sessions/{sessionId}/cancel"): lambda s: Call(
+        f"{s.path}/sessions/{s.start_session() if s.fresh else s.session()}/cancel"
     ),
 }
 
@@ -255,8 +252,8 @@ CELLS = [
 def test_each_caller_gets_the_status_the_matrix_says(world: World, route: Route, column: str) -> None:
     expected = getattr(MATRIX[route], column)
     scene = world.scenes[route]
-    fresh = column in ("admin", "own") and expected not in (401, 403)
-    call = RECIPES[route](scene, fresh)
+    scene.fresh = column in ("admin", "own") and expected not in (401, 403)
+    call = RECIPES[route](scene)
     key = world.key(column, scene)
     reply = world.api.request(route[0], call.path, key=key, body=call.body)
     assert reply.status == expected, f"{route[0]} {call.path} as {column}: {reply.status} {reply.body}"
