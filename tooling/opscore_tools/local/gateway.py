@@ -2,7 +2,9 @@
 
 What it reproduces, all read from template.yaml: the routes; the REQUEST authorizer with its identity header, its
 "Unauthorized" -> 401 rule and its IAM policy (evaluated against the method ARN, so a denied route is a 403 exactly as
-in AWS); the gateway responses (unknown route, 401, 403, 413, 5xx) rendered from their templates.
+in AWS); the gateway responses (unknown route, 401, 403, 413, 5xx) rendered from their templates. The requests it
+refuses itself (no key: 401; the policy: 403), which in AWS only the API's access log records, it hands to `audit`,
+shaped as the functions' audit lines are (opscore.api.audit).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -19,6 +22,10 @@ from urllib.parse import unquote
 
 from opscore_tools.local.lambdas import LambdaRuntime
 from opscore_tools.local.template import ACCOUNT_ID, REGION, GatewayResponse, Route, Template
+from opscore_tools.target import API_BASE_PATH
+
+# An audit line of a request the gateway refused: (request id, its fields).
+type AuditSink = Callable[[str, dict[str, Any]], None]
 
 API_ID = "opscorelocal"
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's own limit
@@ -56,9 +63,10 @@ class HttpResponse:
 
 
 class Gateway:
-    def __init__(self, template: Template, runtime: LambdaRuntime) -> None:
+    def __init__(self, template: Template, runtime: LambdaRuntime, audit: AuditSink | None = None) -> None:
         self._template = template
         self._runtime = runtime
+        self._audit = audit
         # Literal segments win over {parameters}, as in API Gateway.
         self._routes = sorted(template.routes, key=lambda route: route.path.count("{"))
 
@@ -145,6 +153,7 @@ class Gateway:
         assert authorizer is not None
         present = {name.lower() for name in event["headers"] or {}}
         if any(header.lower() not in present for header in authorizer.identity_headers):
+            self._refused(event, 401, {})
             return self._gateway_response("UNAUTHORIZED", request_id, "Unauthorized")
         method_arn = (
             f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{API_ID}/{event['requestContext']['stage']}/"
@@ -159,6 +168,7 @@ class Gateway:
                 return self._gateway_response("UNAUTHORIZED", request_id, "Unauthorized")
             return self._gateway_response("AUTHORIZER_FAILURE", request_id, "Authorizer failure")
         if not policy_allows(result.get("policyDocument", {}), method_arn):
+            self._refused(event, 403, result.get("context") or {})
             return self._gateway_response("ACCESS_DENIED", request_id, "User is not authorized to access this resource")
         event["requestContext"]["authorizer"] = {
             **{name: str(value) for name, value in (result.get("context") or {}).items()},
@@ -166,6 +176,22 @@ class Gateway:
             "integrationLatency": 0,
         }
         return None
+
+    def _refused(self, event: dict[str, Any], status: int, caller: dict[str, Any]) -> None:
+        """The audit line of a request refused here: who (from the authorizer's context), what, from where."""
+        if self._audit is None:
+            return
+        fields = {
+            "action": f"{event['httpMethod']} {event['resource'].removeprefix(API_BASE_PATH)}",
+            "outcome": "denied",
+            "status": status,
+            "source_ip": event["requestContext"]["identity"]["sourceIp"],
+            "key_id": caller.get("key_id"),
+            "role": caller.get("role"),
+            "caller_agent_id": caller.get("agent_id"),
+            "path": event["path"],
+        }
+        self._audit(event["requestContext"]["requestId"], {name: v for name, v in fields.items() if v is not None})
 
     def _integration_response(self, result: Any, request_id: str, function: str) -> HttpResponse:
         if not isinstance(result, dict) or "statusCode" not in result:
