@@ -8,7 +8,8 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opscore import wiring
-from opscore.api.access import authorizer_response
+from opscore.api.access import API_BASE_PATH, authorizer_response
+from opscore.api.audit import write_key_refused
 from opscore.core.errors import Unauthorized
 from opscore.core.observability import MetricUnit, logger, metrics, tracer
 from opscore.core.settings import TABLE_NAME, USAGE_KEY_NAMESPACE, require_settings, settings
@@ -24,13 +25,12 @@ SETTINGS = require_settings(TABLE_NAME, USAGE_KEY_NAMESPACE)
 def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict[str, Any]:
     principal = wiring.api_keys().authenticate(event.headers.get("x-api-key"))
     if principal is None:
-        # The key itself is never logged: only that one was missing or not valid, and where it was used.
-        reason = (
-            "no API key" if not event.headers.get("x-api-key") else "unknown, revoked, expired or malformed API key"
-        )
-        logger.info(
-            "api key refused",
-            extra={"event": "auth_failed", "path": event.path, "error_type": "unauthorized", "error_message": reason},
+        write_key_refused(
+            event.http_method,
+            event.resource.removeprefix(API_BASE_PATH),
+            event.path,
+            event.request_context.identity.source_ip,
+            event.headers.get("x-api-key"),
         )
         metrics.add_metric(name="AuthFailures", unit=MetricUnit.Count, value=1)
         # API Gateway turns exactly this error message into a 401; any other failure would become a 500.

@@ -21,6 +21,7 @@ api = Api()
 @api.post("/keys", allow=ADMIN)
 def create_key(request: Request) -> Response[str]:
     created = wiring.api_keys().create(request.body(KeyRequest), created_by=request.caller.key_id)
+    logger.append_keys(target_key_id=created.key_id, agent_id=created.agent_id)  # what the audit line names
     return json_response(201, created)
 
 

@@ -51,7 +51,7 @@ def trigger(request: Request) -> Response[str]:
             lambda: wiring.sessions().trigger(request.agent_id, body, triggered_by=request.caller.key_id),
         )
     )
-    logger.append_keys(session_id=started.session_id)
+    logger.append_keys(session_id=started.session_id, workflow_id=started.workflow_id)
     return json_response(202, started)
 
 

@@ -21,6 +21,7 @@ api = Api()
 def create_workflow(request: Request) -> Response[str]:
     template = request.body(WorkflowTemplate, allow_yaml=True)
     result = wiring.workflows().create(template, created_by=request.caller.key_id)
+    logger.append_keys(workflow_id=result.created.workflow_id)  # what the audit line names
     return json_response(201 if result.new_version else 200, result.created)
 
 

@@ -78,6 +78,7 @@ def test_the_saved_queries_are_the_stacks_own_and_read_its_log_groups(document: 
         "${AWS::StackName}/errors-by-agent",
         "${AWS::StackName}/agent-state-changes",
         "${AWS::StackName}/slow-tasks-by-action",
+        "${AWS::StackName}/audit",
         "${AWS::StackName}/failed-sessions",
         "${AWS::StackName}/auth-failures",
         "${AWS::StackName}/runner-errors",
@@ -113,7 +114,9 @@ def test_each_saved_query_is_a_pipeline_of_insights_commands_on_known_events(doc
     assert "by action" in texts["slow-tasks-by-action"]
     assert "error_message" in texts["failed-sessions"]
     assert "by agent_id" in texts["errors-by-agent"]
-    assert 'event = "auth_failed"' in texts["auth-failures"]
+    assert 'event = "audit" and status = 401' in texts["auth-failures"]
+    assert 'event = "audit"' in texts["audit"]
+    assert {"key_id", "action", "outcome", "source_ip"} <= set(re.findall(r"\w+", texts["audit"]))
 
 
 def test_the_documentation_shows_each_saved_query_as_deployed(document: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """The log schema (docs/logging.md), held by running real flows through the handlers and reading every line they
 wrote: each event of the page's main table appears with its fields, every line has the base fields, no line has an
-event the page does not list, and no line holds a secret (an agent key, an admin key, a webhook secret)."""
+event the page does not list, no line holds a secret (an agent key, an admin key, a webhook secret), and each admin
+action and refused key of the flows has its audit line."""
 
 from __future__ import annotations
 
@@ -144,5 +145,12 @@ def test_real_flows_log_every_documented_event_with_its_fields(
         fields = [field for field in events[line["event"]] if not field.endswith("?")]
         absent = [field for field in fields if field not in line]
         assert not absent, f"{line['event']} lacks {absent}: {line}"
+    audited = {(line["action"], line["outcome"], line["status"]) for line in logged if line["event"] == "audit"}
+    assert {
+        ("POST /keys", "allowed", 201),  # each admin action of the flows...
+        ("POST /agent/{agentId}/workflow", "allowed", 202),
+        ("DELETE /agent/{agentId}/quarantine", "allowed", 200),
+        ("GET /agent/{agentId}", "denied", 401),  # ...and the key the authorizer refused
+    } <= audited, audited
     changes = [line for line in logged if line["event"] == "state_changed"]
     assert {"old", "new"} <= set(changes[-1]), "a change says what it was and what it is"

@@ -152,3 +152,6 @@ def test_every_route_declares_the_access_the_matrix_gives_it(
             path = route.rule.removeprefix("/v1/opscore").replace("<", "{").replace(">", "}")
             declared[(route.method, path)] = route.allow.value
     assert declared == ACCESS
+    # The authorizer's policy lets an agent key through to any path under /agent/ spelled with a '%' (opscore.api.
+    # access): every route there must check the caller itself.
+    assert all(allow != "anyone" for (_, path), allow in declared.items() if path.startswith("/agent/"))

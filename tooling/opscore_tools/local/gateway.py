@@ -3,7 +3,9 @@
 What it reproduces, all read from template.yaml: the routes; the REQUEST authorizer with its identity header, its
 "Unauthorized" -> 401 rule and its IAM policy (evaluated against the method ARN, so a denied route is a 403 exactly as
 in AWS); the gateway responses (unknown route, 401, 403, 413, 429, 5xx) rendered from their templates; and the
-per-key usage plan's throttle, as a token bucket per key (KeyThrottle).
+per-key usage plan's throttle, as a token bucket per key (KeyThrottle). The requests it refuses itself (no key: 401;
+the policy: 403), which in AWS only the API's access log records, it hands to `audit`, shaped as the functions' audit
+lines are (opscore.api.audit).
 """
 
 from __future__ import annotations
@@ -15,16 +17,18 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from opscore_tools.local.lambdas import LambdaRuntime
 from opscore_tools.local.template import ACCOUNT_ID, REGION, GatewayResponse, Route, Template, Throttle
+from opscore_tools.target import API_BASE_PATH
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+# An audit line of a request the gateway refused: (request id, its fields).
+type AuditSink = Callable[[str, dict[str, Any]], None]
 
 API_ID = "opscorelocal"
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's own limit
@@ -85,10 +89,13 @@ class KeyThrottle:
 
 
 class Gateway:
-    def __init__(self, template: Template, runtime: LambdaRuntime, per_key: Throttle | None = None) -> None:
+    def __init__(
+        self, template: Template, runtime: LambdaRuntime, per_key: Throttle | None = None, audit: AuditSink | None = None
+    ) -> None:
         """`per_key`: the per-key limit (default: the template's usage plan; a rate of 0 turns it off)."""
         self._template = template
         self._runtime = runtime
+        self._audit = audit
         limit = per_key or template.per_key_throttle
         # The functions make no API Gateway API keys here (OPSCORE_PER_KEY_LIMITS=gateway): this is the usage plan.
         self._throttle = KeyThrottle(limit) if limit is not None and limit.rate > 0 else None
@@ -178,6 +185,7 @@ class Gateway:
         assert authorizer is not None
         present = {name.lower() for name in event["headers"] or {}}
         if any(header.lower() not in present for header in authorizer.identity_headers):
+            self._refused(event, 401, {})
             return self._gateway_response("UNAUTHORIZED", request_id, "Unauthorized")
         method_arn = (
             f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{API_ID}/{event['requestContext']['stage']}/"
@@ -192,6 +200,7 @@ class Gateway:
                 return self._gateway_response("UNAUTHORIZED", request_id, "Unauthorized")
             return self._gateway_response("AUTHORIZER_FAILURE", request_id, "Authorizer failure")
         if not policy_allows(result.get("policyDocument", {}), method_arn):
+            self._refused(event, 403, result.get("context") or {})
             return self._gateway_response("ACCESS_DENIED", request_id, "User is not authorized to access this resource")
         throttled = self._throttled(result, request_id)
         if throttled is not None:
@@ -214,6 +223,22 @@ class Gateway:
         response = self._gateway_response("THROTTLED", request_id, "Too Many Requests")
         response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
         return response
+
+    def _refused(self, event: dict[str, Any], status: int, caller: dict[str, Any]) -> None:
+        """The audit line of a request refused here: who (from the authorizer's context), what, from where."""
+        if self._audit is None:
+            return
+        fields = {
+            "action": f"{event['httpMethod']} {event['resource'].removeprefix(API_BASE_PATH)}",
+            "outcome": "denied",
+            "status": status,
+            "source_ip": event["requestContext"]["identity"]["sourceIp"],
+            "key_id": caller.get("key_id"),
+            "role": caller.get("role"),
+            "caller_agent_id": caller.get("agent_id"),
+            "path": event["path"],
+        }
+        self._audit(event["requestContext"]["requestId"], {name: v for name, v in fields.items() if v is not None})
 
     def _integration_response(self, result: Any, request_id: str, function: str) -> HttpResponse:
         if not isinstance(result, dict) or "statusCode" not in result:

@@ -9,7 +9,7 @@ import warnings
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TextIO, cast
+from typing import Any, TextIO, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from opscore_tools.dashboard.web import Dashboard, Reply
@@ -67,7 +67,7 @@ class LocalOpsCore:
         self._emulation.start(runtime.invoke)
         self._route_logs_to_sink()
         admin = self._install_admin_key(admin_key)
-        self.gateway = Gateway(self.template, runtime, self._per_key_throttle)
+        self.gateway = Gateway(self.template, runtime, per_key=self._per_key_throttle, audit=self._audit)
         dashboard = Dashboard(self._log_file, self._admin_status)
         self._server = ThreadingHTTPServer((self._host, self._port), _handler_class(self.gateway, self.sink, dashboard))
         self._server.daemon_threads = True
@@ -92,6 +92,11 @@ class LocalOpsCore:
         self._emulation.stop()
         self.sink.record("INFO", "local runtime stopped", "runtime_stopped")
         self.sink.close()
+
+    def _audit(self, request_id: str, fields: dict[str, Any]) -> None:
+        """A request the gateway refused, as the functions' audit lines are shaped (in AWS: the API's access log)."""
+        message = f"audit: {fields['action']} {fields['outcome']} ({fields['status']})"
+        self.sink.record("INFO", message, "audit", correlation_id=request_id, **fields)
 
     def _log_file(self) -> LocalFile:
         return LocalFile(self.sink.path)

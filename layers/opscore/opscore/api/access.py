@@ -2,7 +2,8 @@
 
 An admin key may call every route; an agent key only the routes under its own /agent/{agentId}. API Gateway enforces
 the policy (403 for anything else); each route checks the caller again (`opscore.api.routes` declares how), so a
-mistake in one layer is not a hole. The policy is built here rather than with Powertools'
+mistake in one layer is not a hole. One exception: a path under /agent/ spelled with a percent-escape passes the
+policy and is judged by the route alone (see allowed_resources). The policy is built here rather than with Powertools'
 APIGatewayAuthorizerResponse because that helper refuses ':' in paths, which agent ids may contain.
 """
 
@@ -35,15 +36,20 @@ def allowed_resources(principal: Principal, method_arn: str) -> list[str]:
     if principal.role is Role.ADMIN:
         return [f"{base}/*"]
     agent_id = principal.agent_id or ""
-    # The method ARN carries the path as the client sent it: an id with ':' may arrive as '%3A' (encodeURIComponent
-    # does that), so both spellings are the agent's own.
+    # The method ARN carries the path as the client sent it, and a path may spell one id many ways (RFC 3986: '%3A'
+    # or '%3a' for ':', any unreserved character encoded or not: `org%3aa1`, `probe%2Dagent`), more than a policy
+    # can list. So the policy lists the id as is and as encodeURIComponent spells it, and lets any other path under
+    # /agent/ that holds a '%' through to the route, whose check (opscore.api.routes, PATH_AGENT) compares the
+    # decoded id exactly: a path without '%' naming another agent is still refused here, by both layers.
     paths = [f"{API_BASE_PATH}/agent/{spelling}" for spelling in dict.fromkeys((agent_id, quote(agent_id, safe="")))]
     # Methods are spelled out: a '*' in their place would also match across '/' into other agents' paths.
     return [
         resource
-        for path in paths
         for method in AGENT_ROUTE_METHODS
-        for resource in (f"{base}/{method}{path}", f"{base}/{method}{path}/*")
+        for resource in (
+            *(spelled for path in paths for spelled in (f"{base}/{method}{path}", f"{base}/{method}{path}/*")),
+            f"{base}/{method}{API_BASE_PATH}/agent/*%*",
+        )
     ]
 
 

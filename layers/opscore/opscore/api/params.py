@@ -22,7 +22,7 @@ AGENT_ID = "agentId"
 
 class PathId(NamedTuple):
     name: str  # as the route, template.yaml and the OpenAPI document spell it
-    pattern: str | None  # None: checked by the service that owns it (a key id, which the CLI revokes by as well)
+    pattern: str | None  # None: checked by the service that owns it
     log_key: str | None = None  # the key it is logged under from the moment it is read
 
     def read(self, event: APIGatewayProxyEvent, routed: Mapping[str, str]) -> str:
@@ -59,7 +59,10 @@ def path_id(name: str) -> PathId:
 
             return PathId(name, WORKFLOW_NAME_PATTERN, "workflow_id")
         case "keyId":
-            return PathId(name, None)
+            from opscore.keys.service import KEY_ID_PATTERN
+
+            # Logged as `target_key_id`: `key_id` names the caller's key on the audit line.
+            return PathId(name, KEY_ID_PATTERN.pattern, "target_key_id")
     raise ValueError(f"no path id is named {name!r}")
 
 

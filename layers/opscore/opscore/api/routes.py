@@ -14,6 +14,9 @@ its declaration is enforced in one order, the same for every route:
 - `PATH_AGENT`: agentId is read first (400 when malformed), then the key must be an admin's or that agent's own (403);
 - then the path's other ids are read, in the order the path names them.
 Every id is read by `PathId.read`: decoded, checked against its pattern, and added to the log keys.
+
+Every call the declaration refuses (401, 403) and every admin action (`audit=True`, or any call but a read made with an
+admin key) leaves an `audit` line once it is answered (opscore.api.audit).
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from opscore.api.access import API_BASE_PATH, caller, require_admin, require_agent_access
+from opscore.api.access import (
+    API_BASE_PATH,
+    caller,
+    principal_from_authorizer_context,
+    require_admin,
+    require_agent_access,
+)
+from opscore.api.audit import audit_outcome, caller_fields, is_admin_action, write_audit
 from opscore.api.bodies import read_json
 from opscore.api.params import (
     AGENT_ID,
@@ -36,7 +46,8 @@ from opscore.api.params import (
     query_window,
     refuse_unknown_query,
 )
-from opscore.api.resolver import build_resolver
+from opscore.api.resolver import build_resolver, status_for
+from opscore.core.errors import OpsCoreError
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -138,14 +149,19 @@ class Route(NamedTuple):
     path: str  # under the base path, as the OpenAPI document spells it: /agent/{agentId}/sessions/{sessionId}
     allow: Allow
     ids: tuple[PathId, ...]
+    audit: bool = False  # every call is audited, reads too (else only refusals and an admin key's other calls)
 
     @classmethod
-    def declare(cls, method: str, path: str, allow: Allow) -> Route:
+    def declare(cls, method: str, path: str, allow: Allow, audit: bool = False) -> Route:
         names = _PLACEHOLDER.findall(path)
         if allow is Allow.PATH_AGENT and names[:1] != [AGENT_ID]:
             # The access check needs the agent before any other id is read: /agent/{agentId} must lead the path.
             raise ValueError(f"{method} {path}: allow=PATH_AGENT needs a path that starts with /agent/{{agentId}}")
-        return cls(method, path, allow, tuple(path_id(name) for name in names))
+        return cls(method, path, allow, tuple(path_id(name) for name in names), audit)
+
+    @property
+    def action(self) -> str:
+        return f"{self.method} {self.path}"
 
     @property
     def rule(self) -> str:
@@ -161,6 +177,19 @@ class Route(NamedTuple):
             if self.allow is Allow.PATH_AGENT and parameter.name == AGENT_ID:
                 principal = _agent_or_admin(event, ids[AGENT_ID])
         return principal, ids
+
+    def audited(self, event: APIGatewayProxyEvent, status: int) -> None:
+        """The audit line of an answered call, when it is a refusal or an admin action (opscore.api.audit)."""
+        principal = principal_from_authorizer_context(event.request_context.authorizer.raw_event)
+        outcome = audit_outcome(status, is_admin_action(self.method, principal, self.audit))
+        if outcome is not None:
+            write_audit(
+                self.action, outcome, status, event.request_context.identity.source_ip, **caller_fields(principal)
+            )
+
+
+def _status_of(error: Exception) -> int:
+    return status_for(error) if isinstance(error, OpsCoreError) else 500
 
 
 def _admin(event: APIGatewayProxyEvent) -> Principal:
@@ -182,26 +211,32 @@ class Api:
         self.resolver = build_resolver()
         self.routes: list[Route] = []
 
-    def get(self, path: str, *, allow: Allow) -> Callable[[Endpoint], Endpoint]:
-        return self.route("GET", path, allow)
+    def get(self, path: str, *, allow: Allow, audit: bool = False) -> Callable[[Endpoint], Endpoint]:
+        return self.route("GET", path, allow, audit)
 
-    def post(self, path: str, *, allow: Allow) -> Callable[[Endpoint], Endpoint]:
-        return self.route("POST", path, allow)
+    def post(self, path: str, *, allow: Allow, audit: bool = False) -> Callable[[Endpoint], Endpoint]:
+        return self.route("POST", path, allow, audit)
 
-    def put(self, path: str, *, allow: Allow) -> Callable[[Endpoint], Endpoint]:
-        return self.route("PUT", path, allow)
+    def put(self, path: str, *, allow: Allow, audit: bool = False) -> Callable[[Endpoint], Endpoint]:
+        return self.route("PUT", path, allow, audit)
 
-    def delete(self, path: str, *, allow: Allow) -> Callable[[Endpoint], Endpoint]:
-        return self.route("DELETE", path, allow)
+    def delete(self, path: str, *, allow: Allow, audit: bool = False) -> Callable[[Endpoint], Endpoint]:
+        return self.route("DELETE", path, allow, audit)
 
-    def route(self, method: str, path: str, allow: Allow) -> Callable[[Endpoint], Endpoint]:
-        route = Route.declare(method, path, allow)
+    def route(self, method: str, path: str, allow: Allow, audit: bool = False) -> Callable[[Endpoint], Endpoint]:
+        route = Route.declare(method, path, allow, audit)
 
         def register(endpoint: Endpoint) -> Endpoint:
             def admitted(**routed: str) -> Response[str]:
                 event = self.resolver.current_event
-                principal, ids = route.admit(event, routed)
-                return endpoint(Request(event, self.resolver.lambda_context, ids, principal))
+                try:
+                    principal, ids = route.admit(event, routed)
+                    response = endpoint(Request(event, self.resolver.lambda_context, ids, principal))
+                except Exception as error:  # answered by the resolver's handlers; audited here with its status
+                    route.audited(event, _status_of(error))
+                    raise
+                route.audited(event, response.status_code)
+                return response
 
             # Powertools sees only `admitted`; the endpoint keeps its own signature for mypy and for readers.
             self.resolver.route(route.rule, method)(admitted)
