@@ -9,14 +9,19 @@ PYTHON ?= $(shell for c in python3.13 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/ver
 	done)
 VENV := .venv
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
 HOST ?= 127.0.0.1
 PORT ?= 3000
 # sam needs a region to validate and build, never credentials.
 export AWS_DEFAULT_REGION ?= us-east-1
 # No telemetry from developer machines or CI (they have no network for it anyway).
 export SAM_CLI_TELEMETRY := 0
+# checkov runs offline: no guideline download, no update check.
+export BC_SKIP_MAPPING := TRUE
+export CKV_SKIP_PACKAGE_UPDATE_CHECK := TRUE
 
 .PHONY: help python run demo test lint typecheck unit integration e2e browser screenshots validate build bench deploy schema sdk-models clean
 
@@ -42,13 +47,19 @@ $(SAM_VENV)/.installed: requirements-sam.txt | python
 	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.txt
 	@touch $@
 
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt | python
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	@touch $@
+
 run: $(VENV)/.installed ## install, then serve Ops-Core locally on $(HOST):$(PORT)
 	$(BIN)/opscore local --host $(HOST) --port $(PORT)
 
 demo: $(VENV)/.installed ## three agents on the SDK's worker run five sessions on a local runtime, live (under a minute)
 	$(BIN)/opscore demo
 
-test: lint typecheck validate ## every check: ruff, xenon, mypy, sam validate --lint, pytest
+test: lint typecheck validate ## every check: ruff, xenon, mypy, sam validate --lint, checkov, pytest
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed ## ruff lint and format check, and the complexity gate (xenon)
@@ -77,8 +88,17 @@ browser: $(VENV)/.installed ## the dashboard's tests in headless Chromium (Debia
 screenshots: $(VENV)/.installed ## redraw docs/dashboard/*.png from a real run of the dashboard (needs chromium)
 	$(BIN)/python -m tests.e2e.browser.screenshots docs/dashboard
 
-validate: $(SAM_VENV)/.installed ## sam validate --lint
+validate: $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## sam validate --lint (cfn-lint), then checkov on the template
 	$(SAM) validate --lint --template template.yaml
+	@# Any failed check fails the build; a suppression sits beside its resource (Metadata: checkov: skip) with its
+	@# reason. checkov exits 0 on a template it could not parse or did not recognise, so its summary must show a
+	@# scan with no parsing error.
+	@echo "$(CHECKOV) --file template.yaml --framework cloudformation --skip-download --compact --quiet"
+	@report="$$($(CHECKOV) --file template.yaml --framework cloudformation --skip-download --compact --quiet 2>&1)"; \
+	  status=$$?; echo "$$report"; \
+	  if [ $$status -ne 0 ]; then exit $$status; fi; \
+	  grep -Eq '^Passed checks: [1-9][0-9]*, Failed checks: 0, Skipped checks: [0-9]+$$' <<<"$$report" || \
+	    { echo "error: checkov did not scan template.yaml cleanly (see above)" >&2; exit 1; }
 
 build: $(SAM_VENV)/.installed ## sam build (arm64, python3.13) into .aws-sam/, with bytecode Lambda can use
 	PATH="$(dir $(PYTHON)):$$PATH" $(SAM) build --template template.yaml
@@ -98,4 +118,4 @@ sdk-models: $(VENV)/.installed ## regenerate the Python SDK's models (sdk/python
 	$(BIN)/python -m opscore_tools.sdk_models
 
 clean: ## remove the virtual environments and build output
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,7 @@ AWS_METRICS = {
     "AWS/ApiGateway": {"Count", "4XXError", "5XXError", "Latency", "IntegrationLatency"},
     "AWS/Lambda": {"Errors", "Throttles", "Duration", "Invocations", "ConcurrentExecutions"},
     "AWS/DynamoDB": {"ReadThrottleEvents", "WriteThrottleEvents", "ThrottledRequests"},
+    "AWS/SQS": {"ApproximateNumberOfMessagesVisible"},
     "AWS/States": {
         "ExecutionsStarted",
         "ExecutionsSucceeded",
@@ -82,6 +83,7 @@ def test_the_saved_queries_are_the_stacks_own_and_read_its_log_groups(document: 
         "${AWS::StackName}/failed-sessions",
         "${AWS::StackName}/auth-failures",
         "${AWS::StackName}/runner-errors",
+        "${AWS::StackName}/api-refusals",
     }
     groups = resources(document, "AWS::Logs::LogGroup")
     function_groups = {f"{name.removesuffix('Function')}LogGroup" for name in functions(document)}
@@ -93,6 +95,8 @@ def test_the_saved_queries_are_the_stacks_own_and_read_its_log_groups(document: 
             assert read == {"AuthorizerLogGroup"}
         elif name.endswith("/runner-errors"):
             assert read == {"SessionRunnerLogGroup"}
+        elif name.endswith("/api-refusals"):
+            assert read == {"ApiAccessLogGroup"}
         else:
             assert read == function_groups, f"{name} reads every function's log"
 
@@ -117,6 +121,9 @@ def test_each_saved_query_is_a_pipeline_of_insights_commands_on_known_events(doc
     assert 'event = "audit" and status = 401' in texts["auth-failures"]
     assert 'event = "audit"' in texts["audit"]
     assert {"key_id", "action", "outcome", "source_ip"} <= set(re.findall(r"\w+", texts["audit"]))
+    # The access log's fields (the API's AccessLogSetting), not the functions' log schema.
+    assert "status >= 400" in texts["api-refusals"]
+    assert "by status, error_type, key_id, agent_id, source_ip" in texts["api-refusals"]
 
 
 def test_the_documentation_shows_each_saved_query_as_deployed(document: dict[str, Any]) -> None:
@@ -262,6 +269,7 @@ def test_each_alarm_notifies_the_topic_only_when_one_is_given(document: dict[str
         "${AWS::StackName}-function-errors",
         "${AWS::StackName}-function-throttles",
         "${AWS::StackName}-table-throttles",
+        "${AWS::StackName}-async-failures",
     }
     for name, alarm in alarms.items():
         properties = alarm["Properties"]
@@ -284,7 +292,7 @@ def test_each_alarm_watches_one_well_formed_expression(document: dict[str, Any])
             assert len(metric_queries) == 1, name
             assert watched["Period"] == 300, name
             continue
-        used = set(re.findall(r"\b([a-z][a-z_]*)\b", watched["Expression"])) - {"if", "sum"}
+        used = set(re.findall(r"\b([a-z][a-z_]*)\b", watched["Expression"])) - {"if", "sum", "max"}
         assert used == set(stats), f"{name}: the expression reads exactly the metrics fetched"
         for stat in stats.values():
             metric = stat["Metric"]
