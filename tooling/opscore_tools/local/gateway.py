@@ -90,7 +90,11 @@ class KeyThrottle:
 
 class Gateway:
     def __init__(
-        self, template: Template, runtime: LambdaRuntime, per_key: Throttle | None = None, audit: AuditSink | None = None
+        self,
+        template: Template,
+        runtime: LambdaRuntime,
+        per_key: Throttle | None = None,
+        audit: AuditSink | None = None,
     ) -> None:
         """`per_key`: the per-key limit (default: the template's usage plan; a rate of 0 turns it off)."""
         self._template = template
