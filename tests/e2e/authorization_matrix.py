@@ -44,6 +44,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/health"): Row(200, 200, 200, 200, 200, 200, 200, 200),  # no authorizer: a key is not even read
     ("POST", "/keys"): admin_only(201),
     ("DELETE", "/keys/{keyId}"): admin_only(204),
+    ("GET", "/keys"): admin_only(200),
+    ("POST", "/keys/{keyId}/rotate"): admin_only(201),
     ("POST", "/workflows"): admin_only(201),
     ("GET", "/workflows"): admin_only(200),
     ("GET", "/workflows/{workflowId}"): admin_only(200),
