@@ -130,3 +130,50 @@ def test_list_and_rotate_in_a_stacks_table(aws: Any, cloudformation: Stubber) ->
         app, ["keys", "rotate", new["key_id"], "--table", table, "--expires-at", "2020-01-01T00:00:00Z"]
     )
     assert (bad.exit_code, "expires_at" in bad.output) == (2, True)
+
+
+def test_a_key_made_with_stack_gets_its_api_key_in_the_stacks_usage_plan(
+    aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.stub import ANY
+
+    from opscore.keys.usage import usage_identifier
+
+    table = wiring.settings().table_name
+    cloudformation, apigateway = boto3.client("cloudformation"), boto3.client("apigateway")
+    real_client = boto3.client
+    clients = {"cloudformation": cloudformation, "apigateway": apigateway}
+    monkeypatch.setattr(
+        stack.boto3,
+        "client",
+        lambda service, **kw: clients[service] if service in clients else real_client(service, **kw),
+    )
+    outputs = [
+        {"OutputKey": "TableName", "OutputValue": table},
+        {"OutputKey": "PerKeyUsagePlanName", "OutputValue": "opscore-prod-per-key"},
+    ]
+    described = {
+        "Stacks": [
+            {
+                "StackName": "opscore-prod",
+                "CreationTime": "2026-11-01T00:00:00Z",
+                "StackStatus": "CREATE_COMPLETE",
+                "Outputs": outputs,
+            }
+        ]
+    }
+    with Stubber(cloudformation) as stacks, Stubber(apigateway) as gateway:
+        stacks.add_response("describe_stacks", described, {"StackName": "opscore-prod"})
+        gateway.add_response(
+            "create_api_key", {"id": "k1"}, {"name": ANY, "value": ANY, "enabled": True, "description": ANY}
+        )
+        gateway.add_response("get_usage_plans", {"items": [{"id": "p1", "name": "opscore-prod-per-key"}]}, {})
+        gateway.add_response(
+            "create_usage_plan_key", {"id": "k1"}, {"usagePlanId": "p1", "keyId": "k1", "keyType": "API_KEY"}
+        )
+        created = runner.invoke(app, ["keys", "create", "--stack", "opscore-prod", "--agent-id", "a9"])
+        assert created.exit_code == 0, created.output
+        gateway.assert_no_pending_responses()
+    key = json.loads(created.stdout)
+    assert wiring.api_keys().authenticate(key["api_key"]) is not None
+    assert usage_identifier("opscore-prod", key["key_id"]).endswith(key["key_id"])
