@@ -94,7 +94,7 @@ def test_filters_by_agent_session_task_and_workflow(flow: Flow) -> None:
     by_agent = flow.records("--agent", flow.agent_id)
     assert {record["agent_id"] for record in by_agent} == {flow.agent_id}
     messages = [record["message"] for record in by_agent]
-    assert messages[:2] == ["api key created", "agent registered"]
+    assert messages[:4] == ["api key created", "audit: POST /keys allowed (201)", "request", "agent registered"]
     assert "session started" in messages
 
     by_session = flow.records("--session", flow.session_id)
@@ -284,11 +284,12 @@ def test_follow_streams_new_matching_lines_until_ctrl_c(following: Following, ap
     key = api.admin("POST", "/keys", body={"agent_id": agent_id}).body["api_key"]
     assert api.request("PUT", f"/agent/{agent_id}", key=key, body={"name": "followed"}).status == 201
 
-    first = json.loads(following.next_line(following.stdout, "line"))
-    second = json.loads(following.next_line(following.stdout, "second line"))
-    assert [(first["agent_id"], first["message"]), (second["agent_id"], second["message"])] == [
-        (agent_id, "api key created"),
-        (agent_id, "agent registered"),
+    seen = [json.loads(following.next_line(following.stdout, f"line {n + 1}")) for n in range(4)]
+    assert [(line["agent_id"], line["event"]) for line in seen] == [
+        (agent_id, "key_created"),
+        (agent_id, "audit"),  # the admin's action
+        (agent_id, "request"),  # and its answer, both naming the agent the key is for
+        (agent_id, "agent_registered"),
     ]
     assert following.stop() == 0, "Ctrl-C ends --follow, and that is not an error"
     rest = [json.loads(line) for line in list(following.stdout.queue)]
