@@ -12,7 +12,8 @@ its declaration is enforced in one order, the same for every route:
 - `ADMIN`: the key must be an admin's (401, 403), checked before the path or the body is read, so an agent key
   learns nothing about what it may not send;
 - `PATH_AGENT`: agentId is read first (400 when malformed), then the key must be an admin's or that agent's own (403);
-- then the path's other ids are read, in the order the path names them.
+- then the path's other ids are read, in the order the path names them;
+- then a route that takes no body (every GET and DELETE, and POSTs declared with `body=False`) refuses one (400).
 Every id is read by `PathId.read`: decoded, checked against its pattern, and added to the log keys.
 """
 
@@ -24,7 +25,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opscore.api.access import API_BASE_PATH, caller, require_admin, require_agent_access
-from opscore.api.bodies import read_json
+from opscore.api.bodies import read_json, refuse_body
 from opscore.api.params import (
     AGENT_ID,
     PathId,
@@ -138,14 +139,15 @@ class Route(NamedTuple):
     path: str  # under the base path, as the OpenAPI document spells it: /agent/{agentId}/sessions/{sessionId}
     allow: Allow
     ids: tuple[PathId, ...]
+    body: bool = False  # whether the route reads a request body; one that does not refuses any
 
     @classmethod
-    def declare(cls, method: str, path: str, allow: Allow) -> Route:
+    def declare(cls, method: str, path: str, allow: Allow, body: bool = False) -> Route:
         names = _PLACEHOLDER.findall(path)
         if allow is Allow.PATH_AGENT and names[:1] != [AGENT_ID]:
             # The access check needs the agent before any other id is read: /agent/{agentId} must lead the path.
             raise ValueError(f"{method} {path}: allow=PATH_AGENT needs a path that starts with /agent/{{agentId}}")
-        return cls(method, path, allow, tuple(path_id(name) for name in names))
+        return cls(method, path, allow, tuple(path_id(name) for name in names), body)
 
     @property
     def rule(self) -> str:
@@ -185,22 +187,24 @@ class Api:
     def get(self, path: str, *, allow: Allow) -> Callable[[Endpoint], Endpoint]:
         return self.route("GET", path, allow)
 
-    def post(self, path: str, *, allow: Allow) -> Callable[[Endpoint], Endpoint]:
-        return self.route("POST", path, allow)
+    def post(self, path: str, *, allow: Allow, body: bool = True) -> Callable[[Endpoint], Endpoint]:
+        return self.route("POST", path, allow, body)
 
-    def put(self, path: str, *, allow: Allow) -> Callable[[Endpoint], Endpoint]:
-        return self.route("PUT", path, allow)
+    def put(self, path: str, *, allow: Allow, body: bool = True) -> Callable[[Endpoint], Endpoint]:
+        return self.route("PUT", path, allow, body)
 
     def delete(self, path: str, *, allow: Allow) -> Callable[[Endpoint], Endpoint]:
         return self.route("DELETE", path, allow)
 
-    def route(self, method: str, path: str, allow: Allow) -> Callable[[Endpoint], Endpoint]:
-        route = Route.declare(method, path, allow)
+    def route(self, method: str, path: str, allow: Allow, body: bool = False) -> Callable[[Endpoint], Endpoint]:
+        route = Route.declare(method, path, allow, body)
 
         def register(endpoint: Endpoint) -> Endpoint:
             def admitted(**routed: str) -> Response[str]:
                 event = self.resolver.current_event
                 principal, ids = route.admit(event, routed)
+                if not route.body:
+                    refuse_body(event)
                 return endpoint(Request(event, self.resolver.lambda_context, ids, principal))
 
             # Powertools sees only `admitted`; the endpoint keeps its own signature for mypy and for readers.
