@@ -279,3 +279,9 @@ def test_the_largest_inputs_and_outputs_run_a_session_to_its_end(api: Api, ops: 
     assert [task["output"] for task in view["tasks"]] == [output, output]
     assert [task["input"] for task in view["tasks"]] == [task["input"] for task in tasks]
     assert view["input"] == session_input
+
+
+@pytest.mark.parametrize("raw_id", ["a%00b", "a%1Bb", "a%0A", "..", "%2E%2E", "a%20b", "a" * 129])
+def test_an_id_with_control_characters_or_a_traversal_is_400_naming_it(api: Api, raw_id: str) -> None:
+    refused(api.admin("GET", f"/agent/{raw_id}"), 400, None, "agentId")
+    refused(api.admin("GET", f"/workflows/{raw_id}"), 400, None, "workflowId")
