@@ -69,7 +69,7 @@ def run_task(request: Request) -> Response[str]:
     return json_response(202, started)
 
 
-@api.post("/agent/{agentId}/sessions/{sessionId}/cancel", allow=ADMIN)
+@api.post("/agent/{agentId}/sessions/{sessionId}/cancel", allow=ADMIN, body=False)
 def cancel(request: Request) -> Response[str]:
     cancelled = wiring.sessions().cancel(request.agent_id, request.session_id, cancelled_by=request.caller.key_id)
     return json_response(200, cancelled)

@@ -17,7 +17,7 @@ SETTINGS = require_settings(TABLE_NAME, DISPATCH_FUNCTION_ARN)
 api = Api()
 
 
-@api.post("/agent/{agentId}/tasks/next", allow=PATH_AGENT)
+@api.post("/agent/{agentId}/tasks/next", allow=PATH_AGENT, body=False)
 def lease_next(request: Request) -> Response[str]:
     task = wiring.dispatcher().next_task(request.agent_id)
     if task is None:
@@ -33,7 +33,7 @@ def report_result(request: Request) -> Response[str]:
     return json_response(200, accepted)
 
 
-@api.post("/agent/{agentId}/tasks/{taskId}/heartbeat", allow=PATH_AGENT)
+@api.post("/agent/{agentId}/tasks/{taskId}/heartbeat", allow=PATH_AGENT, body=False)
 def heartbeat(request: Request) -> Response[str]:
     return json_response(200, wiring.dispatcher().heartbeat(request.agent_id, request.task_id))
 

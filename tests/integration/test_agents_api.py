@@ -524,3 +524,26 @@ def test_state_history_reads_a_time_window_and_refuses_a_bad_one(register: Any, 
             field,
             "query",
         )
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["https://10.0.0.1/", "https://127.0.0.1/hook", "https://[::1]/", "https://169.254.169.254/", "https://localhost/"],
+)
+def test_a_deployed_stack_refuses_a_private_webhook_endpoint_at_registration(
+    register: Any, read: Any, monkeypatch: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    monkeypatch.delenv("OPSCORE_WEBHOOK_PRIVATE_ENDPOINTS")  # as in AWS, where delivery refuses them too
+    status, body = register(delivery="webhook", endpoint=endpoint, webhook_secret="s" * 16)
+    assert (status, body["error"]["details"][0]["field"], body["error"]["details"][0]["type"]) == (
+        400,
+        "endpoint",
+        "private_endpoint",
+    )
+    assert read()[0] == 404
+    assert register(delivery="webhook", endpoint="https://agent.example.com/hook", webhook_secret="s" * 16)[0] == 201
+
+
+def test_the_local_runtime_keeps_registering_loopback_webhook_receivers(register: Any) -> None:
+    # OPSCORE_WEBHOOK_PRIVATE_ENDPOINTS=allow, as the local runtime and the tests set it: the same opt-in as delivery.
+    assert register(delivery="webhook", endpoint="http://127.0.0.1:8080/hook", webhook_secret="s" * 16)[0] == 201

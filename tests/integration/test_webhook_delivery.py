@@ -179,3 +179,25 @@ def test_a_quarantined_webhook_agent_is_pushed_nothing_but_its_probe_once_half_o
     assert deliveries[1].task["probe"] is True
     _status, agent = ops.agent()
     assert (agent["quarantined"], agent["quarantine"]) == (False, None), "the good probe closed the breaker"
+
+
+def test_an_output_past_its_limit_in_a_200_fails_the_delivery_rather_than_the_task_item(ops: SessionDriver) -> None:
+    # The worst case a webhook can send back: a 200 whose output alone (stored twice on the task item, as the output
+    # and as the result) would pass DynamoDB's 400 KB. It fails the attempt with its reason, and the retry completes.
+    huge = {"status": "succeeded", "output": {"text": "x" * (200 * 1024)}}
+    answers = iter([(200, huge), (200, {"status": "succeeded", "output": {"ok": True}})])
+    with webhook_receiver(lambda _: next(answers)) as receiver:
+        register_webhook(ops, receiver.url)
+        template = {
+            "name": "large-answer",
+            "tasks": [{"id": "only", "action": "x", "retry": {"max_retries": 1, "backoff_seconds": 0}}],
+        }
+        session_id = ops.start(template)
+        view = ops.wait_ended(session_id)
+        assert len(receiver.wait_for(2)) == 2
+
+    only = task(view, "only")
+    assert (view["status"], only["attempts"], only["output"]) == ("completed", 2, {"ok": True})
+    first = only["history"][0]["error"]
+    assert first["type"] == "OpsCore.DeliveryFailed"
+    assert "65536" in first["message"]

@@ -155,3 +155,19 @@ def test_every_route_declares_the_access_the_matrix_gives_it(
     # The authorizer's policy lets an agent key through to any path under /agent/ spelled with a '%' (opscore.api.
     # access): every route there must check the caller itself.
     assert all(allow != "anyone" for (_, path), allow in declared.items() if path.startswith("/agent/"))
+
+
+@pytest.mark.parametrize("logical_id", sorted({route.function for route in TEMPLATE.routes}))
+def test_each_route_takes_a_body_exactly_when_the_openapi_document_gives_it_one(
+    logical_id: str, template: Template, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = yaml.safe_load((TEMPLATE_PATH.parent / "docs" / "openapi.yaml").read_text())
+    api = start(template.functions[logical_id], monkeypatch).api
+    declared = {(route.method, route.path): route.body for route in api.routes}
+    documented = {
+        (method.upper(), path): "requestBody" in operation
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if (method.upper(), path) in declared
+    }
+    assert declared == documented, "a route without a requestBody must refuse a body (Api.post(..., body=False))"

@@ -22,8 +22,18 @@ class AgentError(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    message: Annotated[str | None, Field(max_length=2048)] = ""
-    type: Annotated[str, Field(max_length=128, min_length=1)]
+    message: Annotated[
+        str | None,
+        Field(
+            max_length=2048, pattern="^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$"
+        ),
+    ] = ""
+    """
+    May keep tab, line feed and carriage return; no other control character.
+    """
+    type: Annotated[
+        str, Field(max_length=128, min_length=1, pattern="^[^\\x00-\\x1f\\x7f-\\x9f]*$")
+    ]
 
 
 class StateSeconds(BaseModel):
@@ -96,7 +106,9 @@ class KeyInfo(BaseModel):
 
 class KeyPage(BaseModel):
     items: list[KeyInfo]
-    next_token: str | None = None
+    next_token: Annotated[
+        str | None, Field(max_length=1024, pattern="^[A-Za-z0-9_-]+$")
+    ] = None
     """
     Present when more keys follow.
     """
@@ -252,7 +264,7 @@ class RegistrationRequest(BaseModel):
     """
     endpoint: AnyUrl | None = None
     """
-    https URL; plain http only for loopback hosts (local use); no spaces, control characters or credentials. Where webhook delivery POSTs tasks (required with `delivery: webhook`).
+    https URL; plain http only for loopback hosts (local use); no spaces, control characters or credentials. Where webhook delivery POSTs tasks (required with `delivery: webhook`). With `delivery: webhook`, a deployed stack refuses (400, type `private_endpoint`) a host that is a private, loopback, link-local or otherwise non-public address as written (`10.0.0.1`, `[::1]`, `169.254.169.254`, `[fc00::1]`, any notation of them) or the name `localhost` (or `*.localhost`): the rule delivery applies to each address a name resolves to at each attempt. The local runtime allows them, as its delivery does.
     """
     max_concurrency: Annotated[int | None, Field(ge=1, le=1000)] = 1
     """
@@ -260,9 +272,11 @@ class RegistrationRequest(BaseModel):
     """
     metadata: dict[str, Any] | None = None
     """
-    Any JSON object of at most 8 KiB.
+    Any JSON object of at most 8192 bytes (compact JSON, UTF-8).
     """
-    name: Annotated[str, Field(max_length=128, min_length=1)]
+    name: Annotated[
+        str, Field(max_length=128, min_length=1, pattern="^[^\\x00-\\x1f\\x7f-\\x9f]*$")
+    ]
     offline_after_seconds: Annotated[int | None, Field(ge=10, le=86400)] = 300
     """
     Silence (no state report, pull, heartbeat or result) after which Ops-Core sets the agent `offline` and fails the leases it holds.
@@ -279,13 +293,16 @@ class RegistrationRequest(BaseModel):
     """
     The window over which `quarantine_after` counts the agent's own failures.
     """
-    version: Annotated[str | None, Field(max_length=64, min_length=1)] = None
+    version: Annotated[
+        str | None,
+        Field(max_length=64, min_length=1, pattern="^[^\\x00-\\x1f\\x7f-\\x9f]*$"),
+    ] = None
     """
     The agent's own version.
     """
     webhook_secret: Annotated[str | None, Field(max_length=256, min_length=16)] = None
     """
-    Signs webhook deliveries (HMAC-SHA256); required with `delivery: webhook`. Never returned.
+    Signs webhook deliveries (HMAC-SHA256); required with `delivery: webhook`. Never returned. Leave it out for no secret: `null` is refused (400).
     """
 
 
@@ -335,13 +352,13 @@ class StateReport(BaseModel):
     )
     details: dict[str, Any] | None = None
     """
-    Any JSON object of at most 8 KiB.
+    Any JSON object of at most 8192 bytes (compact JSON, UTF-8).
     """
     error: AgentError | None = None
     state: Literal["initializing", "idle", "busy", "paused", "error", "offline"]
     timestamp: AwareDatetime
     """
-    RFC 3339 with a timezone.
+    RFC 3339 with a timezone (`2026-11-24T10:00:00Z`), kept to the microsecond. The window JSON Schema cannot state: not before 1970-01-01T00:00:00Z (its offset applied) and not more than MAX_CLOCK_SKEW_SECONDS (300 unless the stack sets it) ahead of Ops-Core's clock when the report arrives, else 400 naming `timestamp`; and later than the agent's stored timestamp, else 409 `stale_state` (see setState).
     """
 
 
@@ -366,7 +383,15 @@ class TaskError(BaseModel):
     """
     Whose failure it is. `task` (the default): the work failed (bad input, an upstream error); the task's retries absorb it and the agent's quarantine does not count it. `agent`: the agent itself is unwell (a crashed tool, out of memory); it counts toward the agent's quarantine.
     """
-    message: Annotated[str | None, Field(max_length=2048)] = ""
+    message: Annotated[
+        str | None,
+        Field(
+            max_length=2048, pattern="^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$"
+        ),
+    ] = ""
+    """
+    May keep tab, line feed and carriage return; no other control character.
+    """
     retryable: bool | None = True
     """
     `false`: the failure is not worth retrying (the input is invalid, the target does not exist): the task's remaining retries are skipped, and its fallback runs at once (or, without one, the session ends in `error`). The task's error (and the session's) keeps `retryable: false`. It does not change what the agent's quarantine counts (`fault` says that).
@@ -399,7 +424,7 @@ class TaskResult1(BaseModel):
     error: TaskError | None = None
     output: dict[str, Any] | None = None
     """
-    Only with succeeded.
+    Only with succeeded; at most 65536 bytes (compact JSON, UTF-8), also when a webhook's 200 answer carries it (a larger one fails the delivery).
     """
     status: Literal["succeeded"]
 
@@ -419,7 +444,7 @@ class TaskResult2(BaseModel):
     error: TaskError
     output: dict[str, Any] | None = None
     """
-    Only with succeeded.
+    Only with succeeded; at most 65536 bytes (compact JSON, UTF-8), also when a webhook's 200 answer carries it (a larger one fails the delivery).
     """
     status: Literal["failed"]
 
@@ -480,10 +505,10 @@ class TaskTemplate(BaseModel):
     Runs only as some task's fallback.
     """
     heartbeat_seconds: Annotated[
-        int | None, Field(ge=1, le=86400, title="Heartbeat Seconds")
+        int | None, Field(ge=1, le=86399, title="Heartbeat Seconds")
     ] = None
     """
-    The lease, renewed by each heartbeat; less than timeout_seconds. Default: timeout_seconds.
+    The lease, renewed by each heartbeat; must be less than timeout_seconds (a 400 names it otherwise). Default: timeout_seconds.
     """
     id: Annotated[str, Field(pattern="^[a-z0-9][a-z0-9_-]{0,63}$", title="Id")]
     """
@@ -594,9 +619,14 @@ class WorkflowTemplate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    description: Annotated[str | None, Field(max_length=1024, title="Description")] = (
-        None
-    )
+    description: Annotated[
+        str | None,
+        Field(
+            max_length=1024,
+            pattern="^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$",
+            title="Description",
+        ),
+    ] = None
     name: Annotated[str, Field(pattern="^[a-z0-9][a-z0-9-]{0,63}$", title="Name")]
     """
     The workflow_id.
@@ -648,9 +678,9 @@ class AdHocTask(BaseModel):
     """
     Must be absent or false.
     """
-    heartbeat_seconds: Annotated[int | None, Field(ge=1, le=86400)] = None
+    heartbeat_seconds: Annotated[int | None, Field(ge=1, le=86399)] = None
     """
-    The lease's length, renewed by each heartbeat (default `timeout_seconds`); less than `timeout_seconds`.
+    The lease's length, renewed by each heartbeat (default `timeout_seconds`); must be less than `timeout_seconds` (a 400 naming `heartbeat_seconds` otherwise), so at most 86399.
     """
     id: Annotated[str | None, Field(pattern="^[a-z0-9][a-z0-9_-]{0,63}$")] = "task"
     """
@@ -658,7 +688,7 @@ class AdHocTask(BaseModel):
     """
     input: dict[str, Any] | None = {}
     """
-    The task's input (any JSON object). An ad-hoc task runs alone, without a session input or tasks before it, so its input holds no references (`{"$from": ...}` anywhere in it is a 400, `nothing_to_reference`).
+    The task's input (any JSON object of at most 65536 bytes, compact JSON in UTF-8). An ad-hoc task runs alone, without a session input or tasks before it, so its input holds no references (`{"$from": ...}` anywhere in it is a 400, `nothing_to_reference`).
     """
     priority: Annotated[int | None, Field(ge=0, le=9)] = None
     """
@@ -1086,7 +1116,7 @@ class TriggerRequest1(BaseModel):
     )
     input: dict[str, Any] | None = {}
     """
-    Passed to every task beside its own input.
+    Passed to every task beside its own input; at most 65536 bytes (compact JSON, UTF-8). With the tasks' inputs it must fit the 245760 bytes of a session runner's input (413 otherwise; the template limits keep a new template within it).
     """
     priority: Annotated[int | None, Field(ge=0, le=9)] = None
     """
@@ -1096,7 +1126,7 @@ class TriggerRequest1(BaseModel):
     """
     Stored as its workflow's next version first (or answered by the equal stored version).
     """
-    version: Annotated[int | None, Field(ge=1)] = None
+    version: Annotated[int | None, Field(ge=1, le=9999999999)] = None
     """
     Default the workflow's latest version.
     """
@@ -1113,7 +1143,7 @@ class TriggerRequest2(BaseModel):
     )
     input: dict[str, Any] | None = {}
     """
-    Passed to every task beside its own input.
+    Passed to every task beside its own input; at most 65536 bytes (compact JSON, UTF-8). With the tasks' inputs it must fit the 245760 bytes of a session runner's input (413 otherwise; the template limits keep a new template within it).
     """
     priority: Annotated[int | None, Field(ge=0, le=9)] = None
     """
@@ -1123,7 +1153,7 @@ class TriggerRequest2(BaseModel):
     """
     Stored as its workflow's next version first (or answered by the equal stored version).
     """
-    version: Annotated[int | None, Field(ge=1)] = None
+    version: Annotated[int | None, Field(ge=1, le=9999999999)] = None
     """
     Default the workflow's latest version.
     """
@@ -1141,9 +1171,11 @@ class TriggerRequest(RootModel[TriggerRequest1 | TriggerRequest2]):
 
 class WorkflowPage(BaseModel):
     items: list[WorkflowSummary]
-    next_token: str | None = None
+    next_token: Annotated[
+        str | None, Field(max_length=1024, pattern="^[A-Za-z0-9_-]+$")
+    ] = None
     """
-    Present when more workflows follow.
+    Present when more workflows follow. Opaque: send it back as it is; a token the listing did not return is a 400 naming next_token.
     """
 
 
@@ -1201,9 +1233,11 @@ class Agent(BaseModel):
 
 class AgentPage(BaseModel):
     items: list[AgentSummary]
-    next_token: str | None = None
+    next_token: Annotated[
+        str | None, Field(max_length=1024, pattern="^[A-Za-z0-9_-]+$")
+    ] = None
     """
-    Present when more agents follow.
+    Present when more agents follow. Opaque: send it back as it is; a token the listing did not return is a 400 naming next_token.
     """
 
 
@@ -1292,25 +1326,31 @@ class Error(BaseModel):
 
 class HistoryPage(BaseModel):
     items: list[StateHistoryEntry]
-    next_token: str | None = None
+    next_token: Annotated[
+        str | None, Field(max_length=1024, pattern="^[A-Za-z0-9_-]+$")
+    ] = None
     """
-    Present when more entries follow.
+    Present when more entries follow. Opaque: send it back as it is; a token the listing did not return is a 400 naming next_token.
     """
 
 
 class QueuePage(BaseModel):
     items: list[QueuedTask]
-    next_token: str | None = None
+    next_token: Annotated[
+        str | None, Field(max_length=1024, pattern="^[A-Za-z0-9_-]+$")
+    ] = None
     """
-    Present when more tasks follow.
+    Present when more tasks follow. Opaque: send it back as it is; a token the listing did not return is a 400 naming next_token.
     """
 
 
 class SessionPage(BaseModel):
     items: list[SessionSummary]
-    next_token: str | None = None
+    next_token: Annotated[
+        str | None, Field(max_length=1024, pattern="^[A-Za-z0-9_-]+$")
+    ] = None
     """
-    Present when more sessions follow.
+    Present when more sessions follow. Opaque: send it back as it is; a token the listing did not return is a 400 naming next_token.
     """
 
 

@@ -9,6 +9,7 @@ from opscore_tools.local.runner import (
     MOTO_CONFIG,
     Invoke,
     LambdaInvokeHook,
+    count_state_data_in_utf8,
     create_state_machines,
     issue_a_token_per_attempt,
 )
@@ -76,6 +77,7 @@ def create_resources(template: Template, invoke: Invoke) -> LambdaInvokeHook:
     """Inside a running mock: the template's tables and state machines, and Lambda calls routed to `invoke`."""
     create_tables(template)
     issue_a_token_per_attempt()
+    count_state_data_in_utf8()
     hook = LambdaInvokeHook(template, invoke)
     hook.install()
     create_state_machines(template)

@@ -53,6 +53,28 @@ def issue_a_token_per_attempt() -> None:
     StateTaskServiceCallback._eval_execution = eval_execution  # type: ignore[method-assign]
 
 
+def count_state_data_in_utf8() -> None:
+    """Make moto measure a state's data as Step Functions does: 256 KiB of UTF-8 (States.DataLimitExceeded past it).
+
+    moto 5.2.5 measures the JSON with every non-ASCII character escaped (`\\ud83d\\ude00` for one emoji, 12 bytes
+    for 4), so a session with non-ASCII input Step Functions runs would fail locally.
+    """
+    import importlib
+
+    from moto.stepfunctions.parser import quotas
+
+    def is_within_size_quota(value: Any) -> bool:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        return len(text.encode()) <= quotas.MAX_STATE_SIZE_UTF8_BYTES
+
+    for module in (
+        "moto.stepfunctions.parser.asl.component.state.state",
+        "moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda",
+        "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service",
+    ):
+        importlib.import_module(module).is_within_size_quota = is_within_size_quota  # type: ignore[attr-defined]
+
+
 def create_state_machines(template: Template) -> None:
     import boto3
 

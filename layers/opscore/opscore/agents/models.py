@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AwareDatetime, Field, field_validator
 
-from opscore.core.contracts import JsonObject, RequestModel, ResponseModel, canonical_json
+from opscore.core.contracts import Integer, JsonObject, Line, Prose, RequestModel, ResponseModel, canonical_json
 
 AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
@@ -79,18 +79,18 @@ def _scheme_problem(scheme: str, host: str) -> str | None:
 
 
 class AgentError(RequestModel):
-    type: str = Field(min_length=1, max_length=128, description="Error class, e.g. TimeoutError.")
-    message: str = Field(default="", max_length=2048)
+    type: Line = Field(min_length=1, max_length=128, description="Error class, e.g. TimeoutError.")
+    message: Prose = Field(default="", max_length=2048)
 
 
 class RegistrationRequest(RequestModel):
     """PUT /agent/{agentId}: the whole registration; fields left out return to their defaults."""
 
-    name: str = Field(min_length=1, max_length=128)
-    version: str | None = Field(default=None, min_length=1, max_length=64, description="The agent's own version.")
+    name: Line = Field(min_length=1, max_length=128)
+    version: Line | None = Field(default=None, min_length=1, max_length=64, description="The agent's own version.")
     capabilities: list[Capability] = Field(default_factory=list, max_length=64)
     endpoint: str | None = Field(default=None, max_length=2048, description="https URL; http only for loopback.")
-    max_concurrency: int = Field(default=1, ge=1, le=1000, description="Tasks the agent may hold at once.")
+    max_concurrency: Integer = Field(default=1, ge=1, le=1000, description="Tasks the agent may hold at once.")
     metadata: JsonObject = Field(default_factory=dict)
     delivery: str = Field(
         default="poll",
@@ -103,27 +103,34 @@ class RegistrationRequest(RequestModel):
         max_length=256,
         description="Signs webhook deliveries (HMAC-SHA256); required for webhook delivery, never returned.",
     )
-    offline_after_seconds: int = Field(
+    offline_after_seconds: Integer = Field(
         default=300, ge=10, le=86_400, description="Silence after which the agent is marked offline."
     )
-    quarantine_after: int = Field(
+    quarantine_after: Integer = Field(
         default=3,
         ge=1,
         le=100,
         description="Failures of the agent's own (see quarantine_window_seconds) that quarantine it: put it in error.",
     )
-    quarantine_window_seconds: int = Field(
+    quarantine_window_seconds: Integer = Field(
         default=600,
         ge=10,
         le=86_400,
         description="The window over which quarantine_after counts the agent's own failures.",
     )
-    quarantine_cooldown_seconds: int = Field(
+    quarantine_cooldown_seconds: Integer = Field(
         default=300,
         ge=1,
         le=86_400,
         description="Time from a quarantine's start until the agent may lease one probe task (half-open).",
     )
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _secret_or_absent(cls, value: object) -> object:
+        if value is None:  # the spec's type is string: leave the field out for no secret
+            raise ValueError("webhook_secret is a string; leave it out for no secret")
+        return value
 
     @field_validator("capabilities")
     @classmethod

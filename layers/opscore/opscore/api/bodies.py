@@ -1,17 +1,21 @@
 """Request bodies: which media types a route takes, how large a body may be, and which fields are wrong.
 
 `read_json` only strings together small decisions, each a function of its inputs that unit tests call directly:
-the media type a Content-Type header names, how a body of that type is read (or 415), whether its text may be read
-at all (413, or 400 when empty), and the field problems a failed validation names.
+the media type a Content-Type header names, how a body of that type is read (or 415), whether its bytes may be read
+at all (413 over the limit, 400 when they are not UTF-8 or empty), what the text must be before a model reads it
+(opscore.api.json_checks: nesting depth, keys unique), and the field problems a failed validation names.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from opscore.api.json_checks import check_json_text
 from opscore.core.errors import FieldProblem, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 if TYPE_CHECKING:
@@ -40,13 +44,43 @@ def body_format(media: str, allow_yaml: bool) -> BodyFormat:
     raise UnsupportedMediaType(f"send the body as {accepted}, not {media}")
 
 
-def readable_text(raw: str) -> str:
-    """The body's text, if it may be parsed: at most MAX_BODY_BYTES (counted in bytes, 413) and not blank (400)."""
-    if len(raw.encode()) > MAX_BODY_BYTES:
+def body_bytes(body: str | None, base64_encoded: bool) -> bytes:
+    """The body as it was sent: API Gateway hands over text, or base64 for bytes it would not pass as text."""
+    if not body:
+        return b""
+    if base64_encoded:
+        try:
+            return base64.b64decode(body, validate=True)
+        except binascii.Error:
+            raise not_utf8() from None
+    return body.encode(errors="surrogatepass")  # a lone surrogate stays, to be refused as not UTF-8 below
+
+
+def not_utf8() -> ValidationFailed:
+    message = "the body is not valid UTF-8 text"
+    return ValidationFailed(message, [FieldProblem("", message, type="utf8_invalid")])
+
+
+def readable_text(raw: str | bytes) -> str:
+    """The body's text, if it may be parsed: at most MAX_BODY_BYTES (counted in bytes, 413), UTF-8 (400) and not
+    blank (400)."""
+    data = raw.encode(errors="surrogatepass") if isinstance(raw, str) else raw
+    if len(data) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body must be at most {MAX_BODY_BYTES} bytes")
-    if not raw.strip():
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise not_utf8() from None
+    if not text.strip():
         raise ValidationFailed("a body is required", [FieldProblem("", "the body is empty", type="missing")])
-    return raw
+    return text
+
+
+def refuse_body(event: APIGatewayProxyEvent) -> None:
+    """A 400 for a body sent to a route that takes none: it would be ignored, and whatever it meant with it."""
+    if event.body:
+        message = "this route takes no request body; send none"
+        raise ValidationFailed(message, [FieldProblem("", message, type="body_not_allowed")])
 
 
 def field_problems(error: ValidationError) -> list[FieldProblem]:
@@ -58,16 +92,18 @@ def field_problems(error: ValidationError) -> list[FieldProblem]:
 
 
 def read_json[ModelT: BaseModel](event: APIGatewayProxyEvent, model: type[ModelT], allow_yaml: bool = False) -> ModelT:
-    """Parse the request body as `model`: 415 for other types, 413 over 64 KiB, 400 naming each wrong field.
+    """Parse the request body as `model`: 415 for other types, 413 over 64 KiB, 400 naming each wrong field (and
+    for a body that is not UTF-8, nests too deep or repeats a key in an object).
 
     With `allow_yaml`, a YAML body (application/yaml) is read too, into the same JSON types and checks.
     """
     form = body_format(media_type(event.headers.get("content-type")), allow_yaml)
-    text = readable_text(event.decoded_body or "")
+    text = readable_text(body_bytes(event.body, bool(event.is_base64_encoded)))
     if form == "yaml":
         from opscore.api.yaml_bodies import yaml_as_json  # only the routes that take YAML pay for importing it
 
         text = yaml_as_json(text)
+    check_json_text(text)
     try:
         return model.model_validate_json(text)
     except ValidationError as error:

@@ -85,8 +85,10 @@ def optional_query_int(event: APIGatewayProxyEvent, name: str, minimum: int, max
     raw = (event.query_string_parameters or {}).get(name)
     if raw is None:
         return None
-    # Plain ASCII digits only: str.isdigit() also accepts characters such as '²' that int() refuses.
-    if not re.fullmatch(r"[0-9]{1,9}", raw) or not minimum <= int(raw) <= maximum:
+    # Plain ASCII digits only (str.isdigit() also accepts characters such as '²' that int() refuses), and no more of
+    # them than the maximum has, so int() never reads a huge number.
+    digits = len(str(maximum))
+    if not re.fullmatch(rf"[0-9]{{1,{digits}}}", raw) or not minimum <= int(raw) <= maximum:
         raise ValidationFailed(
             f"{name} must be a whole number from {minimum} to {maximum}",
             [FieldProblem(name, f"must be an integer in [{minimum}, {maximum}]", location="query")],

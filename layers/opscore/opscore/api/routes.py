@@ -12,7 +12,8 @@ its declaration is enforced in one order, the same for every route:
 - `ADMIN`: the key must be an admin's (401, 403), checked before the path or the body is read, so an agent key
   learns nothing about what it may not send;
 - `PATH_AGENT`: agentId is read first (400 when malformed), then the key must be an admin's or that agent's own (403);
-- then the path's other ids are read, in the order the path names them.
+- then the path's other ids are read, in the order the path names them;
+- then a route that takes no body (every GET and DELETE, and POSTs declared with `body=False`) refuses one (400).
 Every id is read by `PathId.read`: decoded, checked against its pattern, and added to the log keys.
 
 Every call the declaration refuses (401, 403) and every admin action (`audit=True`, or any call but a read made with an
@@ -34,7 +35,7 @@ from opscore.api.access import (
     require_agent_access,
 )
 from opscore.api.audit import audit_outcome, caller_fields, is_admin_action, write_audit
-from opscore.api.bodies import read_json
+from opscore.api.bodies import read_json, refuse_body
 from opscore.api.params import (
     AGENT_ID,
     PathId,
@@ -150,14 +151,15 @@ class Route(NamedTuple):
     allow: Allow
     ids: tuple[PathId, ...]
     audit: bool = False  # every call is audited, reads too (else only refusals and an admin key's other calls)
+    body: bool = False  # whether the route reads a request body; one that does not refuses any
 
     @classmethod
-    def declare(cls, method: str, path: str, allow: Allow, audit: bool = False) -> Route:
+    def declare(cls, method: str, path: str, allow: Allow, audit: bool = False, body: bool = False) -> Route:
         names = _PLACEHOLDER.findall(path)
         if allow is Allow.PATH_AGENT and names[:1] != [AGENT_ID]:
             # The access check needs the agent before any other id is read: /agent/{agentId} must lead the path.
             raise ValueError(f"{method} {path}: allow=PATH_AGENT needs a path that starts with /agent/{{agentId}}")
-        return cls(method, path, allow, tuple(path_id(name) for name in names), audit)
+        return cls(method, path, allow, tuple(path_id(name) for name in names), audit, body)
 
     @property
     def action(self) -> str:
@@ -214,23 +216,29 @@ class Api:
     def get(self, path: str, *, allow: Allow, audit: bool = False) -> Callable[[Endpoint], Endpoint]:
         return self.route("GET", path, allow, audit)
 
-    def post(self, path: str, *, allow: Allow, audit: bool = False) -> Callable[[Endpoint], Endpoint]:
-        return self.route("POST", path, allow, audit)
+    def post(
+        self, path: str, *, allow: Allow, audit: bool = False, body: bool = True
+    ) -> Callable[[Endpoint], Endpoint]:
+        return self.route("POST", path, allow, audit, body)
 
-    def put(self, path: str, *, allow: Allow, audit: bool = False) -> Callable[[Endpoint], Endpoint]:
-        return self.route("PUT", path, allow, audit)
+    def put(self, path: str, *, allow: Allow, audit: bool = False, body: bool = True) -> Callable[[Endpoint], Endpoint]:
+        return self.route("PUT", path, allow, audit, body)
 
     def delete(self, path: str, *, allow: Allow, audit: bool = False) -> Callable[[Endpoint], Endpoint]:
         return self.route("DELETE", path, allow, audit)
 
-    def route(self, method: str, path: str, allow: Allow, audit: bool = False) -> Callable[[Endpoint], Endpoint]:
-        route = Route.declare(method, path, allow, audit)
+    def route(
+        self, method: str, path: str, allow: Allow, audit: bool = False, body: bool = False
+    ) -> Callable[[Endpoint], Endpoint]:
+        route = Route.declare(method, path, allow, audit, body)
 
         def register(endpoint: Endpoint) -> Endpoint:
             def admitted(**routed: str) -> Response[str]:
                 event = self.resolver.current_event
                 try:
                     principal, ids = route.admit(event, routed)
+                    if not route.body:
+                        refuse_body(event)
                     response = endpoint(Request(event, self.resolver.lambda_context, ids, principal))
                 except Exception as error:  # answered by the resolver's handlers; audited here with its status
                     route.audited(event, _status_of(error))

@@ -1,9 +1,11 @@
 """YAML request bodies, read into JSON text so they pass the very checks a JSON body does.
 
-Only JSON's types, no anchors or aliases, at most MAX_YAML_DEPTH levels deep. Aliases can expand a few KiB into
-gigabytes and deep nesting makes parsers recurse for seconds: both are refused while the parser's events stream by,
-before any document is built. Values JSON lacks (dates, sets, binary, NaN) are refused rather than rewritten, so what
-is stored is what was meant. PyYAML is imported by this module alone, and only routes that take YAML import it.
+Only JSON's types, no anchors or aliases, at most MAX_YAML_DEPTH levels deep, no key twice in a mapping. Aliases can
+expand a few KiB into gigabytes and deep nesting makes parsers recurse for seconds: both are refused while the
+parser's events stream by, before any document is built; a repeated key is refused on the composed nodes, before
+the last one silently wins. Values JSON lacks (dates, sets, binary, NaN, integers past Python's 4,300 digits) are
+refused rather than rewritten, so what is stored is what was meant. PyYAML is imported by this module alone, and only
+routes that take YAML import it.
 """
 
 from __future__ import annotations
@@ -14,19 +16,51 @@ from typing import Any
 
 import yaml
 
+from opscore.api.json_checks import MAX_NESTING_DEPTH, duplicate_key_problem
 from opscore.core.errors import FieldProblem, ValidationFailed
 
-MAX_YAML_DEPTH = 64
+MAX_YAML_DEPTH = MAX_NESTING_DEPTH  # one limit, whichever way the body is written
+NOT_JSON_VALUES = "YAML values must be JSON values: quote dates and times, and use no sets, binary, NaN or huge numbers"
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it: much faster
 
 
 def yaml_as_json(raw: str) -> str:
     try:
         refuse_unsafe_structure(yaml.parse(raw, Loader=_LOADER))
-        document = yaml.load(raw, Loader=_LOADER)  # noqa: S506 - a SafeLoader
+        document = _load_unique(raw)
     except yaml.YAMLError as error:
         raise yaml_problem(yaml_error_message(error), "yaml_invalid") from None
+    except ValueError:  # what a constructor raises: an integer past Python's int-string limit (4,300 digits)
+        raise yaml_problem(NOT_JSON_VALUES, "yaml_type") from None
     return json_text(document)
+
+
+def _load_unique(raw: str) -> Any:
+    """yaml.load, with each mapping's keys checked on the composed nodes before the document is built."""
+    loader = _LOADER(raw)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        refuse_duplicate_keys(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def refuse_duplicate_keys(node: yaml.Node) -> None:
+    """A 400 naming the first key a mapping holds twice (by its text: `1` and `"1"` are one JSON key)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            text = str(key.value) if isinstance(key, yaml.ScalarNode) else repr(key.value)
+            if text in seen:
+                raise duplicate_key_problem(text)
+            seen.add(text)
+            refuse_duplicate_keys(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            refuse_duplicate_keys(item)
 
 
 def yaml_error_message(error: yaml.YAMLError) -> str:
@@ -45,8 +79,8 @@ def reads_as_yaml(raw: str) -> bool:
     """Whether a body that is not JSON is a YAML mapping (so its sender meant YAML): a hint for the 400, no more."""
     try:
         refuse_unsafe_structure(yaml.parse(raw, Loader=_LOADER))
-        return isinstance(yaml.load(raw, Loader=_LOADER), dict)  # noqa: S506 - a SafeLoader
-    except (yaml.YAMLError, ValidationFailed):
+        return isinstance(_load_unique(raw), dict)
+    except (yaml.YAMLError, ValidationFailed, ValueError):
         return False
 
 
@@ -75,10 +109,7 @@ def json_text(document: Any) -> str:
     try:
         return json.dumps(document, allow_nan=False)
     except (TypeError, ValueError):
-        raise yaml_problem(
-            "YAML values must be JSON values: quote dates and times, and use no sets, binary, NaN or huge numbers",
-            "yaml_type",
-        ) from None
+        raise yaml_problem(NOT_JSON_VALUES, "yaml_type") from None
 
 
 def yaml_problem(message: str, kind: str) -> ValidationFailed:

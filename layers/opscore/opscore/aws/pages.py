@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +20,9 @@ from opscore.core.errors import FieldProblem, ValidationFailed
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-# Tokens this code makes are a few hundred characters; anything much longer was not made here.
+# Tokens this code makes are a few hundred characters of unpadded URL-safe base64; anything else was not made here.
 MAX_PAGE_TOKEN_LENGTH = 1024
+PAGE_TOKEN_PATTERN = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_PAGE_TOKEN_LENGTH}}}")
 
 
 def not_a_token() -> ValidationFailed:
@@ -39,7 +41,7 @@ def encode_page_token(position: Mapping[str, str]) -> str:
 def decode_page_token(token: str, accept: Callable[[dict[str, str]], bool]) -> dict[str, str]:
     """Reverse encode_page_token. A token that does not decode, or whose position the listing does not `accept`
     (another partition, another kind of key), is refused as a 400 naming next_token."""
-    if len(token) > MAX_PAGE_TOKEN_LENGTH:
+    if not PAGE_TOKEN_PATTERN.fullmatch(token):  # b64decode would skip characters outside the alphabet
         raise not_a_token()
     try:
         padded = token + "=" * (-len(token) % 4)

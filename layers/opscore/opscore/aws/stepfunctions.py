@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 
 
 MAX_CAUSE_CHARS = 32_768
+# Step Functions' quota on an execution's input (and on each state's input and output), in UTF-8 bytes.
+STATE_DATA_LIMIT_BYTES = 262_144
+# What a session runner's input may take of it: a Catch adds the failure (`$.failure`: an error name and a cause of up
+# to 2,048 characters of the agent's message, 8 KiB and more in UTF-8) to the state's data, which must fit as well.
+EXECUTION_INPUT_LIMIT_BYTES = STATE_DATA_LIMIT_BYTES - 16 * 1024
 
 
 _CLOSED_TOKEN_CODES = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"})
@@ -86,7 +91,7 @@ class RunnerControl:
         try:
             with _throttling():
                 self._client().start_execution(
-                    stateMachineArn=machine_arn, name=session_id, input=json.dumps(runner_input)
+                    stateMachineArn=machine_arn, name=session_id, input=execution_input(runner_input)
                 )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "StateMachineDoesNotExist":
@@ -134,3 +139,9 @@ def _throttling() -> Iterator[None]:
         if error.response.get("Error", {}).get("Code") in _THROTTLING_CODES:
             raise Throttled("Step Functions is receiving more requests than it can take; retry shortly") from error
         raise
+
+
+def execution_input(runner_input: dict[str, Any]) -> str:
+    """The execution's input as sent: UTF-8 as it is (`ensure_ascii` would spell each non-ASCII character as up to
+    12 bytes of escapes, tripling what counts against EXECUTION_INPUT_LIMIT_BYTES)."""
+    return json.dumps(runner_input, ensure_ascii=False, separators=(",", ":"))

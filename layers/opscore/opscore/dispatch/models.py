@@ -6,12 +6,23 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from opscore.core.contracts import JsonObject, RequestModel, ResponseModel
+from opscore.core.contracts import (
+    JsonObject,
+    OptionalInteger,
+    Prose,
+    RequestModel,
+    ResponseModel,
+    canonical_json,
+)
+
+# A result's output, as stored on its task (twice: the output and the result as sent) beside the task's input and the
+# session's input, each within 64 KiB: the task item stays below DynamoDB's 400 KB (docs/security.md, Limits on input).
+MAX_OUTPUT_BYTES = 64 * 1024
 
 
 class ReportedError(RequestModel):
     type: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
-    message: str = Field(default="", max_length=2048)
+    message: Prose = Field(default="", max_length=2048)
     fault: Literal["task", "agent"] | None = Field(
         default=None,
         description=(
@@ -50,9 +61,17 @@ class TaskResult(RequestModel):
     status: Literal["succeeded", "failed"]
     output: JsonObject | None = None
     error: ReportedError | None = None
-    attempt: int | None = Field(
+    attempt: OptionalInteger = Field(
         default=None, ge=1, description="The attempt this result is for; guards against a late duplicate."
     )
+
+    @field_validator("output")
+    @classmethod
+    def _output_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # A webhook's answer may be larger than a request body: the stored output stays within the same limit.
+        if value is not None and len(canonical_json(value).encode()) > MAX_OUTPUT_BYTES:
+            raise ValueError(f"output must serialise to at most {MAX_OUTPUT_BYTES} bytes")
+        return value
 
     @model_validator(mode="after")
     def _matches_status(self) -> Self:

@@ -9,8 +9,15 @@ from typing import Any, Self
 from pydantic import Field, field_validator, model_validator
 
 from opscore.agents.models import Quarantine
-from opscore.core.contracts import JsonObject, RequestModel, ResponseModel
-from opscore.workflows.templates import TaskId, TaskTemplate, WorkflowName, WorkflowTemplate
+from opscore.core.contracts import JsonObject, OptionalInteger, RequestModel, ResponseModel
+from opscore.workflows.templates import (
+    MAX_SESSION_INPUT_BYTES,
+    TaskId,
+    TaskTemplate,
+    WorkflowName,
+    WorkflowTemplate,
+    json_size,
+)
 
 # Session ids start with the creation time in microseconds (hex), so they sort by age: newest first is one Query.
 SESSION_ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -67,10 +74,19 @@ class TriggerRequest(RequestModel):
     """POST /agent/{agentId}/workflow: a stored workflow (by id, optionally version) or a template sent inline."""
 
     workflow_id: WorkflowName | None = None
-    version: int | None = Field(default=None, ge=1, description="Default: the workflow's latest version.")
+    version: OptionalInteger = Field(
+        default=None, ge=1, le=9_999_999_999, description="Default: the workflow's latest version."
+    )
     template: WorkflowTemplate | None = Field(default=None, description="Stored as a workflow version first.")
     input: JsonObject = Field(default_factory=dict, description="Passed to every task beside its own input.")
-    priority: int | None = Field(default=None, ge=0, le=9, description="For tasks that set none; default 5.")
+    priority: OptionalInteger = Field(default=None, ge=0, le=9, description="For tasks that set none; default 5.")
+
+    @field_validator("input")
+    @classmethod
+    def _input_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if json_size(value) > MAX_SESSION_INPUT_BYTES:
+            raise ValueError(f"input must serialise to at most {MAX_SESSION_INPUT_BYTES} bytes")
+        return value
 
     @model_validator(mode="after")
     def _one_workflow(self) -> Self:

@@ -53,6 +53,7 @@ from opscore.sessions.store import SessionStore
 from opscore.sessions.trace import log_span, log_spans, session_span, waits_ended
 from opscore.sessions.writes import Dispatch, SessionEnd
 from opscore.workflows.references import Sources, Unresolved, has_references, resolve_input
+from opscore.workflows.templates import MAX_TASK_INPUT_BYTES
 
 if TYPE_CHECKING:
     from opscore.dispatch.health import AgentHealth
@@ -64,9 +65,9 @@ TASK_FAILURES = frozenset({*RETRIED_ERRORS, AGENT_FAILED_FINAL_ERROR, AGENT_QUAR
 # How long before now a dispatch assumes its attempt was scheduled, when nothing tells it better (a tenth of the
 # timeout at most).
 DEADLINE_MARGIN_SECONDS = 1.0
-# An input, its references resolved, is at most what a request body may be: the lease answer stays one small read, and
-# the task's item (input, the session's input, output and error, each within this) stays far below DynamoDB's 400 KB.
-MAX_INPUT_BYTES = 64 * 1024
+# An input, its references resolved, is at most what a template's task input may be: the lease answer stays one small
+# read, and the task's item (input, the session's input, output and error, each within this) below DynamoDB's 400 KB.
+MAX_INPUT_BYTES = MAX_TASK_INPUT_BYTES
 PROBLEM_CHARS = 2048
 # Tries to fail a refused attempt's wait while Step Functions throttles.
 RUNNER_ATTEMPTS = 3

@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from opscore.agents.registry import Registry, quarantine_view
-from opscore.aws.stepfunctions import RunnerControl, execution_arn
+from opscore.aws.stepfunctions import EXECUTION_INPUT_LIMIT_BYTES, RunnerControl, execution_arn, execution_input
 from opscore.core.clock import format_timestamp
 from opscore.core.contracts import canonical_json
-from opscore.core.errors import FieldProblem, NotFound, ValidationFailed
+from opscore.core.errors import FieldProblem, NotFound, PayloadTooLarge, ValidationFailed
 from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.sessions.errors import SESSION_CANCELLED_ERROR, SessionEnded
 from opscore.sessions.models import (
@@ -122,10 +122,20 @@ class Sessions:
         priority: int | None,
         triggered_by: str,
     ) -> SessionStarted:
-        machines = self._machines()
-        machine_arn = machines.arn(template)
         now = self._now()
         session_id = new_session_id(now)
+        runner_input = {
+            "session_id": session_id,
+            "agent_id": agent_id,
+            "input": session_input,
+            "tasks": [
+                {"input": task.input, "priority": task_priority}
+                for task, task_priority in zip(template.tasks, task_priorities(template, priority), strict=True)
+            ],
+        }
+        refuse_oversized(runner_input)  # before anything is created or stored
+        machines = self._machines()
+        machine_arn = machines.arn(template)
         tasks = [{"id": task.id, "action": task.action, "fallback_only": task.fallback_only} for task in template.tasks]
         self._store.create_session(
             NewSession(
@@ -142,15 +152,6 @@ class Sessions:
             ),
             first_mark(template, now),
         )
-        runner_input = {
-            "session_id": session_id,
-            "agent_id": agent_id,
-            "input": session_input,
-            "tasks": [
-                {"input": task.input, "priority": task_priority}
-                for task, task_priority in zip(template.tasks, task_priorities(template, priority), strict=True)
-            ],
-        }
         try:
             machines.start(template, machine_arn, session_id, runner_input)
         except Exception as error:
@@ -385,3 +386,16 @@ def _task_view(session_id: str, index: int, template: TemplateTask, task: TaskRe
         fallback_for=sorted(task.fallback_for),
         history=task.history,
     )
+
+
+def refuse_oversized(runner_input: dict[str, Any]) -> None:
+    """A 413 naming Step Functions' limit when the session's input and its tasks' inputs would not fit in the runner's
+    execution input. The template and trigger limits keep a new session within it; a version stored before they
+    existed may not be, and is refused here rather than left as a session whose runner never starts."""
+    size = len(execution_input(runner_input).encode())
+    if size > EXECUTION_INPUT_LIMIT_BYTES:
+        message = (
+            f"the session's input and its tasks' inputs are {size} bytes together, over the "
+            f"{EXECUTION_INPUT_LIMIT_BYTES} bytes a session runner's input may take of Step Functions' 256 KiB"
+        )
+        raise PayloadTooLarge(message, [FieldProblem("input", message, type="too_large")])

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from opscore.core.contracts import JsonObject, RequestModel, canonical_json
+from opscore.core.contracts import Integer, JsonObject, OptionalInteger, Prose, RequestModel, canonical_json
 from opscore.core.errors import FieldProblem, ValidationFailed
 from opscore.workflows.references import reference_problems
 
@@ -22,10 +22,24 @@ TASK_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 WorkflowName = Annotated[str, Field(pattern=WORKFLOW_NAME_PATTERN, description="The workflow_id.")]
 TaskId = Annotated[str, Field(pattern=TASK_ID_PATTERN, description="Unique within the template.")]
 
+# Sizes of inputs as stored (canonical JSON, UTF-8), which can be larger than the body that carried them (`1E5` is
+# stored as 100000.0, YAML's `~` as null). A task's input, its references resolved, stays within MAX_TASK_INPUT_BYTES
+# (the task's item in DynamoDB, 400 KB, holds it beside the session's input and the result); a template's inputs
+# together within MAX_TEMPLATE_INPUT_BYTES, so that they and a session's input (MAX_SESSION_INPUT_BYTES) fit in the
+# session runner's execution input, which Step Functions limits to 256 KiB.
+MAX_TASK_INPUT_BYTES = 64 * 1024
+MAX_TEMPLATE_INPUT_BYTES = 128 * 1024
+MAX_SESSION_INPUT_BYTES = 64 * 1024
+
+
+def json_size(value: object) -> int:
+    """Bytes of the value as Ops-Core stores and passes it."""
+    return len(canonical_json(value).encode())
+
 
 class RetryPolicy(RequestModel):
-    max_retries: int = Field(default=0, ge=0, le=10, description="Attempts after the first one.")
-    backoff_seconds: int = Field(
+    max_retries: Integer = Field(default=0, ge=0, le=10, description="Attempts after the first one.")
+    backoff_seconds: Integer = Field(
         default=1, ge=0, le=3600, description="Wait before the first retry (Step Functions waits at least 1 s: 0 is 1)."
     )
     backoff_rate: float = Field(default=2.0, ge=1.0, le=10.0, description="Each later wait is this times longer.")
@@ -45,26 +59,36 @@ class TaskTemplate(RequestModel):
             "this one), failed.error.type|message or failed.task (in a fallback: the task it stands in for)."
         ),
     )
-    priority: int | None = Field(
+    priority: OptionalInteger = Field(
         default=None, ge=0, le=9, description="9 most urgent; default: the trigger's priority, else 5."
     )
-    delay_seconds: int = Field(
+    delay_seconds: Integer = Field(
         default=0, ge=0, le=604_800, description="Wait before the task is queued (at most 7 days)."
     )
-    timeout_seconds: int = Field(
+    timeout_seconds: Integer = Field(
         default=300, ge=1, le=86_400, description="Per attempt, from the moment it is queued (queue wait and work)."
     )
-    heartbeat_seconds: int | None = Field(
+    heartbeat_seconds: OptionalInteger = Field(
         default=None,
         ge=1,
-        le=86_400,
-        description="The lease, renewed by each heartbeat; less than timeout_seconds. Default: timeout_seconds.",
+        le=86_399,  # below timeout_seconds, whose maximum is 86400
+        description=(
+            "The lease, renewed by each heartbeat; must be less than timeout_seconds (a 400 names it otherwise). "
+            "Default: timeout_seconds."
+        ),
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     fallback: TaskId | None = Field(
         default=None, description="Task run instead when this one still fails after its retries."
     )
     fallback_only: bool = Field(default=False, description="Runs only as some task's fallback.")
+
+    @field_validator("input")
+    @classmethod
+    def _input_size(cls, value: dict[str, object]) -> dict[str, object]:
+        if json_size(value) > MAX_TASK_INPUT_BYTES:
+            raise ValueError(f"input must serialise to at most {MAX_TASK_INPUT_BYTES} bytes")
+        return value
 
     @field_validator("heartbeat_seconds")
     @classmethod
@@ -77,8 +101,18 @@ class TaskTemplate(RequestModel):
 
 class WorkflowTemplate(RequestModel):
     name: WorkflowName
-    description: str | None = Field(default=None, max_length=1024)
+    description: Prose | None = Field(default=None, max_length=1024)
     tasks: list[TaskTemplate] = Field(min_length=1, max_length=100, description="Run in this order.")
+
+    @field_validator("tasks")
+    @classmethod
+    def _inputs_size(cls, value: list[TaskTemplate]) -> list[TaskTemplate]:
+        total = sum(json_size(task.input) for task in value)
+        if total > MAX_TEMPLATE_INPUT_BYTES:
+            raise ValueError(
+                f"the tasks' inputs serialise to {total} bytes together, over the {MAX_TEMPLATE_INPUT_BYTES} allowed"
+            )
+        return value
 
     def canonical(self) -> str:
         """One spelling per template, defaults included: templates that mean the same are the same text."""

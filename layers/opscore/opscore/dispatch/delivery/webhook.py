@@ -13,7 +13,9 @@ retried a few times, then fail it. A retry after a timeout may deliver an attemp
 
 Endpoints are agents' own choice, so a delivery goes only to public addresses: a host that resolves to a private,
 loopback or link-local address is refused, unless OPSCORE_WEBHOOK_PRIVATE_ENDPOINTS=allow (the local runtime and
-the tests set it; a deployed stack does not).
+the tests set it; a deployed stack does not). Registration applies the same rule (`public_address`, and the same
+opt-in) to what the host spells without a DNS lookup: an address in any notation (`10.0.0.1`, `[::1]`, `2130706433`)
+and the names `localhost` and `*.localhost`; a name is looked up at each delivery, as its addresses may change.
 """
 
 from __future__ import annotations
@@ -86,6 +88,39 @@ def answer_meaning(status: int) -> Answer:
     return "retry" if status >= 500 or status in RETRIED_STATUSES else "give up"
 
 
+def public_address(address: str) -> bool:
+    """The one rule for where a webhook may go: a globally routable address (not private, loopback, link-local,
+    unique-local, reserved...), an IPv4-mapped IPv6 address judged by its IPv4 address."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone (`fe80::1%eth0`) names no other address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global
+
+
+def literal_host_problem(url: str) -> str | None:
+    """Why the endpoint's host is a private address as written, without looking any name up; None when it is not."""
+    host = (urlsplit(url).hostname or "").split("%", 1)[0].rstrip(".").lower()  # an IPv6 zone changes no address
+    if host == "localhost" or host.endswith(".localhost"):  # RFC 6761: always loopback
+        return f"endpoint host {host} is a loopback name; webhooks are delivered to public addresses only"
+    address = _literal_address(host)
+    if address is None or public_address(address):
+        return None  # a public address, or a name: resolved, and checked, at each delivery
+    return f"endpoint host {host} is not a public address; webhooks are delivered to public addresses only"
+
+
+def _literal_address(host: str) -> str | None:
+    """The address a host spells, in any notation a connection accepts (`10.0.0.1`, `::1`, and the legacy IPv4 ones
+    such as `2130706433` or `0x7f.1`); None for a name."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        return str(ipaddress.IPv4Address(socket.inet_aton(host)))  # parses, never looks anything up
+    except (OSError, UnicodeError, ValueError):
+        return None
+
+
 def private_endpoints_allowed(environment: Mapping[str, str]) -> bool:
     """Only the exact opt-in lifts the guard: a deployed stack never sets it, so anything else keeps it."""
     return environment.get(PRIVATE_ENDPOINTS_VARIABLE) == "allow"
@@ -132,10 +167,8 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tup
 def _resolves_publicly(url: str) -> bool:
     """Every address the endpoint's host resolves to is a public one (raises OSError when it does not resolve)."""
     host = urlsplit(url).hostname or ""
-    addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
-    return bool(addresses) and all(
-        ipaddress.ip_address(str(address).split("%", 1)[0]).is_global for address in addresses
-    )
+    addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    return bool(addresses) and all(public_address(address) for address in addresses)
 
 
 class WebhookChannel:
@@ -157,6 +190,10 @@ class WebhookChannel:
         problems = []
         if registration.endpoint is None:
             problems.append(FieldProblem("endpoint", "webhook delivery needs the URL to POST tasks to"))
+        elif not private_endpoints_allowed(os.environ):
+            private = literal_host_problem(registration.endpoint)
+            if private is not None:
+                problems.append(FieldProblem("endpoint", private, type="private_endpoint"))
         if registration.webhook_secret is None:
             problems.append(FieldProblem("webhook_secret", "webhook delivery needs a secret to sign tasks with"))
         return problems
