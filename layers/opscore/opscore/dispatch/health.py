@@ -144,8 +144,24 @@ class AgentHealth:
         # The breaker moves before the runner is told: the lease is gone, so nothing would move it after a throttle.
         self.attempt_ended(agent_id, task, "counted" if counted else "released", error)
         if tell and task.task_token is not None:
-            self._tell_runner(task.task_token, error, cause)
+            self._tell_runner_or_leave_it(task.task_token, task.task_id, error, cause)
         return True
+
+    def _tell_runner_or_leave_it(self, token: str, task_id: str, error: str, cause: str) -> None:
+        """Fail the attempt's wait, if Step Functions lets us now.
+
+        Deliberately broad: the lease is ended and recorded, so nothing retries this later; the runner's own timeout
+        (the task's timeout_seconds) ends its wait instead, and its retry or fallback goes on from the record. An
+        error here would have the sweep count the lease as not ended, and an agent gone offline keep its other
+        leases."""
+        try:
+            self._tell_runner(token, error, cause)
+        except Exception:
+            logger.warning(
+                "runner not told of the lease's end; its timeout ends the wait",
+                extra={"event": "runner_not_told", "task_id": task_id, "error_type": error},
+                exc_info=True,
+            )
 
     def _lease_ended(self, agent_id: str, task: TaskRecord, ended: AttemptEnd, problem: Problem) -> None:
         """Log and count a lease ended without a result."""
