@@ -493,14 +493,19 @@ def test_an_expired_lease_whose_runner_step_functions_keeps_refusing_is_retried_
     ops: SessionDriver, sweep: Callable[[float], SweepReport], runtime: LambdaRuntime
 ) -> None:
     """The agent vanishes; the sweep ends its lease (recorded, the slot back) but Step Functions throttles every
-    SendTaskFailure. The runner's own timeout (3 s here) then ends the wait, and the retry queues attempt 2."""
-    started = leased_task(ops, timeout_seconds=3, heartbeat_seconds=1, retry={"max_retries": 1, "backoff_seconds": 1})
+    SendTaskFailure. The runner's own timeout (3 s here) then ends the wait, and the retry queues attempt 2 with its
+    whole timeout (the task shows the retry when the runner makes it: its timeout, then the retrier's wait)."""
+    started = queued_task(ops, timeout_seconds=3, heartbeat_seconds=1, retry={"max_retries": 1, "backoff_seconds": 1})
+    status, leased = ops.next_task()
+    assert status == 200, leased
     refusing = inject("stepfunctions", "SendTaskFailure", "ThrottlingException", times=99)
-    report = sweep(1.5)
-    assert (report.leases_expired, report.agents_freed) == (1, {"agent-1"}), "ended, and counted as ended"
+    reports: list[SweepReport] = []
+    eventually(lambda: reports.append(sweep(0)) or reports[-1].leases_expired > 0, "the 1 s lease's expiry")
+    assert (reports[-1].leases_expired, reports[-1].agents_freed) == (1, {"agent-1"}), "ended, and counted as ended"
     assert refusing.count == 3, "tried three times"
     work = task(ops.session(started["session_id"])[1], "task")
     assert (work["status"], work["history"][0]["error"]["type"]) == ("retrying", "OpsCore.LeaseExpired")
+    assert work["scheduled_for"] > leased["attempt_deadline"], "retried after the runner's own timeout"
     assert ops.agent()[1]["queue"]["in_flight"] == 0
 
     refusing.remove()
