@@ -578,7 +578,7 @@ def test_a_webhook_that_answers_garbage_fails_the_attempt_and_the_retry_delivers
 def test_a_webhook_that_hangs_is_given_up_after_its_timeout_and_the_retry_delivers_again(
     ops: SessionDriver, loopback: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(webhook, "TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(webhook, "TIMEOUT_SECONDS", 0.5)
     released = threading.Event()
 
     def answer(delivered: dict[str, Any]) -> tuple[int, dict[str, Any] | bytes | None]:

@@ -115,8 +115,8 @@ def build_resolver() -> APIGatewayRestResolver:
         from opscore.aws.failures import transient_cause, unavailable
 
         if transient_cause(error) is not None:
-            # DynamoDB or Step Functions failed for a moment (a 5xx of theirs, or no answer): worth a retry, which
-            # every route is safe to receive. The trace goes to the log all the same.
+            # DynamoDB or Step Functions failed for a moment (a 5xx of theirs, or no answer): worth a retry (a write
+            # that took effect is recognised by its repeat; docs/security.md). The trace goes to the log all the same.
             logger.warning("a dependency failed", exc_info=True, extra={"event": "dependency_failed"})
             metrics.add_metric(name="DependencyFailures", unit=MetricUnit.Count, value=1)
             return domain_error(unavailable())
