@@ -14,8 +14,8 @@ from opscore.dispatch.delivery.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 SECRET = "loopback-webhook-secret"
 
-# A delivered task -> (status, answer body).
-Answer = Callable[[dict[str, Any]], tuple[int, dict[str, Any] | None]]
+# A delivered task -> (status, answer body): JSON, or bytes sent as they are.
+Answer = Callable[[dict[str, Any]], tuple[int, dict[str, Any] | bytes | None]]
 
 
 @dataclass
@@ -50,7 +50,7 @@ def webhook_receiver(answer: Answer) -> Iterator[Receiver]:
             )
             task = json.loads(body)
             status, reply = receiver.answer(task) if signed else (401, None)
-            payload = json.dumps(reply).encode() if reply is not None else b""
+            payload = reply if isinstance(reply, bytes) else json.dumps(reply).encode() if reply is not None else b""
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))

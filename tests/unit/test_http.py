@@ -18,6 +18,7 @@ from opscore.core.errors import (
     FieldProblem,
     OpsCoreError,
     PayloadTooLarge,
+    ServiceUnavailable,
     Throttled,
     UnsupportedMediaType,
     ValidationFailed,
@@ -73,6 +74,7 @@ def test_statuses_follow_the_error_classes() -> None:
     assert status_for(StaleState("x")) == 409
     assert status_for(Conflict("x")) == 409
     assert status_for(Throttled("x")) == 429
+    assert status_for(ServiceUnavailable("x")) == 503
     assert status_for(OpsCoreError("x")) == 500
 
 

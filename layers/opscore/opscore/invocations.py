@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opscore import wiring
+from opscore.aws.failures import transient_as_unavailable
 from opscore.core.observability import logger
 
 if TYPE_CHECKING:
@@ -51,6 +52,13 @@ def dispatch_request(event: Mapping[str, Any]) -> ServeRequest | DispatchRequest
 
 
 def handle_dispatch_event(event: Mapping[str, Any], remaining_ms: RemainingMs) -> dict[str, Any]:
+    # A DynamoDB or Step Functions 5xx fails the invocation as ServiceUnavailable, which the runner's Task states
+    # retry as they retry Lambda's own errors: a transient failure of AWS never fails a task or its session.
+    with transient_as_unavailable():
+        return _handle_dispatch_event(event, remaining_ms)
+
+
+def _handle_dispatch_event(event: Mapping[str, Any], remaining_ms: RemainingMs) -> dict[str, Any]:
     request = dispatch_request(event)
     if isinstance(request, ServeRequest):
         logger.append_keys(agent_id=request.agent_id)

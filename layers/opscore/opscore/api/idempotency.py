@@ -12,7 +12,9 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from opscore.core.errors import Conflict, FieldProblem, ValidationFailed
+from opscore.aws.dynamodb import THROTTLING_CODES
+from opscore.core.errors import Conflict, FieldProblem, Throttled, ValidationFailed
+from opscore.core.observability import logger
 from opscore.core.settings import settings
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -71,22 +73,38 @@ def run_once(
     from aws_lambda_powertools.utilities.idempotency import idempotent_function
     from aws_lambda_powertools.utilities.idempotency.exceptions import (
         IdempotencyAlreadyInProgressError,
+        IdempotencyPersistenceLayerError,
         IdempotencyValidationError,
     )
 
     persistence, config = _persistence()
     config.register_lambda_context(context)
+    answered: list[dict[str, Any]] = []
 
     @idempotent_function(  # type: ignore[untyped-decorator]  # Powertools does not type this decorator
         data_keyword_argument="call", persistence_store=persistence, config=config
     )
     def trigger_once(call: dict[str, Any]) -> dict[str, Any]:  # noqa: ARG001 - Powertools keys on `call`
-        return work()
+        answered.append(work())
+        return answered[-1]
 
     try:
         result: dict[str, Any] = trigger_once(
             call={"principal": principal, "agent_id": agent_id, "key": key, "request": request}
         )
+    except IdempotencyPersistenceLayerError as error:
+        if answered:
+            # The work is done (a session started); only keeping its answer for the key failed. Answering with an
+            # error would invite a resend, which starts the work again once the key's in-progress mark expires.
+            logger.warning(
+                "answer not kept for its Idempotency-Key",
+                exc_info=True,
+                extra={"event": "idempotency_answer_not_kept"},
+            )
+            return answered[-1]
+        if _throttled(error):
+            raise Throttled("Ops-Core is receiving more requests than it can take; retry shortly") from error
+        raise  # nothing ran; a DynamoDB 5xx behind it is answered 503 by the resolver
     except IdempotencyValidationError:
         raise IdempotencyKeyReused(
             f"{IDEMPOTENCY_HEADER} {key!r} was already used for a different request to this agent"
@@ -96,6 +114,14 @@ def run_once(
             f"a request with {IDEMPOTENCY_HEADER} {key!r} is still in progress; retry shortly"
         ) from None
     return result
+
+
+def _throttled(error: Exception) -> bool:
+    """The idempotency table throttled the key's record (Powertools wraps the ClientError in its own error)."""
+    from botocore.exceptions import ClientError
+
+    cause = error.__cause__
+    return isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in THROTTLING_CODES
 
 
 def reset() -> None:

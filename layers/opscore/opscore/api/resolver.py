@@ -22,6 +22,7 @@ from opscore.core.errors import (
     NotFound,
     OpsCoreError,
     PayloadTooLarge,
+    ServiceUnavailable,
     Throttled,
     Unauthorized,
     UnsupportedMediaType,
@@ -38,6 +39,7 @@ STATUS_BY_ERROR: dict[type[OpsCoreError], int] = {
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     Throttled: 429,
+    ServiceUnavailable: 503,
 }
 
 
@@ -95,7 +97,7 @@ def build_resolver() -> APIGatewayRestResolver:
         error: OpsCoreError | None = None,
     ) -> Response[str]:
         request_id = app.current_event.request_context.request_id or ""
-        headers = {"Retry-After": "1"} if status == 429 else {}
+        headers = {"Retry-After": "1"} if status in {429, 503} else {}
         fields = error.fields if error is not None else None
         headers |= error.headers if error is not None else {}
         body = error_body(code, message, request_id, details, fields)
@@ -110,6 +112,14 @@ def build_resolver() -> APIGatewayRestResolver:
         return respond(404, "not_found", "no such route")
 
     def unexpected(error: Exception) -> Response[str]:
+        from opscore.aws.failures import transient_cause, unavailable
+
+        if transient_cause(error) is not None:
+            # DynamoDB or Step Functions failed for a moment (a 5xx of theirs, or no answer): worth a retry (a write
+            # that took effect is recognised by its repeat; docs/security.md). The trace goes to the log all the same.
+            logger.warning("a dependency failed", exc_info=True, extra={"event": "dependency_failed"})
+            metrics.add_metric(name="DependencyFailures", unit=MetricUnit.Count, value=1)
+            return domain_error(unavailable())
         # The trace goes to the log (with the request id); the client only learns that it failed and where to look.
         logger.exception("unhandled error", extra={"event": "unhandled_error", "error_type": type(error).__name__})
         metrics.add_metric(name="UnhandledErrors", unit=MetricUnit.Count, value=1)

@@ -72,3 +72,12 @@ class Throttled(OpsCoreError):
     """DynamoDB (or another AWS service) asked us to slow down; the caller may retry."""
 
     code = "throttled"
+
+
+class ServiceUnavailable(OpsCoreError):
+    """An AWS service Ops-Core depends on failed for a moment (a 5xx of its own, or no answer): the caller may retry.
+
+    Whether the failed call took effect is unknown, so what raises this must be safe to send again (every write that
+    can race is conditional, and a repeat is recognised)."""
+
+    code = "service_unavailable"

@@ -96,19 +96,26 @@ class Dispatcher:
         """Lease the head of the agent's queue (as its probe, for a half-open agent). `fresh` is a task just queued,
         read by its key: the index may not show it yet (it is eventually consistent), so it joins the candidates in
         its place."""
+        throttled: Throttled | None = None
         for round_ in attempts(LEASE_ROUNDS):
             candidates = _with_fresh(self._queue.queued(agent.agent_id, CANDIDATES), fresh)
             if not candidates:
                 return None
             try:
                 outcome, leased = self._lease_first(agent, candidates, probe)
-            except Throttled:
-                # Another lease of this agent committed at the same moment: pause, then read the queue again.
+            except Throttled as error:
+                # Another lease of this agent committed at the same moment (or the table throttled): pause, then read
+                # the queue again.
+                throttled = error
                 time.sleep(LEASE_BACKOFF.pause(round_ + 1))
                 continue
+            throttled = None
             if outcome != "taken":
                 return leased
             fresh = None  # every candidate was taken meanwhile, the fresh one too: read the queue again
+        if throttled is not None:
+            # Not "nothing is ready": the queue may hold work this agent should come back for at once.
+            raise throttled
         return None
 
     def _lease_first(
@@ -217,7 +224,7 @@ class Dispatcher:
         pushed = 0
         probe = agent.quarantined  # a quarantined agent is pushed nothing but its probe, once half-open
         while pushed < MAX_PUSHES_PER_SERVE and self._may_push(agent, probe, pushed) and time.monotonic() < deadline:
-            leased = self._lease_next(agent, fresh, probe=probe)
+            leased = self._leased_for_push(agent, fresh, probe)
             if leased is None:
                 break
             task, ref = leased
@@ -234,6 +241,20 @@ class Dispatcher:
             # The lease itself re-checks the agent (capacity, state, quarantine): a stale `agent` is only a pre-check.
             self._handed_over(agent_id, agent, task, ref, handed)
         return pushed
+
+    def _leased_for_push(
+        self, agent: AgentRecord, fresh: TaskRecord | None, probe: bool
+    ) -> tuple[LeasedTask, TaskRef] | None:
+        """The next task to push, leased; None when there is none, or the table kept throttling the lease (what is
+        left is pushed at the agent's next wake, or by the sweep's serve)."""
+        try:
+            return self._lease_next(agent, fresh, probe=probe)
+        except Throttled:
+            logger.warning(
+                "serving stopped: the table kept throttling the lease",
+                extra={"event": "serve_throttled", "agent_id": agent.agent_id},
+            )
+            return None
 
     def _may_push(self, agent: AgentRecord, probe: bool, pushed: int) -> bool:
         """The agent (as read when the serve began) may take another task: one probe at most while quarantined."""

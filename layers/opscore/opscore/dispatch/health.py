@@ -46,7 +46,15 @@ from opscore.core.errors import Throttled
 from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.core.retry import Backoff, attempts
 from opscore.dispatch.queue import TaskQueue
-from opscore.sessions.attempts import AttemptEnd, failed, opscore_problem, recorded, route_of, timeout_problem
+from opscore.sessions.attempts import (
+    AttemptEnd,
+    failed,
+    opscore_problem,
+    recorded,
+    retry_after_timeout,
+    route_of,
+    timeout_problem,
+)
 from opscore.sessions.errors import (
     AGENT_OFFLINE_ERROR,
     AGENT_QUARANTINED_ERROR,
@@ -144,8 +152,38 @@ class AgentHealth:
         # The breaker moves before the runner is told: the lease is gone, so nothing would move it after a throttle.
         self.attempt_ended(agent_id, task, "counted" if counted else "released", error)
         if tell and task.task_token is not None:
-            self._tell_runner(task.task_token, error, cause)
+            self._tell_runner_or_leave_it(task, task.task_token, ended, error, cause)
         return True
+
+    def _tell_runner_or_leave_it(self, task: TaskRecord, token: str, ended: AttemptEnd, error: str, cause: str) -> None:
+        """Fail the attempt's wait, if Step Functions lets us now.
+
+        Deliberately broad: the lease is ended and recorded, so nothing retries this later; the runner's own timeout
+        (the task's timeout_seconds) ends its wait instead, and its retry or fallback goes on from the record. An
+        error here would have the sweep count the lease as not ended, and an agent gone offline keep its other
+        leases."""
+        try:
+            self._tell_runner(token, error, cause)
+        except Exception:
+            logger.warning(
+                "runner not told of the lease's end; its timeout ends the wait",
+                extra={"event": "runner_not_told", "task_id": task.task_id, "error_type": error},
+                exc_info=True,
+            )
+            if ended.outcome.status is TaskStatus.RETRYING:
+                self._retry_at_the_runners_timeout(task)
+
+    def _retry_at_the_runners_timeout(self, task: TaskRecord) -> None:
+        """The runner, never told, retries after its own timeout, not when the record said: the task shows when,
+        and the retry's dispatch counts the next attempt's deadline from then (see SessionRunner's scheduled_at),
+        so that attempt keeps its whole timeout."""
+        when = retry_after_timeout(task)
+        if when is None:
+            return
+        try:
+            self._sessions.reschedule(task.session_id, task.index, task.dispatch_seq, when)
+        except Exception:
+            logger.warning("retry not rescheduled", extra={"event": "reschedule_failed", "task_id": task.task_id})
 
     def _lease_ended(self, agent_id: str, task: TaskRecord, ended: AttemptEnd, problem: Problem) -> None:
         """Log and count a lease ended without a result."""

@@ -17,9 +17,9 @@ from opscore.aws.dynamodb import ConditionFailed
 from opscore.aws.stepfunctions import RunnerControl
 from opscore.core.clock import format_timestamp
 from opscore.core.contracts import canonical_json
-from opscore.core.errors import Conflict, NotFound
+from opscore.core.errors import Conflict, NotFound, Throttled
 from opscore.core.observability import MetricUnit, logger, metrics
-from opscore.core.retry import attempts
+from opscore.core.retry import Backoff, attempts
 from opscore.dispatch.errors import AttemptRequired, ResultConflict, TaskNotOpen
 from opscore.dispatch.models import TaskResult, TaskResultAccepted
 from opscore.sessions.attempts import AttemptEnd, agent_failure, failed, recorded, succeeded
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 
 MAX_ATTEMPTS = 3
+# The pause before reading the task again, after a write that lost its condition or met another transaction.
+RESULT_BACKOFF = Backoff(0.01, 0.05)
 
 
 class TaskResults:
@@ -48,7 +50,8 @@ class TaskResults:
     def report(self, agent_id: str, task_id: str, result: TaskResult) -> TaskResultAccepted:
         session_id, index = locate_task(agent_id, task_id)
         result_json = canonical_json(result.model_dump(mode="json", exclude={"attempt"}, exclude_none=True))
-        for _ in attempts(MAX_ATTEMPTS):
+        busy: Throttled | None = None
+        for _ in attempts(MAX_ATTEMPTS, RESULT_BACKOFF):
             task = self._task(agent_id, task_id, session_id, index)
             now = self._now()
             known = known_answer(task, task_id, result, result_json, format_timestamp(now))
@@ -67,7 +70,13 @@ class TaskResults:
             try:
                 saved = self._store.save_result(saved_result(task, agent_id, result, result_json, now), ended)
             except ConditionFailed:
+                busy = None
                 continue  # the task moved (a result, a timeout, a cancel) since it was read: decide again
+            except Throttled as error:
+                # The transaction met another on the agent's item or tallies (the ends of its other attempts write
+                # them too), or the table throttled: nothing was written, so read and decide again after a pause.
+                busy = error
+                continue
             if not saved:
                 raise TaskNotOpen(f"the session of task {task_id} has ended; it takes no more results")
             recorded(task, ended)
@@ -93,6 +102,8 @@ class TaskResults:
             return TaskResultAccepted(
                 task_id=task_id, session_id=session_id, status=result.status, attempt=task.attempts
             )
+        if busy is not None:
+            raise busy  # nothing recorded: a 429, and the agent sends the result again
         raise Conflict(f"task {task_id} is changing too fast to take this result now; send it again")
 
     def _task(self, agent_id: str, task_id: str, session_id: str, index: int) -> TaskRecord:

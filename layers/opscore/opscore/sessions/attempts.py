@@ -163,6 +163,16 @@ def failed(task: TaskRecord, problem: Problem, error: str, now: datetime, *, fin
     return AttemptEnd(outcome, mark)
 
 
+def retry_after_timeout(task: TaskRecord) -> str | None:
+    """When the runner retries an attempt whose failure it was never told: at its own timeout (the attempt's
+    deadline), then the retrier's wait. None when nothing says (no deadline, no retry left)."""
+    deadline = parse_timestamp(task.attempt_deadline)
+    wait = retry_wait(route_of(task).retry, task.run_attempt)
+    if deadline is None or wait is None:
+        return None
+    return format_timestamp(deadline + timedelta(seconds=wait))
+
+
 def agent_failure(result_json: str) -> Problem:
     """The agent's own error, from its failed result; it keeps `"retryable": false`, so the task shows why no retry
     followed."""

@@ -39,6 +39,7 @@ LAMBDA_TRANSIENT_ERRORS = (
     "Lambda.ClientExecutionTimeoutException",
     "Sandbox.Timedout",
     "Throttled",
+    "ServiceUnavailable",  # DynamoDB or Step Functions failed for a moment (opscore.aws.failures)
 )
 LAMBDA_RETRY = {
     "ErrorEquals": list(LAMBDA_TRANSIENT_ERRORS),

@@ -375,6 +375,23 @@ class SessionStore:
             }
         )
 
+    def reschedule(self, session_id: str, index: int, sequence: int, scheduled_for: str) -> bool:
+        """Move a retrying task's `scheduled_for` (still retrying after that attempt); False when it moved on."""
+        return self._update_if(
+            {
+                "TableName": self._table,
+                "Key": task_key(session_id, index),
+                "UpdateExpression": "SET scheduled_for = :when",
+                "ConditionExpression": "#status = :retrying AND dispatch_seq = :seq",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":when": s(scheduled_for),
+                    ":retrying": s("retrying"),
+                    ":seq": n(sequence),
+                },
+            }
+        )
+
     def _update_if(self, request: dict[str, Any]) -> bool:
         return update_if(self._client, request)
 
