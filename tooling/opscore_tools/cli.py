@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from opscore_tools.fleet import agent_command, agents_command
 from opscore_tools.logs.command import logs as logs_command
+from opscore_tools.serving import READ_TIMEOUT_SECONDS
 from opscore_tools.target import ApiRegionOption, ApiStackOption, KeyOption, UrlOption, target_or_exit
 
 if TYPE_CHECKING:
@@ -33,6 +34,14 @@ console = Console(stderr=True, highlight=False)
 app.command("agents")(agents_command)
 app.command("agent")(agent_command)
 app.command("logs", no_args_is_help=False)(logs_command)
+ReadTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        min=0.1,
+        help="Seconds a connection may send nothing (mid-request, or between requests) before a body cut short is "
+        "answered 400 and the connection closed.",
+    ),
+]
 
 
 @app.command()
@@ -51,6 +60,8 @@ def local(
             min=0.1, help="Run scheduled functions (the health sweep) every N seconds instead of the template's rate."
         ),
     ] = None,
+    *,
+    read_timeout: ReadTimeoutOption = READ_TIMEOUT_SECONDS,
 ) -> None:
     """Serve the Ops-Core API locally: real handlers and authorizer, in-process DynamoDB (moto). Ctrl-C stops it.
 
@@ -66,7 +77,9 @@ def local(
         )
         raise typer.Exit(2)
     log_path = log_file or Path(".opscore/logs") / f"local-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.jsonl"
-    runtime = LocalOpsCore(template, log_path.resolve(), host=host, port=port, schedule_seconds=schedule_every)
+    runtime = LocalOpsCore(
+        template, log_path.resolve(), host=host, port=port, schedule_seconds=schedule_every, read_timeout=read_timeout
+    )
     try:
         admin = runtime.start(os.environ.get("OPSCORE_ADMIN_KEY") or None)
     except OSError as error:
@@ -129,6 +142,8 @@ def dashboard(
             "with --url the log view needs this or answers 503)."
         ),
     ] = None,
+    *,
+    read_timeout: ReadTimeoutOption = READ_TIMEOUT_SECONDS,
 ) -> None:
     """Serve the web dashboard on 127.0.0.1 in front of Ops-Core: a deployed stack (--stack), a URL, or the local
     runtime. Ctrl-C stops it.
@@ -159,7 +174,12 @@ def dashboard(
     log_source, follow_seconds, source_flags = _dashboard_logs(url, stack, region, log_file)
     try:
         server = DashboardServer(
-            api_url, log_source, port=port, follow_seconds=follow_seconds, source_flags=source_flags
+            api_url,
+            log_source,
+            port=port,
+            follow_seconds=follow_seconds,
+            source_flags=source_flags,
+            read_timeout=read_timeout,
         )
     except OSError as error:
         console.print(f"[red]error:[/] cannot listen on 127.0.0.1:{port}: {error.strerror}")
