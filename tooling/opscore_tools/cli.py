@@ -18,6 +18,7 @@ from rich.markup import escape
 from opscore_tools.fleet import agent_command, agents_command
 from opscore_tools.keys_cli import keys_app
 from opscore_tools.logs.command import logs as logs_command
+from opscore_tools.serving import READ_TIMEOUT_SECONDS
 from opscore_tools.target import ApiRegionOption, ApiStackOption, KeyOption, UrlOption, target_or_exit
 
 if TYPE_CHECKING:
@@ -33,6 +34,14 @@ console = Console(stderr=True, highlight=False)
 app.command("agents")(agents_command)
 app.command("agent")(agent_command)
 app.command("logs", no_args_is_help=False)(logs_command)
+ReadTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        min=0.1,
+        help="Seconds a connection may send nothing (mid-request, or between requests) before a body cut short is "
+        "answered 400 and the connection closed.",
+    ),
+]
 
 
 @app.command()
@@ -69,6 +78,8 @@ def local(  # noqa: PLR0917 - a command's options are its parameters
             show_default=False,
         ),
     ] = None,
+    *,
+    read_timeout: ReadTimeoutOption = READ_TIMEOUT_SECONDS,
 ) -> None:
     """Serve the Ops-Core API locally: real handlers and authorizer, in-process DynamoDB (moto). Ctrl-C stops it.
 
@@ -92,6 +103,7 @@ def local(  # noqa: PLR0917 - a command's options are its parameters
         port=port,
         schedule_seconds=schedule_every,
         per_key_throttle=_per_key_throttle(template, per_key_rate, per_key_burst),
+        read_timeout=read_timeout,
     )
     try:
         admin = runtime.start(os.environ.get("OPSCORE_ADMIN_KEY") or None)
@@ -165,6 +177,8 @@ def dashboard(
             "with --url the log view needs this or answers 503)."
         ),
     ] = None,
+    *,
+    read_timeout: ReadTimeoutOption = READ_TIMEOUT_SECONDS,
 ) -> None:
     """Serve the web dashboard on 127.0.0.1 in front of Ops-Core: a deployed stack (--stack), a URL, or the local
     runtime. Ctrl-C stops it.
@@ -195,7 +209,12 @@ def dashboard(
     log_source, follow_seconds, source_flags = _dashboard_logs(url, stack, region, log_file)
     try:
         server = DashboardServer(
-            api_url, log_source, port=port, follow_seconds=follow_seconds, source_flags=source_flags
+            api_url,
+            log_source,
+            port=port,
+            follow_seconds=follow_seconds,
+            source_flags=source_flags,
+            read_timeout=read_timeout,
         )
     except OSError as error:
         console.print(f"[red]error:[/] cannot listen on 127.0.0.1:{port}: {error.strerror}")

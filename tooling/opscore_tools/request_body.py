@@ -4,10 +4,11 @@ must be refused before a byte is read, and the connection closed after the answe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
+
+from opscore_tools.serving import error_body
 
 
 @dataclass
@@ -19,7 +20,7 @@ class BodyRefused(Exception):
     message: str
 
     def body(self) -> bytes:
-        return json.dumps({"error": {"code": self.code, "message": self.message}}).encode()
+        return error_body(self.code, self.message)
 
 
 def content_length(headers: Iterable[tuple[str, str]]) -> int:
@@ -43,13 +44,33 @@ def length_or_refuse(request: BaseHTTPRequestHandler) -> int | None:
     try:
         return content_length(request.headers.items())
     except BodyRefused as refused:
-        body = refused.body()
-        request.close_connection = True
-        request.send_response(refused.status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(body)))
-        request.send_header("Connection", "close")
-        request.end_headers()
-        if request.command != "HEAD":
-            request.wfile.write(body)
+        refuse(request, refused)
         return None
+
+
+def read_body(request: BaseHTTPRequestHandler, length: int) -> bytes | None:
+    """The request's body of `length` bytes; None when it did not all come, because the client closed its side or
+    sent nothing for the server's read timeout (a Content-Length longer than the body): a 400 is sent and the
+    connection closed, rather than a truncated body handled or a thread held for as long as the client waits."""
+    try:
+        body = request.rfile.read(length)
+    except TimeoutError:
+        body = b""
+    if len(body) == length:
+        return body
+    message = f"the body stopped before the {length} bytes its Content-Length declares"
+    refuse(request, BodyRefused(400, "bad_request", message))
+    return None
+
+
+def refuse(request: BaseHTTPRequestHandler, refused: BodyRefused) -> None:
+    """Answer the refusal and close the connection."""
+    body = refused.body()
+    request.close_connection = True
+    request.send_response(refused.status)
+    request.send_header("Content-Type", "application/json")
+    request.send_header("Content-Length", str(len(body)))
+    request.send_header("Connection", "close")
+    request.end_headers()
+    if request.command != "HEAD":
+        request.wfile.write(body)

@@ -13,12 +13,13 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
 from opscore_tools.dashboard.web import FOLLOW_SECONDS, Dashboard, Reply
 from opscore_tools.logs.sources import LogSource
-from opscore_tools.request_body import length_or_refuse
+from opscore_tools.request_body import length_or_refuse, read_body
+from opscore_tools.serving import READ_TIMEOUT_SECONDS, JsonErrorsHandler, Server
 from opscore_tools.target import API_BASE_PATH
 
 FORWARD_TIMEOUT_SECONDS = 30
@@ -75,13 +76,13 @@ class DashboardServer:
         *,
         follow_seconds: float = FOLLOW_SECONDS,
         source_flags: str = "",
+        read_timeout: float = READ_TIMEOUT_SECONDS,
     ):
         self.upstream = Upstream(api_url)
         self._dashboard = Dashboard(
             log_source, self.upstream.admin_status, follow_seconds=follow_seconds, source_flags=source_flags
         )
-        self._server = ThreadingHTTPServer((host, port), _handler_class(self._dashboard, self.upstream, host))
-        self._server.daemon_threads = True
+        self._server = Server((host, port), _handler_class(self._dashboard, self.upstream, host, read_timeout))
         self._host = host
         self._thread: threading.Thread | None = None
 
@@ -94,30 +95,27 @@ class DashboardServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
+        if self._thread is not None:  # shutdown() waits for serve_forever, which never ran if not started
+            self._server.shutdown()
             self._thread.join()
+        self._server.server_close()
 
 
-def _handler_class(dashboard: Dashboard, upstream: Upstream, host: str) -> type[BaseHTTPRequestHandler]:
+def _handler_class(
+    dashboard: Dashboard, upstream: Upstream, host: str, read_timeout: float
+) -> type[BaseHTTPRequestHandler]:
     hosts = frozenset({"127.0.0.1", "localhost", host.lower()})
-    return type("Handler", (_Handler,), {"dashboard": dashboard, "upstream": upstream, "hosts": hosts})
+    attributes = {"dashboard": dashboard, "upstream": upstream, "hosts": hosts, "timeout": read_timeout}
+    return type("Handler", (_Handler,), attributes)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(JsonErrorsHandler):
     server_version = "opscore-dashboard"
     dashboard: Dashboard
     upstream: Upstream
     hosts: frozenset[str]  # the names the browser may call this server by
 
-    def do_GET(self) -> None:
-        self._serve()
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET
-
-    def _serve(self) -> None:
+    def serve(self) -> None:
         parts = urlsplit(self.path)
         if not self._host_is_ours():
             # A page of another site whose name resolves to 127.0.0.1 (DNS rebinding) must not reach the API from here.
@@ -152,7 +150,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # read nothing of it, as API Gateway does
             self._send(Reply(413, b'{"message": "Request Too Long"}', {"Content-Type": "application/json"}))
             return
-        body = self.rfile.read(length) if length else None
+        body = read_body(self, length) if length else None
+        if length and body is None:
+            return  # it never came whole: refused already
         self._send(self.upstream.forward(self.command, path, query, dict(self.headers.items()), body))
 
     def _send(self, reply: Reply) -> None:
@@ -163,6 +163,3 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(reply.body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the terminal shows where the dashboard is, not every poll."""

@@ -7,7 +7,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, TextIO, cast
 from urllib.parse import parse_qsl, urlsplit
@@ -20,7 +20,8 @@ from opscore_tools.local.logsink import JsonLinesSink
 from opscore_tools.local.schedules import Scheduler
 from opscore_tools.local.template import Template, Throttle, load_template
 from opscore_tools.logs.local_file import LocalFile
-from opscore_tools.request_body import length_or_refuse
+from opscore_tools.request_body import length_or_refuse, read_body
+from opscore_tools.serving import READ_TIMEOUT_SECONDS, JsonErrorsHandler, Server
 from opscore_tools.target import API_BASE_PATH
 
 
@@ -43,6 +44,7 @@ class LocalOpsCore:
         schedule_seconds: float | None = None,
         *,
         per_key_throttle: Throttle | None = None,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
     ) -> None:
         """`per_key_throttle`: each key's limit, instead of the template's usage plan (a rate of 0: no limit)."""
         self.template: Template = load_template(template_path)
@@ -52,7 +54,8 @@ class LocalOpsCore:
         self.sink = JsonLinesSink(log_path)
         self._host, self._port = host, port
         self._emulation = Emulation(self.template)
-        self._server: ThreadingHTTPServer | None = None
+        self._read_timeout = read_timeout
+        self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self.gateway: Gateway | None = None
 
@@ -69,8 +72,8 @@ class LocalOpsCore:
         admin = self._install_admin_key(admin_key)
         self.gateway = Gateway(self.template, runtime, per_key=self._per_key_throttle, audit=self._audit)
         dashboard = Dashboard(self._log_file, self._admin_status)
-        self._server = ThreadingHTTPServer((self._host, self._port), _handler_class(self.gateway, self.sink, dashboard))
-        self._server.daemon_threads = True
+        handler = _handler_class(self.gateway, self.sink, dashboard, self._read_timeout)
+        self._server = Server((self._host, self._port), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="opscore-local", daemon=True)
         self._thread.start()
         self._scheduler = Scheduler(self.template.schedules, runtime.invoke, self._schedule_seconds)
@@ -143,17 +146,14 @@ class LocalOpsCore:
         return AdminKey(value=value, key_id=installed.key_id, generated=admin_key is None)
 
 
-def _handler_class(gateway: Gateway, sink: JsonLinesSink, dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+def _handler_class(
+    gateway: Gateway, sink: JsonLinesSink, dashboard: Dashboard, read_timeout: float
+) -> type[BaseHTTPRequestHandler]:
+    class Handler(JsonErrorsHandler):
         server_version = "opscore-local"
+        timeout = read_timeout
 
-        def do_GET(self) -> None:
-            self._serve()
-
-        do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
-
-        def _serve(self) -> None:
+        def serve(self) -> None:
             parts = urlsplit(self.path)
             length = length_or_refuse(self)
             if length is None:
@@ -164,6 +164,8 @@ def _handler_class(gateway: Gateway, sink: JsonLinesSink, dashboard: Dashboard) 
                 return
             started = time.perf_counter()
             response = gateway_answer(gateway, self, length)
+            if response is None:
+                return  # its body never came whole: refused already
             self._send(response)
             request_id = response.headers.get("x-amzn-RequestId")
             sink.record(
@@ -192,9 +194,6 @@ def _handler_class(gateway: Gateway, sink: JsonLinesSink, dashboard: Dashboard) 
             if self.command != "HEAD":
                 self.wfile.write(response.body)
 
-        def log_message(self, format: str, *args: object) -> None:
-            """Requests are logged to the JSON-lines file above, not to stderr."""
-
     return Handler
 
 
@@ -204,14 +203,17 @@ def dashboard_reply(dashboard: Dashboard, request: BaseHTTPRequestHandler, path:
     return dashboard.handle(request.command, path, parse_qsl(query, keep_blank_values=True), request.headers.items())
 
 
-def gateway_answer(gateway: Gateway, request: BaseHTTPRequestHandler, length: int) -> HttpResponse:
-    """The API's answer to the request, its body read (`length` bytes) unless it is over API Gateway's limit."""
+def gateway_answer(gateway: Gateway, request: BaseHTTPRequestHandler, length: int) -> HttpResponse | None:
+    """The API's answer to the request, its body read (`length` bytes) unless it is over API Gateway's limit; None
+    when the body did not all come (answered already)."""
     if length > MAX_PAYLOAD_BYTES:
         # Read nothing of it: answer and close, as API Gateway does.
         request.close_connection = True
         return gateway.payload_too_large()
     parts = urlsplit(request.path)
-    body = request.rfile.read(length) if length else b""
+    body = read_body(request, length) if length else b""
+    if body is None:
+        return None
     return gateway.handle(
         HttpRequest(
             method=request.command,
