@@ -15,7 +15,8 @@ from opscore import wiring
 from opscore.keys.usage import ApiGatewayUsageKeys, usage_identifier
 from opscore_tools.local.lambdas import LambdaRuntime
 from tests.conftest import ADMIN_CONTEXT, EventFactory, agent_context
-from tests.integration.conftest import Clock, Invoke
+from tests.integration.conftest import Clock, Invoke, Lines
+from tests.integration.faults import NO_ANSWER, inject, writing
 
 ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/dev"
 LISTED = {
@@ -317,3 +318,19 @@ def test_expiry_is_a_string_the_tables_ttl_never_reads(call: Invoke, api_event: 
     )["Item"]
     assert set(item["expires_at"]) == {"S"}, "DynamoDB's TTL deletes only items whose expires_at is a number"
     assert created["api_key"] not in str(item)
+
+
+@pytest.mark.parametrize("fault", ["InternalServerError", NO_ANSWER, "AccessDeniedException", "ThrottlingException"])
+def test_a_valid_key_is_accepted_when_its_day_of_use_cannot_be_written(
+    call: Invoke, api_event: EventFactory, authorize: Any, lines: Lines, fault: str
+) -> None:
+    _, created = create(call, api_event, {"agent_id": "agent-1"})
+    injected = inject("dynamodb", "UpdateItem", fault, when=writing("last_used_on"))
+    answer = authorize(created["api_key"])
+    assert injected.count == 1, "the day-of-use write was attempted, and failed"
+    assert answer["context"]["key_id"] == created["key_id"], "bookkeeping never refuses a valid key"
+    logged = [line for line in lines.objects() if line.get("event") == "key_use_not_recorded"]
+    assert [line["key_id"] for line in logged] == [created["key_id"]]
+    assert listing(call, api_event, agent_id="agent-1")[1]["items"][0]["last_used_on"] is None
+    authorize(created["api_key"])  # the next use writes the day
+    assert listing(call, api_event, agent_id="agent-1")[1]["items"][0]["last_used_on"] is not None

@@ -9,8 +9,10 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from opscore.core.clock import format_timestamp
-from opscore.core.errors import FieldProblem, NotFound, Throttled, ValidationFailed
+from opscore.core.errors import FieldProblem, NotFound, OpsCoreError, Throttled, ValidationFailed
 from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.keys.errors import KeyInactive
 from opscore.keys.models import ApiKey, CreatedKey, KeyPage, KeyRequest, Principal, Role, RotateRequest
@@ -168,8 +170,13 @@ class ApiKeys:
         if stored.last_used_on is None or stored.last_used_on < today:
             try:
                 self._store.record_use(stored, today)
-            except Throttled:  # bookkeeping: never worth refusing a valid key; the next request tries again
-                logger.warning("key use not recorded", extra={"event": "key_use_not_recorded", "key_id": stored.key_id})
+            except (ClientError, BotoCoreError, OpsCoreError) as error:
+                # Bookkeeping: never worth refusing a valid key (any failure here would be the authorizer's 500),
+                # whether DynamoDB throttled, failed, timed out or refused; the next request tries again.
+                logger.warning(
+                    "key use not recorded",
+                    extra={"event": "key_use_not_recorded", "key_id": stored.key_id, "error": type(error).__name__},
+                )
         return Principal(key_id=stored.key_id, role=stored.role, agent_id=stored.agent_id)
 
     @staticmethod
