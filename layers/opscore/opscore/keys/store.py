@@ -175,8 +175,10 @@ class KeyStore:
         prefix = "" if agent_id is None else scope_of(agent_id) + "#"
         low, high = prefix or AFTER, prefix + PAST
         if next_token is not None:
+            # Only a position inside this listing's range [prefix, prefix + PAST): a forged one above it would make
+            # the BETWEEN's lower bound exceed its upper bound, which DynamoDB refuses (ValidationException, a 500).
             after = decode_page_token(
-                next_token, lambda key: set(key) == {"keys_sk"} and key["keys_sk"].startswith(prefix)
+                next_token, lambda key: set(key) == {"keys_sk"} and prefix <= key["keys_sk"] < high
             )["keys_sk"]
             low = max(low, after + AFTER)
         with translated_errors():
