@@ -132,8 +132,25 @@ def test_list_and_rotate_in_a_stacks_table(aws: Any, cloudformation: Stubber) ->
     assert (bad.exit_code, "expires_at" in bad.output) == (2, True)
 
 
+class Captured:
+    """Matches any parameter value in a Stubber's expected_params, and keeps it."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def __eq__(self, other: object) -> bool:
+        self.values.append(other)
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+STACK_ARN = "arn:aws:cloudformation:us-east-1:123456789012:stack/opscore-prod/5f1e2d3c-0000-4000-8000-000000000000"
+
+
+@pytest.mark.parametrize("given", ["opscore-prod", STACK_ARN])
 def test_a_key_made_with_stack_gets_its_api_key_in_the_stacks_usage_plan(
-    aws: Any, monkeypatch: pytest.MonkeyPatch
+    aws: Any, monkeypatch: pytest.MonkeyPatch, given: str
 ) -> None:
     from botocore.stub import ANY
 
@@ -163,17 +180,19 @@ def test_a_key_made_with_stack_gets_its_api_key_in_the_stacks_usage_plan(
         ]
     }
     with Stubber(cloudformation) as stacks, Stubber(apigateway) as gateway:
-        stacks.add_response("describe_stacks", described, {"StackName": "opscore-prod"})
+        stacks.add_response("describe_stacks", described, {"StackName": given})
+        value = Captured()
         gateway.add_response(
-            "create_api_key", {"id": "k1"}, {"name": ANY, "value": ANY, "enabled": True, "description": ANY}
+            "create_api_key", {"id": "k1"}, {"name": ANY, "value": value, "enabled": True, "description": ANY}
         )
         gateway.add_response("get_usage_plans", {"items": [{"id": "p1", "name": "opscore-prod-per-key"}]}, {})
         gateway.add_response(
             "create_usage_plan_key", {"id": "k1"}, {"usagePlanId": "p1", "keyId": "k1", "keyType": "API_KEY"}
         )
-        created = runner.invoke(app, ["keys", "create", "--stack", "opscore-prod", "--agent-id", "a9"])
+        created = runner.invoke(app, ["keys", "create", "--stack", given, "--agent-id", "a9"])
         assert created.exit_code == 0, created.output
         gateway.assert_no_pending_responses()
     key = json.loads(created.stdout)
     assert wiring.api_keys().authenticate(key["api_key"]) is not None
-    assert usage_identifier("opscore-prod", key["key_id"]).endswith(key["key_id"])
+    # The value the authorizer names (its namespace is AWS::StackName), whether the stack was given by name or ARN.
+    assert value.values == [usage_identifier("opscore-prod", key["key_id"])]
