@@ -6,7 +6,8 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -78,7 +79,9 @@ class ApiKeys:
             stored = self._stored(api_key, role, agent_id, expires_at, rotated_from)
             # The limit first: a key stored without its API key would be refused by API Gateway (403).
             self._usage.attach(stored.key_id)
-            if self._store.put_new(stored, format_timestamp(self._now()), created_by):
+            with self._api_key_dropped_on_failure(stored.key_id):
+                fresh = self._store.put_new(stored, format_timestamp(self._now()), created_by)
+            if fresh:
                 self._log_created(stored)
                 return self._created(stored, api_key)
         raise RuntimeError("could not draw an unused key id")  # pragma: no cover - 3 collisions of 64 random bits
@@ -96,7 +99,9 @@ class ApiKeys:
             api_key = generate_key()
             new = self._stored(api_key, old.role, old.agent_id, new_expiry, rotated_from=key_id)
             self._usage.attach(new.key_id)
-            if self._store.put_rotated(new, format_timestamp(self._now()), rotated_by, old, old_expiry):
+            with self._api_key_dropped_on_failure(new.key_id):
+                rotated = self._store.put_rotated(new, format_timestamp(self._now()), rotated_by, old, old_expiry)
+            if rotated:
                 self._log_created(new)
                 logger.info(
                     "api key rotated",
@@ -111,7 +116,7 @@ class ApiKeys:
                 )
                 metrics.add_metric(name="ApiKeysRotated", unit=MetricUnit.Count, value=1)
                 return self._created(new, api_key)
-            self._usage.detach(new.key_id)
+            self._detach_quietly(new.key_id)
         raise Throttled("the key kept changing while it was rotated; retry shortly")
 
     def _rotatable(self, key_id: str, now: str) -> StoredKey:
@@ -143,10 +148,31 @@ class ApiKeys:
         check_key_id(key_id)
         if not self._store.revoke(key_id, format_timestamp(self._now()), revoked_by):
             raise NotFound(f"no API key with id {key_id}")
-        # After the revocation is stored: a failure here leaves an API key that no valid Ops-Core key can use.
-        self._usage.detach(key_id)
         logger.info("api key revoked", extra={"event": "key_revoked", "key_id": key_id, "revoked_by": revoked_by})
         metrics.add_metric(name="ApiKeysRevoked", unit=MetricUnit.Count, value=1)
+        # Best effort, after the revocation is stored (which is what refuses the key): a failure leaves an API key
+        # that no valid Ops-Core key can use, so the revocation still succeeded and its answer says so.
+        self._detach_quietly(key_id)
+
+    def _detach_quietly(self, key_id: str) -> None:
+        """Delete the key's API key; a failure is logged (`usage_key_not_deleted`), never raised."""
+        try:
+            self._usage.detach(key_id)
+        except (ClientError, BotoCoreError, OpsCoreError) as error:
+            logger.warning(
+                "usage key not deleted",
+                extra={"event": "usage_key_not_deleted", "key_id": key_id, "error": type(error).__name__},
+            )
+
+    @contextmanager
+    def _api_key_dropped_on_failure(self, key_id: str) -> Iterator[None]:
+        """A key whose storing failed leaves no API key behind in the usage plan (its secret was never shown, so no
+        one can use it even if the write took effect)."""
+        try:
+            yield
+        except Exception:
+            self._detach_quietly(key_id)
+            raise
 
     def list(self, agent_id: str | None, limit: int, next_token: str | None) -> KeyPage:
         items, token = self._store.list_page(agent_id, limit, next_token)
