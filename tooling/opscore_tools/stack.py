@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
@@ -45,7 +46,21 @@ def table_of_stack(stack: str, region: str | None = None) -> str:
     return outputs[TABLE_OUTPUT]
 
 
-def key_service(stack: str | None, table: str | None, region: str | None = None) -> ApiKeys:
+def usage_sync_service(stack: str, region: str | None = None) -> tuple[ApiKeys, str]:
+    """The keys of a stack with per-key limits, and the name of its usage plan; LookupError for a stack without one
+    (deployed before per-key limits: update it first)."""
+    deployed = describe_stack(stack, region)
+    if USAGE_PLAN_OUTPUT not in deployed.outputs:
+        raise LookupError(
+            f"stack {stack} has no {USAGE_PLAN_OUTPUT} output: it has no per-key limits to sync keys into; deploy "
+            "this version of Ops-Core to it first"
+        )
+    return key_service(stack, None, region, deployed), deployed.outputs[USAGE_PLAN_OUTPUT]
+
+
+def key_service(
+    stack: str | None, table: str | None, region: str | None = None, deployed: DeployedStack | None = None
+) -> ApiKeys:
     """The keys of a stack's table. With `stack`, new keys also get their API key in the stack's per-key usage plan
     (named by its `PerKeyUsagePlanName` output; a stack deployed before per-key limits has none, and needs none)."""
     from opscore.core.clock import utc_now
@@ -55,13 +70,15 @@ def key_service(stack: str | None, table: str | None, region: str | None = None)
 
     usage: UsageKeys = NO_USAGE_KEYS
     if table is None:
-        deployed = describe_stack(stack or "", region)
+        deployed = deployed or describe_stack(stack or "", region)
         outputs = deployed.outputs
         if TABLE_OUTPUT not in outputs:
             raise LookupError(f"stack {stack} has no {TABLE_OUTPUT} output; is it an Ops-Core stack?")
         table = outputs[TABLE_OUTPUT]
         if USAGE_PLAN_OUTPUT in outputs:
-            client = boto3.client("apigateway", region_name=region)
+            # API Gateway's management API allows a few calls a second: adaptive retries pace a run of many keys.
+            retries = Config(retries={"mode": "adaptive", "max_attempts": 10})
+            client = boto3.client("apigateway", region_name=region, config=retries)
             # The namespace is the stack's name as the authorizer reads it (AWS::StackName), never an ARN given here.
             usage = ApiGatewayUsageKeys(lambda: client, outputs[USAGE_PLAN_OUTPUT], deployed.name)
     return ApiKeys(KeyStore(boto3.client("dynamodb", region_name=region), table), utc_now, usage)

@@ -8,6 +8,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -59,6 +60,12 @@ def _future(moment: datetime | None, now: datetime, field: str) -> str | None:
     if moment <= now:
         raise ValidationFailed(f"{field} must be in the future", [FieldProblem(field, "must be after now")])
     return format_timestamp(moment)
+
+
+@dataclass(frozen=True)
+class UsageSync:
+    attached: list[str]  # the key ids that have their API key in the usage plan now
+    skipped: int  # revoked or expired keys, left without one
 
 
 class ApiKeys:
@@ -173,6 +180,21 @@ class ApiKeys:
         except Exception:
             self._detach_quietly(key_id)
             raise
+
+    def sync_usage(self) -> UsageSync:
+        """Give every stored key that still works (not revoked, not expired) its API key in the usage plan; attach is
+        idempotent, so keys that have one are unchanged. No secret changes: a key made before per-key limits, or
+        with `opscore keys create --table`, works on as it is. A one-off operator migration (see KeyStore.every_key)."""
+        now = format_timestamp(self._now())
+        attached: list[str] = []
+        skipped = 0
+        for key in self._store.every_key():
+            if key.revoked or expired(key, now):
+                skipped += 1
+                continue
+            self._usage.attach(key.key_id)
+            attached.append(key.key_id)
+        return UsageSync(attached=attached, skipped=skipped)
 
     def list(self, agent_id: str | None, limit: int, next_token: str | None) -> KeyPage:
         items, token = self._store.list_page(agent_id, limit, next_token)
