@@ -466,3 +466,19 @@ def test_the_authorizer_may_write_only_the_attributes_of_a_keys_day_of_use(docum
     named -= {"AND", "OR", "NOT", "SET"}
     assert named | set(request["Key"]) == allowed, "exactly what the day-of-use write names"
     assert "ReturnValues" not in request
+
+
+def test_a_key_without_its_usage_plan_entry_gets_a_forbidden_envelope_saying_what_to_run(template: Template) -> None:
+    """API Gateway refuses a valid key with no API key in the usage plan as INVALID_API_KEY: without its own gateway
+    response that would be DEFAULT_4XX's `bad_request` "Forbidden", which the spec's 403 does not allow."""
+    from opscore_tools.local.gateway import Gateway
+
+    response = template.gateway_responses["INVALID_API_KEY"]
+    assert response.status == 403
+    gateway = Gateway(template, runtime=None)  # type: ignore[arg-type]  # renders only, runs no function
+    rendered = gateway._gateway_response("INVALID_API_KEY", "req-1", "Forbidden")
+    assert rendered.status == 403
+    body = json.loads(rendered.body)
+    assert body["request_id"] == "req-1"
+    assert body["error"]["code"] == "forbidden"
+    assert "opscore keys sync-usage --stack" in body["error"]["message"]
