@@ -80,7 +80,15 @@ TOKEN_ACTIONS = {"states:SendTaskSuccess", "states:SendTaskFailure", "states:Sen
 
 
 APIGATEWAY = "arn:${AWS::Partition}:apigateway:${AWS::Region}::"
-APIGATEWAY_PATHS = ["/apikeys", "/apikeys/*", "/usageplans", "/usageplans/*/keys"]
+# What each apigateway action may reach: API keys (whose ids API Gateway draws, so no ARN names one in advance), the
+# usage-plan listing (to find the plan by name), and only the stack's own per-key plan's keys.
+APIGATEWAY_GRANTS = {
+    ("apigateway:GET", "/apikeys"),
+    ("apigateway:POST", "/apikeys"),
+    ("apigateway:DELETE", "/apikeys/*"),
+    ("apigateway:GET", "/usageplans"),
+    ("apigateway:POST", "/usageplans/${PerKeyUsagePlan}/keys"),
+}
 RUNNER_ARN = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${RunnerNamePrefix}-*"
 RUNNER_EXECUTIONS = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:${RunnerNamePrefix}-*:*"
 # Actions IAM cannot scope to a resource: task tokens, and the log delivery of a state machine being created.
@@ -111,6 +119,8 @@ def statements(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     for name, role in resources(document, "AWS::IAM::Role").items():
         policies = role["Properties"].get("Policies", [])
         found += [(name, s) for policy in policies for s in policy["PolicyDocument"]["Statement"]]
+    for name, policy in resources(document, "AWS::IAM::Policy").items():
+        found += [(name, s) for s in policy["Properties"]["PolicyDocument"]["Statement"]]
     return found
 
 
@@ -135,10 +145,11 @@ def test_policies_are_scoped_to_their_resources_and_key_prefixes(document: dict[
             assert resource == {"Fn::GetAtt": ["SessionRunnerRole", "Arn"]}, name
             assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "states.amazonaws.com"}}, name
         elif any(action.startswith("apigateway:") for action in actions):
-            # Only the keys function, on API keys and usage plans' keys (each key's per-key limit).
-            assert name == "KeysFunction"
-            assert set(actions) <= {"apigateway:GET", "apigateway:POST", "apigateway:DELETE"}
-            assert resource == [{"Fn::Sub": APIGATEWAY + path} for path in APIGATEWAY_PATHS], name
+            # Only the keys function, on API keys and its own usage plan's keys (each key's per-key limit).
+            assert name in {"KeysFunction", "KeysUsagePlanPolicy"}, name
+            assert set(resource) == {"Fn::Sub"}, name
+            path = resource["Fn::Sub"].removeprefix(APIGATEWAY)
+            assert {(action, path) for action in actions} <= APIGATEWAY_GRANTS, name
         elif any(action.startswith("states:") for action in actions):
             # Session runners and their executions, by this stack's name prefix only.
             assert resource in ({"Fn::Sub": RUNNER_ARN}, {"Fn::Sub": RUNNER_EXECUTIONS}), name
@@ -408,3 +419,66 @@ def test_make_test_runs_checkov_on_the_template_from_its_own_pinned_environment(
     pins = [line for line in lines if line.strip() and not line.startswith("#")]
     assert len(pins) == 1
     assert re.fullmatch(r"checkov==\d+\.\d+\.\d+", pins[0]), "one exact version"
+
+
+def test_the_keys_function_joins_only_its_own_usage_plan(document: dict[str, Any]) -> None:
+    grants = {
+        (action, statement["Resource"]["Fn::Sub"].removeprefix(APIGATEWAY))
+        for name, statement in statements(document)
+        if name in {"KeysFunction", "KeysUsagePlanPolicy"}
+        for action in statement["Action"]
+        if action.startswith("apigateway:")
+    }
+    assert grants == APIGATEWAY_GRANTS
+    policy = document["Resources"]["KeysUsagePlanPolicy"]["Properties"]
+    assert policy["Roles"] == [{"Ref": "KeysFunctionRole"}], "the keys function's generated role"
+    assert "Role" not in document["Resources"]["KeysFunction"]["Properties"], "so SAM generates KeysFunctionRole"
+
+
+def test_the_authorizer_may_write_only_the_attributes_of_a_keys_day_of_use(document: dict[str, Any]) -> None:
+    """The authorizer faces the internet: its UpdateItem may set the day of use, never revoke, re-role or extend a
+    key. Its allowed attributes are held to the write the library actually sends."""
+    from opscore.keys.models import Role
+    from opscore.keys.store import KeyStore, StoredKey
+
+    (update,) = [
+        statement
+        for name, statement in statements(document)
+        if name == "AuthorizerFunction" and "dynamodb:UpdateItem" in statement["Action"]
+    ]
+    assert update["Action"] == ["dynamodb:UpdateItem"]
+    allowed = set(update["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"])
+    assert update["Condition"]["StringEqualsIfExists"]["dynamodb:ReturnValues"] == ["NONE"]
+    assert not allowed & {"revoked_at", "revoked_by", "role", "expires_at", "key_hash", "agent_id"}
+
+    sent: list[dict[str, Any]] = []
+
+    class Recording:
+        def update_item(self, **request: Any) -> dict[str, Any]:
+            sent.append(request)
+            return {}
+
+    key = StoredKey(key_id="0123456789abcdef", key_hash="0" * 64, role=Role.AGENT, agent_id="a1", revoked=False)
+    KeyStore(Recording(), "table").record_use(key, "2026-12-01")  # type: ignore[arg-type]
+    (request,) = sent
+    expressions = request["UpdateExpression"] + " " + request["ConditionExpression"]
+    named = set(re.findall(r"(?<![:#\w])([A-Za-z_][A-Za-z0-9_]*)(?=\s*(?:=|<|>|,|\)|$))", expressions))
+    named -= {"AND", "OR", "NOT", "SET"}
+    assert named | set(request["Key"]) == allowed, "exactly what the day-of-use write names"
+    assert "ReturnValues" not in request
+
+
+def test_a_key_without_its_usage_plan_entry_gets_a_forbidden_envelope_saying_what_to_run(template: Template) -> None:
+    """API Gateway refuses a valid key with no API key in the usage plan as INVALID_API_KEY: without its own gateway
+    response that would be DEFAULT_4XX's `bad_request` "Forbidden", which the spec's 403 does not allow."""
+    from opscore_tools.local.gateway import Gateway
+
+    response = template.gateway_responses["INVALID_API_KEY"]
+    assert response.status == 403
+    gateway = Gateway(template, runtime=None)  # type: ignore[arg-type]  # renders only, runs no function
+    rendered = gateway._gateway_response("INVALID_API_KEY", "req-1", "Forbidden")
+    assert rendered.status == 403
+    body = json.loads(rendered.body)
+    assert body["request_id"] == "req-1"
+    assert body["error"]["code"] == "forbidden"
+    assert "opscore keys sync-usage --stack" in body["error"]["message"]

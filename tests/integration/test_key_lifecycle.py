@@ -9,13 +9,16 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.stub import ANY, Stubber
 
 from opscore import wiring
+from opscore.core.errors import ServiceUnavailable, Throttled
 from opscore.keys.usage import ApiGatewayUsageKeys, usage_identifier
 from opscore_tools.local.lambdas import LambdaRuntime
 from tests.conftest import ADMIN_CONTEXT, EventFactory, agent_context
-from tests.integration.conftest import Clock, Invoke
+from tests.integration.conftest import Clock, Invoke, Lines
+from tests.integration.faults import NO_ANSWER, inject, writing
 
 ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/dev"
 LISTED = {
@@ -317,3 +320,123 @@ def test_expiry_is_a_string_the_tables_ttl_never_reads(call: Invoke, api_event: 
     )["Item"]
     assert set(item["expires_at"]) == {"S"}, "DynamoDB's TTL deletes only items whose expires_at is a number"
     assert created["api_key"] not in str(item)
+
+
+@pytest.mark.parametrize("fault", ["InternalServerError", NO_ANSWER, "AccessDeniedException", "ThrottlingException"])
+def test_a_valid_key_is_accepted_when_its_day_of_use_cannot_be_written(
+    call: Invoke, api_event: EventFactory, authorize: Any, lines: Lines, fault: str
+) -> None:
+    _, created = create(call, api_event, {"agent_id": "agent-1"})
+    injected = inject("dynamodb", "UpdateItem", fault, when=writing("last_used_on"))
+    answer = authorize(created["api_key"])
+    assert injected.count == 1, "the day-of-use write was attempted, and failed"
+    assert answer["context"]["key_id"] == created["key_id"], "bookkeeping never refuses a valid key"
+    logged = [line for line in lines.objects() if line.get("event") == "key_use_not_recorded"]
+    assert [line["key_id"] for line in logged] == [created["key_id"]]
+    assert listing(call, api_event, agent_id="agent-1")[1]["items"][0]["last_used_on"] is None
+    authorize(created["api_key"])  # the next use writes the day
+    assert listing(call, api_event, agent_id="agent-1")[1]["items"][0]["last_used_on"] is not None
+
+
+class RecordingUsage:
+    """Per-key API keys as calls, with a detach that fails when told to."""
+
+    def __init__(self, detach_fails: Exception | None = None) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.detach_fails = detach_fails
+
+    def attach(self, key_id: str) -> None:
+        self.calls.append(("attach", key_id))
+
+    def detach(self, key_id: str) -> None:
+        self.calls.append(("detach", key_id))
+        if self.detach_fails is not None:
+            raise self.detach_fails
+
+
+def revoke(call: Invoke, api_event: EventFactory, key_id: str) -> tuple[int, Any]:
+    return call("KeysFunction", api_event("keys/revoke.json", key_id=key_id))
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Throttled("API Gateway is throttling key changes; retry shortly"),
+        ClientError({"Error": {"Code": "InternalFailure", "Message": "injected"}}, "DeleteApiKey"),
+        ReadTimeoutError(endpoint_url="https://apigateway.injected"),
+    ],
+    ids=["throttled", "failed", "no-answer"],
+)
+def test_a_revocation_stands_when_its_api_key_cannot_be_deleted(
+    call: Invoke,
+    api_event: EventFactory,
+    authorize: Any,
+    lines: Lines,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Exception,
+) -> None:
+    _, created = create(call, api_event, {"agent_id": "agent-1"})
+    usage = RecordingUsage(detach_fails=failure)
+    monkeypatch.setattr(wiring.api_keys(), "_usage", usage)
+    status, body = revoke(call, api_event, created["key_id"])
+    assert (status, body) == (204, None), "the revocation is stored: that is what refuses the key"
+    assert usage.calls == [("detach", created["key_id"])]
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        authorize(created["api_key"])
+    logged = [line for line in lines.objects() if line.get("event") == "usage_key_not_deleted"]
+    assert [line["key_id"] for line in logged] == [created["key_id"]]
+
+
+def test_a_key_that_cannot_be_stored_leaves_no_api_key_behind(
+    call: Invoke, api_event: EventFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, old = create(call, api_event, {"agent_id": "agent-1"})
+    usage = RecordingUsage()
+    monkeypatch.setattr(wiring.api_keys(), "_usage", usage)
+    before = listing(call, api_event)[1]["items"]
+
+    inject("dynamodb", "PutItem", "InternalServerError", when=writing('"api_key"'))
+    status, body = create(call, api_event, {"agent_id": "agent-1"})
+    assert (status, body["error"]["code"]) == (503, "service_unavailable")
+    (attached,) = [key_id for action, key_id in usage.calls if action == "attach"]
+    assert usage.calls == [("attach", attached), ("detach", attached)]
+
+    usage.calls.clear()
+    inject("dynamodb", "TransactWriteItems", "InternalServerError")
+    status, body = rotate(call, api_event, old["key_id"])
+    assert (status, body["error"]["code"]) == (503, "service_unavailable")
+    (attached,) = [key_id for action, key_id in usage.calls if action == "attach"]
+    assert usage.calls == [("attach", attached), ("detach", attached)]
+    assert listing(call, api_event)[1]["items"] == before, "nothing stored"
+
+
+def test_api_gateways_key_quota_is_a_409_naming_it_and_stores_nothing(
+    call: Invoke, api_event: EventFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, old = create(call, api_event, {"agent_id": "agent-1"})
+    client = boto3.client("apigateway")
+    monkeypatch.setattr(wiring.api_keys(), "_usage", ApiGatewayUsageKeys(lambda: client, "plan", "opscore-prod"))
+    before = listing(call, api_event)[1]["items"]
+    with Stubber(client) as stubber:
+        for _ in range(2):
+            stubber.add_client_error("create_api_key", "LimitExceededException", "API key limit exceeded")
+        status, body = create(call, api_event, {"agent_id": "agent-1"})
+        assert (status, body["error"]["code"]) == (409, "key_quota_reached"), body
+        assert "quota" in body["error"]["message"]
+        assert "10,000" in body["error"]["message"]
+        status, body = rotate(call, api_event, old["key_id"])
+        assert (status, body["error"]["code"]) == (409, "key_quota_reached"), body
+        stubber.assert_no_pending_responses()
+    assert listing(call, api_event)[1]["items"] == before
+
+
+def test_an_api_key_that_exists_but_cannot_be_found_is_a_503_not_a_500(aws: Any) -> None:
+    client = boto3.client("apigateway")
+    value = usage_identifier("opscore-prod", "0123456789abcdef")
+    usage = ApiGatewayUsageKeys(lambda: client, "opscore-prod-per-key", "opscore-prod")
+    with Stubber(client) as stubber:
+        stubber.add_client_error("create_api_key", "ConflictException", "exists")
+        stubber.add_response("get_api_keys", {"items": []}, {"nameQuery": value, "includeValues": False, "limit": 500})
+        with pytest.raises(ServiceUnavailable, match=value):
+            usage.attach("0123456789abcdef")
+        stubber.assert_no_pending_responses()

@@ -132,8 +132,25 @@ def test_list_and_rotate_in_a_stacks_table(aws: Any, cloudformation: Stubber) ->
     assert (bad.exit_code, "expires_at" in bad.output) == (2, True)
 
 
+class Captured:
+    """Matches any parameter value in a Stubber's expected_params, and keeps it."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def __eq__(self, other: object) -> bool:
+        self.values.append(other)
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+STACK_ARN = "arn:aws:cloudformation:us-east-1:123456789012:stack/opscore-prod/5f1e2d3c-0000-4000-8000-000000000000"
+
+
+@pytest.mark.parametrize("given", ["opscore-prod", STACK_ARN])
 def test_a_key_made_with_stack_gets_its_api_key_in_the_stacks_usage_plan(
-    aws: Any, monkeypatch: pytest.MonkeyPatch
+    aws: Any, monkeypatch: pytest.MonkeyPatch, given: str
 ) -> None:
     from botocore.stub import ANY
 
@@ -163,17 +180,94 @@ def test_a_key_made_with_stack_gets_its_api_key_in_the_stacks_usage_plan(
         ]
     }
     with Stubber(cloudformation) as stacks, Stubber(apigateway) as gateway:
-        stacks.add_response("describe_stacks", described, {"StackName": "opscore-prod"})
+        stacks.add_response("describe_stacks", described, {"StackName": given})
+        value = Captured()
         gateway.add_response(
-            "create_api_key", {"id": "k1"}, {"name": ANY, "value": ANY, "enabled": True, "description": ANY}
+            "create_api_key", {"id": "k1"}, {"name": ANY, "value": value, "enabled": True, "description": ANY}
         )
         gateway.add_response("get_usage_plans", {"items": [{"id": "p1", "name": "opscore-prod-per-key"}]}, {})
         gateway.add_response(
             "create_usage_plan_key", {"id": "k1"}, {"usagePlanId": "p1", "keyId": "k1", "keyType": "API_KEY"}
         )
-        created = runner.invoke(app, ["keys", "create", "--stack", "opscore-prod", "--agent-id", "a9"])
+        created = runner.invoke(app, ["keys", "create", "--stack", given, "--agent-id", "a9"])
         assert created.exit_code == 0, created.output
         gateway.assert_no_pending_responses()
     key = json.loads(created.stdout)
     assert wiring.api_keys().authenticate(key["api_key"]) is not None
-    assert usage_identifier("opscore-prod", key["key_id"]).endswith(key["key_id"])
+    # The value the authorizer names (its namespace is AWS::StackName), whether the stack was given by name or ARN.
+    assert value.values == [usage_identifier("opscore-prod", key["key_id"])]
+
+
+def described_stack(outputs: dict[str, str]) -> dict[str, Any]:
+    return {
+        "Stacks": [
+            {
+                "StackName": "opscore-prod",
+                "CreationTime": "2026-11-01T00:00:00Z",
+                "StackStatus": "CREATE_COMPLETE",
+                "Outputs": [{"OutputKey": name, "OutputValue": value} for name, value in outputs.items()],
+            }
+        ]
+    }
+
+
+def test_a_key_made_with_table_alone_is_made_with_a_warning_that_the_stack_will_refuse_it(aws: Any) -> None:
+    table = wiring.settings().table_name
+    created = runner.invoke(app, ["keys", "create", "--table", table, "--agent-id", "a1"])
+    assert created.exit_code == 0, created.output
+    assert "sync-usage" in created.stderr
+    assert "403" in created.stderr
+    rotated = runner.invoke(app, ["keys", "rotate", json.loads(created.stdout)["key_id"], "--table", table])
+    assert (rotated.exit_code, "sync-usage" in rotated.stderr) == (0, True)
+
+
+def test_sync_usage_gives_every_working_key_its_api_key_without_changing_a_secret(
+    aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.stub import ANY
+
+    from opscore.keys.usage import usage_identifier
+
+    table = wiring.settings().table_name
+    made = [
+        json.loads(runner.invoke(app, ["keys", "create", "--table", table, *args]).stdout)
+        for args in (["--role", "admin"], ["--agent-id", "a1"], ["--agent-id", "a2"])
+    ]
+    runner.invoke(app, ["keys", "revoke", made[2]["key_id"], "--table", table])
+    # A key stored before the Keys index existed is found too (the migration does not read the index).
+    key = {"PK": {"S": f"KEY#{made[1]['key_id']}"}, "SK": {"S": "KEY"}}
+    aws.update_item(TableName=table, Key=key, UpdateExpression="REMOVE keys_list, keys_sk")
+
+    cloudformation, apigateway = boto3.client("cloudformation"), boto3.client("apigateway")
+    real_client = boto3.client
+    clients = {"cloudformation": cloudformation, "apigateway": apigateway}
+    monkeypatch.setattr(stack.boto3, "client", lambda service, **kw: clients.get(service) or real_client(service, **kw))
+    outputs = {"TableName": table, "PerKeyUsagePlanName": "opscore-prod-per-key"}
+    values = Captured()
+    with Stubber(cloudformation) as stacks, Stubber(apigateway) as gateway:
+        stacks.add_response("describe_stacks", described_stack(outputs), {"StackName": "opscore-prod"})
+        for n in range(2):
+            gateway.add_response(
+                "create_api_key", {"id": f"k{n}"}, {"name": ANY, "value": values, "enabled": True, "description": ANY}
+            )
+            if n == 0:
+                gateway.add_response("get_usage_plans", {"items": [{"id": "p1", "name": "opscore-prod-per-key"}]}, {})
+            gateway.add_response(
+                "create_usage_plan_key", {"id": f"k{n}"}, {"usagePlanId": "p1", "keyId": f"k{n}", "keyType": "API_KEY"}
+            )
+        synced = runner.invoke(app, ["keys", "sync-usage", "--stack", "opscore-prod"])
+        assert synced.exit_code == 0, synced.output
+        gateway.assert_no_pending_responses()
+    assert sorted(values.values) == sorted(usage_identifier("opscore-prod", k["key_id"]) for k in made[:2])
+    assert "2 keys in usage plan opscore-prod-per-key; 1 revoked or expired skipped" in synced.stdout
+    for working in made[:2]:
+        assert wiring.api_keys().authenticate(working["api_key"]) is not None, "the same secret works on"
+
+
+def test_sync_usage_needs_a_stack_with_per_key_limits(aws: Any, cloudformation: Stubber) -> None:
+    outputs = {"TableName": wiring.settings().table_name}
+    cloudformation.add_response("describe_stacks", described_stack(outputs), {"StackName": "opscore-prod"})
+    refused = runner.invoke(app, ["keys", "sync-usage", "--stack", "opscore-prod"])
+    assert (refused.exit_code, "PerKeyUsagePlanName" in refused.output) == (1, True)
+    missing = runner.invoke(app, ["keys", "sync-usage"])
+    assert missing.exit_code == 2, "--stack is required"

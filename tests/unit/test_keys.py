@@ -45,6 +45,9 @@ class FakeKeyStore:
         self.keys[key_id] = replace(self.keys[key_id], revoked=True)
         return True
 
+    def every_key(self) -> list[StoredKey]:
+        return list(self.keys.values())
+
     def record_use(self, key: StoredKey, day: str) -> bool:
         self.uses.append((key.key_id, day))
         self.keys[key.key_id] = replace(self.keys[key.key_id], last_used_on=day)
@@ -300,3 +303,20 @@ def test_usage_identifiers_are_deterministic_per_stack_and_in_api_gateways_bound
     assert value != usage_identifier("opscore-dev", "0123456789abcdef")
     assert value.endswith("0123456789abcdef")
     assert 20 <= len(value) <= 128
+
+
+def test_sync_usage_attaches_every_working_key_and_skips_revoked_and_expired_ones(
+    store: FakeKeyStore, clock: Clock
+) -> None:
+    keys = ApiKeys(store, clock)  # type: ignore[arg-type]
+    working = keys.create(KeyRequest(agent_id="a1"), "admin")
+    revoked = keys.create(KeyRequest(agent_id="a2"), "admin")
+    keys.revoke(revoked.key_id, "admin")
+    expiring = keys.create(KeyRequest.model_validate({"agent_id": "a3", "expires_at": "2026-01-01T01:00:00Z"}), "admin")
+    clock.now += timedelta(hours=1)
+    usage = RecordingUsage()
+    synced = ApiKeys(store, clock, usage).sync_usage()  # type: ignore[arg-type]
+    assert usage.calls == [("attach", working.key_id)]
+    assert (synced.attached, synced.skipped) == ([working.key_id], 2)
+    assert keys.authenticate(expiring.api_key) is None
+    assert keys.authenticate(working.api_key) is not None

@@ -1,9 +1,11 @@
-"""`opscore keys create|list|revoke|rotate`: manage API keys through the API, or directly in a stack's table.
+"""`opscore keys create|list|revoke|rotate|sync-usage`: manage API keys through the API, or directly in a stack's table.
 
 Two ways to reach the keys:
 - `--stack NAME` (or `--table NAME`): the deployed stack's table, with your own AWS credentials (how the first admin
   key of a new deployment is made: no key is ever baked into the template). With `--stack`, a new key also gets its
-  API key in the stack's per-key usage plan; `--table` writes the table alone.
+  API key in the stack's per-key usage plan; `--table` writes the table alone (with a warning: the stack refuses such
+  a key until `opscore keys sync-usage --stack NAME` gives it its API key, as it does every key made before the
+  stack had per-key limits).
 - otherwise the API, with an admin key: `--url`/`--key`, their variables, else the local runtime of this checkout
   (the one rule of opscore_tools.target).
 
@@ -202,6 +204,8 @@ def expiry(at: str | None, within: str | None, now: datetime | None = None, name
 
 def run(action: Any) -> Any:
     """The command's action, its failures as messages and exit codes rather than tracebacks."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from opscore.core.errors import OpsCoreError, ValidationFailed
 
     try:
@@ -217,6 +221,9 @@ def run(action: Any) -> Any:
     except OpsCoreError as error:
         err.print(f"[red]error:[/] {escape(error.message)} ({escape(error.code)})", soft_wrap=True)
         raise typer.Exit(2 if isinstance(error, ValidationFailed) else 1) from None
+    except (ClientError, BotoCoreError) as error:  # AWS refused the operator's own credentials, or did not answer
+        err.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 @keys_app.command("create")
@@ -246,9 +253,51 @@ def keys_create(  # noqa: PLR0917 - a command's options are its parameters
             raise UsageError("an admin key belongs to no agent: drop --agent-id")
         if (moment := expiry(expires_at, expires_in)) is not None:
             body["expires_at"] = moment
-        return keys_of(url, key, stack, table, region).create(body)
+        created = keys_of(url, key, stack, table, region).create(body)
+        warn_if_table_only(table)
+        return created
 
     print(json.dumps(run(action), indent=2))
+
+
+TABLE_ONLY_WARNING = (
+    "[yellow]warning:[/] --table writes the table alone: it cannot know the stack's per-key usage plan, so a stack "
+    "with per-key limits refuses this key (403 forbidden) until `opscore keys sync-usage --stack NAME` gives it its "
+    "API key (or make keys with --stack instead)"
+)
+
+
+def warn_if_table_only(table: str | None) -> None:
+    if table is not None:
+        err.print(TABLE_ONLY_WARNING, soft_wrap=True)
+
+
+@keys_app.command("sync-usage")
+def keys_sync_usage(
+    stack: Annotated[str, typer.Option(help="The deployed stack's name (or ARN).", show_default=False)],
+    region: RegionOption = None,
+) -> None:
+    """Give every stored key that still works its API key in the stack's per-key usage plan; no secret changes.
+
+    For keys made before the stack had per-key limits, or with --table: API Gateway refuses them (403 forbidden)
+    until then. Safe to run again (keys that have their API key are left as they are). It reads the whole table once
+    (a Scan, with your AWS credentials): a one-off migration, not a request path.
+
+    Exit codes: 0 done; 1 the stack was not found or has no per-key usage plan, or AWS refused.
+    """
+
+    def action() -> tuple[int, int, str]:
+        from opscore_tools.stack import usage_sync_service
+
+        try:
+            service, plan = usage_sync_service(stack, region)
+        except LookupError as error:
+            raise Refused(str(error)) from None
+        synced = service.sync_usage()
+        return len(synced.attached), synced.skipped, plan
+
+    attached, skipped, plan = run(action)
+    print(f"{attached} key{'' if attached == 1 else 's'} in usage plan {plan}; {skipped} revoked or expired skipped")
 
 
 @keys_app.command("list")
@@ -343,6 +392,8 @@ def keys_rotate(  # noqa: PLR0917 - a command's options are its parameters
             body["expires_at"] = moment
         if (grace := expiry(old_key_expires_at, old_key_expires_in, name="old-key-expires")) is not None:
             body["old_key_expires_at"] = grace
-        return keys_of(url, key, stack, table, region).rotate(key_id, body)
+        rotated = keys_of(url, key, stack, table, region).rotate(key_id, body)
+        warn_if_table_only(table)
+        return rotated
 
     print(json.dumps(run(action), indent=2))

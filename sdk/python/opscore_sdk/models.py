@@ -1310,6 +1310,7 @@ class Error1(BaseModel):
         "agent_quarantined",
         "not_quarantined",
         "key_inactive",
+        "key_quota_reached",
     ]
     details: list[Detail] | None = None
     message: str

@@ -37,6 +37,9 @@ MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's own limit
 DEFAULT_STATUS = {
     "UNAUTHORIZED": 401,
     "ACCESS_DENIED": 403,
+    # A key with no API key in the usage plan. Never raised here: the local runtime keeps no API keys (it limits each
+    # key by its usage identifier itself), so every key it knows has its limit.
+    "INVALID_API_KEY": 403,
     "MISSING_AUTHENTICATION_TOKEN": 403,
     "RESOURCE_NOT_FOUND": 404,
     "REQUEST_TOO_LARGE": 413,

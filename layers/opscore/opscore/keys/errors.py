@@ -10,3 +10,10 @@ class KeyInactive(Conflict):
     asks for the request again."""
 
     code = "key_inactive"
+
+
+class KeyQuotaReached(Conflict):
+    """API Gateway refused a new API key: the account's quota of API keys in the region (10,000 by default) is
+    reached. Retrying does not help; revoking unused keys or a higher quota does."""
+
+    code = "key_quota_reached"

@@ -6,11 +6,15 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from opscore.core.clock import format_timestamp
-from opscore.core.errors import FieldProblem, NotFound, Throttled, ValidationFailed
+from opscore.core.errors import FieldProblem, NotFound, OpsCoreError, Throttled, ValidationFailed
 from opscore.core.observability import MetricUnit, logger, metrics
 from opscore.keys.errors import KeyInactive
 from opscore.keys.models import ApiKey, CreatedKey, KeyPage, KeyRequest, Principal, Role, RotateRequest
@@ -58,6 +62,12 @@ def _future(moment: datetime | None, now: datetime, field: str) -> str | None:
     return format_timestamp(moment)
 
 
+@dataclass(frozen=True)
+class UsageSync:
+    attached: list[str]  # the key ids that have their API key in the usage plan now
+    skipped: int  # revoked or expired keys, left without one
+
+
 class ApiKeys:
     def __init__(self, store: KeyStore, now: Callable[[], datetime], usage_keys: UsageKeys = NO_USAGE_KEYS) -> None:
         self._store = store
@@ -76,7 +86,9 @@ class ApiKeys:
             stored = self._stored(api_key, role, agent_id, expires_at, rotated_from)
             # The limit first: a key stored without its API key would be refused by API Gateway (403).
             self._usage.attach(stored.key_id)
-            if self._store.put_new(stored, format_timestamp(self._now()), created_by):
+            with self._api_key_dropped_on_failure(stored.key_id):
+                fresh = self._store.put_new(stored, format_timestamp(self._now()), created_by)
+            if fresh:
                 self._log_created(stored)
                 return self._created(stored, api_key)
         raise RuntimeError("could not draw an unused key id")  # pragma: no cover - 3 collisions of 64 random bits
@@ -94,7 +106,9 @@ class ApiKeys:
             api_key = generate_key()
             new = self._stored(api_key, old.role, old.agent_id, new_expiry, rotated_from=key_id)
             self._usage.attach(new.key_id)
-            if self._store.put_rotated(new, format_timestamp(self._now()), rotated_by, old, old_expiry):
+            with self._api_key_dropped_on_failure(new.key_id):
+                rotated = self._store.put_rotated(new, format_timestamp(self._now()), rotated_by, old, old_expiry)
+            if rotated:
                 self._log_created(new)
                 logger.info(
                     "api key rotated",
@@ -109,7 +123,7 @@ class ApiKeys:
                 )
                 metrics.add_metric(name="ApiKeysRotated", unit=MetricUnit.Count, value=1)
                 return self._created(new, api_key)
-            self._usage.detach(new.key_id)
+            self._detach_quietly(new.key_id)
         raise Throttled("the key kept changing while it was rotated; retry shortly")
 
     def _rotatable(self, key_id: str, now: str) -> StoredKey:
@@ -141,10 +155,46 @@ class ApiKeys:
         check_key_id(key_id)
         if not self._store.revoke(key_id, format_timestamp(self._now()), revoked_by):
             raise NotFound(f"no API key with id {key_id}")
-        # After the revocation is stored: a failure here leaves an API key that no valid Ops-Core key can use.
-        self._usage.detach(key_id)
         logger.info("api key revoked", extra={"event": "key_revoked", "key_id": key_id, "revoked_by": revoked_by})
         metrics.add_metric(name="ApiKeysRevoked", unit=MetricUnit.Count, value=1)
+        # Best effort, after the revocation is stored (which is what refuses the key): a failure leaves an API key
+        # that no valid Ops-Core key can use, so the revocation still succeeded and its answer says so.
+        self._detach_quietly(key_id)
+
+    def _detach_quietly(self, key_id: str) -> None:
+        """Delete the key's API key; a failure is logged (`usage_key_not_deleted`), never raised."""
+        try:
+            self._usage.detach(key_id)
+        except (ClientError, BotoCoreError, OpsCoreError) as error:
+            logger.warning(
+                "usage key not deleted",
+                extra={"event": "usage_key_not_deleted", "key_id": key_id, "error": type(error).__name__},
+            )
+
+    @contextmanager
+    def _api_key_dropped_on_failure(self, key_id: str) -> Iterator[None]:
+        """A key whose storing failed leaves no API key behind in the usage plan (its secret was never shown, so no
+        one can use it even if the write took effect)."""
+        try:
+            yield
+        except Exception:
+            self._detach_quietly(key_id)
+            raise
+
+    def sync_usage(self) -> UsageSync:
+        """Give every stored key that still works (not revoked, not expired) its API key in the usage plan; attach is
+        idempotent, so keys that have one are unchanged. No secret changes: a key made before per-key limits, or
+        with `opscore keys create --table`, works on as it is. A one-off operator migration (see KeyStore.every_key)."""
+        now = format_timestamp(self._now())
+        attached: list[str] = []
+        skipped = 0
+        for key in self._store.every_key():
+            if key.revoked or expired(key, now):
+                skipped += 1
+                continue
+            self._usage.attach(key.key_id)
+            attached.append(key.key_id)
+        return UsageSync(attached=attached, skipped=skipped)
 
     def list(self, agent_id: str | None, limit: int, next_token: str | None) -> KeyPage:
         items, token = self._store.list_page(agent_id, limit, next_token)
@@ -168,8 +218,13 @@ class ApiKeys:
         if stored.last_used_on is None or stored.last_used_on < today:
             try:
                 self._store.record_use(stored, today)
-            except Throttled:  # bookkeeping: never worth refusing a valid key; the next request tries again
-                logger.warning("key use not recorded", extra={"event": "key_use_not_recorded", "key_id": stored.key_id})
+            except (ClientError, BotoCoreError, OpsCoreError) as error:
+                # Bookkeeping: never worth refusing a valid key (any failure here would be the authorizer's 500),
+                # whether DynamoDB throttled, failed, timed out or refused; the next request tries again.
+                logger.warning(
+                    "key use not recorded",
+                    extra={"event": "key_use_not_recorded", "key_id": stored.key_id, "error": type(error).__name__},
+                )
         return Principal(key_id=stored.key_id, role=stored.role, agent_id=stored.agent_id)
 
     @staticmethod

@@ -13,6 +13,7 @@ stored before the index existed is put into it by its first use (the authorizer'
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -169,14 +170,36 @@ class KeyStore:
             return False
         return True
 
+    def every_key(self) -> Iterator[StoredKey]:
+        """Every key item, revoked and expired ones too, a page at a time: a paginated Scan of the whole table,
+        filtered on `entity = api_key`.
+
+        Only for a one-off operator migration (`opscore keys sync-usage`), run with the operator's own credentials,
+        never by a function (no function's IAM policy grants Scan): it reads every item of the table once, which on a
+        table of any size costs more than any request path may, but a migration must also find keys the Keys index
+        does not hold yet (those stored before it, which join it only at their first use)."""
+        paginator = self._client.get_paginator("scan")
+        pages = paginator.paginate(
+            TableName=self._table,
+            FilterExpression="entity = :entity",
+            ExpressionAttributeValues={":entity": s("api_key")},
+        )
+        with translated_errors():
+            for page in pages:
+                for item in page.get("Items", []):
+                    attributes = decode_item(item)
+                    yield _stored_key(attributes, attributes.get("key_id") or attributes["PK"].removeprefix("KEY#"))
+
     def list_page(self, agent_id: str | None, limit: int, next_token: str | None) -> tuple[list[KeyInfo], str | None]:
         """A page of keys, admin keys first then by agent, each principal's oldest first; only `agent_id`'s when
         given. One Query of the Keys index (eventually consistent); the token is the last sort key shown."""
         prefix = "" if agent_id is None else scope_of(agent_id) + "#"
         low, high = prefix or AFTER, prefix + PAST
         if next_token is not None:
+            # Only a position inside this listing's range [prefix, prefix + PAST): a forged one above it would make
+            # the BETWEEN's lower bound exceed its upper bound, which DynamoDB refuses (ValidationException, a 500).
             after = decode_page_token(
-                next_token, lambda key: set(key) == {"keys_sk"} and key["keys_sk"].startswith(prefix)
+                next_token, lambda key: set(key) == {"keys_sk"} and prefix <= key["keys_sk"] < high
             )["keys_sk"]
             low = max(low, after + AFTER)
         with translated_errors():

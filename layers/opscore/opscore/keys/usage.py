@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from opscore.core.errors import Throttled
+from opscore.core.errors import ServiceUnavailable, Throttled
+from opscore.keys.errors import KeyQuotaReached
 
 USAGE_KEY_PREFIX = "opscore-"
 
@@ -74,7 +75,7 @@ class ApiGatewayUsageKeys:
             except ClientError as error:
                 if _code(error) != "ConflictException":
                     raise
-                api_key_id = self._find(value)[0]  # made by an earlier attempt
+                api_key_id = self._made_before(value)
             try:
                 client.create_usage_plan_key(usagePlanId=self._plan(), keyId=api_key_id, keyType="API_KEY")
             except ClientError as error:
@@ -90,6 +91,16 @@ class ApiGatewayUsageKeys:
                 except ClientError as error:
                     if _code(error) != "NotFoundException":
                         raise
+
+    def _made_before(self, value: str) -> str:
+        """The id of the API key an earlier attempt made with this value (API Gateway refused it as a conflict)."""
+        found = self._find(value)
+        if not found:  # not listed yet, or renamed since: the value is taken all the same
+            raise ServiceUnavailable(
+                f"API Gateway holds an API key with the value {value} but does not list it by that name; retry "
+                "shortly, and if this persists delete that API key"
+            )
+        return found[0]
 
     def _find(self, value: str) -> list[str]:
         answer = self._client().get_api_keys(nameQuery=value, includeValues=False, limit=500)
@@ -107,10 +118,16 @@ class ApiGatewayUsageKeys:
 
 @contextmanager
 def _throttling_translated() -> Iterator[None]:
-    """API Gateway's management API allows a few calls a second per account: its throttling is a 429, not a 500."""
+    """API Gateway's management API allows a few calls a second per account: its throttling is a 429, not a 500; its
+    quota of API keys (LimitExceededException) a 409 naming the quota."""
     try:
         yield
     except ClientError as error:
         if _code(error) in {"TooManyRequestsException", "ThrottlingException"}:
             raise Throttled("API Gateway is throttling key changes; retry shortly") from error
+        if _code(error) == "LimitExceededException":
+            raise KeyQuotaReached(
+                "API Gateway's quota of API keys for this account and region (10,000 by default) is reached: revoke "
+                "keys no longer used, or ask AWS for a higher quota"
+            ) from error
         raise
