@@ -140,22 +140,24 @@ def test_a_delay_is_waited_out_before_dispatch(ops: SessionDriver) -> None:
 
 
 def test_a_timed_out_attempt_is_marked_timed_out_and_retried(ops: SessionDriver) -> None:
-    session_id = ops.start(two_steps(timeout_seconds=1, retry={"max_retries": 1, "backoff_seconds": 0}))
+    session_id = ops.start(two_steps(timeout_seconds=1, retry={"max_retries": 5, "backoff_seconds": 0}))
 
     ops.wait_leased(session_id, "fetch")  # and never answered
-    fetch_id = ops.wait_leased(session_id, "fetch", attempts=2)
+    # Each later attempt also has 1 s: on a loaded machine one may time out before its result is in, so the first
+    # attempt that takes its result is the one that succeeds (retries to spare), never a timing the test assumes.
+    for attempt in range(2, 7):
+        fetch_id = ops.wait_leased(session_id, "fetch", attempts=attempt)
+        status, _ = ops.report(fetch_id, {"status": "succeeded", "output": {}, "attempt": attempt})
+        if status == 200:
+            break
     view = ops.session(session_id)[1]
     first = task(view, "fetch")["history"][0]
     assert (first["attempt"], first["status"], first["error"]["type"]) == (1, "timed_out", "States.Timeout")
-    ops.succeed(fetch_id)
     ops.succeed(ops.wait_leased(session_id, "summarise"))
 
     view = ops.wait_ended(session_id)
-    assert (view["status"], task(view, "fetch")["status"], task(view, "fetch")["attempts"]) == (
-        "completed",
-        "succeeded",
-        2,
-    )
+    assert (view["status"], task(view, "fetch")["status"]) == ("completed", "succeeded")
+    assert task(view, "fetch")["attempts"] == attempt >= 2
 
 
 def test_a_last_attempt_that_times_out_leaves_the_task_timed_out(ops: SessionDriver) -> None:

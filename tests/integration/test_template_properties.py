@@ -16,6 +16,9 @@ from opscore.workflows.templates import WorkflowTemplate
 from tests.conftest import EventFactory
 from tests.integration.conftest import Invoke
 
+# A description is prose: any character but the control ones, which it refuses (tab and line breaks excepted).
+PROSE = st.characters(exclude_categories=("Cc", "Cs")) | st.sampled_from("\t\n\r")
+
 # Each example posts a workflow of its own name, in the one moto account the test holds (hence the function-scoped
 # fixtures: nothing of one example can meet another's).
 PROPERTY = settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -60,7 +63,7 @@ def valid_templates(draw: st.DrawFn) -> dict[str, Any]:
         tasks.append(task)
     template: dict[str, Any] = {"name": f"generated-{next(_names)}", "tasks": tasks}
     if draw(st.booleans()):
-        template["description"] = draw(st.text(max_size=40))
+        template["description"] = draw(st.text(PROSE, max_size=40))
     return template
 
 

@@ -172,6 +172,14 @@ def test_a_null_webhook_secret_is_refused_and_an_absent_one_is_no_secret() -> No
         "https://0.0.0.0/",
         "https://localhost/",
         "https://api.LOCALHOST./",
+        # spellings the HTTP client normalises (IDNA: full-width digits and letters, ideographic full stops)
+        "https://\uff11\uff10.0.0.1/",
+        "https://10\u30020\u30020\u30021/",
+        "https://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/",
+        # IPv6 addresses that carry a private IPv4 address: NAT64, IPv4-compatible, 6to4
+        "https://[64:ff9b::a00:1]/",
+        "https://[::a00:1]/",
+        "https://[2002:a00:1::1]/",
     ],
 )
 def test_a_private_endpoint_host_as_written_is_refused_without_a_lookup(url: str) -> None:
@@ -184,13 +192,20 @@ def test_public_addresses_and_names_pass_registration(url: str) -> None:
 
 
 def test_the_rule_is_the_one_delivery_applies_to_resolved_addresses() -> None:
-    assert [public_address(a) for a in ("8.8.8.8", "10.1.2.3", "::1", "fe80::1%eth0", "::ffff:192.168.0.1")] == [
-        True,
-        False,
-        False,
-        False,
-        False,
-    ]
+    addresses = (
+        "8.8.8.8",
+        "10.1.2.3",
+        "::1",
+        "fe80::1%eth0",
+        "::ffff:192.168.0.1",
+        "64:ff9b::808:808",
+        "64:ff9b::a00:1",
+    )
+    assert [public_address(a) for a in addresses] == [True, False, False, False, False, True, False]
+
+
+def test_a_host_that_is_no_valid_name_is_refused_at_registration() -> None:
+    assert literal_host_problem("https://a..\u00e9/") is not None
 
 
 # --------------------------------------------------------------------------- tokens

@@ -92,14 +92,38 @@ def public_address(address: str) -> bool:
     """The one rule for where a webhook may go: a globally routable address (not private, loopback, link-local,
     unique-local, reserved...), an IPv4-mapped IPv6 address judged by its IPv4 address."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone (`fe80::1%eth0`) names no other address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None and not embedded.is_global:
+            return False
+        ip = ip.ipv4_mapped or ip
     return ip.is_global
+
+
+# IPv6 prefixes whose last 32 bits are an IPv4 address a gateway may forward to: NAT64's well-known prefix, and the
+# deprecated IPv4-compatible addresses (`::10.0.0.1`).
+_IPV4_CARRIERS = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("::/96"))
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, 6to4, NAT64, IPv4-compatible), if any."""
+    if ip.ipv4_mapped is not None or ip.sixtofour is not None:
+        return ip.ipv4_mapped or ip.sixtofour
+    if any(ip in network for network in _IPV4_CARRIERS) and int(ip) > 1:  # :: and ::1 are judged as they are
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 def literal_host_problem(url: str) -> str | None:
     """Why the endpoint's host is a private address as written, without looking any name up; None when it is not."""
     host = (urlsplit(url).hostname or "").split("%", 1)[0].rstrip(".").lower()  # an IPv6 zone changes no address
+    if not host.isascii():
+        # The HTTP client sends a name as IDNA spells it, which folds full-width digits and letters and ideographic
+        # full stops (U+FF11 U+FF10, U+3002: a full-width 10.0.0.1 is 10.0.0.1): judge the host it will connect to.
+        try:
+            host = host.encode("idna").decode("ascii").rstrip(".")
+        except UnicodeError:
+            return f"endpoint host {host} is not a valid host name"
     if host == "localhost" or host.endswith(".localhost"):  # RFC 6761: always loopback
         return f"endpoint host {host} is a loopback name; webhooks are delivered to public addresses only"
     address = _literal_address(host)
