@@ -249,6 +249,19 @@ def test_a_yaml_template_whose_stored_input_outgrows_the_limit_is_400_naming_it(
     assert api.admin("GET", f"/workflows/{name}").status == 404
 
 
+def test_a_fallback_that_could_keep_more_attempts_than_a_task_item_holds_is_400_naming_it(api: Api) -> None:
+    # three tasks fall back to one with ten retries: 33 attempts in the worst case, over the 31 records an item keeps
+    name = new_name()
+    tasks = [{"id": f"t{n}", "action": "x", "fallback": "ask"} for n in range(3)]
+    ask = {"id": "ask", "action": "human.ask", "fallback_only": True, "retry": {"max_retries": 10}}
+    reply = api.admin("POST", "/workflows", body={"name": name, "tasks": [*tasks, ask]})
+    refused(reply, 400, "too_many_attempts", "tasks.2.fallback")
+    assert "31 attempt records" in json.dumps(reply.body)
+    assert api.admin("GET", f"/workflows/{name}").status == 404
+    reply = api.admin("POST", "/workflows", body={"name": name, "tasks": [*tasks[:2], ask]})
+    assert reply.status == 201, reply.body  # 22 attempts fit
+
+
 def utf8(value: Any) -> bytes:
     """JSON as UTF-8 as it is: with escapes, a 4-byte character takes 12 bytes of the body's 64 KiB."""
     return json.dumps(value, ensure_ascii=False).encode()

@@ -131,7 +131,11 @@ def test_a_version_whose_runner_cannot_be_created_is_not_stored(ops: SessionDriv
 
 
 def test_a_template_too_large_for_one_state_machine_is_refused_naming_its_tasks(ops: SessionDriver) -> None:
-    chain = [{"id": f"t{i}", "action": "x", "fallback": f"t{i + 1}" if i < 99 else None} for i in range(100)]
+    # 31 tasks falling back into a chain of 69 (each task within its attempt bound): 2,170 task runs
+    chain = [{"id": f"t{i}", "action": "x", "fallback": "f0"} for i in range(31)] + [
+        {"id": f"f{i}", "action": "x", "fallback_only": True, "fallback": f"f{i + 1}" if i < 68 else None}
+        for i in range(69)
+    ]
     status, body = ops.create_workflow({"name": "chain", "tasks": chain})
     assert (status, body["error"]["code"]) == (400, "validation_error")
     (problem,) = body["error"]["details"]
@@ -162,7 +166,11 @@ def test_when_record_failure_itself_fails_the_runner_ends_the_session_without_la
 
 
 def test_an_inline_template_too_large_for_one_state_machine_is_named_where_the_body_has_it(ops: SessionDriver) -> None:
-    chain = [{"id": f"t{i}", "action": "x", "fallback": f"t{i + 1}" if i < 99 else None} for i in range(100)]
+    # 31 tasks falling back into a chain of 69 (each task within its attempt bound): 2,170 task runs
+    chain = [{"id": f"t{i}", "action": "x", "fallback": "f0"} for i in range(31)] + [
+        {"id": f"f{i}", "action": "x", "fallback_only": True, "fallback": f"f{i + 1}" if i < 68 else None}
+        for i in range(69)
+    ]
     status, body = ops.trigger({"template": {"name": "chain", "tasks": chain}})
     assert (status, [problem["field"] for problem in body["error"]["details"]]) == (400, ["template.tasks"])
     assert ops.sessions()[1]["items"] == [], "nothing started"

@@ -103,7 +103,11 @@ def test_the_stacks_values_fill_the_definition_and_name_the_machine(tmp_path: Pa
 
 
 def test_a_template_too_large_for_one_state_machine_is_refused_as_the_api_refuses_it(tmp_path: Path) -> None:
-    chain = [{"id": f"t{i}", "action": "x", "fallback": f"t{i + 1}" if i < 99 else None} for i in range(100)]
+    # 31 tasks falling back into a chain of 69 (each task within its attempt bound): 2,170 task runs
+    chain = [{"id": f"t{i}", "action": "x", "fallback": "f0"} for i in range(31)] + [
+        {"id": f"f{i}", "action": "x", "fallback_only": True, "fallback": f"f{i + 1}" if i < 68 else None}
+        for i in range(69)
+    ]
     result = runner.invoke(app, ["asl", str(write(tmp_path, "chain.json", json.dumps({"name": "c", "tasks": chain})))])
 
     assert result.exit_code == 2

@@ -434,10 +434,14 @@ def test_delayed_fallbacks_of_long_ids_each_get_their_own_wait() -> None:
 
 
 def test_a_template_whose_runner_would_pass_step_functions_size_quota_is_refused_naming_its_tasks() -> None:
-    # 100 tasks, each falling back to the next: every fallback chain repeats per main-line task (5050 task runs).
-    count = 100
+    # 31 tasks falling back into a chain of 69: the chain repeats per task that enters it (2,170 task runs), while each
+    # task runs at most 31 times, within its attempt history's bound.
     workflow = template(
-        *({"id": f"t{i}", "action": "x", "fallback": f"t{i + 1}" if i + 1 < count else None} for i in range(count))
+        *({"id": f"t{i}", "action": "x", "fallback": "f0"} for i in range(31)),
+        *(
+            {"id": f"f{i}", "action": "x", "fallback_only": True, "fallback": f"f{i + 1}" if i < 68 else None}
+            for i in range(69)
+        ),
     )
     with pytest.raises(ValidationFailed) as refused:
         runner_definition(workflow, TARGETS)

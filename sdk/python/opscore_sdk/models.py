@@ -498,7 +498,7 @@ class TaskTemplate(BaseModel):
         str | None, Field(pattern="^[a-z0-9][a-z0-9_-]{0,63}$", title="Fallback")
     ] = None
     """
-    Task run instead when this one still fails after its retries.
+    Task run instead when this one still fails after its retries. A task runs once on the main line (unless fallback_only) and once for each run of a task naming it as fallback (down fallback chains), each run up to retry.max_retries + 1 attempts; its item keeps a record of each, at most 31 in a session (DynamoDB's 400 KB item limit): a template that could pass that is refused, a 400 of type too_many_attempts naming the fallback that takes a task past it.
     """
     fallback_only: Annotated[bool | None, Field(title="Fallback Only")] = False
     """
@@ -1249,6 +1249,9 @@ class AttemptRecord(BaseModel):
     """
     ended_at: Timestamp | None
     error: Problem | None
+    """
+    The attempt's error, its type cut to 128 characters and its message to 512 (a cut message ends with "…"), so that every attempt of a task fits on its item; the task's `error` keeps the last one whole.
+    """
     leased_at: Timestamp | None
     """
     When its agent leased it; null when it never was (or on records kept before lease times were).

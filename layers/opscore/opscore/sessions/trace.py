@@ -26,6 +26,7 @@ from opscore.sessions.models import AttemptRecord, Problem, SessionStatus, TaskS
 from opscore.sessions.plan import TaskRoute
 from opscore.sessions.records import SessionRecord, TaskRecord, TemplateTask
 from opscore.sessions.writes import SessionEnd, TaskOutcome
+from opscore.workflows.attempt_history import ATTEMPT_ERROR_TYPE_CHARS, kept_message
 
 SpanStatus = Literal["OK", "ERROR", "UNSET"]
 SpanKind = Literal["session", "attempt", "wait", "fallback"]
@@ -145,6 +146,8 @@ def attempt_record(
     """The task's current attempt as its history keeps it: queued, leased (when it was), ended (None: still open).
 
     The delay is the one its run waited out before it, on the run's first attempt only (a retry waits its backoff).
+    Its error keeps the first characters of its type and message, so that a record has a largest size and a task item
+    its number of records (opscore.workflows.attempt_history); the task's `error` keeps the last one whole.
     """
     queued_at = task.attempt_started_at or ended_at or ""
     # A lease stamp older than the attempt was the previous attempt's (an item written before queues cleared it).
@@ -157,11 +160,19 @@ def attempt_record(
         status=status,
         started_at=queued_at,
         ended_at=ended_at,
-        error=problem,
+        error=_kept(problem),
         queued_at=queued_at,
         leased_at=leased_at,
         delay_seconds=delay,
         retry_at=retry_at,
+    )
+
+
+def _kept(problem: Problem | None) -> Problem | None:
+    if problem is None:
+        return None
+    return problem.model_copy(
+        update={"type": problem.type[:ATTEMPT_ERROR_TYPE_CHARS], "message": kept_message(problem.message)}
     )
 
 

@@ -14,6 +14,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from opscore.core.contracts import Integer, JsonObject, OptionalInteger, Prose, RequestModel, canonical_json
 from opscore.core.errors import FieldProblem, ValidationFailed
+from opscore.workflows.attempt_history import history_problems
 from opscore.workflows.references import reference_problems
 
 WORKFLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -79,7 +80,14 @@ class TaskTemplate(RequestModel):
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     fallback: TaskId | None = Field(
-        default=None, description="Task run instead when this one still fails after its retries."
+        default=None,
+        description=(
+            "Task run instead when this one still fails after its retries. A task runs once on the main line (unless "
+            "fallback_only) and once for each run of a task naming it as fallback (down fallback chains), each run up "
+            "to retry.max_retries + 1 attempts; its item keeps a record of each, at most 31 in a session (DynamoDB's "
+            "400 KB item limit): a template that could pass that is refused, a 400 of type too_many_attempts naming "
+            "the fallback that takes a task past it."
+        ),
     )
     fallback_only: bool = Field(default=False, description="Runs only as some task's fallback.")
 
@@ -123,8 +131,9 @@ class WorkflowTemplate(RequestModel):
 
 
 def check_template(template: WorkflowTemplate, prefix: str = "") -> None:
-    """Refuse what the model alone cannot see: duplicate ids, unknown or circular fallbacks, nothing to run, references
-    to tasks that do not run before the task that reads them.
+    """Refuse what the model alone cannot see: duplicate ids, unknown or circular fallbacks, a task that could keep
+    more attempt records than its item holds (opscore.workflows.attempt_history), nothing to run, references to tasks
+    that do not run before the task that reads them.
 
     `prefix` places the paths inside a larger body (a template sent inline with a trigger, say).
     """
@@ -132,6 +141,8 @@ def check_template(template: WorkflowTemplate, prefix: str = "") -> None:
     for index, task in enumerate(template.tasks):
         first_index.setdefault(task.id, index)
     problems = _duplicate_ids(template, first_index, prefix) + _fallback_problems(template, first_index, prefix)
+    if not problems:  # runs are counted along fallbacks, which must then exist and end
+        problems = history_problems(template, prefix)
     problems += reference_problems(template.tasks, lambda index: f"{prefix}tasks.{index}.input")
     if all(task.fallback_only for task in template.tasks):
         problems.append(
