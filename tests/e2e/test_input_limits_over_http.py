@@ -7,9 +7,10 @@ import json
 import uuid
 from typing import Any
 
+import jsonschema
 import pytest
 
-from tests.e2e.conftest import Api, Reply
+from tests.e2e.conftest import Api, Contract, Reply
 from tests.e2e.test_sessions_over_http import Operator
 
 NOT_UTF8 = b'{"name": "caf\xe9"}'  # Latin-1, as a misconfigured client sends it
@@ -227,11 +228,114 @@ def test_a_next_token_this_listing_did_not_make_is_400_naming_it(ops: Operator, 
     refused(reply, 400, None, "next_token")
 
 
-def test_a_null_webhook_secret_is_400_rather_than_no_secret(ops: Operator) -> None:
+# --------------------------------------------------------------------------- null where the document has no null
+# A field may be left out (its default), but its documented type has no null: `null` is a 400 naming it, as
+# docs/openapi.yaml says, and nothing changes.
+
+
+@pytest.mark.parametrize("field", ["webhook_secret", "endpoint", "version"])
+def test_a_null_registration_field_is_400_rather_than_its_default(ops: Operator, field: str) -> None:
     before = agent_view(ops)
-    body = {"name": "x", "webhook_secret": None}
-    refused(ops.api.request("PUT", f"/agent/{ops.agent_id}", key=ops.agent_key, body=body), 400, None, "webhook_secret")
+    body = {"name": "x", field: None}
+    refused(ops.api.request("PUT", f"/agent/{ops.agent_id}", key=ops.agent_key, body=body), 400, None, field)
     assert agent_view(ops) == before
+
+
+def all_keys(api: Api) -> list[dict[str, Any]]:
+    keys: list[dict[str, Any]] = []
+    query: dict[str, str] = {"limit": "100"}
+    while True:
+        page = api.admin("GET", "/keys", query=query)
+        assert page.status == 200, page.body
+        keys += page.body["items"]
+        if "next_token" not in page.body:
+            return keys
+        query = {"limit": "100", "next_token": page.body["next_token"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"role": "admin", "agent_id": None}, "agent_id"), ({"role": None, "agent_id": "e2e-null-role"}, "role")],
+)
+def test_a_null_in_a_key_request_is_400_naming_it_and_makes_no_key(api: Api, body: dict[str, Any], field: str) -> None:
+    before = all_keys(api)
+    refused(api.admin("POST", "/keys", body=body), 400, None, field)
+    assert all_keys(api) == before
+
+
+@pytest.mark.parametrize("field", ["priority", "version"])
+def test_a_null_in_a_trigger_is_400_naming_it_and_starts_nothing(api: Api, ops: Operator, field: str) -> None:
+    name = new_name()
+    assert api.admin("POST", "/workflows", body={"name": name, "tasks": [{"id": "a", "action": "x"}]}).status == 201
+    body = {"workflow_id": name, field: None}
+    refused(api.admin("POST", f"/agent/{ops.agent_id}/workflow", body=body), 400, None, field)
+    sessions = api.request("GET", f"/agent/{ops.agent_id}/sessions", key=ops.agent_key)
+    assert sessions.body["items"] == [], "no session was started"
+
+
+@pytest.mark.parametrize("field", ["output", "attempt"])
+def test_a_null_in_a_result_is_400_naming_it_and_the_task_stays_leased(ops: Operator, field: str) -> None:
+    session_id = ops.start([{"id": "a", "action": "x"}])
+    task_id = ops.lease(session_id, "a")
+    body = {"status": "succeeded", field: None}
+    path = f"/agent/{ops.agent_id}/tasks/{task_id}/result"
+    refused(ops.api.request("POST", path, key=ops.agent_key, body=body), 400, None, field)
+    assert [task["status"] for task in ops.view(session_id)["tasks"]] == ["leased"]
+
+
+def test_null_expiries_are_documented_as_no_expiry_and_taken_as_such(api: Api) -> None:
+    # The one place the document does allow null: a key's expiry (absent or null: no expiry).
+    created = api.admin("POST", "/keys", body={"role": "admin", "expires_at": None})
+    assert (created.status, created.body["expires_at"]) == (201, None), created.body
+    body = {"expires_at": None, "old_key_expires_at": None}
+    rotated = api.admin("POST", f"/keys/{created.body['key_id']}/rotate", body=body)
+    assert (rotated.status, rotated.body["expires_at"]) == (201, None), rotated.body
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/keys", {"role": "admin", "agent_id": "e2e-both"}),
+        ("/keys", {"role": "agent"}),
+        ("/keys", {}),
+        ("/keys", {"role": "agent", "agent_id": "e2e-agent-role"}),
+        ("/agent/{agent}", {"name": "x", "delivery": "carrier_pigeon"}),
+        ("/agent/{agent}", {"name": "x", "delivery": "poll"}),
+    ],
+)
+def test_the_document_refuses_a_body_exactly_when_the_api_does(
+    ops: Operator, contract: Contract, path: str, body: dict[str, Any]
+) -> None:
+    method, schema = ("POST", "KeyRequest") if path == "/keys" else ("PUT", "RegistrationRequest")
+    reply = ops.api.admin(method, path.format(agent=ops.agent_id), body=body)
+    try:
+        contract.validate(body, f"#/components/schemas/{schema}")
+        documented_valid = True
+    except jsonschema.ValidationError:
+        documented_valid = False
+    assert (reply.status != 400) == documented_valid, (reply.status, reply.body)
+
+
+# --------------------------------------------------------------------------- empty query parameters
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/agent/{agent}/stats", "window"),
+        ("/agent/{agent}/state/history", "next_token"),
+        ("/agent/{agent}/state/history", "since"),
+        ("/agent/{agent}/sessions", "status"),
+        ("/agent/{agent}/sessions", "workflow_id"),
+        ("/agent/{agent}/tasks", "status"),
+        ("/agent/{agent}/tasks", "limit"),
+    ],
+)
+def test_an_empty_query_parameter_is_400_naming_it_not_taken_for_its_default(
+    ops: Operator, path: str, name: str
+) -> None:
+    reply = ops.api.request("GET", path.format(agent=ops.agent_id), key=ops.agent_key, query={name: ""})
+    refused(reply, 400, None, name)
 
 
 # --------------------------------------------------------------------------- sizes of inputs and outputs

@@ -118,10 +118,12 @@ def test_endpoint_rules(endpoint: str, problem: str | None) -> None:
         assert [(e["loc"], e["msg"]) for e in error.value.errors()] == [(("endpoint",), f"Value error, {problem}")]
 
 
-def test_an_endpoint_urlsplit_cannot_read_is_refused_and_none_is_allowed() -> None:
+def test_an_endpoint_urlsplit_cannot_read_is_refused_and_an_absent_one_is_allowed_but_not_null() -> None:
     with pytest.raises(ValidationError, match="Invalid IPv6 URL"):
         RegistrationRequest(name="n", endpoint="https://[::1/")
-    assert RegistrationRequest(name="n", endpoint=None).endpoint is None
+    assert RegistrationRequest(name="n").endpoint is None
+    with pytest.raises(ValidationError, match="endpoint may be left out, but not null"):
+        RegistrationRequest(name="n", endpoint=None)
 
 
 def test_key_request_roles() -> None:

@@ -28,7 +28,9 @@ def content_length(headers: Iterable[tuple[str, str]]) -> int:
     chunked body (its end is not known before it is read, and what is left of it would be read as the next request)."""
     named = [(name.lower(), value.strip()) for name, value in headers]
     if any(name == "transfer-encoding" for name, _ in named):
-        raise BodyRefused(411, "length_required", "send the body with a Content-Length: Transfer-Encoding is refused")
+        # 411 says what to do; the code is the documented `bad_request`, as for http.server's own 414 and 431.
+        message = "send the body with a Content-Length: Transfer-Encoding is refused"
+        raise BodyRefused(411, "bad_request", message)
     lengths = {value for name, value in named if name == "content-length"}
     if not lengths:
         return 0

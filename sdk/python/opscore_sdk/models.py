@@ -116,7 +116,7 @@ class KeyPage(BaseModel):
 
 class KeyRequest(BaseModel):
     """
-    `{"agent_id": ...}` for an agent key, `{"role": "admin"}` for an admin key.
+    `{"agent_id": ...}` (with `"role": "agent"` or no role) for an agent key, `{"role": "admin"}` (and no `agent_id`) for an admin key; anything else is a 400.
     """
 
     model_config = ConfigDict(
@@ -258,7 +258,7 @@ class RegistrationRequest(BaseModel):
     """
     The actions the agent takes. A trigger or ad-hoc task with an action it does not declare (fallbacks included) is refused with a 400 naming the task's `action` (type `capability_undeclared`); an agent that declares none takes any action.
     """
-    delivery: Annotated[str | None, Field(pattern="^[a-z][a-z0-9_]{0,31}$")] = "poll"
+    delivery: Literal["poll", "webhook"] | None = "poll"
     """
     How tasks reach the agent: `poll` (it leases them) or `webhook` (Ops-Core POSTs them to `endpoint`). A channel Ops-Core lacks is 400 (`unknown_channel`).
     """
@@ -338,7 +338,7 @@ class RotateRequest(BaseModel):
     """
     old_key_expires_at: AwareDatetime | None = None
     """
-    When the old key stops working (RFC 3339 with its offset, after now): the end of its grace period. An earlier expiry the old key already has is kept. Absent: the old key works until revoked or expired.
+    When the old key stops working (RFC 3339 with its offset, after now): the end of its grace period. An earlier expiry the old key already has is kept. Absent or null: the old key works until revoked or expired.
     """
 
 

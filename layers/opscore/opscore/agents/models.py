@@ -11,7 +11,16 @@ from urllib.parse import urlsplit
 
 from pydantic import AwareDatetime, Field, field_validator
 
-from opscore.core.contracts import Integer, JsonObject, Line, Prose, RequestModel, ResponseModel, canonical_json
+from opscore.core.contracts import (
+    Integer,
+    JsonObject,
+    Line,
+    NotNull,
+    Prose,
+    RequestModel,
+    ResponseModel,
+    canonical_json,
+)
 
 AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
@@ -87,9 +96,13 @@ class RegistrationRequest(RequestModel):
     """PUT /agent/{agentId}: the whole registration; fields left out return to their defaults."""
 
     name: Line = Field(min_length=1, max_length=128)
-    version: Line | None = Field(default=None, min_length=1, max_length=64, description="The agent's own version.")
+    version: Annotated[Line | None, NotNull] = Field(
+        default=None, min_length=1, max_length=64, description="The agent's own version."
+    )
     capabilities: list[Capability] = Field(default_factory=list, max_length=64)
-    endpoint: str | None = Field(default=None, max_length=2048, description="https URL; http only for loopback.")
+    endpoint: Annotated[str | None, NotNull] = Field(
+        default=None, max_length=2048, description="https URL; http only for loopback."
+    )
     max_concurrency: Integer = Field(default=1, ge=1, le=1000, description="Tasks the agent may hold at once.")
     metadata: JsonObject = Field(default_factory=dict)
     delivery: str = Field(
@@ -97,7 +110,7 @@ class RegistrationRequest(RequestModel):
         pattern=r"^[a-z][a-z0-9_]{0,31}$",
         description="How tasks reach the agent: poll (it leases them) or webhook (Ops-Core POSTs them).",
     )
-    webhook_secret: str | None = Field(
+    webhook_secret: Annotated[str | None, NotNull] = Field(
         default=None,
         min_length=16,
         max_length=256,
@@ -124,13 +137,6 @@ class RegistrationRequest(RequestModel):
         le=86_400,
         description="Time from a quarantine's start until the agent may lease one probe task (half-open).",
     )
-
-    @field_validator("webhook_secret", mode="before")
-    @classmethod
-    def _secret_or_absent(cls, value: object) -> object:
-        if value is None:  # the spec's type is string: leave the field out for no secret
-            raise ValueError("webhook_secret is a string; leave it out for no secret")
-        return value
 
     @field_validator("capabilities")
     @classmethod

@@ -76,6 +76,16 @@ def path_value(raw: str, name: str, pattern: str) -> str:
     return raw
 
 
+def query_text(event: APIGatewayProxyEvent, name: str) -> str | None:
+    """The parameter as sent; None when absent. Sent empty (`?window=`) it is a 400 naming it, never taken for absent:
+    every query parameter the API takes has an enumeration, a pattern or a format that no empty value meets."""
+    raw = (event.query_string_parameters or {}).get(name)
+    if raw == "":
+        message = "must not be empty: leave the parameter out for its default"
+        raise ValidationFailed(f"{name} {message}", [FieldProblem(name, message, location="query", type="empty")])
+    return raw
+
+
 def query_int(event: APIGatewayProxyEvent, name: str, default: int, minimum: int, maximum: int) -> int:
     value = optional_query_int(event, name, minimum, maximum)
     return default if value is None else value

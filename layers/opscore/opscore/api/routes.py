@@ -44,6 +44,7 @@ from opscore.api.params import (
     query_choice,
     query_int,
     query_matching,
+    query_text,
     query_window,
     refuse_unknown_query,
 )
@@ -112,7 +113,8 @@ class Request(NamedTuple):
         return read_json(self.event, model, allow_yaml)
 
     def query(self, name: str) -> str | None:
-        return self.event.get_query_string_value(name)
+        """The parameter as sent; None when absent; a 400 naming it when sent empty."""
+        return query_text(self.event, name)
 
     def optional_query_choice(self, name: str, choices: tuple[str, ...]) -> str | None:
         """One of `choices`, or None when the parameter is absent; a 400 naming it otherwise."""

@@ -7,7 +7,7 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 
 class RequestModel(BaseModel):
@@ -55,6 +55,17 @@ def _integral(value: Any) -> Any:
 # Optional ones take the validator on the union: on `Integer | None` pydantic publishes ge/le, not minimum/maximum.
 Integer = Annotated[int, BeforeValidator(_integral)]
 OptionalInteger = Annotated[int | None, BeforeValidator(_integral)]
+
+
+def _present_or_absent(value: Any, info: ValidationInfo) -> Any:
+    if value is None:
+        raise ValueError(f"{info.field_name} may be left out, but not null: its documented type has no null")
+    return value
+
+
+# An optional request field whose type in docs/openapi.yaml has no null: left out, it takes its default (kept as None
+# here, since a default is never validated); sent as `null`, it is a 400 naming it, as the document says.
+NotNull = BeforeValidator(_present_or_absent)
 
 
 def canonical_json(value: Any) -> str:

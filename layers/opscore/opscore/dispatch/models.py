@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
 from opscore.core.contracts import (
     JsonObject,
+    NotNull,
     OptionalInteger,
     Prose,
     RequestModel,
@@ -59,9 +60,9 @@ class TaskResult(RequestModel):
     """POST /agent/{agentId}/tasks/{taskId}/result."""
 
     status: Literal["succeeded", "failed"]
-    output: JsonObject | None = None
-    error: ReportedError | None = None
-    attempt: OptionalInteger = Field(
+    output: Annotated[JsonObject | None, NotNull] = None
+    error: Annotated[ReportedError | None, NotNull] = None
+    attempt: Annotated[OptionalInteger, NotNull] = Field(
         default=None, ge=1, description="The attempt this result is for; guards against a late duplicate."
     )
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from opscore.agents.models import AgentId
-from opscore.core.contracts import RequestModel, ResponseModel
+from opscore.core.contracts import NotNull, RequestModel, ResponseModel
 
 # RFC 3339 date-time with its offset: pydantic alone would also take Unix times and other ISO 8601 spellings.
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
@@ -41,8 +41,8 @@ def rfc3339(value: Any, field: str) -> datetime:
 class KeyRequest(RequestModel):
     """POST /keys: `{"agent_id": ...}` for an agent key, `{"role": "admin"}` for an admin key; either may expire."""
 
-    role: Role | None = None
-    agent_id: AgentId | None = None
+    role: Annotated[Role | None, NotNull] = None
+    agent_id: Annotated[AgentId | None, NotNull] = None
     expires_at: AwareDatetime | None = Field(
         default=None, description="When the key stops working (RFC 3339 with its offset; in the future)."
     )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 from pydantic import Field, field_validator, model_validator
 
 from opscore.agents.models import Quarantine
-from opscore.core.contracts import JsonObject, OptionalInteger, RequestModel, ResponseModel
+from opscore.core.contracts import JsonObject, NotNull, OptionalInteger, RequestModel, ResponseModel
 from opscore.workflows.templates import (
     MAX_SESSION_INPUT_BYTES,
     TaskId,
@@ -73,13 +73,17 @@ class TaskStatus(StrEnum):
 class TriggerRequest(RequestModel):
     """POST /agent/{agentId}/workflow: a stored workflow (by id, optionally version) or a template sent inline."""
 
-    workflow_id: WorkflowName | None = None
-    version: OptionalInteger = Field(
+    workflow_id: Annotated[WorkflowName | None, NotNull] = None
+    version: Annotated[OptionalInteger, NotNull] = Field(
         default=None, ge=1, le=9_999_999_999, description="Default: the workflow's latest version."
     )
-    template: WorkflowTemplate | None = Field(default=None, description="Stored as a workflow version first.")
+    template: Annotated[WorkflowTemplate | None, NotNull] = Field(
+        default=None, description="Stored as a workflow version first."
+    )
     input: JsonObject = Field(default_factory=dict, description="Passed to every task beside its own input.")
-    priority: OptionalInteger = Field(default=None, ge=0, le=9, description="For tasks that set none; default 5.")
+    priority: Annotated[OptionalInteger, NotNull] = Field(
+        default=None, ge=0, le=9, description="For tasks that set none; default 5."
+    )
 
     @field_validator("input")
     @classmethod
