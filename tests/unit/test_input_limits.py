@@ -218,6 +218,13 @@ def test_a_page_token_outside_its_documented_format_is_a_400_naming_it(token: st
     assert [problem.field for problem in refused.value.details] == ["next_token"]
 
 
+def test_a_page_token_holding_a_lone_surrogate_is_a_400_before_any_query() -> None:
+    forged = base64.urlsafe_b64encode(b'{"keys_sk": "agent#a\\ud800"}').decode().rstrip("=")
+    with pytest.raises(ValidationFailed) as refused:
+        decode_page_token(forged, lambda _: True)
+    assert [problem.field for problem in refused.value.details] == ["next_token"]
+
+
 def test_a_page_token_this_code_made_reads_back() -> None:
     position = {"PK": "AGENT#a", "SK": "HISTORY#2026"}
     assert decode_page_token(encode_page_token(position), lambda _: True) == position

@@ -51,10 +51,20 @@ def decode_page_token(token: str, accept: Callable[[dict[str, str]], bool]) -> d
     if (
         not isinstance(position, dict)
         or not all(isinstance(name, str) and isinstance(value, str) for name, value in position.items())
+        or not all(_encodable(name) and _encodable(value) for name, value in position.items())
         or not accept(position)
     ):
         raise not_a_token()
     return position
+
+
+def _encodable(text: str) -> bool:
+    """A lone surrogate (`"\\ud800"` in the token's JSON) is no string DynamoDB holds: refuse it before a Query."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def query_prefix_page(
