@@ -11,7 +11,7 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from opscore.aws.dynamodb import translated_errors
 from opscore.aws.items import Item, decode_item, s
@@ -48,18 +48,21 @@ def decode_page_token(token: str, accept: Callable[[dict[str, str]], bool]) -> d
         position = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise not_a_token() from None
-    if (
-        not isinstance(position, dict)
-        or not all(isinstance(name, str) and isinstance(value, str) for name, value in position.items())
-        or not all(_encodable(name) and _encodable(value) for name, value in position.items())
-        or not accept(position)
-    ):
+    if not _a_position(position) or not accept(position):
         raise not_a_token()
     return position
 
 
+def _a_position(position: object) -> TypeGuard[dict[str, str]]:
+    """A key's attributes, names and values strings DynamoDB can hold (a lone surrogate, `"\\ud800"` in the token's
+    JSON, is none: refused before it reaches a Query)."""
+    return isinstance(position, dict) and all(
+        isinstance(name, str) and isinstance(value, str) and _encodable(name) and _encodable(value)
+        for name, value in position.items()
+    )
+
+
 def _encodable(text: str) -> bool:
-    """A lone surrogate (`"\\ud800"` in the token's JSON) is no string DynamoDB holds: refuse it before a Query."""
     try:
         text.encode()
     except UnicodeEncodeError:
