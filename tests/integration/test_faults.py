@@ -268,29 +268,23 @@ def test_a_result_whose_answer_is_lost_after_its_commit_is_answered_again_and_to
 
 
 # ---------------------------------------------------------------------------------------------------- runner steps
-@pytest.mark.parametrize("code", ["ThrottlingException", "TransactionConflict"])
-def test_a_runner_step_dynamodb_refuses_is_retried_by_the_runner_and_queues_the_attempt_once(
-    ops: SessionDriver, runtime: LambdaRuntime, code: str
+@pytest.mark.parametrize(
+    ("code", "committed"),
+    [
+        # refused: the dispatch function fails its invocation (Throttled); the Task state's Lambda retrier runs it again
+        ("ThrottlingException", False),
+        ("TransactionConflict", False),
+        # failed: a DynamoDB 500 is transient, so the session must not fail, nor its task use up a retry, because of it
+        ("InternalServerError", False),
+        # failed after the step's write took effect: the retry finds the attempt queued and keeps it (a new token, the
+        # same attempt)
+        ("InternalServerError", True),
+    ],
+)
+def test_a_runner_step_dynamodb_refuses_or_fails_is_retried_by_the_runner_and_queues_the_attempt_once(
+    ops: SessionDriver, runtime: LambdaRuntime, code: str, committed: bool
 ) -> None:
-    """The dispatch function fails its invocation (Throttled); the Task state's Lambda retrier runs it again."""
-    injected = inject("dynamodb", "TransactWriteItems", code, when=RUNNER_STEP)
-    started = run_task(ops)
-    ops.wait_leased(started["session_id"], "task")
-    assert injected.count == 1
-    ops.succeed(started["task_id"])
-    view = ops.wait_ended(started["session_id"])
-    assert (view["status"], task(view, "task")["attempts"]) == ("completed", 1)
-    assert len(executions(runtime)) == 1
-
-
-@pytest.mark.parametrize("committed", [False, True])
-def test_a_runner_step_dynamodb_fails_is_retried_by_the_runner_not_taken_for_the_tasks_failure(
-    ops: SessionDriver, runtime: LambdaRuntime, committed: bool
-) -> None:
-    """A DynamoDB 500 is transient: the session must not fail, nor its task use up a retry, because of it. Committed,
-    the step's write took effect before the error: the runner's retry finds the attempt queued and keeps it (a new
-    token, the same attempt)."""
-    injected = inject("dynamodb", "TransactWriteItems", "InternalServerError", when=RUNNER_STEP, committed=committed)
+    injected = inject("dynamodb", "TransactWriteItems", code, when=RUNNER_STEP, committed=committed)
     started = run_task(ops)
     ops.wait_leased(started["session_id"], "task")
     assert injected.count == 1
